@@ -1,0 +1,75 @@
+// Package backend owns the contract between the transfer engine and the plugins that store
+// zones (file, bind9, powerdns, memory), and the registry that maps a backend_driver name
+// to its constructor.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// ErrNotFound is returned (wrapped) when a zone is not held by the backend.
+var ErrNotFound = errors.New("zone not found")
+
+// ErrNotOwned is returned (wrapped) when the server holds a zone the agent did not create
+// (for example one defined in named.conf); the agent must not touch it.
+var ErrNotOwned = errors.New("zone exists but is not managed by the agent")
+
+// Source yields a zone's records in wire order, in batches, starting with the SOA. Next
+// returns io.EOF after the last batch. Any other error means the transfer failed: the
+// backend must then discard what it received and keep the previous version of the zone.
+type Source interface {
+	Next() ([]dns.RR, error)
+}
+
+// Backend stores zones. Zone names are lowercase, fully qualified ("example.com.") and
+// have passed ValidateZoneName. A backend must never expose a partly written zone: it
+// holds either the old complete version or the new complete one.
+type Backend interface {
+	// Serial returns the SOA serial of the stored zone, or ErrNotFound.
+	Serial(ctx context.Context, zone string) (uint32, error)
+	// Create stores a zone that does not exist yet from a complete record stream.
+	Create(ctx context.Context, zone string, src Source) error
+	// Replace swaps an existing zone for the complete record stream.
+	Replace(ctx context.Context, zone string, src Source) error
+	// Delete removes the zone and every trace the agent left of it, or returns ErrNotFound.
+	Delete(ctx context.Context, zone string) error
+	// Zones lists the zones the agent manages in this backend.
+	Zones(ctx context.Context) ([]string, error)
+}
+
+// ValidateZoneName accepts the names a zone may have in a backend: lowercase-insensitive
+// letters, digits, hyphens and underscores in non-empty labels, fully qualified, not the
+// root. Anything else (quotes, braces, slashes, spaces, "..") could end up in a path, an
+// rndc argument or a SQL row, so it is refused with a reason.
+func ValidateZoneName(zone string) error {
+	if zone == "." || zone == "" {
+		return fmt.Errorf("zone name %q: the root zone cannot be managed", zone)
+	}
+	if !strings.HasSuffix(zone, ".") {
+		return fmt.Errorf("zone name %q: not fully qualified", zone)
+	}
+	if len(zone) > 254 {
+		return fmt.Errorf("zone name %q: longer than 253 characters", zone)
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(zone, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("zone name %q: empty or over-long label", zone)
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return fmt.Errorf("zone name %q: character %q is not allowed in a zone name", zone, c)
+			}
+		}
+	}
+	return nil
+}
+
+// CanonicalZone returns the form zone names take inside the agent: lowercase, fully qualified.
+func CanonicalZone(name string) string {
+	return strings.ToLower(dns.Fqdn(name))
+}

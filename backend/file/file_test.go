@@ -1,0 +1,406 @@
+package file
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/backendtest"
+	"github.com/dnsagent/dnsagent/config"
+)
+
+const zone = "example.com."
+
+func newTestBackend(t *testing.T, change func(*Config)) (*Backend, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := Config{ZoneFilePath: dir, FileMode: DefaultFileMode, CommandTimeout: 5 * time.Second}
+	if change != nil {
+		change(&cfg)
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return b, dir
+}
+
+func create(t *testing.T, b *Backend, name string, serial uint32) {
+	t.Helper()
+	src := backendtest.Stream(backendtest.Batches(backendtest.Zone(name, serial, 10), 3)...)
+	if err := b.Create(t.Context(), name, src); err != nil {
+		t.Fatalf("Create(%s): %v", name, err)
+	}
+}
+
+// dirNames lists the directory, so tests can see temp files and stray writes.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, func(t *testing.T) backend.Backend {
+		b, _ := newTestBackend(t, nil)
+		return b
+	})
+}
+
+func TestOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "zones")
+	f, err := config.Parse("[agent:file]\nzone_file_path = " + dir + "\nfile_mode = 0640\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(f.Section("agent:file"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := f.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		t.Fatalf("zone directory not created: %v", err)
+	}
+	if err := b.Create(t.Context(), zone, backendtest.Stream(backendtest.Zone(zone, 1, 2))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "example.com.zone")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewRefusesUnusableDirectory(t *testing.T) {
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(Config{ZoneFilePath: notADir, FileMode: 0o644, CommandTimeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), notADir) {
+		t.Fatalf("New on a regular file = %v, want an error naming %s", err, notADir)
+	}
+	if os.Geteuid() == 0 {
+		t.Skip("root can write to a read-only directory")
+	}
+	readOnly := t.TempDir()
+	if err := os.Chmod(readOnly, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{ZoneFilePath: readOnly, FileMode: 0o644, CommandTimeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), readOnly) {
+		t.Fatalf("New on a read-only directory = %v, want an error naming %s", err, readOnly)
+	}
+}
+
+// The file must load in a DNS server: master format, absolute names, SOA first, every
+// record of the stream exactly once (the closing SOA of an AXFR dropped).
+func TestFileContents(t *testing.T) {
+	b, dir := newTestBackend(t, nil)
+	want := backendtest.Zone(zone, 42, 25)
+	batches := append(backendtest.Batches(want, 4), want[:1])
+	if err := b.Create(t.Context(), zone, backendtest.Stream(batches...)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "example.com.zone")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// A wrong origin proves that every name in the file is absolute.
+	zp := dns.NewZoneParser(f, "wrong.origin.", path)
+	var got []dns.RR
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		got = append(got, rr)
+	}
+	if err := zp.Err(); err != nil {
+		t.Fatalf("parsing %s: %v", path, err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("file has %d records, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].String() != want[i].String() {
+			t.Errorf("record %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+}
+
+func TestFileMode(t *testing.T) {
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o600, 0o444} {
+		t.Run(mode.String(), func(t *testing.T) {
+			b, dir := newTestBackend(t, func(c *Config) { c.FileMode = mode })
+			create(t, b, zone, 1)
+			path := filepath.Join(dir, "example.com.zone")
+			if info, err := os.Stat(path); err != nil || info.Mode().Perm() != mode {
+				t.Fatalf("after Create: mode %v, %v; want %v", info.Mode().Perm(), err, mode)
+			}
+			src := backendtest.Stream(backendtest.Zone(zone, 2, 3))
+			if err := b.Replace(t.Context(), zone, src); err != nil {
+				t.Fatal(err)
+			}
+			if info, err := os.Stat(path); err != nil || info.Mode().Perm() != mode {
+				t.Fatalf("after Replace: mode %v, %v; want %v", info.Mode().Perm(), err, mode)
+			}
+		})
+	}
+}
+
+func TestFileGroup(t *testing.T) {
+	gid := os.Getgid()
+	b, dir := newTestBackend(t, func(c *Config) { c.FileGroup = strconv.Itoa(gid) })
+	create(t, b, zone, 1)
+	info, err := os.Stat(filepath.Join(dir, "example.com.zone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Gid) != gid {
+		t.Fatalf("file group = %d, want %d", st.Gid, gid)
+	}
+}
+
+func TestHostileNamesWriteNothing(t *testing.T) {
+	var ran []string
+	b, dir := newTestBackend(t, func(c *Config) {
+		// Any command run would leave a trace file.
+		c.ReloadCommand = []string{"touch", "{file}.reloaded"}
+		c.DeleteCommand = []string{"touch", "{file}.deleted"}
+	})
+	for _, name := range backendtest.HostileNames {
+		src := backendtest.Stream(backendtest.Zone(name, 1, 2))
+		if err := b.Create(t.Context(), name, src); err == nil {
+			ran = append(ran, "create "+name)
+		}
+		if err := b.Replace(t.Context(), name, src); err == nil {
+			ran = append(ran, "replace "+name)
+		}
+		if err := b.Delete(t.Context(), name); err == nil {
+			ran = append(ran, "delete "+name)
+		}
+	}
+	if len(ran) > 0 {
+		t.Errorf("accepted: %q", ran)
+	}
+	if names := dirNames(t, dir); len(names) != 0 {
+		t.Errorf("directory holds %q after hostile names, want nothing", names)
+	}
+	if names := dirNames(t, filepath.Dir(dir)); len(names) != 1 {
+		t.Errorf("parent directory holds %q, want only the zone directory", names)
+	}
+}
+
+var errBroken = errors.New("connection reset")
+
+func TestFailedStreamKeepsOldFileByteIdentical(t *testing.T) {
+	outside := &dns.A{Hdr: dns.RR_Header{Name: "evil.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}, A: []byte{1, 2, 3, 4}}
+	next := backendtest.Batches(backendtest.Zone(zone, 2, 30), 5)
+	tests := []struct {
+		name string
+		src  backend.Source
+	}{
+		{"transfer breaks", backendtest.FailingStream(errBroken, next[0], next[1])},
+		{"wrapped EOF is a failure", backendtest.FailingStream(fmt.Errorf("read tcp: %w", io.EOF), next[0])},
+		{"out-of-zone record", backendtest.Stream(next[0], []dns.RR{outside})},
+		{"no SOA", backendtest.Stream(next[1:]...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, dir := newTestBackend(t, nil)
+			create(t, b, zone, 1)
+			path := filepath.Join(dir, "example.com.zone")
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Replace(t.Context(), zone, tt.src); err == nil {
+				t.Fatal("Replace succeeded")
+			}
+			after, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(before, after) {
+				t.Fatal("zone file changed after a failed Replace")
+			}
+			if names := dirNames(t, dir); !slices.Equal(names, []string{"example.com.zone"}) {
+				t.Fatalf("directory holds %q, want only the zone file (temp file left behind?)", names)
+			}
+		})
+	}
+}
+
+func TestReloadCommandArguments(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "args")
+	// The zone and path arrive as separate arguments; the script never sees them as code.
+	b, dir := newTestBackend(t, func(c *Config) {
+		c.ReloadCommand = []string{"sh", "-c", `printf '%s|%s' "$1" "$2" > "$3"`, "sh", "{zone}", "{file}", out}
+	})
+	create(t, b, zone, 1)
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("reload command did not run: %v", err)
+	}
+	if want := "example.com|" + filepath.Join(dir, "example.com.zone"); string(got) != want {
+		t.Fatalf("reload command got %q, want %q", got, want)
+	}
+}
+
+func TestReloadCommandFails(t *testing.T) {
+	failing := []string{"sh", "-c", "echo 'zone {zone} not loaded' >&2; exit 3"}
+
+	t.Run("create removes the new file", func(t *testing.T) {
+		b, dir := newTestBackend(t, func(c *Config) { c.ReloadCommand = failing })
+		err := b.Create(t.Context(), zone, backendtest.Stream(backendtest.Zone(zone, 1, 2)))
+		if err == nil || !strings.Contains(err.Error(), "zone example.com not loaded") {
+			t.Fatalf("Create = %v, want the command's output in the error", err)
+		}
+		if names := dirNames(t, dir); len(names) != 0 {
+			t.Fatalf("directory holds %q after a failed create, want nothing", names)
+		}
+		if _, err := b.Serial(t.Context(), zone); !errors.Is(err, backend.ErrNotFound) {
+			t.Fatalf("Serial = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("replace keeps the new file", func(t *testing.T) {
+		b, _ := newTestBackend(t, nil)
+		create(t, b, zone, 1)
+		b.reloadCommand = failing
+		err := b.Replace(t.Context(), zone, backendtest.Stream(backendtest.Zone(zone, 2, 2)))
+		if err == nil || !strings.Contains(err.Error(), "not loaded") {
+			t.Fatalf("Replace = %v, want the command's output in the error", err)
+		}
+		if serial, err := b.Serial(t.Context(), zone); err != nil || serial != 2 {
+			t.Fatalf("Serial = %d, %v; want the new serial 2", serial, err)
+		}
+	})
+
+	t.Run("missing program", func(t *testing.T) {
+		b, _ := newTestBackend(t, func(c *Config) { c.ReloadCommand = []string{"/nonexistent/dnsagent-reload"} })
+		if err := b.Create(t.Context(), zone, backendtest.Stream(backendtest.Zone(zone, 1, 2))); err == nil {
+			t.Fatal("Create succeeded with a reload command that does not exist")
+		}
+	})
+
+	t.Run("timeout", func(t *testing.T) {
+		b, _ := newTestBackend(t, func(c *Config) {
+			c.ReloadCommand = []string{"sleep", "10"}
+			c.CommandTimeout = 100 * time.Millisecond
+		})
+		start := time.Now()
+		err := b.Create(t.Context(), zone, backendtest.Stream(backendtest.Zone(zone, 1, 2)))
+		if err == nil || !strings.Contains(err.Error(), "timed out") {
+			t.Fatalf("Create = %v, want a timeout", err)
+		}
+		if elapsed := time.Since(start); elapsed > 5*time.Second {
+			t.Fatalf("the timeout took %v", elapsed)
+		}
+	})
+}
+
+func TestCommandOutputIsBounded(t *testing.T) {
+	err := runCommand(t.Context(), 5*time.Second, []string{"sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x; exit 1"})
+	if err == nil {
+		t.Fatal("command succeeded")
+	}
+	if len(err.Error()) > 2*maxOutput {
+		t.Fatalf("error is %d bytes long", len(err.Error()))
+	}
+}
+
+func TestDeleteRunsCommandAndRemovesTempFiles(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "deleted")
+	b, dir := newTestBackend(t, func(c *Config) { c.DeleteCommand = []string{"touch", out} })
+	create(t, b, zone, 1)
+	create(t, b, "sub.example.com.", 1)
+	// Temp files a crash left: this zone's go, the other zone's stay.
+	stale := []string{".example.com.zone~123", ".example.com.zone~456"}
+	other := ".sub.example.com.zone~789"
+	for _, name := range append(stale, other) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Delete(t.Context(), zone); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{other, "sub.example.com.zone"}
+	if names := dirNames(t, dir); !slices.Equal(names, want) {
+		t.Fatalf("directory holds %q, want %q", names, want)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Fatalf("delete command did not run: %v", err)
+	}
+}
+
+func TestZonesIgnoresForeignFiles(t *testing.T) {
+	b, dir := newTestBackend(t, nil)
+	create(t, b, zone, 1)
+	for _, name := range []string{".example.org.zone~1", "README", "bad name.zone", "Upper.zone", ".zone", "a..b.zone", "notes.zone.bak"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "dir.zone"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	zones, err := b.Zones(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(zones, []string{zone}) {
+		t.Fatalf("Zones() = %q, want [%s]", zones, zone)
+	}
+}
+
+func TestNamesAreCaseFolded(t *testing.T) {
+	b, dir := newTestBackend(t, nil)
+	create(t, b, "Example.COM.", 1)
+	if names := dirNames(t, dir); !slices.Equal(names, []string{"example.com.zone"}) {
+		t.Fatalf("directory holds %q, want example.com.zone", names)
+	}
+	if serial, err := b.Serial(t.Context(), zone); err != nil || serial != 1 {
+		t.Fatalf("Serial = %d, %v", serial, err)
+	}
+}
+
+func TestSerialOfDamagedFile(t *testing.T) {
+	tests := []struct{ name, text string }{
+		{"empty", ""},
+		{"NS first", "example.com. 300 IN NS ns1.example.com.\nexample.com. 300 IN SOA a. b. 1 2 3 4 5\n"},
+		{"other zone's SOA", "example.org. 300 IN SOA a. b. 1 2 3 4 5\n"},
+		{"garbage", "this is not a zone file\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, dir := newTestBackend(t, nil)
+			if err := os.WriteFile(filepath.Join(dir, "example.com.zone"), []byte(tt.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			serial, err := b.Serial(t.Context(), zone)
+			if err == nil || errors.Is(err, backend.ErrNotFound) {
+				t.Fatalf("Serial = %d, %v; want an error that is not ErrNotFound", serial, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,244 @@
+// Package memory owns an in-memory backend for tests of the layers above the backends
+// (transfer, handlers, service). It keeps the same promises as a real backend: names are
+// validated, streams are checked, and a zone is swapped in only when its stream is complete.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/config"
+)
+
+var _ backend.Backend = (*Backend)(nil)
+
+// Backend holds zones in a map. The zero value is not usable; call New.
+type Backend struct {
+	// Fail, when set, is consulted at the start of every operation (op is "serial",
+	// "create", "replace", "delete" or "zones"; zone is empty for "zones"); a non-nil
+	// result is returned as the operation's error, so tests can inject faults. Set it
+	// before the backend is shared between goroutines.
+	Fail func(op, zone string) error
+
+	mu    sync.Mutex
+	zones map[string][]dns.RR
+}
+
+// New returns an empty backend.
+func New() *Backend {
+	return &Backend{zones: map[string][]dns.RR{}}
+}
+
+// Open matches backend.Constructor so backend_driver = memory can be configured; the
+// backend has no options.
+func Open(*config.Section) (backend.Backend, error) {
+	return New(), nil
+}
+
+// Records returns a copy of the zone's records, SOA first, and whether the zone exists.
+func (b *Backend) Records(zone string) ([]dns.RR, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rrs, ok := b.zones[strings.ToLower(zone)]
+	if !ok {
+		return nil, false
+	}
+	return copyRecords(rrs), true
+}
+
+// Serial implements backend.Backend.
+func (b *Backend) Serial(_ context.Context, zone string) (uint32, error) {
+	zone, err := b.begin("serial", zone)
+	if err != nil {
+		return 0, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rrs, ok := b.zones[zone]
+	if !ok {
+		return 0, fmt.Errorf("memory backend: serial %s: %w", zone, backend.ErrNotFound)
+	}
+	return rrs[0].(*dns.SOA).Serial, nil
+}
+
+// Create implements backend.Backend.
+func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) error {
+	zone, err := b.begin("create", zone)
+	if err != nil {
+		return err
+	}
+	if b.exists(zone) {
+		return fmt.Errorf("memory backend: create %s: zone already exists", zone)
+	}
+	rrs, err := collect(ctx, zone, src)
+	if err != nil {
+		return fmt.Errorf("memory backend: create %s: %w", zone, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.zones[zone] = rrs
+	return nil
+}
+
+// Replace implements backend.Backend.
+func (b *Backend) Replace(ctx context.Context, zone string, src backend.Source) error {
+	zone, err := b.begin("replace", zone)
+	if err != nil {
+		return err
+	}
+	if !b.exists(zone) {
+		return fmt.Errorf("memory backend: replace %s: %w", zone, backend.ErrNotFound)
+	}
+	rrs, err := collect(ctx, zone, src)
+	if err != nil {
+		return fmt.Errorf("memory backend: replace %s: %w", zone, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.zones[zone] = rrs
+	return nil
+}
+
+// Delete implements backend.Backend.
+func (b *Backend) Delete(_ context.Context, zone string) error {
+	zone, err := b.begin("delete", zone)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.zones[zone]; !ok {
+		return fmt.Errorf("memory backend: delete %s: %w", zone, backend.ErrNotFound)
+	}
+	delete(b.zones, zone)
+	return nil
+}
+
+// Zones implements backend.Backend; the names are sorted.
+func (b *Backend) Zones(context.Context) ([]string, error) {
+	if b.Fail != nil {
+		if err := b.Fail("zones", ""); err != nil {
+			return nil, err
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	names := make([]string, 0, len(b.zones))
+	for name := range b.zones {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// begin validates the name, consults the fault hook and returns the canonical name.
+func (b *Backend) begin(op, zone string) (string, error) {
+	if err := backend.ValidateZoneName(zone); err != nil {
+		return "", fmt.Errorf("memory backend: %s: %w", op, err)
+	}
+	zone = strings.ToLower(zone)
+	if b.Fail != nil {
+		if err := b.Fail(op, zone); err != nil {
+			return "", err
+		}
+	}
+	return zone, nil
+}
+
+func (b *Backend) exists(zone string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.zones[zone]
+	return ok
+}
+
+// collect reads the whole stream aside, without holding the lock, so a slow transfer of
+// one zone does not block the others.
+func collect(ctx context.Context, zone string, src backend.Source) ([]dns.RR, error) {
+	var (
+		rrs   []dns.RR
+		check = recordCheck{zone: zone}
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		batch, err := src.Next()
+		// Only io.EOF itself ends a stream: a wrapped EOF is a connection that broke.
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("transfer failed: %w", err)
+		}
+		batch, cerr := check.filter(batch)
+		if cerr != nil {
+			return nil, cerr
+		}
+		rrs = append(rrs, copyRecords(batch)...)
+		if err == io.EOF {
+			break
+		}
+	}
+	if err := check.done(); err != nil {
+		return nil, err
+	}
+	return rrs, nil
+}
+
+func copyRecords(rrs []dns.RR) []dns.RR {
+	out := make([]dns.RR, len(rrs))
+	for i, rr := range rrs {
+		out[i] = dns.Copy(rr)
+	}
+	return out
+}
+
+// recordCheck enforces what a stream must look like, batch by batch: the zone's own SOA
+// first, and every owner inside the zone, so a confused or hostile primary cannot make us
+// store records for names it has no authority over.
+type recordCheck struct {
+	zone string
+	soa  *dns.SOA
+}
+
+// filter checks one batch and drops the copy of the SOA that closes an AXFR, if the
+// source passed it on; a different SOA later in the stream is an error.
+func (c *recordCheck) filter(rrs []dns.RR) ([]dns.RR, error) {
+	kept := make([]dns.RR, 0, len(rrs))
+	for _, rr := range rrs {
+		owner := rr.Header().Name
+		if c.soa == nil {
+			soa, ok := rr.(*dns.SOA)
+			if !ok || !strings.EqualFold(owner, c.zone) {
+				return nil, fmt.Errorf("stream does not start with the SOA of %s (first record: %s)", c.zone, rr)
+			}
+			c.soa = soa
+			kept = append(kept, rr)
+			continue
+		}
+		if !dns.IsSubDomain(c.zone, owner) {
+			return nil, fmt.Errorf("record %s is outside zone %s", rr, c.zone)
+		}
+		if soa, ok := rr.(*dns.SOA); ok {
+			if !dns.IsDuplicate(soa, c.soa) {
+				return nil, fmt.Errorf("second, different SOA in the stream: %s", rr)
+			}
+			continue
+		}
+		kept = append(kept, rr)
+	}
+	return kept, nil
+}
+
+// done reports a stream that ended before its SOA.
+func (c *recordCheck) done() error {
+	if c.soa == nil {
+		return fmt.Errorf("empty stream: no SOA for %s", c.zone)
+	}
+	return nil
+}

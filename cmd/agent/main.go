@@ -1,0 +1,106 @@
+// Command dnsagent runs the DNS agent: it takes NOTIFY and Designate's CREATE/DELETE
+// commands, pulls zones from the masters and applies them to a backend.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dnsagent/dnsagent/service"
+	"go.uber.org/zap"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const defaultConfig = "/etc/dnsagent/agent.conf"
+
+const usage = `dnsagent - a DNS agent for OpenStack Designate and other primaries
+
+Usage:
+  dnsagent [--config FILE]               run the agent
+  dnsagent check-config [--config FILE]  validate the configuration and exit
+  dnsagent --version | --help
+
+Options:
+  --config FILE  INI configuration (default %s; if that file does not exist,
+                 built-in defaults and the environment are used)
+
+Every option can be overridden from the environment: option OPT of section
+[SECTION:NAME] is DNSAGENT_SECTION_NAME_OPT, e.g. DNSAGENT_SERVICE_AGENT_LISTEN.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	check := len(args) > 0 && args[0] == "check-config"
+	if check {
+		args = args[1:]
+	}
+	flags := flag.NewFlagSet("dnsagent", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.Usage = func() {} // printed below, to stdout for --help and stderr for mistakes
+	configPath := flags.String("config", "", "")
+	showVersion := flags.Bool("version", false, "")
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, usage, defaultConfig)
+			return 0
+		}
+		fmt.Fprintf(stderr, usage, defaultConfig)
+		return 2
+	}
+	if flags.NArg() > 0 {
+		fmt.Fprintf(stderr, "dnsagent: unexpected argument %q\n", flags.Arg(0))
+		fmt.Fprintf(stderr, usage, defaultConfig)
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "dnsagent", version)
+		return 0
+	}
+	path := *configPath
+	if path == "" {
+		if _, err := os.Stat(defaultConfig); err == nil {
+			path = defaultConfig
+		}
+	}
+
+	cfg, be, err := service.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "dnsagent: configuration %s:\n%v\n", displayPath(path), err)
+		return 1
+	}
+	if check {
+		fmt.Fprintf(stdout, "configuration %s is valid (backend %s)\n", displayPath(path), cfg.BackendDriver)
+		return 0
+	}
+	log, err := service.NewLogger(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "dnsagent:", err)
+		return 1
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do if stderr is gone
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := service.New(cfg, be, log).Run(ctx); err != nil {
+		log.Error("agent failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func displayPath(path string) string {
+	if path == "" {
+		return "(built-in defaults)"
+	}
+	return path
+}

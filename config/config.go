@@ -1,0 +1,228 @@
+// Package config reads the agent's INI file (Designate style, one `[service:agent]` section
+// and one `[agent:NAME]` section per backend) with environment overrides, and turns values
+// into typed settings. Every problem is reported with its section and option, and all of
+// them are reported at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+	"gopkg.in/ini.v1"
+)
+
+// EnvPrefix starts every environment override: option listen of [service:agent] is
+// DNSAGENT_SERVICE_AGENT_LISTEN.
+const EnvPrefix = "DNSAGENT"
+
+// File is a loaded configuration. It remembers every error and every option read, so
+// Err can report bad values and options nobody knows (typos) together.
+type File struct {
+	ini      *ini.File
+	env      *viper.Viper
+	errs     []error
+	sections map[string]*Section
+}
+
+// Load reads path; an empty path means "no file": built-in defaults and the environment.
+func Load(path string) (*File, error) {
+	// oslo.config does not treat ';' or '#' inside a value as a comment, and passwords and
+	// commands contain them: only a comment led by whitespace ends a value.
+	opts := ini.LoadOptions{SpaceBeforeInlineComment: true, Insensitive: true}
+	var (
+		data *ini.File
+		err  error
+	)
+	if path == "" {
+		data = ini.Empty(opts)
+	} else {
+		data, err = ini.LoadSources(opts, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return newFile(data), nil
+}
+
+// Parse reads configuration from text, for tests and embedded samples.
+func Parse(text string) (*File, error) {
+	data, err := ini.LoadSources(ini.LoadOptions{SpaceBeforeInlineComment: true, Insensitive: true}, []byte(text))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return newFile(data), nil
+}
+
+func newFile(data *ini.File) *File {
+	env := viper.New()
+	env.SetEnvPrefix(EnvPrefix)
+	env.SetEnvKeyReplacer(strings.NewReplacer(":", "_", ".", "_", "-", "_"))
+	env.AutomaticEnv()
+	return &File{ini: data, env: env, sections: map[string]*Section{}}
+}
+
+// Section returns the section called name, or the first alias present in the file
+// (`[agent:file]` is also read as `[backend:agent:file]`). Messages and environment
+// overrides always use name.
+func (f *File) Section(name string, aliases ...string) *Section {
+	if s, ok := f.sections[name]; ok {
+		return s
+	}
+	s := &Section{file: f, name: name, read: map[string]bool{}}
+	for _, n := range append([]string{name}, aliases...) {
+		if f.ini.HasSection(n) {
+			s.data = f.ini.Section(n)
+			break
+		}
+	}
+	f.sections[name] = s
+	return s
+}
+
+// Err reports every bad value read so far and every option of a read section that no
+// code asked for, or nil.
+func (f *File) Err() error {
+	errs := append([]error(nil), f.errs...)
+	names := make([]string, 0, len(f.sections))
+	for name := range f.sections {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s := f.sections[name]
+		if s.data == nil {
+			continue
+		}
+		for _, key := range s.data.KeyStrings() {
+			if !s.read[key] {
+				errs = append(errs, fmt.Errorf("[%s] %s: unknown option", s.data.Name(), key))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Section reads typed options of one INI section. A getter that meets a bad value records
+// an error naming section and option and returns the default, so loading continues and
+// reports everything at once.
+type Section struct {
+	file *File
+	name string
+	data *ini.Section
+	read map[string]bool
+}
+
+// Name is the section's canonical name.
+func (s *Section) Name() string { return s.name }
+
+// Errorf records a problem with option key.
+func (s *Section) Errorf(key, format string, args ...any) {
+	s.file.errs = append(s.file.errs, fmt.Errorf("[%s] %s: %s", s.name, key, fmt.Sprintf(format, args...)))
+}
+
+// lookup returns the raw value: the environment first, then the file.
+func (s *Section) lookup(key string) (string, bool) {
+	s.read[key] = true
+	envKey := s.name + "." + key
+	if s.file.env.IsSet(envKey) {
+		return s.file.env.GetString(envKey), true
+	}
+	if s.data != nil && s.data.HasKey(key) {
+		return s.data.Key(key).String(), true
+	}
+	return "", false
+}
+
+// String returns the option's value, trimmed, or def when it is absent.
+func (s *Section) String(key, def string) string {
+	if v, ok := s.lookup(key); ok {
+		return strings.TrimSpace(v)
+	}
+	return def
+}
+
+// List returns the comma-separated items of the option, trimmed, without empty items.
+func (s *Section) List(key string) []string {
+	var items []string
+	for _, item := range strings.Split(s.String(key, ""), ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
+}
+
+// Int returns an integer option that must be at least min.
+func (s *Section) Int(key string, def, min int) int {
+	v := s.String(key, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		s.Errorf(key, "%q is not an integer", v)
+		return def
+	}
+	if n < min {
+		s.Errorf(key, "%d is below the minimum %d", n, min)
+		return def
+	}
+	return n
+}
+
+// Bool returns a boolean option (true/false, yes/no, on/off, 1/0).
+func (s *Section) Bool(key string, def bool) bool {
+	v := strings.ToLower(s.String(key, ""))
+	switch v {
+	case "":
+		return def
+	case "true", "yes", "on", "1":
+		return true
+	case "false", "no", "off", "0":
+		return false
+	}
+	s.Errorf(key, "%q is not a boolean (use true or false)", v)
+	return def
+}
+
+// Seconds returns a non-negative duration written as seconds ("0.5", "20", as Designate
+// does) or as a Go duration ("500ms").
+func (s *Section) Seconds(key string, def time.Duration) time.Duration {
+	v := s.String(key, "")
+	if v == "" {
+		return def
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if f < 0 || f > 1e6 {
+			s.Errorf(key, "%q seconds is out of range", v)
+			return def
+		}
+		return time.Duration(f * float64(time.Second))
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		s.Errorf(key, "%q is not a number of seconds or a duration like 500ms", v)
+		return def
+	}
+	return d
+}
+
+// FileMode returns an octal permission such as 0644.
+func (s *Section) FileMode(key string, def os.FileMode) os.FileMode {
+	v := s.String(key, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseUint(v, 8, 32)
+	if err != nil || n > 0o777 {
+		s.Errorf(key, "%q is not an octal file mode such as 0644", v)
+		return def
+	}
+	return os.FileMode(n)
+}

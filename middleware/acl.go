@@ -1,0 +1,99 @@
+package middleware
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// ACL is a list of addresses and networks allowed to send a kind of request.
+type ACL struct {
+	any      bool
+	prefixes []netip.Prefix
+}
+
+// ParseACL reads allow-list items: IP addresses, CIDR networks, or the single word "any".
+func ParseACL(items []string) (ACL, error) {
+	var acl ACL
+	for _, item := range items {
+		if strings.EqualFold(item, "any") {
+			acl.any = true
+			continue
+		}
+		if prefix, err := netip.ParsePrefix(item); err == nil {
+			acl.prefixes = append(acl.prefixes, prefix.Masked())
+			continue
+		}
+		addr, err := netip.ParseAddr(item)
+		if err != nil {
+			return ACL{}, fmt.Errorf("%q is not an IP address, a CIDR network or \"any\"", item)
+		}
+		acl.prefixes = append(acl.prefixes, netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+	}
+	return acl, nil
+}
+
+// LoopbackACL allows only the loopback networks.
+func LoopbackACL() ACL {
+	return ACL{prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+}
+
+// Empty reports whether the list allows nobody.
+func (a ACL) Empty() bool { return !a.any && len(a.prefixes) == 0 }
+
+// Allows reports whether addr may send requests.
+func (a ACL) Allows(addr netip.Addr) bool {
+	if a.any {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, p := range a.prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// String lists the entries, for logs.
+func (a ACL) String() string {
+	var items []string
+	if a.any {
+		items = append(items, "any")
+	}
+	for _, p := range a.prefixes {
+		items = append(items, p.String())
+	}
+	return strings.Join(items, ", ")
+}
+
+// Allow refuses NOTIFY and commands (opcode 14) from sources outside notify, and queries
+// from sources outside query, with REFUSED and the question echoed, as Designate does.
+// Other opcodes pass through: the handler refuses them.
+func Allow(notify, query ACL) Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			source := RequestFrom(ctx).Source.Addr()
+			var acl ACL
+			switch r.Opcode {
+			case dns.OpcodeNotify, OpcodeCC:
+				acl = notify
+			case dns.OpcodeQuery:
+				acl = query
+			default:
+				return next.ServeDNS(ctx, w, r)
+			}
+			if !acl.Allows(source) {
+				rcode, err := WriteReply(w, r, dns.RcodeRefused, false)
+				if err == nil {
+					err = fmt.Errorf("%s from %s refused: not in the allow list", OpcodeName(r.Opcode), source)
+				}
+				return rcode, err
+			}
+			return next.ServeDNS(ctx, w, r)
+		})
+	}
+}

@@ -1,0 +1,64 @@
+package middleware
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Logging writes one line per request once it is answered. Ordinary queries (SOA polling)
+// are logged at debug level so they do not flood the log; NOTIFY and commands at info;
+// failures at warn with their cause.
+func Logging(log *zap.Logger, now func() time.Time) Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			rcode, err := next.ServeDNS(ctx, w, r)
+			req := RequestFrom(ctx)
+			level := zapcore.InfoLevel
+			switch {
+			case err != nil:
+				level = zapcore.WarnLevel
+			case r.Opcode == dns.OpcodeQuery:
+				level = zapcore.DebugLevel
+			}
+			if ce := log.Check(level, "request"); ce != nil {
+				fields := []zap.Field{
+					zap.Uint64("request", req.ID),
+					zap.Stringer("source", req.Source),
+					zap.String("transport", req.Transport),
+					zap.String("opcode", OpcodeName(r.Opcode)),
+					zap.String("rcode", dns.RcodeToString[rcode]),
+					zap.Duration("took", now().Sub(req.Received)),
+				}
+				if len(r.Question) > 0 {
+					q := r.Question[0]
+					fields = append(fields, zap.String("name", q.Name), zap.String("class", dns.Class(q.Qclass).String()),
+						zap.String("type", dns.Type(q.Qtype).String()))
+				}
+				if err != nil {
+					fields = append(fields, zap.Error(err))
+				}
+				ce.Write(fields...)
+			}
+			return rcode, err
+		})
+	}
+}
+
+// OpcodeCC is Designate's private opcode for CREATE/DELETE commands.
+const OpcodeCC = 14
+
+// OpcodeName names an opcode, including Designate's private one.
+func OpcodeName(op int) string {
+	if op == OpcodeCC {
+		return "CC"
+	}
+	if name, ok := dns.OpcodeToString[op]; ok {
+		return name
+	}
+	return "OPCODE" + strconv.Itoa(op)
+}

@@ -1,0 +1,75 @@
+package middleware
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Request is what the agent knows about a request besides its bytes.
+type Request struct {
+	ID        uint64
+	Source    netip.AddrPort
+	Transport string // "udp" or "tcp"
+	Received  time.Time
+}
+
+type requestKey struct{}
+
+// RequestFrom returns the request's metadata; the zero Request outside the chain.
+func RequestFrom(ctx context.Context) Request {
+	req, _ := ctx.Value(requestKey{}).(Request)
+	return req
+}
+
+var lastRequestID atomic.Uint64
+
+// Metadata attaches a Request to the context and wraps the writer in a Recorder, so the
+// layers after it can tell whether and how the request was answered.
+func Metadata(now func() time.Time) Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			req := Request{ID: lastRequestID.Add(1), Received: now(), Transport: "udp"}
+			switch addr := w.RemoteAddr().(type) {
+			case *net.UDPAddr:
+				req.Source = addr.AddrPort()
+			case *net.TCPAddr:
+				req.Source, req.Transport = addr.AddrPort(), "tcp"
+			}
+			req.Source = netip.AddrPortFrom(req.Source.Addr().Unmap(), req.Source.Port())
+			return next.ServeDNS(context.WithValue(ctx, requestKey{}, req), &Recorder{ResponseWriter: w}, r)
+		})
+	}
+}
+
+// Recorder remembers whether a reply was written and with which rcode.
+type Recorder struct {
+	dns.ResponseWriter
+	Written bool
+	Rcode   int
+}
+
+// WriteMsg records m's rcode and sends it.
+func (rec *Recorder) WriteMsg(m *dns.Msg) error {
+	rec.Written, rec.Rcode = true, m.Rcode
+	return rec.ResponseWriter.WriteMsg(m)
+}
+
+// Write records the rcode of a raw reply (passthrough relays bytes as they came) and sends it.
+func (rec *Recorder) Write(b []byte) (int, error) {
+	rec.Written = true
+	if len(b) >= 4 {
+		rec.Rcode = int(b[3] & 0x0f)
+	}
+	return rec.ResponseWriter.Write(b)
+}
+
+// written reports whether any layer already answered on w.
+func written(w dns.ResponseWriter) bool {
+	rec, ok := w.(*Recorder)
+	return ok && rec.Written
+}

@@ -1,0 +1,151 @@
+package service
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/transfer"
+)
+
+// Defaults (SPEC.md §5). The listen default is loopback, so the agent starts without an
+// allow_notify list; a management-network listener must name who may notify it.
+const (
+	DefaultListen         = "127.0.0.1:5358"
+	DefaultBackend        = "file"
+	defaultMasterPort     = 53
+	defaultTCPBacklog     = 100
+	defaultTCPRecvTimeout = 500 * time.Millisecond
+	defaultCreateTimeout  = 20 * time.Second
+	defaultWorkers        = 8
+	defaultQueryTimeout   = 5 * time.Second
+	defaultDialTimeout    = 5 * time.Second
+	defaultStallTimeout   = 30 * time.Second
+)
+
+// Config is [service:agent] with the query destination of the backend's section.
+type Config struct {
+	Listen           []string
+	AllowNotify      middleware.ACL
+	AllowQuery       middleware.ACL
+	BackendDriver    string
+	QueryDestination string
+	TCPBacklog       int
+	TCPRecvTimeout   time.Duration
+	CreateTimeout    time.Duration
+	LogLevel         string
+	LogFormat        string
+	Transfer         transfer.Config
+}
+
+// ReadConfig reads [service:agent] from f, reporting bad values through f.
+func ReadConfig(f *config.File) *Config {
+	s := f.Section("service:agent")
+	cfg := &Config{
+		Listen:         s.List("listen"),
+		BackendDriver:  s.String("backend_driver", DefaultBackend),
+		TCPBacklog:     s.Int("tcp_backlog", defaultTCPBacklog, 1),
+		TCPRecvTimeout: s.Seconds("tcp_recv_timeout", defaultTCPRecvTimeout),
+		CreateTimeout:  s.Seconds("create_timeout", defaultCreateTimeout),
+		LogLevel:       s.String("log_level", "info"),
+		LogFormat:      s.String("log_format", "console"),
+		Transfer: transfer.Config{
+			Masters:      readMasters(s),
+			Workers:      s.Int("workers", defaultWorkers, 1),
+			NotifyDelay:  s.Seconds("notify_delay", 0),
+			DialTimeout:  s.Seconds("transfer_connect_timeout", defaultDialTimeout),
+			StallTimeout: s.Seconds("transfer_stall_timeout", defaultStallTimeout),
+		},
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{DefaultListen}
+	}
+	loopbackOnly := true
+	for _, addr := range cfg.Listen {
+		ap, err := parseHostPort(addr, -1)
+		if err != nil {
+			s.Errorf("listen", "%v", err)
+			continue
+		}
+		loopbackOnly = loopbackOnly && ap.Addr().IsLoopback()
+	}
+	if source := s.String("transfer_source", ""); source != "" {
+		addr, err := netip.ParseAddr(source)
+		if err != nil {
+			s.Errorf("transfer_source", "%q is not an IP address", source)
+		}
+		cfg.Transfer.Source = addr
+	}
+	cfg.AllowNotify = readACL(s, "allow_notify")
+	if cfg.AllowNotify.Empty() {
+		if !loopbackOnly {
+			s.Errorf("allow_notify", "empty while listening beyond loopback (%s): list the designate-worker "+
+				"hosts (IPs or CIDRs) allowed to send NOTIFY and CREATE/DELETE, or set \"any\" to allow everyone",
+				strings.Join(cfg.Listen, ", "))
+		}
+		cfg.AllowNotify = middleware.LoopbackACL()
+	}
+	cfg.AllowQuery = readACL(s, "allow_query")
+	if cfg.AllowQuery.Empty() {
+		cfg.AllowQuery = cfg.AllowNotify
+	}
+	switch cfg.LogFormat {
+	case "console", "json":
+	default:
+		s.Errorf("log_format", "%q: use console or json", cfg.LogFormat)
+	}
+	if cfg.CreateTimeout <= 0 {
+		s.Errorf("create_timeout", "must be more than 0")
+	}
+	if len(cfg.Transfer.Masters) == 0 {
+		s.Errorf("masters", "required: list the primaries to transfer zones from, as IP:port")
+	}
+	return cfg
+}
+
+func readMasters(s *config.Section) []netip.AddrPort {
+	var masters []netip.AddrPort
+	for _, item := range s.List("masters") {
+		ap, err := parseHostPort(item, defaultMasterPort)
+		if err != nil {
+			s.Errorf("masters", "%v", err)
+			continue
+		}
+		masters = append(masters, ap)
+	}
+	return masters
+}
+
+func readACL(s *config.Section, key string) middleware.ACL {
+	acl, err := middleware.ParseACL(s.List(key))
+	if err != nil {
+		s.Errorf(key, "%v", err)
+	}
+	return acl
+}
+
+// parseHostPort reads "IP:port" or "[IPv6]:port"; a bare IP gets defaultPort unless that
+// is negative (the port is then required).
+func parseHostPort(item string, defaultPort int) (netip.AddrPort, error) {
+	if addr, err := netip.ParseAddr(strings.Trim(item, "[]")); err == nil && defaultPort >= 0 {
+		return netip.AddrPortFrom(addr, uint16(defaultPort)), nil
+	}
+	host, port, err := net.SplitHostPort(item)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is not IP:port (write IPv6 as [addr]:port)", item)
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: %q is not an IP address", item, host)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q: %q is not a port number", item, port)
+	}
+	return netip.AddrPortFrom(addr, uint16(n)), nil
+}

@@ -1,0 +1,151 @@
+// Package service wires the agent together: configuration, backend, transfer engine,
+// middleware chain and the UDP and TCP listeners, and runs them until the context ends.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/file"
+	"github.com/dnsagent/dnsagent/backend/memory"
+	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/handler"
+	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/transfer"
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
+)
+
+// Backends are the drivers backend_driver can name.
+var Backends = backend.Registry{
+	"file":   file.Open,
+	"memory": memory.Open,
+}
+
+// Load reads and checks the whole configuration and opens the backend. The error lists
+// every problem found, each naming its section and option.
+func Load(path string) (*Config, backend.Backend, error) {
+	f, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := ReadConfig(f)
+	section := f.Section("agent:"+cfg.BackendDriver, "backend:agent:"+cfg.BackendDriver)
+	if dest := section.String("query_destination", ""); dest != "" {
+		if _, err := parseHostPort(dest, defaultMasterPort); err != nil {
+			section.Errorf("query_destination", "%v", err)
+		}
+		cfg.QueryDestination = dest
+	}
+	be, beErr := Backends.New(cfg.BackendDriver, section)
+	if err := errors.Join(f.Err(), beErr); err != nil {
+		return nil, nil, err
+	}
+	return cfg, be, nil
+}
+
+// Service is a configured agent, ready to Run.
+type Service struct {
+	cfg      *Config
+	log      *zap.Logger
+	transfer *transfer.Manager
+	handler  middleware.Handler
+}
+
+// New builds the agent around a backend.
+func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
+	manager := transfer.NewManager(cfg.Transfer, be, log.Named("transfer"))
+	h := &handler.Handler{Zones: manager, CreateTimeout: cfg.CreateTimeout}
+	if cfg.QueryDestination != "" {
+		h.Forward = &handler.Forwarder{Destination: cfg.QueryDestination, Timeout: defaultQueryTimeout}
+	}
+	chain := middleware.Chain(h,
+		middleware.Metadata(time.Now),
+		middleware.Logging(log.Named("request"), time.Now),
+		middleware.Recover(log),
+		middleware.Validate(),
+		middleware.Allow(cfg.AllowNotify, cfg.AllowQuery),
+	)
+	return &Service{cfg: cfg, log: log, transfer: manager, handler: chain}
+}
+
+// Run binds every listen address over UDP and TCP and serves until ctx ends; then it
+// stops accepting, lets requests in flight end, and cancels the transfers still running
+// (a cancelled transfer is never applied). A listener that cannot bind fails Run.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.transfer.Close()
+	servers, err := s.listen(ctx)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() { errc <- srv.ActivateAndServe() }()
+	}
+	s.log.Info("listening", zap.Strings("listen", s.cfg.Listen), zap.Stringer("allow_notify", s.cfg.AllowNotify),
+		zap.String("backend", s.cfg.BackendDriver))
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("listener stopped: %w", err)
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		srv.ShutdownContext(shutdown) //nolint:errcheck // a server that failed is already down
+	}
+	s.log.Info("stopped")
+	return err
+}
+
+func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
+	base := middleware.Server{Base: ctx, Handler: s.handler}
+	var servers []*dns.Server
+	closeAll := func() {
+		for _, srv := range servers {
+			if srv.PacketConn != nil {
+				srv.PacketConn.Close()
+			} else {
+				srv.Listener.Close()
+			}
+		}
+	}
+	for _, addr := range s.cfg.Listen {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("listen %s/udp: %w", addr, err)
+		}
+		servers = append(servers, s.server(&dns.Server{PacketConn: pc, Handler: base}, false))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("listen %s/tcp: %w", addr, err)
+		}
+		// tcp_backlog: at most this many TCP connections are served at once; more wait in
+		// the kernel's accept queue.
+		ln = netutil.LimitListener(ln, s.cfg.TCPBacklog)
+		servers = append(servers, s.server(&dns.Server{Listener: ln, Handler: base}, true))
+	}
+	return servers, nil
+}
+
+func (s *Service) server(srv *dns.Server, tcp bool) *dns.Server {
+	srv.MsgAcceptFunc = middleware.AcceptRequests
+	if tcp {
+		// tcp_recv_timeout bounds both the wait for a request and the idle time between
+		// pipelined requests, so a silent client cannot hold a connection slot.
+		srv.ReadTimeout = s.cfg.TCPRecvTimeout
+		srv.IdleTimeout = func() time.Duration { return s.cfg.TCPRecvTimeout }
+	}
+	srv.MsgInvalidFunc = func(m []byte, err error) {
+		s.log.Debug("malformed message", zap.Int("bytes", len(m)), zap.Error(err))
+	}
+	return srv
+}

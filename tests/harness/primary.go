@@ -1,0 +1,376 @@
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// PrimaryOptions configures StartPrimaryWith.
+type PrimaryOptions struct {
+	// Zones maps a zone name to the text of its zone file.
+	Zones map[string]string
+	// AlsoNotify lists "ip:port" targets named sends NOTIFY to (notify explicit).
+	AlsoNotify []string
+	// IXFRFromDifferences makes named compute differences on reload and serve real IXFR;
+	// without it an IXFR request gets the whole zone (AXFR-style reply).
+	IXFRFromDifferences bool
+	// ExtraOptions is added verbatim inside options { }.
+	ExtraOptions string
+}
+
+// Primary is a private named acting as the primary the agent transfers from.
+type Primary struct {
+	t       testing.TB
+	dir     string
+	port    int
+	ctlPort int
+	secret  string
+	opts    PrimaryOptions
+	cmd     *exec.Cmd
+	out     *Buffer
+	done    chan struct{}
+	mu      sync.Mutex
+	mtimes  map[string]time.Time
+	stopped bool
+}
+
+// StartPrimary starts named serving zones (name -> zone-file text) on a random loopback
+// port, with its own rndc key and control channel, and waits until it answers.
+func StartPrimary(t testing.TB, zones map[string]string) *Primary {
+	t.Helper()
+	return StartPrimaryWith(t, PrimaryOptions{Zones: zones})
+}
+
+// StartPrimaryWith is StartPrimary with options.
+func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
+	t.Helper()
+	named := mustLook(t, "named")
+	mustLook(t, "rndc")
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	p := &Primary{
+		t:       t,
+		dir:     t.TempDir(),
+		port:    FreePort(t),
+		ctlPort: FreePort(t),
+		secret:  base64.StdEncoding.EncodeToString(key),
+		opts:    opts,
+		out:     NewBuffer(256 << 10),
+		done:    make(chan struct{}),
+		mtimes:  map[string]time.Time{},
+	}
+	if p.opts.Zones == nil {
+		p.opts.Zones = map[string]string{}
+	}
+	for name, text := range p.opts.Zones {
+		if err := p.writeZone(name, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.writeConf(); err != nil {
+		t.Fatal(err)
+	}
+	rndcConf := fmt.Sprintf("key \"rndc-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"%s\";\n};\noptions {\n\tdefault-key \"rndc-key\";\n\tdefault-server 127.0.0.1;\n\tdefault-port %d;\n};\n", p.secret, p.ctlPort)
+	if err := os.WriteFile(filepath.Join(p.dir, "rndc.conf"), []byte(rndcConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	p.cmd = exec.Command(named, "-g", "-n", "2", "-c", filepath.Join(p.dir, "named.conf"))
+	p.cmd.Dir = p.dir
+	p.cmd.Stdout = p.out
+	p.cmd.Stderr = p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start named: %v", err)
+	}
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(p.stop)
+
+	// Ready: the first zone's SOA (or any answer for the root) over TCP, within 10 s.
+	probe := "."
+	for name := range p.opts.Zones {
+		probe = name
+		break
+	}
+	ready := Eventually(10*time.Second, 50*time.Millisecond, func() bool {
+		select {
+		case <-p.done:
+			return true
+		default:
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(probe), dns.TypeSOA)
+		c := dns.Client{Net: "tcp", Timeout: 500 * time.Millisecond}
+		r, _, err := c.Exchange(m, p.Addr())
+		if err != nil {
+			return false
+		}
+		return probe == "." || (r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0)
+	})
+	select {
+	case <-p.done:
+		t.Fatalf("named exited during start-up (%v); output:\n%s", p.cmd.ProcessState, p.out)
+	default:
+	}
+	if !ready {
+		t.Fatalf("named not answering SOA %s on %s after 10 s; output:\n%s", probe, p.Addr(), p.out)
+	}
+	return p
+}
+
+// Addr is the primary's DNS address, 127.0.0.1:port (UDP and TCP).
+func (p *Primary) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.port) }
+
+// Port is the primary's DNS port.
+func (p *Primary) Port() int { return p.port }
+
+// Dir is the primary's working directory.
+func (p *Primary) Dir() string { return p.dir }
+
+// Output returns what named logged so far.
+func (p *Primary) Output() string { return p.out.String() }
+
+func (p *Primary) zonePath(name string) string {
+	return filepath.Join(p.dir, "db."+strings.TrimSuffix(strings.ToLower(dns.Fqdn(name)), "."))
+}
+
+// writeZone writes the zone file atomically and gives it an mtime after the previous one,
+// so that named's "up to date" check on reload never skips a rewrite done within the same
+// clock tick.
+func (p *Primary) writeZone(name, text string) error {
+	path := p.zonePath(name)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	mt := time.Now().Add(time.Second)
+	if prev, ok := p.mtimes[name]; ok && !mt.After(prev) {
+		mt = prev.Add(time.Second)
+	}
+	p.mtimes[name] = mt
+	p.mu.Unlock()
+	if err := os.Chtimes(tmp, mt, mt); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (p *Primary) writeConf() error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "key \"rndc-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"%s\";\n};\n", p.secret)
+	fmt.Fprintf(&b, "controls {\n\tinet 127.0.0.1 port %d allow { 127.0.0.1; } keys { \"rndc-key\"; };\n};\n", p.ctlPort)
+	fmt.Fprintf(&b, "options {\n")
+	fmt.Fprintf(&b, "\tdirectory \"%s\";\n", p.dir)
+	fmt.Fprintf(&b, "\tlisten-on port %d { 127.0.0.1; };\n", p.port)
+	fmt.Fprintf(&b, "\tlisten-on-v6 { none; };\n")
+	fmt.Fprintf(&b, "\tpid-file \"%s\";\n", filepath.Join(p.dir, "named.pid"))
+	fmt.Fprintf(&b, "\tsession-keyfile \"%s\";\n", filepath.Join(p.dir, "session.key"))
+	fmt.Fprintf(&b, "\tmanaged-keys-directory \"%s\";\n", p.dir)
+	fmt.Fprintf(&b, "\tdump-file \"%s\";\n", filepath.Join(p.dir, "named_dump.db"))
+	fmt.Fprintf(&b, "\tstatistics-file \"%s\";\n", filepath.Join(p.dir, "named.stats"))
+	fmt.Fprintf(&b, "\trecursion no;\n\tallow-query { any; };\n\tallow-transfer { any; };\n")
+	fmt.Fprintf(&b, "\tdnssec-validation no;\n\tnotify explicit;\n")
+	fmt.Fprintf(&b, "\tcheck-names primary ignore;\n")
+	if len(p.opts.AlsoNotify) > 0 {
+		fmt.Fprintf(&b, "\talso-notify {")
+		for _, a := range p.opts.AlsoNotify {
+			host, port, err := net.SplitHostPort(a)
+			if err != nil {
+				return fmt.Errorf("also-notify %q: %w", a, err)
+			}
+			fmt.Fprintf(&b, " %s port %s;", host, port)
+		}
+		fmt.Fprintf(&b, " };\n")
+	}
+	if p.opts.IXFRFromDifferences {
+		fmt.Fprintf(&b, "\tixfr-from-differences yes;\n")
+	}
+	if p.opts.ExtraOptions != "" {
+		fmt.Fprintf(&b, "\t%s\n", p.opts.ExtraOptions)
+	}
+	fmt.Fprintf(&b, "};\n")
+	names := make([]string, 0, len(p.opts.Zones))
+	for n := range p.opts.Zones {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "zone \"%s\" {\n\ttype primary;\n\tfile \"%s\";\n};\n", strings.TrimSuffix(dns.Fqdn(n), "."), p.zonePath(n))
+	}
+	return os.WriteFile(filepath.Join(p.dir, "named.conf"), []byte(b.String()), 0o644)
+}
+
+// Rndc runs rndc against this named and returns its output.
+func (p *Primary) Rndc(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a := append([]string{"-c", filepath.Join(p.dir, "rndc.conf")}, args...)
+	out, err := exec.CommandContext(ctx, LookPath("rndc"), a...).CombinedOutput()
+	return string(out), err
+}
+
+// SetZone rewrites the zone file of name, runs `rndc reload NAME` and waits (10 s at most)
+// until named serves the new serial. The zone must have been given at start.
+func (p *Primary) SetZone(t testing.TB, name, text string) {
+	t.Helper()
+	p.mu.Lock()
+	_, known := p.opts.Zones[name]
+	p.mu.Unlock()
+	if !known {
+		t.Fatalf("SetZone: zone %q was not configured at start", name)
+	}
+	serial, ok := SerialOf(text, name)
+	if !ok {
+		t.Fatalf("SetZone %s: no SOA in the new text", name)
+	}
+	if err := p.writeZone(name, text); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.opts.Zones[name] = text
+	p.mu.Unlock()
+	zone := strings.TrimSuffix(dns.Fqdn(name), ".")
+	if out, err := p.Rndc("reload", zone); err != nil {
+		t.Fatalf("rndc reload %s: %v: %s\nnamed output:\n%s", zone, err, out, p.out)
+	}
+	var last uint32
+	var lastErr error
+	okServed := Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+		last, lastErr = p.serial(name)
+		return lastErr == nil && last == serial
+	})
+	if !okServed {
+		t.Fatalf("SetZone %s: named still serves serial %d (err %v), want %d\nnamed output:\n%s", zone, last, lastErr, serial, p.out)
+	}
+}
+
+// SetAlsoNotify changes the also-notify list and runs `rndc reconfig`.
+func (p *Primary) SetAlsoNotify(t testing.TB, targets ...string) {
+	t.Helper()
+	p.mu.Lock()
+	p.opts.AlsoNotify = targets
+	err := p.writeConf()
+	p.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := p.Rndc("reconfig"); err != nil {
+		t.Fatalf("rndc reconfig: %v: %s", err, out)
+	}
+}
+
+func (p *Primary) serial(zone string) (uint32, error) {
+	return QuerySerial(p.Addr(), zone)
+}
+
+// SOASerial returns the serial named serves for zone (asked over TCP).
+func (p *Primary) SOASerial(t testing.TB, zone string) uint32 {
+	t.Helper()
+	s, err := p.serial(zone)
+	if err != nil {
+		t.Fatalf("SOA %s from %s: %v", zone, p.Addr(), err)
+	}
+	return s
+}
+
+// AXFR transfers zone from the primary (as dig axfr would) and returns every record,
+// including the opening and closing SOA.
+func (p *Primary) AXFR(t testing.TB, zone string) []dns.RR {
+	t.Helper()
+	rrs, err := AXFR(p.Addr(), zone)
+	if err != nil {
+		t.Fatalf("AXFR %s from %s: %v", zone, p.Addr(), err)
+	}
+	return rrs
+}
+
+// QuerySerial asks server for zone's SOA over TCP and returns the serial.
+func QuerySerial(server, zone string) (uint32, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(zone), dns.TypeSOA)
+	c := dns.Client{Net: "tcp", Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, server)
+	if err != nil {
+		return 0, err
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return 0, fmt.Errorf("rcode %s", dns.RcodeToString[r.Rcode])
+	}
+	for _, rr := range r.Answer {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return soa.Serial, nil
+		}
+	}
+	return 0, fmt.Errorf("no SOA in the answer")
+}
+
+// AXFR transfers zone from server over TCP with miekg/dns, bounded in time.
+func AXFR(server, zone string) ([]dns.RR, error) {
+	m := new(dns.Msg)
+	m.SetAxfr(dns.Fqdn(zone))
+	tr := &dns.Transfer{DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 2 * time.Second}
+	ch, err := tr.In(m, server)
+	if err != nil {
+		return nil, err
+	}
+	var rrs []dns.RR
+	for env := range ch {
+		if env.Error != nil {
+			return nil, env.Error
+		}
+		rrs = append(rrs, env.RR...)
+	}
+	if len(rrs) < 2 {
+		return nil, fmt.Errorf("AXFR of %s: %d records", zone, len(rrs))
+	}
+	return rrs, nil
+}
+
+// stop ends named: SIGTERM, then SIGKILL after 5 s.
+func (p *Primary) stop() {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.stopped = true
+	p.mu.Unlock()
+	select {
+	case <-p.done:
+		if p.t.Failed() {
+			p.t.Logf("named (%s) had exited: %v; output:\n%s", p.Addr(), p.cmd.ProcessState, p.out)
+		}
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+	if p.t.Failed() {
+		p.t.Logf("named (%s) output:\n%s", p.Addr(), p.out)
+	}
+}
