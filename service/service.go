@@ -60,18 +60,22 @@ type Service struct {
 // New builds the agent around a backend.
 func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 	manager := transfer.NewManager(cfg.Transfer, be, log.Named("transfer"))
-	h := &handler.Handler{Zones: manager, CreateTimeout: cfg.CreateTimeout}
+	return &Service{cfg: cfg, log: log, transfer: manager, handler: NewHandler(cfg, manager, log)}
+}
+
+// NewHandler builds the request path: the middleware chain in front of the handler.
+func NewHandler(cfg *Config, zones handler.Zones, log *zap.Logger) middleware.Handler {
+	h := &handler.Handler{Zones: zones, CreateTimeout: cfg.CreateTimeout}
 	if cfg.QueryDestination != "" {
 		h.Forward = &handler.Forwarder{Destination: cfg.QueryDestination, Timeout: defaultQueryTimeout}
 	}
-	chain := middleware.Chain(h,
+	return middleware.Chain(h,
 		middleware.Metadata(time.Now),
 		middleware.Logging(log.Named("request"), time.Now),
 		middleware.Recover(log),
 		middleware.Validate(),
 		middleware.Allow(cfg.AllowNotify, cfg.AllowQuery),
 	)
-	return &Service{cfg: cfg, log: log, transfer: manager, handler: chain}
 }
 
 // Run binds every listen address over UDP and TCP and serves until ctx ends; then it

@@ -280,7 +280,7 @@ func writeRecords(ctx context.Context, f *os.File, zone string, src backend.Sour
 		}
 		batch, err := src.Next()
 		// Only io.EOF itself ends a stream: a wrapped EOF is a connection that broke.
-		if err != nil && err != io.EOF {
+		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("transfer failed: %w", err)
 		}
 		batch, checkErr := check.filter(batch)

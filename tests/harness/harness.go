@@ -19,6 +19,10 @@ import (
 	"time"
 )
 
+// Verbose reports whether HARNESS_VERBOSE is set: the output of every named and agent is
+// then logged at cleanup even when the test passed.
+func Verbose() bool { return os.Getenv("HARNESS_VERBOSE") != "" }
+
 // ci reports whether a missing tool must fail the test rather than skip it (SPEC §7).
 func ci() bool { return os.Getenv("CI") == "true" }
 

@@ -370,7 +370,7 @@ func (p *Primary) stop() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 	}
-	if p.t.Failed() {
+	if p.t.Failed() || Verbose() {
 		p.t.Logf("named (%s) output:\n%s", p.Addr(), p.out)
 	}
 }

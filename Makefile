@@ -1,0 +1,35 @@
+GO      ?= go
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: build run deps test unit e2e vet clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dnsagent ./cmd/agent
+
+# Starts the agent on the sample configuration: file backend, zones under ./var/zones,
+# listening on 127.0.0.1:5358, transferring from a primary at 127.0.0.1:5354.
+run: build
+	mkdir -p var/zones
+	bin/dnsagent --config etc/agent.conf
+
+# Installs the Debian packages the tests need (bind9 for the test primary).
+deps:
+	./scripts/deps.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+
+# Everything: unit tests, then end-to-end tests against a private named.
+test: deps vet build
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /tests)
+
+e2e: deps build
+	$(GO) test -count=1 -timeout 10m ./tests/...
+
+clean:
+	rm -rf bin var

@@ -1,0 +1,120 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValuesKeepSemicolonsAndHashes(t *testing.T) {
+	f, err := Parse(`
+[agent:x]
+password = se;cr#et   ; a real comment
+command = /bin/run --x=1;2
+# a comment line
+; another
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.Section("agent:x")
+	if got := s.String("password", ""); got != "se;cr#et" {
+		t.Errorf("password = %q, want se;cr#et", got)
+	}
+	if got := s.String("command", ""); got != "/bin/run --x=1;2" {
+		t.Errorf("command = %q", got)
+	}
+	if err := f.Err(); err != nil {
+		t.Errorf("unexpected error: %v", err)
+	}
+}
+
+func TestEnvironmentOverridesFile(t *testing.T) {
+	t.Setenv("DNSAGENT_SERVICE_AGENT_LISTEN", "127.0.0.2:53")
+	t.Setenv("DNSAGENT_AGENT_FILE_ZONE_FILE_PATH", "/srv/zones")
+	f, err := Parse("[service:agent]\nlisten = 127.0.0.1:5358\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Section("service:agent").String("listen", ""); got != "127.0.0.2:53" {
+		t.Errorf("listen = %q, want the environment's 127.0.0.2:53", got)
+	}
+	if got := f.Section("agent:file").String("zone_file_path", ""); got != "/srv/zones" {
+		t.Errorf("zone_file_path = %q, want /srv/zones from the environment", got)
+	}
+}
+
+func TestAliasSection(t *testing.T) {
+	f, err := Parse("[backend:agent:file]\nzone_file_path = /z\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Section("agent:file", "backend:agent:file").String("zone_file_path", ""); got != "/z" {
+		t.Errorf("zone_file_path = %q, want /z from the alias section", got)
+	}
+}
+
+func TestErrorsNameSectionAndOption(t *testing.T) {
+	f, err := Parse(`
+[service:agent]
+workers = many
+tcp_recv_timeout = soon
+alow_notify = 10.0.0.1
+debug = maybe
+mode = 999
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.Section("service:agent")
+	if got := s.Int("workers", 8, 1); got != 8 {
+		t.Errorf("a bad int gives the default, got %d", got)
+	}
+	s.Seconds("tcp_recv_timeout", time.Second)
+	s.Bool("debug", false)
+	s.FileMode("mode", 0o644)
+	err = f.Err()
+	if err == nil {
+		t.Fatal("no error for bad values")
+	}
+	for _, want := range []string{
+		`[service:agent] workers: "many" is not an integer`,
+		`[service:agent] tcp_recv_timeout: "soon"`,
+		`[service:agent] debug: "maybe" is not a boolean`,
+		`[service:agent] mode: "999" is not an octal file mode`,
+		`[service:agent] alow_notify: unknown option`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestSecondsAcceptNumbersAndDurations(t *testing.T) {
+	f, _ := Parse("[s]\na = 0.5\nb = 20\nc = 250ms\n")
+	s := f.Section("s")
+	for key, want := range map[string]time.Duration{"a": 500 * time.Millisecond, "b": 20 * time.Second, "c": 250 * time.Millisecond} {
+		if got := s.Seconds(key, 0); got != want {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+}
+
+func TestLoadMissingFileNamesPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.conf")
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("error %v does not name %s", err, path)
+	}
+	if err := os.WriteFile(path, []byte("[service:agent]\nworkers = 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Section("service:agent").Int("workers", 8, 1); got != 3 {
+		t.Errorf("workers = %d, want 3", got)
+	}
+}

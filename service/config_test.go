@@ -1,0 +1,99 @@
+package service
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dnsagent/dnsagent/config"
+)
+
+func TestReadConfigDefaultsAndIPv6Masters(t *testing.T) {
+	f, err := config.Parse("[service:agent]\nmasters = 192.0.2.10:5354, [2001:db8::10]:5354, 192.0.2.11\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ReadConfig(f)
+	if err := f.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.AddrPort{
+		netip.MustParseAddrPort("192.0.2.10:5354"),
+		netip.MustParseAddrPort("[2001:db8::10]:5354"),
+		netip.MustParseAddrPort("192.0.2.11:53"),
+	}
+	if len(cfg.Transfer.Masters) != len(want) {
+		t.Fatalf("masters = %v, want %v", cfg.Transfer.Masters, want)
+	}
+	for i := range want {
+		if cfg.Transfer.Masters[i] != want[i] {
+			t.Errorf("master %d = %v, want %v", i, cfg.Transfer.Masters[i], want[i])
+		}
+	}
+	if cfg.Listen[0] != DefaultListen || cfg.BackendDriver != "file" || cfg.Transfer.Workers != 8 ||
+		cfg.CreateTimeout.Seconds() != 20 || cfg.TCPRecvTimeout.Seconds() != 0.5 || cfg.TCPBacklog != 100 {
+		t.Errorf("defaults not as documented: %+v", cfg)
+	}
+	if !cfg.AllowNotify.Allows(netip.MustParseAddr("127.0.0.1")) || cfg.AllowNotify.Allows(netip.MustParseAddr("192.0.2.10")) {
+		t.Errorf("empty allow_notify with loopback listeners must mean loopback, got %s", cfg.AllowNotify)
+	}
+}
+
+func TestReadConfigRejects(t *testing.T) {
+	tests := map[string]struct{ text, want string }{
+		"non-loopback listener without allow_notify": {
+			"listen = 0.0.0.0:5358\nmasters = 192.0.2.1\n", "[service:agent] allow_notify: empty while listening beyond loopback"},
+		"malformed master":    {"masters = not-an-ip:53\n", `[service:agent] masters: "not-an-ip:53": "not-an-ip" is not an IP address`},
+		"master bad port":     {"masters = 192.0.2.1:99999\n", `[service:agent] masters: "192.0.2.1:99999"`},
+		"no masters":          {"workers = 2\n", "[service:agent] masters: required"},
+		"bad acl":             {"masters = 192.0.2.1\nallow_notify = 10.0.0.0/33\n", `[service:agent] allow_notify: "10.0.0.0/33"`},
+		"listen without port": {"masters = 192.0.2.1\nlisten = 127.0.0.1\n", `[service:agent] listen: "127.0.0.1" is not IP:port`},
+		"zero workers":        {"masters = 192.0.2.1\nworkers = 0\n", "[service:agent] workers: 0 is below the minimum 1"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			f, err := config.Parse("[service:agent]\n" + tt.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ReadConfig(f)
+			if err := f.Err(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAllowNotifyAnyAndAllowQueryDefault(t *testing.T) {
+	f, _ := config.Parse("[service:agent]\nlisten = 0.0.0.0:5358\nmasters = 192.0.2.1\nallow_notify = any\n")
+	cfg := ReadConfig(f)
+	if err := f.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.AllowNotify.Allows(netip.MustParseAddr("203.0.113.9")) || !cfg.AllowQuery.Allows(netip.MustParseAddr("203.0.113.9")) {
+		t.Errorf("allow_notify = any must allow everyone, and allow_query default to it")
+	}
+}
+
+func TestLoadUnknownBackend(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.conf")
+	os.WriteFile(path, []byte("[service:agent]\nmasters = 192.0.2.1\nbackend_driver = nosuch\n"), 0o600)
+	_, _, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), `backend_driver: unknown backend "nosuch"`) {
+		t.Errorf("error %v, want it to name the unknown backend", err)
+	}
+}
+
+func TestLoadSampleConfig(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("DNSAGENT_AGENT_FILE_ZONE_FILE_PATH", filepath.Join(dir, "zones"))
+	cfg, be, err := Load("../etc/agent.conf")
+	if err != nil {
+		t.Fatalf("the shipped sample must load: %v", err)
+	}
+	if cfg.BackendDriver != "file" || be == nil {
+		t.Errorf("sample backend %q", cfg.BackendDriver)
+	}
+}

@@ -1,0 +1,205 @@
+package service
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/transfer"
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+// fakeWriter captures the reply bytes a request produces.
+type fakeWriter struct {
+	remote net.Addr
+	reply  []byte
+}
+
+func (w *fakeWriter) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5358}
+}
+func (w *fakeWriter) RemoteAddr() net.Addr { return w.remote }
+func (w *fakeWriter) WriteMsg(m *dns.Msg) error {
+	b, err := m.Pack()
+	w.reply = b
+	return err
+}
+func (w *fakeWriter) Write(b []byte) (int, error) {
+	w.reply = append([]byte(nil), b...)
+	return len(b), nil
+}
+func (w *fakeWriter) Close() error        { return nil }
+func (w *fakeWriter) TsigStatus() error   { return nil }
+func (w *fakeWriter) TsigTimersOnly(bool) {}
+func (w *fakeWriter) Hijack()             {}
+
+// fakeZones records what the handler asked of the transfer engine.
+type fakeZones struct {
+	known   map[string]bool
+	failing bool
+	calls   []string
+}
+
+func (z *fakeZones) Notify(_ context.Context, zone string, _ transfer.Notify) error {
+	z.calls = append(z.calls, "notify "+zone)
+	if !z.known[zone] {
+		return transfer.ErrUnknownZone
+	}
+	return nil
+}
+
+func (z *fakeZones) Create(_ context.Context, zone string) error {
+	z.calls = append(z.calls, "create "+zone)
+	if z.failing {
+		return errors.New("primary unreachable")
+	}
+	return nil
+}
+
+func (z *fakeZones) Delete(_ context.Context, zone string) error {
+	z.calls = append(z.calls, "delete "+zone)
+	return nil
+}
+
+func testConfig(t *testing.T, extra string) *Config {
+	t.Helper()
+	f, err := config.Parse("[service:agent]\nmasters = 127.0.0.1:5354\nallow_notify = 192.0.2.1, 127.0.0.0/8\n" + extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ReadConfig(f)
+	if err := f.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// serve runs one request, given in hex, through the whole chain and returns the reply in hex.
+func serve(t *testing.T, zones *fakeZones, requestHex, source string) string {
+	t.Helper()
+	raw, err := hex.DecodeString(strings.ReplaceAll(requestHex, " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(raw); err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(testConfig(t, ""), zones, zap.NewNop())
+	w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP(source), Port: 53000}}
+	h.ServeDNS(context.Background(), w, req)
+	return hex.EncodeToString(w.reply)
+}
+
+const exampleQuestion = "076578616d706c6503636f6d00"
+
+// TestDesignateVectors replays the request/reply pairs of Designate's agent unit tests
+// (SPEC.md §1): the worker compares flags, id and question, so the bytes must match.
+func TestDesignateVectors(t *testing.T) {
+	tests := []struct {
+		name, request, source, reply, call string
+	}{
+		{"notify allowed", "1a722000000100000000000" + "0" + exampleQuestion + "00060001", "192.0.2.1",
+			"1a72a400000100000000000" + "0" + exampleQuestion + "00060001", "notify example.com."},
+		{"notify refused source", "1a7220000001000000000000" + exampleQuestion + "00060001", "198.51.100.7",
+			"1a72a0050001000000000000" + exampleQuestion + "00060001", ""},
+		{"notify with RD", "1a7221000001000000000000" + exampleQuestion + "00060001", "192.0.2.1",
+			"1a72a5000001000000000000" + exampleQuestion + "00060001", "notify example.com."},
+		{"create", "735d70000001000000000000" + exampleQuestion + "ff02ff00", "192.0.2.1",
+			"735df4000001000000000000" + exampleQuestion + "ff02ff00", "create example.com."},
+		{"create with AA as the worker sends it", "7de27400000100000000000" + "0" + exampleQuestion + "ff02ff00", "192.0.2.1",
+			"7de2f4000001000000000000" + exampleQuestion + "ff02ff00", "create example.com."},
+		{"delete", "735d70000001000000000000" + exampleQuestion + "ff03ff00", "192.0.2.1",
+			"735df4000001000000000000" + exampleQuestion + "ff03ff00", "delete example.com."},
+		{"create from a bad notifier", "735d70000001000000000000" + exampleQuestion + "ff02ff00", "198.51.100.7",
+			"735df0050001000000000000" + exampleQuestion + "ff02ff00", ""},
+		{"command of another type", "735d70000001000000000000" + exampleQuestion + "ff04ff00", "192.0.2.1",
+			"735df0050001000000000000" + exampleQuestion + "ff04ff00", ""},
+		{"update refused", "00012800000100000000000" + "0" + exampleQuestion + "00060001", "192.0.2.1",
+			"0001a8050001000000000000" + exampleQuestion + "00060001", ""},
+		{"status refused", "00011000000100000000000" + "0" + exampleQuestion + "00060001", "192.0.2.1",
+			"000190050001000000000000" + exampleQuestion + "00060001", ""},
+		{"query without destination refused", "00010100000100000000000" + "0" + exampleQuestion + "00060001", "192.0.2.1",
+			"000181050001000000000000" + exampleQuestion + "00060001", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			zones := &fakeZones{known: map[string]bool{"example.com.": true}}
+			if got := serve(t, zones, tt.request, tt.source); got != tt.reply {
+				t.Errorf("reply\n got %s\nwant %s", got, tt.reply)
+			}
+			if got := strings.Join(zones.calls, ","); got != tt.call {
+				t.Errorf("engine calls %q, want %q", got, tt.call)
+			}
+		})
+	}
+}
+
+func TestCreateFailureIsServfailWithoutAA(t *testing.T) {
+	zones := &fakeZones{failing: true}
+	got := serve(t, zones, "735d70000001000000000000"+exampleQuestion+"ff02ff00", "192.0.2.1")
+	if want := "735df0020001000000000000" + exampleQuestion + "ff02ff00"; got != want {
+		t.Errorf("reply\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestNotifyForUnknownZoneRefused(t *testing.T) {
+	zones := &fakeZones{}
+	got := serve(t, zones, "1a7220000001000000000000"+exampleQuestion+"00060001", "192.0.2.1")
+	if want := "1a72a0050001000000000000" + exampleQuestion + "00060001"; got != want {
+		t.Errorf("reply\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestMalformedRequestsGetFormerr(t *testing.T) {
+	tests := map[string]*dns.Msg{
+		"no question": {MsgHdr: dns.MsgHdr{Id: 7, Opcode: dns.OpcodeNotify}},
+		"two questions": {MsgHdr: dns.MsgHdr{Id: 7, Opcode: dns.OpcodeNotify},
+			Question: []dns.Question{{Name: "a.", Qtype: dns.TypeSOA, Qclass: dns.ClassINET}, {Name: "b.", Qtype: dns.TypeSOA, Qclass: dns.ClassINET}}},
+		"hostile zone name": {MsgHdr: dns.MsgHdr{Id: 7, Opcode: 14},
+			Question: []dns.Question{{Name: `a"b\{}.example.`, Qtype: 65282, Qclass: 65280}}},
+		"path in zone name": {MsgHdr: dns.MsgHdr{Id: 7, Opcode: 14},
+			Question: []dns.Question{{Name: `\.\./etc.`, Qtype: 65282, Qclass: 65280}}},
+	}
+	for name, req := range tests {
+		t.Run(name, func(t *testing.T) {
+			zones := &fakeZones{known: map[string]bool{}}
+			h := NewHandler(testConfig(t, ""), zones, zap.NewNop())
+			w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP("192.0.2.1"), Port: 53000}}
+			h.ServeDNS(context.Background(), w, req)
+			reply := new(dns.Msg)
+			if err := reply.Unpack(w.reply); err != nil {
+				t.Fatalf("reply: %v", err)
+			}
+			if reply.Rcode != dns.RcodeFormatError || len(zones.calls) != 0 {
+				t.Errorf("rcode %s, engine calls %v; want FORMERR and no call", dns.RcodeToString[reply.Rcode], zones.calls)
+			}
+		})
+	}
+}
+
+// panicZones makes the handler panic, as a bug would.
+type panicZones struct{ fakeZones }
+
+func (*panicZones) Notify(context.Context, string, transfer.Notify) error { panic("bug") }
+
+func TestPanicAnswersServfailAndServingGoesOn(t *testing.T) {
+	h := NewHandler(testConfig(t, ""), &panicZones{}, zap.NewNop())
+	req := new(dns.Msg).SetNotify("example.com.")
+	w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP("192.0.2.1"), Port: 53000}}
+	rcode, err := h.ServeDNS(context.Background(), w, req)
+	reply := new(dns.Msg)
+	if uerr := reply.Unpack(w.reply); uerr != nil || reply.Rcode != dns.RcodeServerFailure || rcode != dns.RcodeServerFailure || err == nil {
+		t.Fatalf("after a panic: reply rcode %d (%v), returned %d, %v; want SERVFAIL and an error", reply.Rcode, uerr, rcode, err)
+	}
+	w2 := &fakeWriter{remote: w.remote}
+	h.ServeDNS(context.Background(), w2, new(dns.Msg).SetQuestion("example.com.", dns.TypeSOA))
+	if len(w2.reply) == 0 {
+		t.Fatal("no reply to the next request")
+	}
+}

@@ -1,0 +1,303 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dnsagent/dnsagent/backend/memory"
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+func TestNewerRFC1982(t *testing.T) {
+	tests := []struct {
+		a, b uint32
+		want bool
+	}{
+		{2, 1, true},
+		{1, 2, false},
+		{1, 1, false},
+		{0, 4294967295, true}, // wrapped
+		{4294967295, 0, false},
+		{1 << 31, 0, false}, // exactly half-way is undefined: not newer
+		{1<<31 - 1, 0, true},
+	}
+	for _, tt := range tests {
+		if got := Newer(tt.a, tt.b); got != tt.want {
+			t.Errorf("Newer(%d, %d) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+var testClient = &Client{DialTimeout: time.Second, StallTimeout: time.Second}
+
+func drain(s *Stream) (int, error) {
+	n := 0
+	for {
+		batch, err := s.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n += len(batch)
+	}
+}
+
+func TestAXFRStream(t *testing.T) {
+	p := startPrimary(t, "example.com.", 7, 300)
+	s, err := testClient.AXFR(context.Background(), p.addr, "example.com.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Serial() != 7 {
+		t.Errorf("serial %d, want 7", s.Serial())
+	}
+	n, err := drain(s)
+	if err != nil || n != len(p.records) {
+		t.Errorf("got %d records, %v; want %d (closing SOA left out)", n, err, len(p.records))
+	}
+}
+
+func TestAXFRStreamRejectsBrokenTransfers(t *testing.T) {
+	tests := map[string]struct {
+		setup func(p *fakePrimary)
+		want  string
+	}{
+		"cut before the closing SOA": {func(p *fakePrimary) { p.cut = true }, "closed the connection"},
+		"out-of-zone record": {func(p *fakePrimary) {
+			p.extra = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "evil.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}}}
+		}, "outside the zone"},
+		"stall": {func(p *fakePrimary) { p.hold = make(chan struct{}) }, "timeout"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := startPrimary(t, "example.com.", 7, 300)
+			tt.setup(p)
+			if p.hold != nil {
+				defer close(p.hold)
+			}
+			s, err := testClient.AXFR(context.Background(), p.addr, "example.com.")
+			if err == nil {
+				_, err = drain(s)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want one mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSOARefusedNamesRcode(t *testing.T) {
+	p := startPrimary(t, "example.com.", 7, 1)
+	if _, err := testClient.SOA(context.Background(), p.addr, "other.org."); err == nil {
+		t.Error("SOA of a zone the primary refuses: no error")
+	}
+}
+
+func newManager(t *testing.T, masters ...netip.AddrPort) (*Manager, *memory.Backend) {
+	t.Helper()
+	be := memory.New()
+	m := NewManager(Config{Masters: masters, Workers: 2, DialTimeout: time.Second, StallTimeout: 2 * time.Second},
+		be, zap.NewNop())
+	t.Cleanup(m.Close)
+	return m, be
+}
+
+func waitSerial(t *testing.T, be *memory.Backend, zone string, want uint32) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		got, err := be.Serial(context.Background(), zone)
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zone %s serial %d (%v), want %d", zone, got, err, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCreateNotifyDelete(t *testing.T) {
+	p := startPrimary(t, "example.com.", 1, 100)
+	m, be := newManager(t, p.addr)
+	ctx := context.Background()
+
+	if err := m.Notify(ctx, "example.com.", Notify{}); !errors.Is(err, ErrUnknownZone) {
+		t.Fatalf("NOTIFY before CREATE: %v, want ErrUnknownZone", err)
+	}
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	if rrs, _ := be.Records("example.com."); len(rrs) != 102 { // SOA + NS + 100
+		t.Errorf("%d records stored, want 102", len(rrs))
+	}
+	if err := m.Create(ctx, "example.com."); err != nil || p.axfrs.Load() != 1 {
+		t.Errorf("second CREATE: %v after %d transfers; want success without a transfer", err, p.axfrs.Load())
+	}
+
+	p.setZone(2, 90)
+	if err := m.Notify(ctx, "example.com.", Notify{Serial: 2, HasSerial: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitSerial(t, be, "example.com.", 2)
+
+	if err := m.Notify(ctx, "example.com.", Notify{Serial: 2, HasSerial: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Delete(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.Serial(ctx, "example.com."); err == nil {
+		t.Error("zone still there after DELETE")
+	}
+	if err := m.Delete(ctx, "example.com."); err != nil {
+		t.Errorf("DELETE of a missing zone: %v, want success", err)
+	}
+}
+
+func TestNotifyWithOldSerialTransfersNothing(t *testing.T) {
+	p := startPrimary(t, "example.com.", 5, 10)
+	m, _ := newManager(t, p.addr)
+	ctx := context.Background()
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	for _, serial := range []uint32{5, 4, 5 + 1<<31} {
+		if err := m.Notify(ctx, "example.com.", Notify{Serial: serial, HasSerial: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	if n := p.axfrs.Load(); n != 1 {
+		t.Errorf("%d transfers, want only the CREATE's", n)
+	}
+}
+
+func TestCreateTimeoutLeavesTransferRunning(t *testing.T) {
+	p := startPrimary(t, "example.com.", 3, 10)
+	p.hold = make(chan struct{})
+	m, be := newManager(t, p.addr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := m.Create(ctx, "example.com."); err == nil {
+		t.Fatal("CREATE returned success while the transfer was held")
+	}
+	// A repeated CREATE and a NOTIFY join the running job instead of starting another.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	m.Create(ctx2, "example.com.")
+	if err := m.Notify(context.Background(), "example.com.", Notify{}); err != nil {
+		t.Fatalf("NOTIFY during the CREATE must fold into it, got %v", err)
+	}
+	close(p.hold)
+	waitSerial(t, be, "example.com.", 3)
+	m.Close()
+	if n := p.axfrs.Load(); n != 1 {
+		t.Errorf("%d transfers, want 1 (the follow-up check sees the same serial)", n)
+	}
+}
+
+func TestNotifiesCoalesce(t *testing.T) {
+	p := startPrimary(t, "example.com.", 1, 10)
+	m, be := newManager(t, p.addr)
+	ctx := context.Background()
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	p.mu.Lock()
+	p.hold = hold
+	p.mu.Unlock()
+	p.setZone(2, 10)
+	for range 50 {
+		if err := m.Notify(ctx, "example.com.", Notify{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.setZone(3, 10)
+	p.mu.Lock()
+	p.hold = nil
+	p.mu.Unlock()
+	close(hold)
+	waitSerial(t, be, "example.com.", 3)
+	m.Close()
+	if n := p.axfrs.Load(); n < 2 || n > 3 {
+		t.Errorf("%d transfers for 50 NOTIFYs, want the CREATE's plus one or two", n)
+	}
+}
+
+func TestDeleteWinsOverRunningTransfer(t *testing.T) {
+	p := startPrimary(t, "example.com.", 1, 10)
+	m, be := newManager(t, p.addr)
+	ctx := context.Background()
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	p.mu.Lock()
+	p.hold = hold
+	p.mu.Unlock()
+	p.setZone(2, 10)
+	m.Notify(ctx, "example.com.", Notify{})
+	for p.axfrs.Load() < 2 { // the refresh's transfer is running now
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := m.Delete(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	m.Close()
+	if _, err := be.Serial(ctx, "example.com."); err == nil {
+		t.Error("a transfer that started before DELETE brought the zone back")
+	}
+}
+
+func TestHighestSerialMasterWins(t *testing.T) {
+	old := startPrimary(t, "example.com.", 4, 10)
+	fresh := startPrimary(t, "example.com.", 9, 10)
+	m, be := newManager(t, old.addr, fresh.addr)
+	if err := m.Create(context.Background(), "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	waitSerial(t, be, "example.com.", 9)
+	if old.axfrs.Load() != 0 {
+		t.Error("transferred from the master with the older serial")
+	}
+}
+
+func TestCutTransferKeepsOldZone(t *testing.T) {
+	p := startPrimary(t, "example.com.", 1, 200)
+	m, be := newManager(t, p.addr)
+	ctx := context.Background()
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.cut = true
+	p.mu.Unlock()
+	p.setZone(2, 300)
+	m.Notify(ctx, "example.com.", Notify{})
+	m.Close() // waits for the job
+	waitSerial(t, be, "example.com.", 1)
+	if rrs, _ := be.Records("example.com."); len(rrs) != 202 {
+		t.Errorf("%d records after a cut transfer, want the old 202", len(rrs))
+	}
+}
+
+func TestCreateFailsWhenNoMasterAnswers(t *testing.T) {
+	m, _ := newManager(t, netip.MustParseAddrPort("127.0.0.1:1"))
+	err := m.Create(context.Background(), "example.com.")
+	if err == nil || !strings.Contains(err.Error(), "no master answered") {
+		t.Errorf("error %v, want one saying no master answered", err)
+	}
+}
+
