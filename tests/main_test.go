@@ -195,10 +195,14 @@ func stillFor(d time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-// msgString renders a reply without its id, to compare answers.
+// msgString renders a reply without its id and with every section sorted, to compare
+// answers (named rotates the order of RRsets between answers).
 func msgString(m *dns.Msg) string {
 	c := m.Copy()
 	c.Id = 0
+	for _, sec := range [][]dns.RR{c.Answer, c.Ns, c.Extra} {
+		sort.Slice(sec, func(i, j int) bool { return sec[i].String() < sec[j].String() })
+	}
 	return c.String()
 }
 
