@@ -26,6 +26,8 @@ const (
 	defaultQueryTimeout   = 5 * time.Second
 	defaultDialTimeout    = 5 * time.Second
 	defaultStallTimeout   = 30 * time.Second
+	defaultRetryMin       = 5 * time.Second
+	defaultStartupSpread  = 30 * time.Second
 )
 
 // Config is [service:agent] with the query destination of the backend's section.
@@ -60,6 +62,13 @@ func ReadConfig(f *config.File) *Config {
 			NotifyDelay:  s.Seconds("notify_delay", 0),
 			DialTimeout:  s.Seconds("transfer_connect_timeout", defaultDialTimeout),
 			StallTimeout: s.Seconds("transfer_stall_timeout", defaultStallTimeout),
+			Key:          s.TSIGKey("masters_tsig_key"),
+			MaxRecords:   s.Int("max_zone_records", 0, 0),
+			MaxBytes:     s.Int("max_transfer_bytes", 0, 0),
+			// 0 means: use each zone's SOA refresh.
+			RefreshInterval: s.Seconds("refresh_interval", 0),
+			RetryMin:        s.Seconds("retry_min", defaultRetryMin),
+			StartupSpread:   s.Seconds("startup_check_spread", defaultStartupSpread),
 		},
 	}
 	if len(cfg.Listen) == 0 {
@@ -101,6 +110,9 @@ func ReadConfig(f *config.File) *Config {
 	}
 	if cfg.CreateTimeout <= 0 {
 		s.Errorf("create_timeout", "must be more than 0")
+	}
+	if cfg.Transfer.RetryMin <= 0 {
+		s.Errorf("retry_min", "must be more than 0")
 	}
 	if len(cfg.Transfer.Masters) == 0 {
 		s.Errorf("masters", "required: list the primaries to transfer zones from, as IP:port")

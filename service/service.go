@@ -83,6 +83,9 @@ func NewHandler(cfg *Config, zones handler.Zones, log *zap.Logger) middleware.Ha
 // (a cancelled transfer is never applied). A listener that cannot bind fails Run.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.transfer.Close()
+	if err := s.transfer.Start(ctx); err != nil {
+		return err
+	}
 	servers, err := s.listen(ctx)
 	if err != nil {
 		return err

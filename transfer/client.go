@@ -1,7 +1,9 @@
 package transfer
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnsagent/dnsagent/config"
 	"github.com/miekg/dns"
 )
 
@@ -17,12 +20,31 @@ import (
 // bounded by a stall timeout per message rather than a wall clock, so a large zone that
 // keeps flowing is never cut, and a primary that stops sending is.
 type Client struct {
-	Source       netip.Addr    // local address to send from (transfer_source); zero: any
-	DialTimeout  time.Duration // connect timeout
-	StallTimeout time.Duration // longest wait for the next message
+	Source       netip.Addr      // local address to send from (transfer_source); zero: any
+	DialTimeout  time.Duration   // connect timeout
+	StallTimeout time.Duration   // longest wait for the next message
+	Key          *config.TSIGKey // signs every request and verifies every reply, if set
+	MaxRecords   int             // a transfer with more records is refused; 0: no limit
+	MaxBytes     int             // a transfer with more wire bytes is refused; 0: no limit
 }
 
-func (c *Client) dial(ctx context.Context, master netip.AddrPort) (*dns.Conn, error) {
+// session is one TCP exchange with a master: a request and the messages answering it.
+type session struct {
+	client *Client
+	conn   net.Conn
+	in     *bufio.Reader
+	buf    []byte
+	zone   string
+	master netip.AddrPort
+	id     uint16
+	mac    string // TSIG MAC of the previous message, chained into the next (RFC 8945 §5.3.1)
+
+	Records int // records received, for the caps and the transfer summary
+	Bytes   int // wire bytes received
+}
+
+// open connects to master and sends req, signed when the client has a key.
+func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg) (*session, error) {
 	dialer := net.Dialer{Timeout: c.DialTimeout}
 	if c.Source.IsValid() {
 		dialer.LocalAddr = &net.TCPAddr{IP: c.Source.AsSlice()}
@@ -33,7 +55,32 @@ func (c *Client) dial(ctx context.Context, master netip.AddrPort) (*dns.Conn, er
 	}
 	// Cancelling the context (shutdown, DELETE of the zone) must interrupt a blocked read.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	return &dns.Conn{Conn: &stoppableConn{Conn: conn, stop: stop}}, nil
+	s := &session{client: c, conn: &stoppableConn{Conn: conn, stop: stop}, in: bufio.NewReaderSize(conn, 64<<10),
+		zone: req.Question[0].Name, master: master, id: req.Id}
+	packed, err := s.pack(req)
+	if err == nil {
+		conn.SetWriteDeadline(time.Now().Add(c.StallTimeout)) //nolint:errcheck // shows up as a write error
+		_, err = conn.Write(binary.BigEndian.AppendUint16(nil, uint16(len(packed))))
+		if err == nil {
+			_, err = conn.Write(packed)
+		}
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *session) pack(req *dns.Msg) ([]byte, error) {
+	key := s.client.Key
+	if key == nil {
+		return req.Pack()
+	}
+	req.SetTsig(key.Name, key.Algorithm, 300, time.Now().Unix())
+	packed, mac, err := dns.TsigGenerate(req, key.Secret, "", false)
+	s.mac = mac
+	return packed, err
 }
 
 // stoppableConn releases its context hook when closed.
@@ -47,158 +94,203 @@ func (c *stoppableConn) Close() error {
 	return c.Conn.Close()
 }
 
-func (c *Client) exchange(conn *dns.Conn, req *dns.Msg) (*dns.Msg, error) {
-	deadline := time.Now().Add(c.StallTimeout)
-	conn.SetDeadline(deadline) //nolint:errcheck // a failed deadline shows up as a read error
-	if err := conn.WriteMsg(req); err != nil {
-		return nil, err
-	}
-	return c.read(conn, req.Id)
-}
+// Close ends the session.
+func (s *session) Close() { s.conn.Close() }
 
-func (c *Client) read(conn *dns.Conn, id uint16) (*dns.Msg, error) {
-	conn.SetReadDeadline(time.Now().Add(c.StallTimeout)) //nolint:errcheck // see exchange
-	msg, err := conn.ReadMsg()
-	if err != nil {
+// read returns the next message, checked: it answers the request, with NOERROR, within
+// the caps, properly signed when a key is used, and its answer records are in the zone.
+func (s *session) read() (*dns.Msg, error) {
+	s.conn.SetReadDeadline(time.Now().Add(s.client.StallTimeout)) //nolint:errcheck // shows up as a read error
+	var length [2]byte
+	if _, err := io.ReadFull(s.in, length[:]); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("primary closed the connection")
 		}
 		return nil, err
 	}
-	if msg.Id != id || !msg.Response {
-		return nil, fmt.Errorf("reply does not match the request (id %d, want %d)", msg.Id, id)
+	n := int(binary.BigEndian.Uint16(length[:]))
+	if cap(s.buf) < n {
+		s.buf = make([]byte, n)
+	}
+	s.buf = s.buf[:n]
+	if _, err := io.ReadFull(s.in, s.buf); err != nil {
+		return nil, fmt.Errorf("reading a %d-byte message: %w", n, err)
+	}
+	msg := new(dns.Msg)
+	if err := msg.Unpack(s.buf); err != nil {
+		return nil, fmt.Errorf("malformed message: %w", err)
+	}
+	if msg.Id != s.id || !msg.Response {
+		return nil, fmt.Errorf("reply does not match the request (id %d, want %d)", msg.Id, s.id)
+	}
+	if err := s.verify(msg); err != nil {
+		return nil, err
 	}
 	if msg.Rcode != dns.RcodeSuccess {
 		return nil, fmt.Errorf("primary answered %s", dns.RcodeToString[msg.Rcode])
 	}
+	s.Bytes += n
+	s.Records += len(msg.Answer)
+	if max := s.client.MaxRecords; max > 0 && s.Records > max {
+		return nil, fmt.Errorf("more than max_zone_records (%d) records", max)
+	}
+	if max := s.client.MaxBytes; max > 0 && s.Bytes > max {
+		return nil, fmt.Errorf("more than max_transfer_bytes (%d) bytes", max)
+	}
+	for _, rr := range msg.Answer {
+		if !dns.IsSubDomain(s.zone, rr.Header().Name) {
+			return nil, fmt.Errorf("record %q is outside the zone", rr.Header().Name)
+		}
+	}
 	return msg, nil
 }
 
-// SOA asks master for the zone's serial over TCP. The answer must be authoritative.
-func (c *Client) SOA(ctx context.Context, master netip.AddrPort, zone string) (uint32, error) {
-	conn, err := c.dial(ctx, master)
-	if err != nil {
-		return 0, fmt.Errorf("SOA %s from %s: %w", zone, master, err)
+// verify checks the TSIG of a reply. Every message must be signed: accepting unsigned
+// ones in between (RFC 8945 §5.3.1 allows up to 99) would let them be forged.
+func (s *session) verify(msg *dns.Msg) error {
+	key := s.client.Key
+	ts := msg.IsTsig()
+	switch {
+	case key == nil && ts == nil:
+		return nil
+	case key == nil:
+		return errors.New("signed reply to an unsigned request")
+	case ts == nil:
+		return fmt.Errorf("unsigned reply, but TSIG key %s is configured (rcode %s)", key.Name, dns.RcodeToString[msg.Rcode])
+	case ts.Error != dns.RcodeSuccess:
+		return fmt.Errorf("primary rejected TSIG key %s: %s", key.Name, dns.RcodeToString[int(ts.Error)])
 	}
-	defer conn.Close()
+	if err := dns.TsigVerify(s.buf, key.Secret, s.mac, false); err != nil {
+		return fmt.Errorf("reply signature does not verify with TSIG key %s: %w", key.Name, err)
+	}
+	s.mac = ts.MAC
+	return nil
+}
+
+// SOA asks master for the zone's SOA over TCP. The answer must be authoritative.
+func (c *Client) SOA(ctx context.Context, master netip.AddrPort, zone string) (*dns.SOA, error) {
 	req := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
 	req.RecursionDesired = false
-	msg, err := c.exchange(conn, req)
+	s, err := c.open(ctx, master, req)
 	if err != nil {
-		return 0, fmt.Errorf("SOA %s from %s: %w", zone, master, err)
+		return nil, fmt.Errorf("SOA %s from %s: %w", zone, master, err)
+	}
+	defer s.Close()
+	msg, err := s.read()
+	if err != nil {
+		return nil, fmt.Errorf("SOA %s from %s: %w", zone, master, err)
 	}
 	if !msg.Authoritative {
-		return 0, fmt.Errorf("SOA %s from %s: the answer is not authoritative (is the zone configured there?)", zone, master)
+		return nil, fmt.Errorf("SOA %s from %s: the answer is not authoritative (is the zone configured there?)", zone, master)
 	}
 	for _, rr := range msg.Answer {
 		if soa, ok := rr.(*dns.SOA); ok && strings.EqualFold(soa.Hdr.Name, zone) {
-			return soa.Serial, nil
+			return soa, nil
 		}
 	}
-	return 0, fmt.Errorf("SOA %s from %s: no SOA record in the answer", zone, master)
+	return nil, fmt.Errorf("SOA %s from %s: no SOA record in the answer", zone, master)
 }
 
 // AXFR starts a full transfer of zone from master and reads its first message, so the
-// new serial is known before anything is applied. The returned stream yields the records
-// (SOA first, the closing SOA left out) as a backend.Source; it returns io.EOF only after
-// the closing SOA arrived, so a cut transfer always ends in an error.
+// new serial is known before anything is applied.
 func (c *Client) AXFR(ctx context.Context, master netip.AddrPort, zone string) (*Stream, error) {
-	conn, err := c.dial(ctx, master)
+	s, err := c.open(ctx, master, new(dns.Msg).SetAxfr(zone))
 	if err != nil {
 		return nil, fmt.Errorf("AXFR %s from %s: %w", zone, master, err)
 	}
-	req := new(dns.Msg).SetAxfr(zone)
-	s := &Stream{client: c, conn: conn, zone: zone, master: master, id: req.Id}
-	msg, err := c.exchange(conn, req)
-	if err == nil {
-		err = s.take(msg)
-	}
+	msg, err := s.read()
 	if err != nil {
-		conn.Close()
+		s.Close()
 		return nil, fmt.Errorf("AXFR %s from %s: %w", zone, master, err)
 	}
-	return s, nil
+	stream, err := newStream(s, "AXFR", msg.Answer)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return stream, nil
 }
 
-// Stream is a zone transfer being read. It checks what a complete, valid transfer must
-// be: it starts with the zone's SOA, every name is inside the zone, and it ends with the
-// same SOA.
+// Stream is a full zone being transferred, readable as a backend.Source: records come in
+// batches, SOA first, the closing SOA left out. It checks what a complete transfer must
+// be: it starts with the zone's SOA and ends with the same SOA; so io.EOF comes only after
+// the closing SOA, and a cut transfer always ends in an error.
 type Stream struct {
-	client *Client
-	conn   *dns.Conn
-	zone   string
-	master netip.AddrPort
-	id     uint16
+	*session
+	kind  string // AXFR, or IXFR when the primary answered an IXFR with the full zone
+	soa   *dns.SOA
+	batch []dns.RR // records read but not yet returned
+	done  bool     // the closing SOA was seen
+}
 
-	soa     *dns.SOA
-	batch   []dns.RR // records of the message read but not yet returned
-	done    bool     // the closing SOA was seen
-	Records int      // records received so far, closing SOA excluded
-	Bytes   int      // wire bytes received so far
+// newStream starts a stream on a session whose first records were already read.
+func newStream(s *session, kind string, first []dns.RR) (*Stream, error) {
+	soa, ok := firstSOA(first, s.zone)
+	if !ok {
+		return nil, fmt.Errorf("%s %s from %s: the transfer does not start with the zone's SOA", kind, s.zone, s.master)
+	}
+	st := &Stream{session: s, kind: kind, soa: soa}
+	if err := st.take(first[1:]); err != nil {
+		return nil, st.fail(err)
+	}
+	st.batch = append([]dns.RR{soa}, st.batch...)
+	return st, nil
+}
+
+func firstSOA(rrs []dns.RR, zone string) (*dns.SOA, bool) {
+	if len(rrs) == 0 {
+		return nil, false
+	}
+	soa, ok := rrs[0].(*dns.SOA)
+	return soa, ok && strings.EqualFold(soa.Hdr.Name, zone)
 }
 
 // Serial is the serial of the zone being transferred.
-func (s *Stream) Serial() uint32 { return s.soa.Serial }
+func (st *Stream) Serial() uint32 { return st.soa.Serial }
 
 // Next implements backend.Source.
-func (s *Stream) Next() ([]dns.RR, error) {
-	for s.batch == nil {
-		if s.done {
-			s.Close()
+func (st *Stream) Next() ([]dns.RR, error) {
+	for st.batch == nil {
+		if st.done {
+			st.Close()
 			return nil, io.EOF
 		}
-		msg, err := s.client.read(s.conn, s.id)
+		msg, err := st.read()
 		if err == nil {
-			err = s.take(msg)
+			err = st.take(msg.Answer)
 		}
 		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("AXFR %s from %s: after %d records: %w", s.zone, s.master, s.Records, err)
+			st.Close()
+			return nil, st.fail(err)
 		}
 	}
-	batch := s.batch
-	s.batch = nil
+	batch := st.batch
+	st.batch = nil
 	return batch, nil
 }
 
-// take checks one message of the transfer and keeps its records for Next.
-func (s *Stream) take(msg *dns.Msg) error {
-	s.Bytes += msg.Len()
+func (st *Stream) fail(err error) error {
+	return fmt.Errorf("%s %s from %s: after %d records: %w", st.kind, st.zone, st.master, st.Records, err)
+}
+
+// take keeps the records of one message for Next, watching for the closing SOA.
+func (st *Stream) take(rrs []dns.RR) error {
 	var batch []dns.RR
-	for i, rr := range msg.Answer {
-		if s.done {
+	for _, rr := range rrs {
+		if st.done {
 			return errors.New("records after the closing SOA")
 		}
-		hdr := rr.Header()
-		if !dns.IsSubDomain(s.zone, hdr.Name) {
-			return fmt.Errorf("record %q is outside the zone", hdr.Name)
-		}
-		soa, isSOA := rr.(*dns.SOA)
-		switch {
-		case s.soa == nil && (!isSOA || i != 0 || !strings.EqualFold(hdr.Name, s.zone)):
-			return errors.New("the transfer does not start with the zone's SOA")
-		case s.soa == nil:
-			s.soa = soa
-		case isSOA && strings.EqualFold(hdr.Name, s.zone):
-			if soa.Serial != s.soa.Serial {
-				return fmt.Errorf("closing SOA serial %d differs from the opening %d", soa.Serial, s.soa.Serial)
+		if soa, ok := rr.(*dns.SOA); ok && strings.EqualFold(soa.Hdr.Name, st.zone) {
+			if soa.Serial != st.soa.Serial {
+				return fmt.Errorf("closing SOA serial %d differs from the opening %d", soa.Serial, st.soa.Serial)
 			}
-			s.done = true
+			st.done = true
 			continue
 		}
 		batch = append(batch, rr)
 	}
-	if s.soa == nil {
-		return errors.New("the first message carries no records")
-	}
-	s.Records += len(batch)
 	if len(batch) > 0 {
-		s.batch = batch
+		st.batch = batch
 	}
 	return nil
-}
-
-// Close releases the connection; Next closes it itself at the end or on an error.
-func (s *Stream) Close() {
-	s.conn.Close()
 }

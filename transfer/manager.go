@@ -1,18 +1,21 @@
 // Package transfer owns getting zones from the primaries into the backend: the per-zone
 // scheduler (one job per zone, NOTIFYs coalesced, creates waited on, deletes that win over
-// running work), master selection, the AXFR client and RFC 1982 serial arithmetic.
+// running work, retries with backoff, periodic refresh), master selection, the AXFR and
+// IXFR client with RFC 1995 decoding, TSIG on transfers, and RFC 1982 serial arithmetic.
 package transfer
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/config"
+	"github.com/miekg/dns"
 	"go.uber.org/zap"
 )
 
@@ -25,12 +28,18 @@ var errDeleted = errors.New("zone was deleted while the transfer ran")
 
 // Config is the transfer engine's part of [service:agent].
 type Config struct {
-	Masters      []netip.AddrPort
-	Source       netip.Addr    // transfer_source
-	Workers      int           // concurrent transfers
-	NotifyDelay  time.Duration // debounce before acting on a NOTIFY
-	DialTimeout  time.Duration
-	StallTimeout time.Duration
+	Masters         []netip.AddrPort
+	Source          netip.Addr      // transfer_source
+	Key             *config.TSIGKey // masters_tsig_key
+	Workers         int             // concurrent transfers
+	NotifyDelay     time.Duration   // debounce before acting on a NOTIFY
+	DialTimeout     time.Duration
+	StallTimeout    time.Duration
+	MaxRecords      int           // max_zone_records; 0: no limit
+	MaxBytes        int           // max_transfer_bytes; 0: no limit
+	RefreshInterval time.Duration // overrides the SOA refresh when set
+	RetryMin        time.Duration // first retry delay; doubles up to the SOA retry
+	StartupSpread   time.Duration // start-up checks are spread over this long
 }
 
 // Validate checks the settings the engine cannot run without.
@@ -52,40 +61,47 @@ type Notify struct {
 }
 
 // Manager runs the transfers. It owns one goroutine per zone with work, bounded in
-// concurrent transfers by Workers; Close stops them all.
+// concurrent transfers by Workers, and one timer per zone for its next check; Close
+// stops them all.
 type Manager struct {
 	cfg     Config
 	client  *Client
 	backend backend.Backend
 	log     *zap.Logger
+	now     func() time.Time
 
 	ctx     context.Context // cancelled by Close
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 	workers chan struct{}
 
-	mu    sync.Mutex
-	zones map[string]*zone
+	mu      sync.Mutex
+	closed  bool
+	zones   map[string]*zone
+	masters map[netip.AddrPort]*masterHealth
 }
 
-// zone is the scheduler's state for one zone.
+// zone is the scheduler's state for one zone. Fields are guarded by Manager.mu.
 type zone struct {
 	name  string
 	gen   uint64        // bumped by every DELETE: work started before it must not apply
 	job   *job          // queued or running work; nil when idle
 	apply chan struct{} // one-slot lock: applies and deletes of the zone never overlap
+	timer *time.Timer   // the next periodic check or retry
+	sched schedule
 }
 
 // job is the work queued or running for a zone. Fields are guarded by Manager.mu.
 type job struct {
 	gen     uint64
 	cancel  context.CancelFunc
+	running bool    // a check is under way (else it waits for notify_delay or a worker)
 	pending bool    // run one more check when the current one ends (a NOTIFY came)
 	hint    Notify  // the latest NOTIFY's hint
 	create  *waiter // a CREATE waits for the zone to be created
 }
 
-// waiter lets CREATE requests wait for the iteration that creates their zone.
+// waiter lets CREATE requests wait for the check that creates their zone.
 type waiter struct {
 	done chan struct{}
 	err  error
@@ -93,21 +109,54 @@ type waiter struct {
 
 // NewManager returns a Manager applying transfers to be.
 func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 5 * time.Second // a zero delay would turn retries into a busy loop
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Manager{
-		cfg:     cfg,
-		client:  &Client{Source: cfg.Source, DialTimeout: cfg.DialTimeout, StallTimeout: cfg.StallTimeout},
+		cfg: cfg,
+		client: &Client{Source: cfg.Source, DialTimeout: cfg.DialTimeout, StallTimeout: cfg.StallTimeout,
+			Key: cfg.Key, MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes},
 		backend: be,
 		log:     log,
+		now:     time.Now,
 		ctx:     ctx,
 		stop:    stop,
 		workers: make(chan struct{}, cfg.Workers),
 		zones:   map[string]*zone{},
+		masters: map[netip.AddrPort]*masterHealth{},
 	}
+}
+
+// Start schedules one check of every zone the backend holds, spread over StartupSpread
+// with jitter so thousands of zones do not hit the masters at once. A NOTIFY missed while
+// the agent was down heals this way, and each zone's periodic refresh starts from there.
+func (m *Manager) Start(ctx context.Context) error {
+	names, err := m.backend.Zones(ctx)
+	if err != nil {
+		return fmt.Errorf("listing the backend's zones: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, name := range names {
+		z := m.zoneLocked(name)
+		z.sched.lastSuccess = m.now() // the baseline for expiry: we cannot know better
+		m.armLocked(z, jitter(m.cfg.StartupSpread, 1))
+	}
+	m.log.Info("scheduled start-up checks", zap.Int("zones", len(names)), zap.Duration("spread", m.cfg.StartupSpread))
+	return nil
 }
 
 // Close cancels all work and waits for it to end. A cancelled transfer is never applied.
 func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	for _, z := range m.zones {
+		if z.timer != nil {
+			z.timer.Stop()
+		}
+	}
+	m.mu.Unlock()
 	m.stop()
 	m.wg.Wait()
 }
@@ -122,12 +171,19 @@ func (m *Manager) zoneLocked(name string) *zone {
 }
 
 // enqueueLocked makes sure a job will look at the zone: it joins the running or queued
-// job (which then checks once more when done) or starts a new one.
+// job (which then checks once more when done) or starts a new one. It returns nil once
+// the manager is closed.
 func (m *Manager) enqueueLocked(z *zone, hint Notify) *job {
+	if m.closed {
+		return nil
+	}
 	if j := z.job; j != nil {
 		j.pending = true
 		j.hint = hint
 		return j
+	}
+	if z.timer != nil {
+		z.timer.Stop()
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
 	j := &job{gen: z.gen, cancel: cancel, hint: hint}
@@ -179,7 +235,10 @@ func (m *Manager) Create(ctx context.Context, name string) error {
 	z := m.zoneLocked(name)
 	j := z.job
 	if j == nil || j.create == nil {
-		j = m.enqueueLocked(z, Notify{})
+		if j = m.enqueueLocked(z, Notify{}); j == nil {
+			m.mu.Unlock()
+			return fmt.Errorf("create %s: the agent is stopping", name)
+		}
 		if j.create == nil {
 			j.create = &waiter{done: make(chan struct{})}
 		}
@@ -205,6 +264,9 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	if j := z.job; j != nil {
 		j.cancel()
 		z.job = nil
+	}
+	if z.timer != nil {
+		z.timer.Stop()
 	}
 	m.mu.Unlock()
 
@@ -235,7 +297,7 @@ func lock(ctx context.Context, l chan struct{}) error {
 
 func unlock(l chan struct{}) { <-l }
 
-// run works on the zone until no more checks are pending.
+// run works on the zone until no more checks are pending, then arms its next check.
 func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 	defer m.wg.Done()
 	defer j.cancel()
@@ -248,21 +310,16 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 	}
 	for {
 		m.mu.Lock()
-		j.pending = false
+		j.pending, j.running = false, true
 		hint, create := j.hint, j.create
 		m.mu.Unlock()
 
-		err := m.check(ctx, z, j.gen, hint, create != nil)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			m.log.Info("transfer cancelled (zone deleted or agent stopping)", zap.String("zone", z.name))
-		case err != nil:
-			m.log.Warn("transfer failed", zap.String("zone", z.name), zap.Error(err))
-		}
+		outcome := m.check(ctx, z, j.gen, hint, create != nil)
 
 		m.mu.Lock()
+		j.running = false
 		if create != nil {
-			create.err = err
+			create.err = outcome.err
 			close(create.done)
 			if j.create == create {
 				j.create = nil
@@ -272,133 +329,85 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 			m.mu.Unlock()
 			continue
 		}
-		if z.job == j {
-			z.job = nil
-		}
 		if j.create != nil { // a CREATE arrived as the job was cancelled
 			j.create.err = fmt.Errorf("create %s: cancelled: %w", z.name, context.Cause(ctx))
 			close(j.create.done)
 		}
+		if z.job == j {
+			z.job = nil
+			m.afterCheckLocked(z, outcome)
+		}
 		m.mu.Unlock()
+		if outcome.err != nil {
+			m.logFailure(ctx, z, outcome)
+		}
 		return
 	}
 }
 
+// outcome is what one check of a zone found.
+type outcome struct {
+	err     error
+	gone    bool     // the zone is not in the backend (deleted, or a create failed)
+	primary *dns.SOA // the best master's SOA, when one answered
+	applied uint32   // the serial the backend holds after the check
+	summary *Summary // the transfer made, if any
+}
+
 // check brings the zone up to date with the masters (creating it if create is set).
-func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, create bool) error {
+func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, create bool) outcome {
 	select {
 	case m.workers <- struct{}{}:
 		defer func() { <-m.workers }()
 	case <-ctx.Done():
-		return ctx.Err()
+		return outcome{err: ctx.Err()}
 	}
 
 	current, err := m.backend.Serial(ctx, z.name)
 	exists := err == nil
 	switch {
 	case err != nil && !errors.Is(err, backend.ErrNotFound):
-		return err
+		return outcome{err: err}
 	case exists && create:
-		return nil // created meanwhile: CREATE is idempotent
+		return outcome{applied: current} // created meanwhile: CREATE is idempotent
 	case !exists && !create:
 		m.log.Info("zone no longer in the backend; nothing to refresh", zap.String("zone", z.name))
-		return nil
+		return outcome{gone: true}
 	}
 
+	masters, err := m.candidates(ctx, z.name, hint.Source)
+	if err != nil {
+		return outcome{err: err, gone: !exists, applied: current}
+	}
+	res := outcome{primary: masters[0].soa, applied: current, gone: !exists}
 	var errs []error
-	for _, master := range m.candidates(ctx, z.name, hint.Source) {
-		if exists && !Newer(master.serial, current) {
+	for _, master := range masters {
+		if exists && !Newer(master.soa.Serial, current) {
 			m.log.Debug("zone is up to date", zap.String("zone", z.name), zap.Stringer("master", master.addr),
 				zap.Uint32("serial", current))
-			return nil
+			return res
 		}
-		err := m.transfer(ctx, z, gen, master.addr, exists, current)
-		if err == nil || errors.Is(err, errDeleted) || ctx.Err() != nil {
-			return err
+		summary, err := m.update(ctx, z, gen, master.addr, exists, current)
+		m.noteMaster(master.addr, err)
+		if summary != nil {
+			res.summary = summary
+			m.logSummary(summary)
+		}
+		if err == nil {
+			res.gone, res.applied = false, summary.To
+			return res
+		}
+		if errors.Is(err, errDeleted) || ctx.Err() != nil {
+			res.err = err
+			return res
 		}
 		errs = append(errs, err)
 	}
-	if len(errs) == 0 {
-		return fmt.Errorf("zone %s: no master answered its SOA query", z.name)
-	}
-	return errors.Join(errs...)
+	res.err = errors.Join(errs...)
+	return res
 }
 
-type candidate struct {
-	addr   netip.AddrPort
-	serial uint32
-}
-
-// candidates returns the masters to transfer from, best first: the NOTIFY's sender if it is
-// a master and answers, otherwise every master that answers its SOA query, highest serial
-// (RFC 1982) first. Masters that fail are logged and left out.
-func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr) []candidate {
-	masters := slices.Clone(m.cfg.Masters)
-	if i := slices.IndexFunc(masters, func(a netip.AddrPort) bool { return a.Addr() == notifier }); i >= 0 {
-		if serial, err := m.client.SOA(ctx, masters[i], zoneName); err == nil {
-			return []candidate{{masters[i], serial}}
-		} else {
-			m.log.Warn("notifying master failed its SOA query", zap.String("zone", zoneName), zap.Error(err))
-		}
-		masters = slices.Delete(masters, i, i+1)
-	}
-	var found []candidate
-	for _, master := range masters {
-		serial, err := m.client.SOA(ctx, master, zoneName)
-		if err != nil {
-			m.log.Warn("master failed its SOA query", zap.String("zone", zoneName), zap.Error(err))
-			continue
-		}
-		found = append(found, candidate{master, serial})
-	}
-	slices.SortStableFunc(found, func(a, b candidate) int {
-		switch {
-		case Newer(a.serial, b.serial):
-			return -1
-		case Newer(b.serial, a.serial):
-			return 1
-		}
-		return 0
-	})
-	return found
-}
-
-// transfer reads the zone from master and applies it, unless the master's copy is not
-// newer than what the backend holds or the zone was deleted meanwhile.
-func (m *Manager) transfer(ctx context.Context, z *zone, gen uint64, master netip.AddrPort, exists bool, current uint32) error {
-	start := time.Now()
-	stream, err := m.client.AXFR(ctx, master, z.name)
-	if err != nil {
-		return err
-	}
-	defer stream.Close()
-	if exists && !Newer(stream.Serial(), current) {
-		return nil
-	}
-	if err := lock(ctx, z.apply); err != nil {
-		return err
-	}
-	defer unlock(z.apply)
-	m.mu.Lock()
-	deleted := z.gen != gen
-	m.mu.Unlock()
-	if deleted {
-		return errDeleted
-	}
-	if exists {
-		err = m.backend.Replace(ctx, z.name, stream)
-	} else {
-		err = m.backend.Create(ctx, z.name, stream)
-	}
-	fields := []zap.Field{zap.String("zone", z.name), zap.Stringer("master", master), zap.String("type", "AXFR"),
-		zap.Uint32("serial_to", stream.Serial()), zap.Int("records", stream.Records), zap.Int("bytes", stream.Bytes),
-		zap.Duration("took", time.Since(start))}
-	if exists {
-		fields = append(fields, zap.Uint32("serial_from", current))
-	}
-	if err != nil {
-		return fmt.Errorf("zone %s from %s: %w", z.name, master, err)
-	}
-	m.log.Info("transfer applied", fields...)
-	return nil
+// jitter returns a random duration in [d·(1-share), d]: spread, never past the bound.
+func jitter(d time.Duration, share float64) time.Duration {
+	return d - time.Duration(rand.Float64()*share*float64(d))
 }

@@ -29,6 +29,8 @@ var (
 
 // AgentBinary builds the agent once per test binary and returns its path. A failed build
 // fails every test that needs the agent, with the compiler's output.
+// DNSAGENT_TEST_BINARY names a prebuilt binary to use instead; DNSAGENT_TEST_RACE=1
+// builds it with the race detector.
 func AgentBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -49,7 +51,11 @@ func AgentBinary(t testing.TB) string {
 		buildBin = filepath.Join(buildDir, "dnsagent")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", buildBin, AgentPackage)
+		args := []string{"build", "-o", buildBin}
+		if os.Getenv("DNSAGENT_TEST_RACE") != "" {
+			args = append(args, "-race") // the agent under the race detector
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, AgentPackage)...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -101,6 +101,24 @@ func TestPrimaryAndProxy(t *testing.T) {
 	if d := DiffSets(Canonical(want2), AXFRSet(p.AXFR(t, "example.com")), 5); d != "" {
 		t.Fatalf("AXFR after SetZone: %s", d)
 	}
+	// ixfr-from-differences: named answers an IXFR from serial 1 incrementally.
+	ix := new(dns.Msg)
+	ix.SetIxfr("example.com.", 1, "ns1.example.com.", "hostmaster.example.com.")
+	ch, err := (&dns.Transfer{ReadTimeout: 5 * time.Second}).In(ix, p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ixrrs []dns.RR
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatal(env.Error)
+		}
+		ixrrs = append(ixrrs, env.RR...)
+	}
+	if len(ixrrs) < 3 || ixrrs[1].Header().Rrtype != dns.TypeSOA || ixrrs[1].(*dns.SOA).Serial != 1 {
+		t.Fatalf("IXFR from serial 1 is not incremental: %d records, second %v", len(ixrrs), ixrrs[1])
+	}
+	t.Logf("IXFR 1->2: %d records", len(ixrrs))
 	z3 := z2.Next(1, 1)
 	p.SetZone(t, "example.com", z3.Text()) // a second reload right after the first
 

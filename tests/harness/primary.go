@@ -371,6 +371,17 @@ func (p *Primary) stop() {
 		<-p.done
 	}
 	if p.t.Failed() || Verbose() {
-		p.t.Logf("named (%s) output:\n%s", p.Addr(), p.out)
+		p.t.Logf("named (%s) output (start-up banner left out):\n%s", p.Addr(), trimBanner(p.out.String()))
 	}
+}
+
+// trimBanner drops named's version and build banner, everything before it reads its
+// configuration (errors at start-up are printed in full elsewhere).
+func trimBanner(s string) string {
+	if i := strings.Index(s, "loading configuration from"); i >= 0 {
+		if j := strings.LastIndexByte(s[:i], '\n'); j >= 0 {
+			return s[j+1:]
+		}
+	}
+	return s
 }

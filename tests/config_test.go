@@ -1,0 +1,113 @@
+package tests
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// mentions requires out to name every word (case-insensitively).
+func mentions(t *testing.T, what, out string, words ...string) {
+	t.Helper()
+	for _, w := range words {
+		if !contains(out, w) {
+			t.Errorf("%s: the message does not mention %q:\n%s", what, w, out)
+		}
+	}
+}
+
+// Acceptance test 11: listening on a non-loopback address with an empty allow_notify is
+// refused, by the daemon and by check-config, with a message about allow_notify.
+func TestAT11OpenListenNeedsAllowNotify(t *testing.T) {
+	t.Parallel()
+	for _, listen := range []string{
+		fmt.Sprintf("0.0.0.0:%d", harness.FreePort(t)),
+		fmt.Sprintf("127.0.0.1:%d, 192.0.2.10:%d", harness.FreePort(t), harness.FreePort(t)),
+	} {
+		cfg := harness.AgentConfig{Listen: listen, Masters: "127.0.0.1:53", AllowNotify: ""}
+		code, out := harness.CheckConfig(t, cfg)
+		if code == 0 {
+			t.Errorf("check-config with listen = %s and no allow_notify: exit 0, want non-zero; output:\n%s", listen, out)
+		}
+		mentions(t, "check-config, listen = "+listen, out, "allow_notify")
+	}
+
+	// The daemon itself must not start (bounded: if it does start, it is killed).
+	cfg := harness.AgentConfig{Listen: fmt.Sprintf("0.0.0.0:%d", harness.FreePort(t)), Masters: "127.0.0.1:53"}
+	path := harness.WriteAgentConfig(t, &cfg)
+	code, out := harness.RunAgentCommand(t, 10*time.Second, "--config", path)
+	switch {
+	case code == -1:
+		t.Errorf("the agent started on 0.0.0.0 with no allow_notify (still running after 10 s); output:\n%s", out)
+	case code == 0:
+		t.Errorf("the agent exited 0 with listen on 0.0.0.0 and no allow_notify; output:\n%s", out)
+	}
+	mentions(t, "daemon start with listen = 0.0.0.0", out, "allow_notify")
+
+	// Controls: loopback-only with an empty list, and an explicit `any`, are valid.
+	for _, c := range []harness.AgentConfig{
+		{Masters: "127.0.0.1:53", AllowNotify: ""},
+		{Listen: fmt.Sprintf("0.0.0.0:%d", harness.FreePort(t)), Masters: "127.0.0.1:53", AllowNotify: "any"},
+		{Listen: fmt.Sprintf("0.0.0.0:%d", harness.FreePort(t)), Masters: "127.0.0.1:53", AllowNotify: "192.0.2.0/24"},
+	} {
+		if code, out := harness.CheckConfig(t, c); code != 0 {
+			t.Errorf("check-config rejects a valid configuration (exit %d):\n%s\noutput:\n%s", code, c.Text(), out)
+		}
+	}
+}
+
+// Acceptance test 9: check-config rejects an unknown backend_driver and a master that is
+// not an IP address, naming the section and the option; the daemon refuses them too.
+func TestAT09CheckConfigErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		cfg   harness.AgentConfig
+		words []string
+	}{
+		{"backend_driver = nosuch", harness.AgentConfig{Masters: "127.0.0.1:53", AllowNotify: "127.0.0.1", BackendDriver: "nosuch"}, []string{"service:agent", "backend_driver", "nosuch"}},
+		{"masters = not-an-ip:53", harness.AgentConfig{Masters: "not-an-ip:53", AllowNotify: "127.0.0.1"}, []string{"service:agent", "masters", "not-an-ip"}},
+		{"masters without a port", harness.AgentConfig{Masters: "127.0.0.1:53, 192.0.2.1:", AllowNotify: "127.0.0.1"}, []string{"service:agent", "masters"}},
+		{"allow_notify = not-a-cidr/99", harness.AgentConfig{Masters: "127.0.0.1:53", AllowNotify: "10.0.0.0/99"}, []string{"service:agent", "allow_notify"}},
+	}
+	for _, c := range cases {
+		code, out := harness.CheckConfig(t, c.cfg)
+		if code == 0 {
+			t.Errorf("check-config with %s: exit 0, want non-zero; output:\n%s", c.name, out)
+		}
+		mentions(t, "check-config with "+c.name, out, c.words...)
+	}
+
+	// The daemon refuses to start with them (bounded; killed if it does start).
+	for _, c := range cases[:2] {
+		cfg := c.cfg
+		path := harness.WriteAgentConfig(t, &cfg)
+		code, out := harness.RunAgentCommand(t, 10*time.Second, "--config", path)
+		if code == 0 || code == -1 {
+			t.Errorf("the agent with %s: exit %d (-1: still running after 10 s), want a non-zero exit; output:\n%s", c.name, code, out)
+		}
+		mentions(t, "daemon with "+c.name, out, c.words[1])
+	}
+
+	// Control: the same configuration with good values passes, IPv6 masters included.
+	good := harness.AgentConfig{Masters: "127.0.0.1:53, [::1]:5354", AllowNotify: "127.0.0.1, 192.0.2.0/24"}
+	if code, out := harness.CheckConfig(t, good); code != 0 {
+		t.Errorf("check-config rejects a valid configuration (exit %d); output:\n%s", code, out)
+	}
+}
+
+// The command line: --version and --help succeed and print something useful.
+func TestCLIVersionAndHelp(t *testing.T) {
+	t.Parallel()
+	code, out := harness.RunAgentCommand(t, 10*time.Second, "--version")
+	if code != 0 || !strings.Contains(out, "dnsagent") {
+		t.Errorf("--version: exit %d, output %q", code, out)
+	}
+	code, out = harness.RunAgentCommand(t, 10*time.Second, "--help")
+	if code != 0 || !strings.Contains(out, "check-config") {
+		t.Errorf("--help: exit %d, output %q", code, out)
+	}
+}

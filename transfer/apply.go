@@ -1,0 +1,169 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+// Summary describes one transfer: the log line and the zone status show it.
+type Summary struct {
+	Zone     string        `json:"zone"`
+	Master   string        `json:"master"`
+	Type     string        `json:"type"`               // AXFR, IXFR, or IXFR-full (the primary sent the whole zone)
+	Fallback string        `json:"fallback,omitempty"` // why an IXFR was abandoned for this AXFR
+	From     uint32        `json:"serial_from"`
+	To       uint32        `json:"serial_to"`
+	Records  int           `json:"records"`
+	Bytes    int           `json:"bytes"`
+	Transfer time.Duration `json:"transfer_ns"` // waiting for the primary
+	Apply    time.Duration `json:"apply_ns"`    // working in the backend
+	Result   string        `json:"result"`      // "applied", or what went wrong
+	At       time.Time     `json:"at"`
+}
+
+func (s *Summary) setResult(err error) {
+	s.Result = "applied"
+	if err != nil {
+		s.Result = err.Error()
+	}
+}
+
+// transferError marks a failure of the primary or the wire, as opposed to the backend's:
+// an IXFR failing this way falls back to AXFR.
+type transferError struct{ err error }
+
+func (e *transferError) Error() string { return e.err.Error() }
+func (e *transferError) Unwrap() error { return e.err }
+
+// fallsBack tells whether an IXFR failure should be retried as an AXFR at once: an error
+// rcode, a transport error or stall, or a history that does not fit what we hold.
+func fallsBack(err error) bool {
+	var te *transferError
+	return errors.As(err, &te) || errors.Is(err, backend.ErrInconsistent) || errors.Is(err, errIXFRHistory)
+}
+
+// update brings the zone to master's version: by IXFR when the zone exists and the backend
+// can apply changes in place, falling back to AXFR when that fails.
+func (m *Manager) update(ctx context.Context, z *zone, gen uint64, master netip.AddrPort, exists bool, current uint32) (*Summary, error) {
+	sum := &Summary{Zone: z.name, Master: master.String(), From: current, At: m.now()}
+	if inc, ok := m.backend.(backend.Incremental); ok && exists {
+		err := m.incremental(ctx, z, gen, master, current, inc, sum)
+		if err == nil || !fallsBack(err) || ctx.Err() != nil {
+			sum.setResult(err)
+			return sum, err
+		}
+		m.log.Info("IXFR failed, falling back to AXFR", zap.String("zone", z.name), zap.Stringer("master", master), zap.Error(err))
+		*sum = Summary{Zone: z.name, Master: master.String(), From: current, At: m.now(), Fallback: err.Error()}
+	}
+	sum.Type = "AXFR"
+	stream, err := m.client.AXFR(ctx, master, z.name)
+	if err == nil {
+		err = m.applyFull(ctx, z, gen, stream, exists, current, sum)
+	}
+	sum.setResult(err)
+	return sum, err
+}
+
+// incremental applies the changes since current, or the full zone if the primary sends it.
+func (m *Manager) incremental(ctx context.Context, z *zone, gen uint64, master netip.AddrPort, current uint32,
+	inc backend.Incremental, sum *Summary) error {
+	sum.Type = "IXFR"
+	start := m.now()
+	res, err := m.client.IXFR(ctx, master, z.name, current)
+	if err != nil {
+		return &transferError{err}
+	}
+	if res.Full != nil {
+		sum.Type = "IXFR-full"
+		return m.applyFull(ctx, z, gen, res.Full, true, current, sum)
+	}
+	sum.Records, sum.Bytes, sum.Transfer, sum.To = res.Records, res.Bytes, m.now().Sub(start), current
+	if res.UpToDate {
+		return nil
+	}
+	sum.To = res.Changes.To()
+	return m.applying(ctx, z, gen, sum, func() error { return inc.Apply(ctx, z.name, res.Changes) })
+}
+
+// applyFull streams a full zone into the backend, unless it is not newer than ours.
+func (m *Manager) applyFull(ctx context.Context, z *zone, gen uint64, stream *Stream, exists bool, current uint32, sum *Summary) error {
+	defer stream.Close()
+	sum.To = stream.Serial()
+	if exists && !Newer(stream.Serial(), current) {
+		return nil
+	}
+	src := &timedSource{src: stream}
+	err := m.applying(ctx, z, gen, sum, func() error {
+		if exists {
+			return m.backend.Replace(ctx, z.name, src)
+		}
+		return m.backend.Create(ctx, z.name, src)
+	})
+	// Records stream while the backend writes them: time spent waiting for the primary
+	// counts as transfer time, the rest as apply time.
+	sum.Records, sum.Bytes = stream.Records, stream.Bytes
+	sum.Transfer += src.waited
+	sum.Apply -= src.waited
+	if err != nil && src.err != nil && errors.Is(err, src.err) {
+		return &transferError{err}
+	}
+	return err
+}
+
+// applying runs apply under the zone's apply lock, unless a DELETE came since the job
+// started, and adds the time it took to sum.Apply.
+func (m *Manager) applying(ctx context.Context, z *zone, gen uint64, sum *Summary, apply func() error) error {
+	if err := lock(ctx, z.apply); err != nil {
+		return err
+	}
+	defer unlock(z.apply)
+	m.mu.Lock()
+	deleted := z.gen != gen
+	m.mu.Unlock()
+	if deleted {
+		return errDeleted
+	}
+	start := m.now()
+	err := apply()
+	sum.Apply += m.now().Sub(start)
+	return err
+}
+
+// timedSource measures how long the backend waited for the primary's records.
+type timedSource struct {
+	src    backend.Source
+	waited time.Duration
+	err    error // the source's own failure, if any
+}
+
+func (t *timedSource) Next() ([]dns.RR, error) {
+	start := time.Now()
+	batch, err := t.src.Next()
+	t.waited += time.Since(start)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.err = err
+	}
+	return batch, err
+}
+
+func (m *Manager) logSummary(s *Summary) {
+	fields := []zap.Field{zap.String("zone", s.Zone), zap.String("master", s.Master), zap.String("type", s.Type),
+		zap.Uint32("serial_from", s.From), zap.Uint32("serial_to", s.To), zap.Int("records", s.Records),
+		zap.Int("bytes", s.Bytes), zap.Duration("transfer_time", s.Transfer), zap.Duration("apply_time", s.Apply),
+		zap.String("result", s.Result)}
+	if s.Fallback != "" {
+		fields = append(fields, zap.String("fallback_reason", s.Fallback))
+	}
+	if s.Result == "applied" {
+		m.log.Info("transfer", fields...)
+	} else {
+		m.log.Warn("transfer", fields...)
+	}
+}

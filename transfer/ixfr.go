@@ -1,0 +1,142 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/miekg/dns"
+)
+
+// IXFRResult is what an IXFR brought: nothing new, a change set, or (RFC 1995 §4: the
+// primary may answer with the whole zone) a full zone to apply as a replace.
+type IXFRResult struct {
+	UpToDate bool
+	Changes  *backend.ChangeSet
+	Full     *Stream
+	Records  int // wire records, for the summary
+	Bytes    int
+}
+
+// errIXFRHistory marks an IXFR answer whose version history does not connect.
+var errIXFRHistory = errors.New("inconsistent IXFR history")
+
+// IXFR asks master for the changes since serial.
+func (c *Client) IXFR(ctx context.Context, master netip.AddrPort, zone string, serial uint32) (*IXFRResult, error) {
+	req := new(dns.Msg).SetIxfr(zone, serial, ".", ".")
+	s, err := c.open(ctx, master, req)
+	if err != nil {
+		return nil, fmt.Errorf("IXFR %s from %s: %w", zone, master, err)
+	}
+	res, err := decodeIXFR(s, serial)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("IXFR %s from %s: %w", zone, master, err)
+	}
+	if res.Full == nil {
+		s.Close()
+	}
+	return res, nil
+}
+
+// decodeIXFR reads the answer (RFC 1995 §4): the new SOA, then either nothing more (we are
+// current), the zone's other records (a full transfer), or difference sequences, each an
+// old SOA, deleted records, a new SOA and added records; and the new SOA again at the end.
+func decodeIXFR(s *session, serial uint32) (*IXFRResult, error) {
+	var rrs []dns.RR
+	for len(rrs) < 2 {
+		msg, err := s.read()
+		if err != nil {
+			return nil, err
+		}
+		rrs = append(rrs, msg.Answer...)
+		if soa, ok := firstSOA(rrs, s.zone); ok && len(rrs) == 1 && !Newer(soa.Serial, serial) {
+			return &IXFRResult{UpToDate: true, Records: s.Records, Bytes: s.Bytes}, nil
+		}
+	}
+	last, ok := firstSOA(rrs, s.zone)
+	if !ok {
+		return nil, errors.New("the answer does not start with the zone's SOA")
+	}
+	if second, isSOA := rrs[1].(*dns.SOA); !isSOA || second.Serial == last.Serial {
+		full, err := newStream(s, "IXFR", rrs)
+		if err != nil {
+			return nil, err
+		}
+		return &IXFRResult{Full: full}, nil
+	}
+
+	d := &ixfrDecoder{zone: s.zone, last: last, cs: &backend.ChangeSet{Zone: s.zone}}
+	rrs = rrs[1:]
+	for {
+		for _, rr := range rrs {
+			if err := d.add(rr); err != nil {
+				return nil, err
+			}
+		}
+		if d.done {
+			break
+		}
+		msg, err := s.read()
+		if err != nil {
+			return nil, err
+		}
+		rrs = msg.Answer
+	}
+	if from := d.cs.From(); from != serial {
+		return nil, fmt.Errorf("%w: changes start at serial %d, we hold %d", errIXFRHistory, from, serial)
+	}
+	return &IXFRResult{Changes: d.cs, Records: s.Records, Bytes: s.Bytes}, nil
+}
+
+// ixfrDecoder folds difference sequences into a change set, one record at a time.
+type ixfrDecoder struct {
+	zone   string
+	last   *dns.SOA // the serial the answer ends at
+	cs     *backend.ChangeSet
+	adding bool // within the current step: past its new SOA
+	done   bool
+}
+
+func (d *ixfrDecoder) add(rr dns.RR) error {
+	if d.done {
+		return errors.New("records after the closing SOA")
+	}
+	soa, isSOA := rr.(*dns.SOA)
+	if !isSOA || !strings.EqualFold(soa.Hdr.Name, d.zone) {
+		if len(d.cs.Steps) == 0 {
+			return errIXFRHistory
+		}
+		step := &d.cs.Steps[len(d.cs.Steps)-1]
+		if d.adding {
+			step.Added = append(step.Added, rr)
+		} else {
+			step.Deleted = append(step.Deleted, rr)
+		}
+		return nil
+	}
+	n := len(d.cs.Steps)
+	switch {
+	case n > 0 && !d.adding: // the new SOA of the current step
+		step := &d.cs.Steps[n-1]
+		if !Newer(soa.Serial, step.Old.Serial) {
+			return fmt.Errorf("%w: step from %d goes to %d", errIXFRHistory, step.Old.Serial, soa.Serial)
+		}
+		step.New, d.adding = soa, true
+	case n > 0 && d.cs.Steps[n-1].New.Serial == d.last.Serial: // the closing SOA
+		if soa.Serial != d.last.Serial {
+			return fmt.Errorf("%w: closing SOA %d, opening %d", errIXFRHistory, soa.Serial, d.last.Serial)
+		}
+		d.done = true
+	default: // the old SOA of the next step
+		if n > 0 && soa.Serial != d.cs.Steps[n-1].New.Serial {
+			return fmt.Errorf("%w: step starts at %d after one ending at %d", errIXFRHistory, soa.Serial, d.cs.Steps[n-1].New.Serial)
+		}
+		d.cs.Steps = append(d.cs.Steps, backend.Step{Old: soa})
+		d.adding = false
+	}
+	return nil
+}

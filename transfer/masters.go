@@ -1,0 +1,109 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+// Per-master backoff: a master that failed is skipped for a while (doubling up to the
+// maximum) as long as another master is usable, so one dead primary does not cost every
+// check a connect timeout.
+const (
+	masterBackoffMin = 5 * time.Second
+	masterBackoffMax = 5 * time.Minute
+)
+
+type masterHealth struct {
+	failures int
+	retryAt  time.Time
+}
+
+// noteMaster records whether talking to a master worked.
+func (m *Manager) noteMaster(addr netip.AddrPort, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err == nil || errors.Is(err, context.Canceled) {
+		delete(m.masters, addr)
+		return
+	}
+	h := m.masters[addr]
+	if h == nil {
+		h = &masterHealth{}
+		m.masters[addr] = h
+	}
+	h.failures++
+	backoff := masterBackoffMin << min(h.failures-1, 10)
+	h.retryAt = m.now().Add(min(backoff, masterBackoffMax))
+}
+
+// usableMasters lists the masters not backing off, or all of them if every one is.
+func (m *Manager) usableMasters() []netip.AddrPort {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	var usable []netip.AddrPort
+	for _, addr := range m.cfg.Masters {
+		if h := m.masters[addr]; h == nil || !now.Before(h.retryAt) {
+			usable = append(usable, addr)
+		}
+	}
+	if len(usable) == 0 {
+		return slices.Clone(m.cfg.Masters)
+	}
+	return usable
+}
+
+type candidate struct {
+	addr netip.AddrPort
+	soa  *dns.SOA
+}
+
+// candidates returns the masters to transfer from, best first: the NOTIFY's sender if it is
+// a master and answers; otherwise every usable master that answers its SOA query (asked at
+// once, so a dead one costs one timeout, not one each), highest serial (RFC 1982) first.
+func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr) ([]candidate, error) {
+	masters := m.usableMasters()
+	if i := slices.IndexFunc(masters, func(a netip.AddrPort) bool { return a.Addr() == notifier }); i >= 0 {
+		soa, err := m.client.SOA(ctx, masters[i], zoneName)
+		m.noteMaster(masters[i], err)
+		if err == nil {
+			return []candidate{{masters[i], soa}}, nil
+		}
+		m.log.Warn("the notifying master failed its SOA query; asking the others", zap.String("zone", zoneName), zap.Error(err))
+		masters = slices.Delete(masters, i, i+1)
+	}
+
+	found := make([]candidate, len(masters))
+	errs := make([]error, len(masters))
+	var wg sync.WaitGroup
+	for i, master := range masters {
+		wg.Go(func() {
+			soa, err := m.client.SOA(ctx, master, zoneName)
+			m.noteMaster(master, err)
+			found[i], errs[i] = candidate{master, soa}, err
+		})
+	}
+	wg.Wait()
+	found = slices.DeleteFunc(found, func(c candidate) bool { return c.soa == nil })
+	if len(found) == 0 {
+		return nil, fmt.Errorf("zone %s: no master answered its SOA query: %w", zoneName, errors.Join(errs...))
+	}
+	slices.SortStableFunc(found, func(a, b candidate) int {
+		switch {
+		case Newer(a.soa.Serial, b.soa.Serial):
+			return -1
+		case Newer(b.soa.Serial, a.soa.Serial):
+			return 1
+		}
+		return 0
+	})
+	return found, nil
+}

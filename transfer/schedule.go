@@ -1,0 +1,193 @@
+package transfer
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+// SOA timer values used until a master's SOA has been seen (RFC 1912 §2.2 ranges).
+const (
+	defaultRefresh = time.Hour
+	defaultRetry   = 10 * time.Minute
+	defaultExpire  = 7 * 24 * time.Hour
+	minRefresh     = 30 * time.Second // a zone with refresh 0 must not turn into a busy loop
+)
+
+// schedule is what the scheduler remembers of a zone between checks.
+type schedule struct {
+	applied      uint32
+	hasApplied   bool
+	primary      *dns.SOA // the latest SOA a master gave: serial and refresh/retry/expire
+	lastSuccess  time.Time
+	lastError    string
+	lastErrorAt  time.Time
+	failures     int // consecutive failed checks
+	next         time.Time
+	expired      bool
+	lastTransfer *Summary
+}
+
+// afterCheckLocked records a check's outcome and arms the zone's next check: the refresh
+// interval after a success, a retry with exponential backoff after a failure.
+func (m *Manager) afterCheckLocked(z *zone, o outcome) {
+	s := &z.sched
+	now := m.now()
+	if o.primary != nil {
+		s.primary = o.primary
+	}
+	if o.summary != nil {
+		s.lastTransfer = o.summary
+	}
+	if !o.gone {
+		s.applied, s.hasApplied = o.applied, true
+	}
+	if o.err != nil {
+		s.lastError, s.lastErrorAt = o.err.Error(), now
+	}
+	if o.gone {
+		// Deleted, or a CREATE that failed: Designate's worker retries the CREATE itself.
+		s.next = time.Time{}
+		return
+	}
+	if o.err == nil {
+		s.failures, s.expired, s.lastSuccess = 0, false, now
+		m.armLocked(z, jitter(m.refreshInterval(s), 0.1))
+		return
+	}
+	s.failures++
+	if !s.expired && !s.lastSuccess.IsZero() && now.Sub(s.lastSuccess) > m.soaTimer(s, soaExpire) {
+		// The zone stays served: no backend can withdraw it safely. It is flagged instead.
+		s.expired = true
+		m.log.Error("zone expired: no successful check within the SOA expire time; still served",
+			zap.String("zone", z.name), zap.Time("last_success", s.lastSuccess))
+	}
+	m.armLocked(z, m.retryDelay(s))
+}
+
+// armLocked schedules the zone's next check in d.
+func (m *Manager) armLocked(z *zone, d time.Duration) {
+	if z.timer != nil {
+		z.timer.Stop()
+	}
+	z.sched.next = m.now().Add(d)
+	z.timer = time.AfterFunc(d, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.zones[z.name] == z {
+			m.enqueueLocked(z, Notify{})
+		}
+	})
+}
+
+func (m *Manager) refreshInterval(s *schedule) time.Duration {
+	if m.cfg.RefreshInterval > 0 {
+		return m.cfg.RefreshInterval
+	}
+	return max(m.soaTimer(s, soaRefresh), minRefresh)
+}
+
+// retryDelay doubles from RetryMin with every failure, bounded by the SOA retry value,
+// with jitter so zones that failed together do not retry together.
+func (m *Manager) retryDelay(s *schedule) time.Duration {
+	bound := max(m.soaTimer(s, soaRetry), m.cfg.RetryMin)
+	d := m.cfg.RetryMin
+	for i := 1; i < s.failures && d < bound; i++ {
+		d *= 2
+	}
+	return jitter(min(d, bound), 0.25)
+}
+
+type soaField int
+
+const (
+	soaRefresh soaField = iota
+	soaRetry
+	soaExpire
+)
+
+func (m *Manager) soaTimer(s *schedule, f soaField) time.Duration {
+	if s.primary == nil {
+		return [...]time.Duration{defaultRefresh, defaultRetry, defaultExpire}[f]
+	}
+	seconds := [...]uint32{s.primary.Refresh, s.primary.Retry, s.primary.Expire}[f]
+	return time.Duration(seconds) * time.Second
+}
+
+// logFailure says why a check failed and when the next one comes.
+func (m *Manager) logFailure(ctx context.Context, z *zone, o outcome) {
+	if ctx.Err() != nil {
+		m.log.Info("transfer cancelled (zone deleted or agent stopping)", zap.String("zone", z.name))
+		return
+	}
+	m.mu.Lock()
+	next, failures := z.sched.next, z.sched.failures
+	m.mu.Unlock()
+	fields := []zap.Field{zap.String("zone", z.name), zap.Error(o.err)}
+	if !next.IsZero() {
+		fields = append(fields, zap.Int("failures", failures), zap.Duration("retry_in", next.Sub(m.now()).Round(time.Millisecond)))
+	}
+	m.log.Warn("zone check failed", fields...)
+}
+
+// Status is what the agent can tell about a zone: how fresh it is and, if not, why.
+type Status struct {
+	Zone          string    `json:"zone"`
+	State         string    `json:"state"` // idle, queued, transferring, retrying
+	AppliedSerial *uint32   `json:"applied_serial,omitempty"`
+	PrimarySerial *uint32   `json:"primary_serial,omitempty"`
+	LastSuccess   time.Time `json:"last_success,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	Failures      int       `json:"failures"`
+	NextCheck     time.Time `json:"next_check,omitzero"`
+	Expired       bool      `json:"expired"`
+	LastTransfer  *Summary  `json:"last_transfer,omitempty"`
+}
+
+// Status reports on one zone the scheduler knows.
+func (m *Manager) Status(name string) (Status, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	z, ok := m.zones[name]
+	if !ok {
+		return Status{}, false
+	}
+	return z.statusLocked(), true
+}
+
+// Statuses reports on every zone the scheduler knows, sorted by name.
+func (m *Manager) Statuses() []Status {
+	m.mu.Lock()
+	all := make([]Status, 0, len(m.zones))
+	for _, z := range m.zones {
+		all = append(all, z.statusLocked())
+	}
+	m.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].Zone < all[j].Zone })
+	return all
+}
+
+func (z *zone) statusLocked() Status {
+	s := z.sched
+	st := Status{Zone: z.name, State: "idle", LastSuccess: s.lastSuccess, LastError: s.lastError,
+		LastErrorAt: s.lastErrorAt, Failures: s.failures, NextCheck: s.next, Expired: s.expired, LastTransfer: s.lastTransfer}
+	switch {
+	case z.job != nil && z.job.running:
+		st.State = "transferring"
+	case z.job != nil:
+		st.State = "queued"
+	case s.failures > 0:
+		st.State = "retrying"
+	}
+	if s.hasApplied {
+		st.AppliedSerial = &s.applied
+	}
+	if s.primary != nil {
+		st.PrimarySerial = &s.primary.Serial
+	}
+	return st
+}
