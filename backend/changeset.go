@@ -66,3 +66,93 @@ func (c *ChangeSet) String() string {
 type Incremental interface {
 	Apply(ctx context.Context, zone string, cs *ChangeSet) error
 }
+
+// Key identifies a record the way RFC 1995 deletions name it: owner (case-folded), class,
+// type and data; the TTL is not part of it.
+func Key(rr dns.RR) string {
+	h := rr.Header()
+	rdata := strings.TrimPrefix(rr.String(), h.String())
+	return strings.ToLower(h.Name) + " " + dns.Class(h.Class).String() + " " + dns.Type(h.Rrtype).String() + " " + rdata
+}
+
+// Patcher applies a change set to a stored zone read record by record, so a backend can
+// stream its old copy through it: Keep says which stored records stay, Added lists what to
+// write after them, SOA is the new SOA, and Err reports a change set that did not fit.
+type Patcher struct {
+	from     uint32
+	soa      *dns.SOA
+	deleted  map[string]bool // net deletions; true once the stored record was seen
+	added    []dns.RR
+	addedKey map[string]int // index into added
+}
+
+// Patcher folds the steps into their net effect. A record added by one step and deleted by
+// a later one is neither written nor looked for; one deleted and then added again (a TTL
+// change) is replaced.
+func (c *ChangeSet) Patcher() *Patcher {
+	p := &Patcher{from: c.From(), soa: c.Steps[len(c.Steps)-1].New, deleted: map[string]bool{}, addedKey: map[string]int{}}
+	for _, step := range c.Steps {
+		for _, rr := range step.Deleted {
+			k := Key(rr)
+			if i, ok := p.addedKey[k]; ok {
+				p.added[i] = nil
+				delete(p.addedKey, k)
+				continue
+			}
+			p.deleted[k] = false
+		}
+		for _, rr := range step.Added {
+			k := Key(rr)
+			if i, ok := p.addedKey[k]; ok {
+				p.added[i] = rr
+				continue
+			}
+			p.addedKey[k] = len(p.added)
+			p.added = append(p.added, rr)
+		}
+	}
+	return p
+}
+
+// Start checks the stored zone's SOA: the change set must start at its serial.
+func (p *Patcher) Start(stored *dns.SOA) error {
+	if stored.Serial != p.from {
+		return fmt.Errorf("%w: it starts at serial %d, the zone is at %d", ErrInconsistent, p.from, stored.Serial)
+	}
+	return nil
+}
+
+// Keep reports whether a stored record (not the SOA) stays as it is.
+func (p *Patcher) Keep(rr dns.RR) bool {
+	k := Key(rr)
+	if _, ok := p.deleted[k]; ok {
+		p.deleted[k] = true
+		return false
+	}
+	_, replaced := p.addedKey[k]
+	return !replaced
+}
+
+// SOA is the zone's SOA after the change set.
+func (p *Patcher) SOA() *dns.SOA { return p.soa }
+
+// Added lists the records to write after the kept ones.
+func (p *Patcher) Added() []dns.RR {
+	out := make([]dns.RR, 0, len(p.addedKey))
+	for _, rr := range p.added {
+		if rr != nil {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
+// Err reports deletions of records the zone did not hold, once every record went through Keep.
+func (p *Patcher) Err() error {
+	for k, seen := range p.deleted {
+		if !seen {
+			return fmt.Errorf("%w: deleted record %q is not in the zone", ErrInconsistent, k)
+		}
+	}
+	return nil
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -19,6 +18,8 @@ import (
 const (
 	masterBackoffMin = 5 * time.Second
 	masterBackoffMax = 5 * time.Minute
+	// How long the other masters may still answer their SOA query once one has.
+	masterAnswerGrace = 250 * time.Millisecond
 )
 
 type masterHealth struct {
@@ -81,18 +82,45 @@ func (m *Manager) candidates(ctx context.Context, zoneName string, notifier neti
 		masters = slices.Delete(masters, i, i+1)
 	}
 
-	found := make([]candidate, len(masters))
-	errs := make([]error, len(masters))
-	var wg sync.WaitGroup
-	for i, master := range masters {
-		wg.Go(func() {
-			soa, err := m.client.SOA(ctx, master, zoneName)
-			m.noteMaster(master, err)
-			found[i], errs[i] = candidate{master, soa}, err
-		})
+	// Ask all at once; once one answered, the others get a short grace to answer too, so a
+	// master that hangs does not hold up the transfer for its full timeout.
+	queryCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		candidate
+		err error
 	}
-	wg.Wait()
-	found = slices.DeleteFunc(found, func(c candidate) bool { return c.soa == nil })
+	answers := make(chan answer, len(masters))
+	for _, master := range masters {
+		go func() {
+			soa, err := m.client.SOA(queryCtx, master, zoneName)
+			if queryCtx.Err() == nil {
+				m.noteMaster(master, err)
+			}
+			answers <- answer{candidate{master, soa}, err}
+		}()
+	}
+	var (
+		found []candidate
+		errs  []error
+		grace <-chan time.Time
+	)
+collect:
+	for range masters {
+		select {
+		case a := <-answers:
+			if a.err != nil {
+				errs = append(errs, a.err)
+				continue
+			}
+			found = append(found, a.candidate)
+			if grace == nil {
+				grace = time.After(masterAnswerGrace)
+			}
+		case <-grace:
+			break collect
+		}
+	}
 	if len(found) == 0 {
 		return nil, fmt.Errorf("zone %s: no master answered its SOA query: %w", zoneName, errors.Join(errs...))
 	}

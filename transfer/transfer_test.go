@@ -103,9 +103,16 @@ func TestSOARefusedNamesRcode(t *testing.T) {
 
 func newManager(t *testing.T, masters ...netip.AddrPort) (*Manager, *memory.Backend) {
 	t.Helper()
-	be := memory.New()
-	m := NewManager(Config{Masters: masters, Workers: 2, DialTimeout: time.Second, StallTimeout: 2 * time.Second},
-		be, zap.NewNop())
+	return newManagerWith(t, Config{Masters: masters}, memory.New())
+}
+
+func newManagerWith(t *testing.T, cfg Config, be *memory.Backend) (*Manager, *memory.Backend) {
+	t.Helper()
+	cfg.Workers, cfg.DialTimeout, cfg.StallTimeout = 2, time.Second, 2*time.Second
+	if cfg.RetryMin == 0 {
+		cfg.RetryMin = time.Minute // tests that retry say so
+	}
+	m := NewManager(cfg, be, zap.NewNop())
 	t.Cleanup(m.Close)
 	return m, be
 }
@@ -214,9 +221,7 @@ func TestNotifiesCoalesce(t *testing.T) {
 		t.Fatal(err)
 	}
 	hold := make(chan struct{})
-	p.mu.Lock()
-	p.hold = hold
-	p.mu.Unlock()
+	p.set(func(p *fakePrimary) { p.hold = hold })
 	p.setZone(2, 10)
 	for range 50 {
 		if err := m.Notify(ctx, "example.com.", Notify{}); err != nil {
@@ -224,13 +229,11 @@ func TestNotifiesCoalesce(t *testing.T) {
 		}
 	}
 	p.setZone(3, 10)
-	p.mu.Lock()
-	p.hold = nil
-	p.mu.Unlock()
+	p.set(func(p *fakePrimary) { p.hold = nil })
 	close(hold)
 	waitSerial(t, be, "example.com.", 3)
 	m.Close()
-	if n := p.axfrs.Load(); n < 2 || n > 3 {
+	if n := p.transfers(); n < 2 || n > 3 {
 		t.Errorf("%d transfers for 50 NOTIFYs, want the CREATE's plus one or two", n)
 	}
 }
@@ -243,12 +246,10 @@ func TestDeleteWinsOverRunningTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	hold := make(chan struct{})
-	p.mu.Lock()
-	p.hold = hold
-	p.mu.Unlock()
+	p.set(func(p *fakePrimary) { p.hold = hold })
 	p.setZone(2, 10)
 	m.Notify(ctx, "example.com.", Notify{})
-	for p.axfrs.Load() < 2 { // the refresh's transfer is running now
+	for p.transfers() < 2 { // the refresh's transfer is running now
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := m.Delete(ctx, "example.com."); err != nil {
@@ -281,9 +282,7 @@ func TestCutTransferKeepsOldZone(t *testing.T) {
 	if err := m.Create(ctx, "example.com."); err != nil {
 		t.Fatal(err)
 	}
-	p.mu.Lock()
-	p.cut = true
-	p.mu.Unlock()
+	p.set(func(p *fakePrimary) { p.cut, p.ixfr = true, "cut" })
 	p.setZone(2, 300)
 	m.Notify(ctx, "example.com.", Notify{})
 	m.Close() // waits for the job
@@ -300,4 +299,3 @@ func TestCreateFailsWhenNoMasterAnswers(t *testing.T) {
 		t.Errorf("error %v, want one saying no master answered", err)
 	}
 }
-

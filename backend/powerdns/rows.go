@@ -1,0 +1,238 @@
+package powerdns
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// row is one line of the records table as PowerDNS reads it. Type "" is an empty
+// non-terminal (type SQL NULL, no content).
+type row struct {
+	Name    string // PowerDNS text form: lower case, escaped, no trailing dot
+	Type    string
+	Content string
+	TTL     uint32
+	Prio    int
+	Auth    bool
+}
+
+// Column sizes of schema.mysql.sql (PowerDNS 4.7). A longer value would be cut or refused
+// by MariaDB depending on sql_mode; we refuse it ourselves, with the record in the message.
+const (
+	maxNameLen    = 255   // records.name VARCHAR(255)
+	maxContentLen = 64000 // records.content VARCHAR(64000)
+)
+
+// storedTypes are the record types the agent writes to the records table, each checked
+// against pdns_server 4.7 (tests/powerdns_test.go, TestPDNSRecordTypes): the content is
+// miekg's presentation of the rdata with the trailing dots of names removed, which is
+// the zone-file syntax PowerDNS parses (doc.powerdns.com/authoritative/appendices/types.html).
+// Anything else is refused rather than stored in a form PowerDNS might serve wrongly:
+// DNSSEC records because PowerDNS signs zones itself (a pre-signed zone needs PRESIGNED
+// metadata the agent does not manage), meta types because they are not zone data, and
+// types PowerDNS has no text parser for.
+var storedTypes = map[uint16]bool{
+	dns.TypeA: true, dns.TypeAAAA: true, dns.TypeNS: true, dns.TypeCNAME: true,
+	dns.TypeDNAME: true, dns.TypePTR: true, dns.TypeMX: true, dns.TypeSRV: true,
+	dns.TypeTXT: true, dns.TypeSPF: true, dns.TypeSOA: true, dns.TypeCAA: true,
+	dns.TypeNAPTR: true, dns.TypeSSHFP: true, dns.TypeTLSA: true, dns.TypeSMIMEA: true,
+	dns.TypeDS: true, dns.TypeCDS: true, dns.TypeDNSKEY: true, dns.TypeCDNSKEY: true,
+	dns.TypeHINFO: true, dns.TypeRP: true, dns.TypeAFSDB: true, dns.TypeKX: true,
+	dns.TypeLOC: true, dns.TypeCERT: true, dns.TypeURI: true, dns.TypeOPENPGPKEY: true,
+	dns.TypeDHCID: true, dns.TypeIPSECKEY: true, dns.TypeEUI48: true, dns.TypeEUI64: true,
+	dns.TypeNID: true, dns.TypeL32: true, dns.TypeL64: true, dns.TypeLP: true,
+	dns.TypeMINFO: true, dns.TypeMR: true, dns.TypeCSYNC: true, dns.TypeSVCB: true,
+	dns.TypeHTTPS: true, dns.TypeAPL: true, dns.TypeZONEMD: true,
+}
+
+// refusedWhy explains the refusal of a type that is not stored.
+func refusedWhy(t uint16) string {
+	switch t {
+	case dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM, dns.TypeSIG, dns.TypeNXT:
+		return "DNSSEC signatures and denial records are not mirrored into PowerDNS, which signs " +
+			"zones itself (pdnsutil secure-zone); transfer the unsigned zone"
+	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR:
+		return "a meta type is not zone data"
+	}
+	return "PowerDNS 4.7 has no text format for it that the agent has verified"
+}
+
+// toRow converts a record to the row PowerDNS expects (SPEC §4 powerdns): owner and
+// names in the content without trailing dots, MX and SRV priority in the prio column
+// (PowerDNS serves prio + " " + content for those two types, as its own AXFR client
+// stores them), TXT quoted and escaped, SOA "mname rname serial refresh retry expire
+// minimum". Auth is decided later, when the delegations are known.
+func toRow(rr dns.RR) (row, error) {
+	h := rr.Header()
+	if h.Class != dns.ClassINET {
+		return row{}, fmt.Errorf("record %s: class %s: PowerDNS serves class IN only", rr, dns.ClassToString[h.Class])
+	}
+	if !storedTypes[h.Rrtype] {
+		return row{}, fmt.Errorf("record %s: type %s cannot be stored in PowerDNS: %s", rr, dns.Type(h.Rrtype), refusedWhy(h.Rrtype))
+	}
+	name, err := pdnsName(h.Name)
+	if err != nil {
+		return row{}, fmt.Errorf("record %s: owner: %w", rr, err)
+	}
+	r := row{Name: name, Type: dns.TypeToString[h.Rrtype], TTL: h.Ttl}
+	rr = dns.Copy(rr)
+	if err := stripNames(rr); err != nil {
+		return row{}, fmt.Errorf("record %s: %w", rr, err)
+	}
+	switch v := rr.(type) {
+	case *dns.MX:
+		r.Prio, r.Content = int(v.Preference), v.Mx
+	case *dns.SRV:
+		r.Prio = int(v.Priority)
+		r.Content = strconv.Itoa(int(v.Weight)) + " " + strconv.Itoa(int(v.Port)) + " " + v.Target
+	default:
+		r.Content = strings.TrimPrefix(rr.String(), rr.Header().String())
+	}
+	if len(r.Name) > maxNameLen {
+		return row{}, fmt.Errorf("record %s: owner is longer than %d characters in PowerDNS form (records.name)", rr, maxNameLen)
+	}
+	if len(r.Content) > maxContentLen {
+		return row{}, fmt.Errorf("record %s: content is longer than %d characters (records.content)", rr, maxContentLen)
+	}
+	return r, nil
+}
+
+// stripNames rewrites every domain name inside the rdata to PowerDNS's form.
+func stripNames(rr dns.RR) error {
+	var names []*string
+	switch v := rr.(type) {
+	case *dns.NS:
+		names = []*string{&v.Ns}
+	case *dns.CNAME:
+		names = []*string{&v.Target}
+	case *dns.DNAME:
+		names = []*string{&v.Target}
+	case *dns.PTR:
+		names = []*string{&v.Ptr}
+	case *dns.MX:
+		names = []*string{&v.Mx}
+	case *dns.SRV:
+		names = []*string{&v.Target}
+	case *dns.SOA:
+		names = []*string{&v.Ns, &v.Mbox}
+	case *dns.NAPTR:
+		names = []*string{&v.Replacement}
+	case *dns.RP:
+		names = []*string{&v.Mbox, &v.Txt}
+	case *dns.AFSDB:
+		names = []*string{&v.Hostname}
+	case *dns.KX:
+		names = []*string{&v.Exchanger}
+	case *dns.MINFO:
+		names = []*string{&v.Rmail, &v.Email}
+	case *dns.MR:
+		names = []*string{&v.Mr}
+	case *dns.LP:
+		names = []*string{&v.Fqdn}
+	case *dns.SVCB:
+		names = []*string{&v.Target}
+	case *dns.HTTPS:
+		names = []*string{&v.Target}
+	case *dns.IPSECKEY:
+		if v.GatewayType == dns.IPSECGatewayHost {
+			names = []*string{&v.GatewayHost}
+		}
+	}
+	for _, n := range names {
+		s, err := contentName(*n)
+		if err != nil {
+			return err
+		}
+		*n = s
+	}
+	return nil
+}
+
+// contentName is a name inside the content: PowerDNS form but with its case kept, as the
+// primary serves it.
+func contentName(name string) (string, error) {
+	return escapeName(name, false)
+}
+
+// pdnsName is an owner name as PowerDNS stores and looks it up: lower case (PowerDNS
+// lowercases the qname before querying the backend), labels escaped the way PowerDNS's
+// DNSName::toString does, no trailing dot, "." for the root.
+func pdnsName(name string) (string, error) {
+	return escapeName(name, true)
+}
+
+func escapeName(name string, lower bool) (string, error) {
+	buf := make([]byte, 256)
+	end, err := dns.PackDomainName(dns.Fqdn(name), buf, 0, nil, false)
+	if err != nil {
+		return "", fmt.Errorf("name %q: %w", name, err)
+	}
+	wire := buf[:end]
+	if len(wire) == 1 {
+		return ".", nil
+	}
+	var b strings.Builder
+	for i := 0; wire[i] != 0; {
+		n := int(wire[i])
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		for _, c := range wire[i+1 : i+1+n] {
+			if lower && c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			switch {
+			case c == '.' || c == '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c > ' ' && c < 0x7f:
+				b.WriteByte(c)
+			default:
+				fmt.Fprintf(&b, "\\%03d", c)
+			}
+		}
+		i += n + 1
+	}
+	return b.String(), nil
+}
+
+// parent returns the name one label up, skipping escaped dots; ok is false for a single
+// label.
+func parent(name string) (string, bool) {
+	for i := 0; i < len(name); i++ {
+		switch name[i] {
+		case '\\':
+			i++ // an escaped character, or the first digit of \DDD, is never a separator
+		case '.':
+			return name[i+1:], true
+		}
+	}
+	return "", false
+}
+
+// between calls fn for every name strictly between zone and name, nearest first. name
+// must be at or below zone.
+func between(zone, name string, fn func(string)) {
+	if name == zone {
+		return
+	}
+	for n, ok := parent(name); ok && n != zone; n, ok = parent(n) {
+		fn(n)
+	}
+}
+
+// soaSerial reads the serial from SOA content.
+func soaSerial(content string) (uint32, error) {
+	f := strings.Fields(content)
+	if len(f) != 7 {
+		return 0, fmt.Errorf("SOA content %q does not have 7 fields", content)
+	}
+	n, err := strconv.ParseUint(f[2], 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("SOA content %q: serial: %w", content, err)
+	}
+	return uint32(n), nil
+}
