@@ -3,7 +3,6 @@ package handler
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/middleware"
@@ -26,7 +25,7 @@ func (h *Handler) command(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 	q := r.Question[0]
 	zone := backend.CanonicalZone(q.Name)
 	if q.Qclass != ClassCC || (q.Qtype != TypeCreate && q.Qtype != TypeDelete) {
-		return refuse(w, r, fmt.Errorf("command class %d type %d: not a CREATE or DELETE", q.Qclass, q.Qtype))
+		return refuse(w, r, middleware.Refused("not_served", "command class %d type %d: not a CREATE or DELETE", q.Qclass, q.Qtype))
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.CreateTimeout)
 	defer cancel()

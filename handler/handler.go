@@ -5,7 +5,6 @@ package handler
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/dnsagent/dnsagent/middleware"
@@ -42,7 +41,7 @@ func (h *Handler) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 	case dns.OpcodeQuery:
 		return h.query(ctx, w, r)
 	}
-	return refuse(w, r, errors.New("opcode not served"))
+	return refuse(w, r, middleware.Refused("opcode", "opcode %s is not served", middleware.OpcodeName(r.Opcode)))
 }
 
 // refuse answers REFUSED with the question echoed and reports why.

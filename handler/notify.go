@@ -16,7 +16,7 @@ import (
 func (h *Handler) notify(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	q := r.Question[0]
 	if q.Qclass != dns.ClassINET || q.Qtype != dns.TypeSOA {
-		return refuse(w, r, fmt.Errorf("NOTIFY for %s %s: only IN SOA is served",
+		return refuse(w, r, middleware.Refused("not_served", "NOTIFY for %s %s: only IN SOA is served",
 			dns.Class(q.Qclass), dns.Type(q.Qtype)))
 	}
 	zone := backend.CanonicalZone(q.Name)
@@ -30,7 +30,7 @@ func (h *Handler) notify(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) 
 	err := h.Zones.Notify(ctx, zone, n)
 	switch {
 	case errors.Is(err, transfer.ErrUnknownZone):
-		return refuse(w, r, fmt.Errorf("NOTIFY for %s: %w", zone, err))
+		return refuse(w, r, &middleware.RefusedError{Reason: "unknown_zone", Err: fmt.Errorf("NOTIFY for %s: %w", zone, err)})
 	case err != nil:
 		rcode, werr := middleware.WriteReply(w, r, dns.RcodeServerFailure, false)
 		return rcode, errors.Join(err, werr)

@@ -17,10 +17,10 @@ import (
 // through the agent. Zone transfers are not relayed: the agent is no transfer proxy.
 func (h *Handler) query(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	if h.Forward == nil {
-		return refuse(w, r, errors.New("query: no query_destination configured"))
+		return refuse(w, r, middleware.Refused("no_destination", "query: no query_destination configured"))
 	}
 	if qt := r.Question[0].Qtype; qt == dns.TypeAXFR || qt == dns.TypeIXFR {
-		return refuse(w, r, fmt.Errorf("query: %s is not relayed", dns.Type(qt)))
+		return refuse(w, r, middleware.Refused("not_served", "query: %s is not relayed", dns.Type(qt)))
 	}
 	reply, err := h.Forward.Exchange(ctx, r, middleware.RequestFrom(ctx).Transport == "tcp")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
@@ -70,26 +71,43 @@ func (a ACL) String() string {
 	return strings.Join(items, ", ")
 }
 
-// Allow refuses NOTIFY and commands (opcode 14) from sources outside notify, and queries
-// from sources outside query, with REFUSED and the question echoed, as Designate does.
-// Other opcodes pass through: the handler refuses them.
-func Allow(notify, query ACL) Middleware {
+// AllowLists holds the allow lists the Allow layer checks; Set swaps them while the agent
+// serves (SIGHUP), so a request sees either the old lists or the new ones.
+type AllowLists struct {
+	p atomic.Pointer[[2]ACL]
+}
+
+// NewAllowLists returns lists allowing notify for NOTIFY and commands, query for queries.
+func NewAllowLists(notify, query ACL) *AllowLists {
+	l := &AllowLists{}
+	l.Set(notify, query)
+	return l
+}
+
+// Set replaces both lists at once.
+func (l *AllowLists) Set(notify, query ACL) { l.p.Store(&[2]ACL{notify, query}) }
+
+// Allow refuses NOTIFY and commands (opcode 14) from sources outside the notify list, and
+// queries from sources outside the query list, with REFUSED and the question echoed, as
+// Designate does. Other opcodes pass through: the handler refuses them.
+func Allow(lists *AllowLists) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			source := RequestFrom(ctx).Source.Addr()
+			acls := lists.p.Load()
 			var acl ACL
 			switch r.Opcode {
 			case dns.OpcodeNotify, OpcodeCC:
-				acl = notify
+				acl = acls[0]
 			case dns.OpcodeQuery:
-				acl = query
+				acl = acls[1]
 			default:
 				return next.ServeDNS(ctx, w, r)
 			}
 			if !acl.Allows(source) {
 				rcode, err := WriteReply(w, r, dns.RcodeRefused, false)
 				if err == nil {
-					err = fmt.Errorf("%s from %s refused: not in the allow list", OpcodeName(r.Opcode), source)
+					err = Refused("acl", "%s from %s refused: not in the allow list", OpcodeName(r.Opcode), source)
 				}
 				return rcode, err
 			}

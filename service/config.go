@@ -18,6 +18,7 @@ import (
 const (
 	DefaultListen         = "127.0.0.1:5358"
 	DefaultBackend        = "file"
+	defaultMetricsListen  = "127.0.0.1:9358"
 	defaultMasterPort     = 53
 	defaultTCPBacklog     = 100
 	defaultTCPRecvTimeout = 500 * time.Millisecond
@@ -42,6 +43,7 @@ type Config struct {
 	CreateTimeout    time.Duration
 	LogLevel         string
 	LogFormat        string
+	MetricsListen    string // HTTP endpoints; empty: off
 	Transfer         transfer.Config
 }
 
@@ -56,6 +58,7 @@ func ReadConfig(f *config.File) *Config {
 		CreateTimeout:  s.Seconds("create_timeout", defaultCreateTimeout),
 		LogLevel:       s.String("log_level", "info"),
 		LogFormat:      s.String("log_format", "console"),
+		MetricsListen:  s.String("metrics_listen", defaultMetricsListen),
 		Transfer: transfer.Config{
 			Masters:      readMasters(s),
 			Workers:      s.Int("workers", defaultWorkers, 1),
@@ -82,6 +85,11 @@ func ReadConfig(f *config.File) *Config {
 			continue
 		}
 		loopbackOnly = loopbackOnly && ap.Addr().IsLoopback()
+	}
+	if cfg.MetricsListen != "" {
+		if _, err := parseHostPort(cfg.MetricsListen, -1); err != nil {
+			s.Errorf("metrics_listen", "%v", err)
+		}
 	}
 	if source := s.String("transfer_source", ""); source != "" {
 		addr, err := netip.ParseAddr(source)

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/handler"
+	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/transfer"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
@@ -90,7 +92,7 @@ func serve(t *testing.T, zones *fakeZones, requestHex, source string) string {
 	if err := req.Unpack(raw); err != nil {
 		t.Fatal(err)
 	}
-	h := NewHandler(testConfig(t, ""), zones, zap.NewNop())
+	h := newTestHandler(t, zones)
 	w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP(source), Port: 53000}}
 	h.ServeDNS(context.Background(), w, req)
 	return hex.EncodeToString(w.reply)
@@ -169,7 +171,7 @@ func TestMalformedRequestsGetFormerr(t *testing.T) {
 	for name, req := range tests {
 		t.Run(name, func(t *testing.T) {
 			zones := &fakeZones{known: map[string]bool{}}
-			h := NewHandler(testConfig(t, ""), zones, zap.NewNop())
+			h := newTestHandler(t, zones)
 			w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP("192.0.2.1"), Port: 53000}}
 			h.ServeDNS(context.Background(), w, req)
 			reply := new(dns.Msg)
@@ -189,7 +191,7 @@ type panicZones struct{ fakeZones }
 func (*panicZones) Notify(context.Context, string, transfer.Notify) error { panic("bug") }
 
 func TestPanicAnswersServfailAndServingGoesOn(t *testing.T) {
-	h := NewHandler(testConfig(t, ""), &panicZones{}, zap.NewNop())
+	h := newTestHandler(t, &panicZones{})
 	req := new(dns.Msg).SetNotify("example.com.")
 	w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP("192.0.2.1"), Port: 53000}}
 	rcode, err := h.ServeDNS(context.Background(), w, req)
@@ -202,4 +204,9 @@ func TestPanicAnswersServfailAndServingGoesOn(t *testing.T) {
 	if len(w2.reply) == 0 {
 		t.Fatal("no reply to the next request")
 	}
+}
+
+func newTestHandler(t *testing.T, zones handler.Zones) middleware.Handler {
+	cfg := testConfig(t, "")
+	return NewHandler(cfg, zones, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), zap.NewNop())
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
@@ -53,18 +54,23 @@ func Load(path string) (*Config, backend.Backend, error) {
 type Service struct {
 	cfg      *Config
 	log      *zap.Logger
+	backend  backend.Backend
 	transfer *transfer.Manager
+	allow    *middleware.AllowLists
 	handler  middleware.Handler
+	ready    atomic.Bool // the DNS listeners are bound
 }
 
 // New builds the agent around a backend.
 func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 	manager := transfer.NewManager(cfg.Transfer, be, log.Named("transfer"))
-	return &Service{cfg: cfg, log: log, transfer: manager, handler: NewHandler(cfg, manager, log)}
+	allow := middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery)
+	return &Service{cfg: cfg, log: log, backend: be, transfer: manager, allow: allow,
+		handler: NewHandler(cfg, manager, allow, log)}
 }
 
 // NewHandler builds the request path: the middleware chain in front of the handler.
-func NewHandler(cfg *Config, zones handler.Zones, log *zap.Logger) middleware.Handler {
+func NewHandler(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) middleware.Handler {
 	h := &handler.Handler{Zones: zones, CreateTimeout: cfg.CreateTimeout}
 	if cfg.QueryDestination != "" {
 		h.Forward = &handler.Forwarder{Destination: cfg.QueryDestination, Timeout: defaultQueryTimeout}
@@ -72,10 +78,29 @@ func NewHandler(cfg *Config, zones handler.Zones, log *zap.Logger) middleware.Ha
 	return middleware.Chain(h,
 		middleware.Metadata(time.Now),
 		middleware.Logging(log.Named("request"), time.Now),
+		middleware.Metrics(),
 		middleware.Recover(log),
 		middleware.Validate(),
-		middleware.Allow(cfg.AllowNotify, cfg.AllowQuery),
+		middleware.Allow(allow),
 	)
+}
+
+// ReloadAllowLists re-reads allow_notify and allow_query from the configuration file
+// (on SIGHUP). A file with errors changes nothing; the errors are logged.
+func (s *Service) ReloadAllowLists(path string) {
+	f, err := config.Load(path)
+	if err != nil {
+		s.log.Error("reload: allow lists kept", zap.Error(err))
+		return
+	}
+	cfg := ReadConfig(f)
+	if err := f.Err(); err != nil {
+		s.log.Error("reload: configuration has errors; allow lists kept", zap.Error(err))
+		return
+	}
+	s.allow.Set(cfg.AllowNotify, cfg.AllowQuery)
+	s.log.Info("reload: allow lists replaced", zap.Stringer("allow_notify", cfg.AllowNotify),
+		zap.Stringer("allow_query", cfg.AllowQuery))
 }
 
 // Run binds every listen address over UDP and TCP and serves until ctx ends; then it
@@ -83,12 +108,26 @@ func NewHandler(cfg *Config, zones handler.Zones, log *zap.Logger) middleware.Ha
 // (a cancelled transfer is never applied). A listener that cannot bind fails Run.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.transfer.Close()
+	var metricsLn net.Listener
+	if s.cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", s.cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics_listen %s: %w", s.cfg.MetricsListen, err)
+		}
+		metricsLn = ln
+		defer ln.Close()
+	}
 	if err := s.transfer.Start(ctx); err != nil {
 		return err
 	}
 	servers, err := s.listen(ctx)
 	if err != nil {
 		return err
+	}
+	s.ready.Store(true)
+	if metricsLn != nil {
+		go s.serveHTTP(ctx, metricsLn)
+		s.log.Info("HTTP endpoints", zap.String("url", metricsURL(metricsLn)))
 	}
 	errc := make(chan error, len(servers))
 	for _, srv := range servers {
@@ -152,6 +191,7 @@ func (s *Service) server(srv *dns.Server, tcp bool) *dns.Server {
 		srv.IdleTimeout = func() time.Duration { return s.cfg.TCPRecvTimeout }
 	}
 	srv.MsgInvalidFunc = func(m []byte, err error) {
+		middleware.CountMalformed()
 		s.log.Debug("malformed message", zap.Int("bytes", len(m)), zap.Error(err))
 	}
 	return srv

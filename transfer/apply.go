@@ -63,7 +63,9 @@ func (m *Manager) update(ctx context.Context, z *zone, gen uint64, master netip.
 		*sum = Summary{Zone: z.name, Master: master.String(), From: current, At: m.now(), Fallback: err.Error()}
 	}
 	sum.Type = "AXFR"
+	start := m.now()
 	stream, err := m.client.AXFR(ctx, master, z.name)
+	sum.Transfer = m.now().Sub(start)
 	if err == nil {
 		err = m.applyFull(ctx, z, gen, stream, exists, current, sum)
 	}
@@ -108,7 +110,7 @@ func (m *Manager) applyFull(ctx context.Context, z *zone, gen uint64, stream *St
 	})
 	// Records stream while the backend writes them: time spent waiting for the primary
 	// counts as transfer time, the rest as apply time.
-	sum.Records, sum.Bytes = stream.Records, stream.Bytes
+	sum.Records, sum.Bytes = stream.zoneRecords(), stream.Bytes
 	sum.Transfer += src.waited
 	sum.Apply -= src.waited
 	if err != nil && src.err != nil && errors.Is(err, src.err) {
@@ -153,7 +155,9 @@ func (t *timedSource) Next() ([]dns.RR, error) {
 	return batch, err
 }
 
-func (m *Manager) logSummary(s *Summary) {
+func (m *Manager) logSummary(s *Summary, err error) {
+	var te *transferError
+	observe(s, err != nil && !errors.As(err, &te) && !errors.Is(err, errDeleted) && !errors.Is(err, context.Canceled))
 	fields := []zap.Field{zap.String("zone", s.Zone), zap.String("master", s.Master), zap.String("type", s.Type),
 		zap.Uint32("serial_from", s.From), zap.Uint32("serial_to", s.To), zap.Int("records", s.Records),
 		zap.Int("bytes", s.Bytes), zap.Duration("transfer_time", s.Transfer), zap.Duration("apply_time", s.Apply),

@@ -245,6 +245,14 @@ func firstSOA(rrs []dns.RR, zone string) (*dns.SOA, bool) {
 	return soa, ok && strings.EqualFold(soa.Hdr.Name, zone)
 }
 
+// zoneRecords counts the zone's records received, the closing SOA left out.
+func (st *Stream) zoneRecords() int {
+	if st.done {
+		return st.Records - 1
+	}
+	return st.Records
+}
+
 // Serial is the serial of the zone being transferred.
 func (st *Stream) Serial() uint32 { return st.soa.Serial }
 

@@ -276,6 +276,7 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	err := m.backend.Delete(ctx, name)
 	unlock(z.apply)
 	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		backendErrorsTotal.WithLabelValues("delete").Inc()
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	m.mu.Lock()
@@ -336,6 +337,9 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		if z.job == j {
 			z.job = nil
 			m.afterCheckLocked(z, outcome)
+			if outcome.gone {
+				delete(m.zones, z.name) // not in the backend: nothing to schedule or report
+			}
 		}
 		m.mu.Unlock()
 		if outcome.err != nil {
@@ -367,6 +371,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 	exists := err == nil
 	switch {
 	case err != nil && !errors.Is(err, backend.ErrNotFound):
+		backendErrorsTotal.WithLabelValues("serial").Inc()
 		return outcome{err: err}
 	case exists && create:
 		return outcome{applied: current} // created meanwhile: CREATE is idempotent
@@ -391,7 +396,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		m.noteMaster(master.addr, err)
 		if summary != nil {
 			res.summary = summary
-			m.logSummary(summary)
+			m.logSummary(summary, err)
 		}
 		if err == nil {
 			res.gone, res.applied = false, summary.To

@@ -26,11 +26,16 @@ const usage = `dnsagent - a DNS agent for OpenStack Designate and other primarie
 Usage:
   dnsagent [--config FILE]               run the agent
   dnsagent check-config [--config FILE]  validate the configuration and exit
+  dnsagent send notify|create|delete ZONE --server HOST:PORT [--tcp] [--tsig [ALG:]NAME:SECRET]
+                                         send what Designate's worker sends, print the reply
   dnsagent --version | --help
 
 Options:
   --config FILE  INI configuration (default %s; if that file does not exist,
                  built-in defaults and the environment are used)
+
+Signals: SIGTERM/SIGINT stop the agent (transfers in flight are abandoned, never half
+applied); SIGHUP re-reads allow_notify and allow_query from the configuration file.
 
 Every option can be overridden from the environment: option OPT of section
 [SECTION:NAME] is DNSAGENT_SECTION_NAME_OPT, e.g. DNSAGENT_SERVICE_AGENT_LISTEN.
@@ -41,6 +46,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "send" {
+		return send(args[1:], stdout, stderr)
+	}
 	check := len(args) > 0 && args[0] == "check-config"
 	if check {
 		args = args[1:]
@@ -91,7 +99,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer log.Sync() //nolint:errcheck // nothing to do if stderr is gone
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := service.New(cfg, be, log).Run(ctx); err != nil {
+	agent := service.New(cfg, be, log)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			agent.ReloadAllowLists(path)
+		}
+	}()
+	if err := agent.Run(ctx); err != nil {
 		log.Error("agent failed", zap.Error(err))
 		return 1
 	}

@@ -325,6 +325,9 @@ func (a *Agent) stop() {
 		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
 		<-a.done
 	}
+	if strings.Contains(a.out.String(), "WARNING: DATA RACE") {
+		a.t.Errorf("the race detector found a data race in the agent (see its output)")
+	}
 	if a.t.Failed() || Verbose() {
 		a.t.Logf("agent (%s) exit %v; output:\n%s", a.Addr(), a.cmd.ProcessState, a.out)
 	}

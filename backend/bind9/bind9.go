@@ -1,0 +1,355 @@
+// Package bind9 owns the BIND 9 backend: the agent writes each zone as a master file
+// under zone_file_path and drives named over rndc (addzone, reload, freeze/thaw, delzone);
+// in update mode incremental changes go to named as signed RFC 2136 UPDATEs instead. named
+// is asked for serials with SOA queries. A zone belongs to the agent only if named's
+// configuration for it (rndc showzone) points at a file under zone_file_path.
+package bind9
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/config"
+)
+
+var (
+	_ backend.Backend     = (*Backend)(nil)
+	_ backend.Incremental = (*Backend)(nil)
+)
+
+// Backend keeps zones in named. The caller serialises operations on one zone; different
+// zones proceed in parallel.
+type Backend struct {
+	cfg  Config
+	dir  string // cleaned, absolute
+	gid  int    // -1: keep the agent's group
+	rndc RNDC
+
+	mu sync.Mutex
+	// owned remembers zones showzone proved ours, so a Serial per NOTIFY or refresh
+	// costs one SOA query and no rndc run. Only Delete forgets.
+	owned map[string]bool
+}
+
+// Open builds the backend from its [agent:bind9] section; it matches backend.Constructor.
+func Open(s *config.Section) (backend.Backend, error) {
+	cfg := ConfigFrom(s)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
+	}
+	r, err := NewExec(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
+	}
+	b, err := New(cfg, r)
+	if err != nil {
+		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
+	}
+	return b, nil
+}
+
+// New validates cfg, creates the zone directory if needed and checks that it is
+// writable, so a bad setup fails at start rather than at the first CREATE. rndc runs the
+// control commands (see NewExec).
+func New(cfg Config, rndc RNDC) (*Backend, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bind9 backend: %w", err)
+	}
+	gid, err := lookupGroup(cfg.FileGroup)
+	if err != nil {
+		return nil, fmt.Errorf("bind9 backend: file_group: %w", err)
+	}
+	dir := filepath.Clean(cfg.ZoneFilePath)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bind9 backend: zone_file_path: %w", err)
+	}
+	if err := checkWritable(dir); err != nil {
+		return nil, fmt.Errorf("bind9 backend: zone_file_path %s is not writable: %w", dir, err)
+	}
+	return &Backend{cfg: cfg, dir: dir, gid: gid, rndc: rndc, owned: map[string]bool{}}, nil
+}
+
+// Serial asks named for the zone's SOA. A zone named does not answer for authoritatively
+// is not found; one it answers for but that is not ours is ErrNotOwned.
+func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
+	zone, err := canonical("serial", zone)
+	if err != nil {
+		return 0, err
+	}
+	serial, served, err := b.querySOA(ctx, zone)
+	if err != nil {
+		return 0, fmt.Errorf("bind9 backend: serial %s: %w", zone, err)
+	}
+	if !served {
+		return 0, fmt.Errorf("bind9 backend: serial %s: named does not serve it: %w", zone, backend.ErrNotFound)
+	}
+	if err := b.ensureOwned(ctx, zone); err != nil {
+		return 0, fmt.Errorf("bind9 backend: serial %s: %w", zone, err)
+	}
+	return serial, nil
+}
+
+// Create writes the zone file and adds the zone to named. If named refuses the zone the
+// file is removed again, so a retry finds nothing half there.
+func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) error {
+	zone, err := canonical("create", zone)
+	if err != nil {
+		return err
+	}
+	if err := b.create(ctx, zone, src); err != nil {
+		return fmt.Errorf("bind9 backend: create %s: %w", zone, err)
+	}
+	return nil
+}
+
+func (b *Backend) create(ctx context.Context, zone string, src backend.Source) error {
+	found, file, err := b.showzone(ctx, zone)
+	if err != nil {
+		return err
+	}
+	if found {
+		if !b.ours(file) {
+			return notOwned(file)
+		}
+		if _, served, err := b.querySOA(ctx, zone); err != nil {
+			return err
+		} else if served {
+			return errors.New("the zone exists already")
+		}
+		// named has our zone but does not serve it (its file was lost or broken): start
+		// over. Without -clean, so no removal by named can race the new file.
+		if _, err := b.rndc.Run(ctx, b.zoneArgs("delzone", zone)...); err != nil {
+			return err
+		}
+		if _, err := b.removeFiles(zone); err != nil {
+			return err
+		}
+	}
+	tmp, soa, err := b.writeTemp(ctx, zone, src)
+	if err != nil {
+		return err
+	}
+	if err := b.install(tmp, b.path(zone)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if _, err := b.rndc.Run(ctx, b.addzoneArgs(zone)...); err != nil {
+		return b.undoCreate(ctx, zone, false, err)
+	}
+	if err := b.waitServed(ctx, zone, soa.Serial); err != nil {
+		return b.undoCreate(ctx, zone, true, err)
+	}
+	b.setOwned(zone, true)
+	return nil
+}
+
+// undoCreate takes back a create that failed after the zone file was written, even when
+// ctx has ended, and returns cause with what was undone.
+func (b *Backend) undoCreate(ctx context.Context, zone string, added bool, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.RNDCTimeout)
+	defer cancel()
+	if added {
+		if _, err := b.rndc.Run(ctx, b.zoneArgs("delzone", zone)...); err != nil {
+			return fmt.Errorf("%w (and removing the zone from named failed: %v)", cause, err)
+		}
+	}
+	if _, err := b.removeFiles(zone); err != nil {
+		return fmt.Errorf("%w (and removing its files failed: %v)", cause, err)
+	}
+	return fmt.Errorf("%w (zone file removed)", cause)
+}
+
+// Replace swaps the zone for the complete stream. The new file is written aside first;
+// named sees it only once it is complete.
+func (b *Backend) Replace(ctx context.Context, zone string, src backend.Source) error {
+	zone, err := canonical("replace", zone)
+	if err != nil {
+		return err
+	}
+	if err := b.ensureOwned(ctx, zone); err != nil {
+		return fmt.Errorf("bind9 backend: replace %s: %w", zone, err)
+	}
+	tmp, soa, err := b.writeTemp(ctx, zone, src)
+	if err != nil {
+		return fmt.Errorf("bind9 backend: replace %s: %w", zone, err)
+	}
+	defer os.Remove(tmp) // gone already once installed
+	written := func(context.Context) (string, error) { return tmp, nil }
+	if err := b.load(ctx, zone, written, soa.Serial); err != nil {
+		return fmt.Errorf("bind9 backend: replace %s: %w", zone, err)
+	}
+	return nil
+}
+
+// Delete removes the zone from named (delzone -clean) and every file of it from the
+// directory. A zone that is not ours is left alone.
+func (b *Backend) Delete(ctx context.Context, zone string) error {
+	zone, err := canonical("delete", zone)
+	if err != nil {
+		return err
+	}
+	found, file, err := b.showzone(ctx, zone)
+	if err != nil {
+		return fmt.Errorf("bind9 backend: delete %s: %w", zone, err)
+	}
+	if found && !b.ours(file) {
+		return fmt.Errorf("bind9 backend: delete %s: %w", zone, notOwned(file))
+	}
+	b.setOwned(zone, false)
+	if found {
+		if _, err := b.rndc.Run(ctx, b.zoneArgs("delzone", zone, "-clean")...); err != nil {
+			return fmt.Errorf("bind9 backend: delete %s: %w", zone, err)
+		}
+		b.waitCleaned(ctx, zone)
+	}
+	existed, err := b.removeFiles(zone)
+	if err != nil {
+		return fmt.Errorf("bind9 backend: delete %s: %w", zone, err)
+	}
+	if !found && !existed {
+		return fmt.Errorf("bind9 backend: delete %s: %w", zone, backend.ErrNotFound)
+	}
+	return nil
+}
+
+// waitCleaned gives named a moment to remove the zone's files itself: delzone -clean
+// removes them after it has answered, and a removal that came after a quick re-create
+// would take the new zone file with it. If named cannot remove them (no permission on
+// the directory) the caller does after at most two seconds.
+func (b *Backend) waitCleaned(ctx context.Context, zone string) {
+	path := b.path(zone)
+	poll(ctx, min(2*time.Second, b.cfg.RNDCTimeout), func() bool {
+		return !exists(path) && !exists(path+journalSuffix)
+	})
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// Zones lists the zone files under zone_file_path, sorted. The directory is the agent's
+// own, and listing it needs neither named nor an rndc run per zone; a file named does not
+// have (left by a crash between writing it and addzone) is listed, and Serial then reports
+// the zone as not found.
+func (b *Backend) Zones(context.Context) ([]string, error) {
+	entries, err := os.ReadDir(b.dir)
+	if err != nil {
+		return nil, fmt.Errorf("bind9 backend: zones: %w", err)
+	}
+	var zones []string
+	for _, e := range entries {
+		base, ok := strings.CutSuffix(e.Name(), zoneSuffix)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		zone := base + "."
+		if backend.ValidateZoneName(zone) != nil || zone != strings.ToLower(zone) {
+			continue
+		}
+		zones = append(zones, zone)
+	}
+	sort.Strings(zones)
+	return zones, nil
+}
+
+// canonical refuses names that could escape the directory or change the meaning of an
+// rndc command, before anything else happens, and folds case so one zone has one file.
+func canonical(op, zone string) (string, error) {
+	if err := backend.ValidateZoneName(zone); err != nil {
+		return "", fmt.Errorf("bind9 backend: %s: %w", op, err)
+	}
+	return strings.ToLower(zone), nil
+}
+
+// zoneArgs builds `CMD [flags] NAME [IN VIEW]`.
+func (b *Backend) zoneArgs(cmd, zone string, flags ...string) []string {
+	args := append([]string{cmd}, flags...)
+	args = append(args, strings.TrimSuffix(zone, "."))
+	if b.cfg.View != "" {
+		args = append(args, "IN", b.cfg.View)
+	}
+	return args
+}
+
+// addzoneArgs builds the addzone command. check-names ignore and check-integrity no
+// because the primary's data is the truth: a BIND secondary accepts names like foo_bar
+// that a primary zone would otherwise refuse to load. masterfile-format text because the
+// agent reads back what `rndc freeze` dumps.
+func (b *Backend) addzoneArgs(zone string) []string {
+	var c strings.Builder
+	fmt.Fprintf(&c, `{ type primary; file "%s"; check-names ignore; check-integrity no; masterfile-format text;`, b.path(zone))
+	if b.cfg.UpdateMode == ModeUpdate {
+		fmt.Fprintf(&c, ` update-policy { grant "%s" zonesub ANY; };`, strings.TrimSuffix(b.cfg.UpdateKey.Name, "."))
+	}
+	if zc := strings.TrimSpace(b.cfg.ZoneConfig); zc != "" {
+		c.WriteString(" " + zc)
+	}
+	c.WriteString(" };")
+	return append(b.zoneArgs("addzone", zone), c.String())
+}
+
+// showzone asks named for the zone's configuration: whether it has the zone, and the
+// file it loads it from.
+func (b *Backend) showzone(ctx context.Context, zone string) (found bool, file string, err error) {
+	out, err := b.rndc.Run(ctx, b.zoneArgs("showzone", zone)...)
+	if said(err, "no matching zone") {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	return true, fileOf(out), nil
+}
+
+// ours reports whether a zone file named loads lies under zone_file_path.
+func (b *Backend) ours(file string) bool {
+	return filepath.IsAbs(file) && strings.HasPrefix(filepath.Clean(file), b.dir+string(filepath.Separator))
+}
+
+func notOwned(file string) error {
+	if file == "" {
+		return fmt.Errorf("named has the zone without a zone file: %w", backend.ErrNotOwned)
+	}
+	return fmt.Errorf("named loads it from %s, outside zone_file_path: %w", file, backend.ErrNotOwned)
+}
+
+// ensureOwned returns nil for a zone named has with its file under zone_file_path,
+// ErrNotFound when named does not have it, ErrNotOwned when it is someone else's.
+func (b *Backend) ensureOwned(ctx context.Context, zone string) error {
+	b.mu.Lock()
+	known := b.owned[zone]
+	b.mu.Unlock()
+	if known {
+		return nil
+	}
+	found, file, err := b.showzone(ctx, zone)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return fmt.Errorf("named does not have the zone: %w", backend.ErrNotFound)
+	case !b.ours(file):
+		return notOwned(file)
+	}
+	b.setOwned(zone, true)
+	return nil
+}
+
+func (b *Backend) setOwned(zone string, owned bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if owned {
+		b.owned[zone] = true
+	} else {
+		delete(b.owned, zone)
+	}
+}

@@ -1,0 +1,138 @@
+package bind9
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// RNDC runs one rndc command against named and returns what rndc printed. It is the seam
+// between the backend's logic and named's control channel, so tests can fake it.
+type RNDC interface {
+	Run(ctx context.Context, args ...string) (string, error)
+}
+
+// RNDCError is a failed rndc command. Output is what rndc said, which is where the reason
+// is ("not found", "already exists", "connection refused", a bad key ...).
+type RNDCError struct {
+	Args   []string
+	Output string
+	Err    error
+}
+
+func (e *RNDCError) Error() string {
+	if e.Output == "" {
+		return fmt.Sprintf("rndc %s: %v", strings.Join(e.Args, " "), e.Err)
+	}
+	return fmt.Sprintf("rndc %s: %v: %s", strings.Join(e.Args, " "), e.Err, e.Output)
+}
+
+func (e *RNDCError) Unwrap() error { return e.Err }
+
+// said reports whether err is an rndc failure whose output contains text.
+func said(err error, text string) bool {
+	var re *RNDCError
+	return errors.As(err, &re) && strings.Contains(re.Output, text)
+}
+
+// maxOutput bounds the rndc output kept in an error, so a confused server cannot flood
+// the log.
+const maxOutput = 2048
+
+// Exec runs the rndc program directly (never through a shell), with the control-channel
+// flags of the configuration before the command's own arguments.
+type Exec struct {
+	Binary  string
+	Flags   []string
+	Timeout time.Duration
+}
+
+// NewExec builds the runner for cfg; it finds rndc on PATH or in the sbin directories,
+// where Debian installs it and where an ordinary user's PATH does not look.
+func NewExec(cfg Config) (*Exec, error) {
+	binary, err := findBinary(cfg.RNDCBinary)
+	if err != nil {
+		return nil, err
+	}
+	var flags []string
+	if cfg.RNDCConfigFile != "" {
+		flags = append(flags, "-c", cfg.RNDCConfigFile)
+	}
+	if cfg.RNDCKeyFile != "" {
+		flags = append(flags, "-k", cfg.RNDCKeyFile)
+	}
+	flags = append(flags, "-s", cfg.RNDCHost, "-p", strconv.Itoa(cfg.RNDCPort))
+	return &Exec{Binary: binary, Flags: flags, Timeout: cfg.RNDCTimeout}, nil
+}
+
+func findBinary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	if !strings.Contains(name, "/") {
+		for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+			p := filepath.Join(dir, name)
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("rndc_binary: %q not found on PATH or in /usr/sbin", name)
+}
+
+// Run implements RNDC.
+func (r *Exec) Run(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.Binary, slices.Concat(r.Flags, args)...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	// rndc forks nothing, but a wrapper script might: its children must not hold us.
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	text := strings.TrimSpace(out.String())
+	if len(text) > maxOutput {
+		text = strings.ToValidUTF8(text[:maxOutput], "") + " [...]"
+	}
+	if err == nil {
+		return text, nil
+	}
+	if ctx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("no answer within rndc_timeout %s: %w", r.Timeout, err)
+	}
+	return text, &RNDCError{Args: args, Output: text, Err: err}
+}
+
+// showzoneFile finds the file clause in `rndc showzone` output, e.g.
+// zone "example.com" { type primary; file "/var/lib/bind/dnsagent/example.com.zone"; };
+var showzoneFile = regexp.MustCompile(`\bfile\s+"((?:[^"\\]|\\.)*)"`)
+
+// fileOf returns the zone file named in showzone output, unescaped; "" when there is none
+// (a secondary without a file, say).
+func fileOf(showzone string) string {
+	m := showzoneFile.FindStringSubmatch(showzone)
+	if m == nil {
+		return ""
+	}
+	var b strings.Builder
+	escaped := false
+	for _, c := range m[1] {
+		if c == '\\' && !escaped {
+			escaped = true
+			continue
+		}
+		escaped = false
+		b.WriteRune(c)
+	}
+	return b.String()
+}

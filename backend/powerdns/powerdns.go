@@ -1,0 +1,360 @@
+// Package powerdns owns the backend that writes zones straight into PowerDNS's generic
+// MySQL schema (gmysql of PowerDNS 4.7: tables domains, records, domainmetadata,
+// comments, cryptokeys; schema.mysql.sql of pdns-backend-mysql), so pdns_server serves
+// them with neither secondary mode nor its HTTP API. It owns exactly the zones whose
+// domains.account is the configured account, stores every fact PowerDNS relies on when
+// reading rows (SPEC §4 powerdns), changes a zone in one transaction, and tells
+// pdns_server through pdns_control when something changed.
+package powerdns
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/config"
+)
+
+var (
+	_ backend.Backend     = (*Backend)(nil)
+	_ backend.Incremental = (*Backend)(nil)
+)
+
+// maxBatchBytes bounds one multi-row INSERT well under MariaDB's default
+// max_allowed_packet (16 MiB), whatever batch_size says: TXT rows can be 64000 bytes.
+const maxBatchBytes = 1 << 20
+
+// Backend stores zones in PowerDNS's gmysql tables.
+type Backend struct {
+	store   store
+	account string
+	kind    string
+	batch   int
+	ctl     control
+	retry   retryPolicy
+}
+
+// Open builds the backend from its [agent:NAME] section; it matches backend.Constructor.
+// It does not connect: a database that is down at start-up is retried per change, and
+// Check tells check-config whether it is reachable.
+func Open(s *config.Section) (backend.Backend, error) {
+	b, err := New(ConfigFrom(s))
+	if err != nil {
+		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
+	}
+	return b, nil
+}
+
+// New validates cfg and prepares the connection pool.
+func New(cfg Config) (*Backend, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("powerdns backend: %w", err)
+	}
+	mc, err := cfg.mysqlConfig()
+	if err != nil {
+		return nil, fmt.Errorf("powerdns backend: %w", err)
+	}
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("powerdns backend: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	// MariaDB closes idle connections after wait_timeout; recycle ours before that.
+	db.SetConnMaxIdleTime(time.Minute)
+	return newBackend(&sqlStore{db: db}, cfg, runCommand), nil
+}
+
+func newBackend(st store, cfg Config, run runner) *Backend {
+	return &Backend{
+		store:   st,
+		account: cfg.Account,
+		kind:    cfg.ZoneKind,
+		batch:   cfg.BatchSize,
+		ctl:     newControl(cfg, run),
+		retry:   defaultRetry,
+	}
+}
+
+// Close releases the database connections.
+func (b *Backend) Close() error { return b.store.close() }
+
+// Check reports whether the database and, when used, pdns_control answer; check-config
+// shows it as a warning, since either may come up after the agent.
+func (b *Backend) Check(ctx context.Context) error {
+	var errs []error
+	if err := b.store.ping(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("powerdns backend: database: %w", err))
+	}
+	if err := b.ctl.ping(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("powerdns backend: pdns_control is not reachable (zones would be served late, after PowerDNS's zone cache refresh): %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Serial returns the serial of the stored SOA.
+func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
+	name, err := rowZone("serial", zone)
+	if err != nil {
+		return 0, err
+	}
+	d, soa, err := b.store.lookup(ctx, name)
+	if err != nil {
+		return 0, b.lookupErr("serial", zone, err)
+	}
+	if d.Account != b.account {
+		return 0, b.notOwned("serial", zone, d)
+	}
+	if soa == "" {
+		return 0, fmt.Errorf("powerdns backend: serial %s: the zone has no SOA record", zone)
+	}
+	serial, err := soaSerial(soa)
+	if err != nil {
+		return 0, fmt.Errorf("powerdns backend: serial %s: %w", zone, err)
+	}
+	return serial, nil
+}
+
+// Create stores a new zone. A zone already in the database is refused before anything
+// is transferred: as ours it exists already, as someone else's it is not ours to touch.
+// If pdns_server cannot be told about the new zone, the zone is removed again: it was
+// not created as far as PowerDNS knows, and a retry must start over.
+func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) error {
+	name, err := rowZone("create", zone)
+	if err != nil {
+		return err
+	}
+	if d, _, err := b.store.lookup(ctx, name); err == nil {
+		if d.Account != b.account {
+			return b.notOwned("create", zone, d)
+		}
+		return fmt.Errorf("powerdns backend: create %s: the zone exists already", zone)
+	} else if !errors.Is(err, errNoDomain) {
+		return fmt.Errorf("powerdns backend: create %s: %w", zone, err)
+	}
+	sp, err := spoolZone(ctx, zone, src)
+	if err != nil {
+		return fmt.Errorf("powerdns backend: create %s: %w", zone, err)
+	}
+	defer sp.close()
+	err = b.retry.do(ctx, func(attempt int) error {
+		// A retry after a commit whose reply was lost may find the zone created by the
+		// previous attempt: replacing it with the same data is then right.
+		return b.load(ctx, name, sp, attempt == 1)
+	})
+	if err != nil {
+		return fmt.Errorf("powerdns backend: create %s: %w", zone, err)
+	}
+	if err := b.ctl.afterCommit(ctx, name, true); err != nil {
+		if delErr := b.deleteRows(ctx, "create", zone, name); delErr != nil {
+			return fmt.Errorf("powerdns backend: create %s: %w (removing the zone again failed: %v)", zone, err, delErr)
+		}
+		return fmt.Errorf("powerdns backend: create %s: %w (zone removed again)", zone, err)
+	}
+	return nil
+}
+
+// Replace swaps the zone's records for the stream in one transaction: PowerDNS's readers
+// see the old complete version until the commit, the new one after it.
+func (b *Backend) Replace(ctx context.Context, zone string, src backend.Source) error {
+	name, err := rowZone("replace", zone)
+	if err != nil {
+		return err
+	}
+	d, _, err := b.store.lookup(ctx, name)
+	if err != nil {
+		return b.lookupErr("replace", zone, err)
+	}
+	if d.Account != b.account {
+		return b.notOwned("replace", zone, d)
+	}
+	sp, err := spoolZone(ctx, zone, src)
+	if err != nil {
+		return fmt.Errorf("powerdns backend: replace %s: %w", zone, err)
+	}
+	defer sp.close()
+	if err := b.retry.do(ctx, func(int) error { return b.load(ctx, name, sp, false) }); err != nil {
+		return fmt.Errorf("powerdns backend: replace %s: %w", zone, err)
+	}
+	if err := b.ctl.afterCommit(ctx, name, false); err != nil {
+		return fmt.Errorf("powerdns backend: replace %s: committed, but %w", zone, err)
+	}
+	return nil
+}
+
+// Delete removes the zone's rows from domains, records, domainmetadata, comments and
+// cryptokeys, then has pdns_server forget it.
+func (b *Backend) Delete(ctx context.Context, zone string) error {
+	name, err := rowZone("delete", zone)
+	if err != nil {
+		return err
+	}
+	if err := b.deleteRows(ctx, "delete", zone, name); err != nil {
+		return err
+	}
+	if err := b.ctl.afterCommit(ctx, name, true); err != nil {
+		return fmt.Errorf("powerdns backend: delete %s: deleted from the database, but %w", zone, err)
+	}
+	return nil
+}
+
+func (b *Backend) deleteRows(ctx context.Context, op, zone, name string) error {
+	return b.retry.do(ctx, func(int) error {
+		return b.inTx(ctx, func(tx storeTx) error {
+			d, err := tx.domain(ctx, name)
+			if err != nil {
+				return b.lookupErr(op, zone, err)
+			}
+			if d.Account != b.account {
+				return b.notOwned(op, zone, d)
+			}
+			if err := tx.deleteDomain(ctx, d.ID); err != nil {
+				return fmt.Errorf("powerdns backend: %s %s: %w", op, zone, err)
+			}
+			return nil
+		})
+	})
+}
+
+// Zones lists the zones whose account is the agent's.
+func (b *Backend) Zones(ctx context.Context) ([]string, error) {
+	names, err := b.store.zones(ctx, b.account)
+	if err != nil {
+		return nil, fmt.Errorf("powerdns backend: zones: %w", err)
+	}
+	zones := make([]string, 0, len(names))
+	for _, n := range names {
+		zones = append(zones, n+".")
+	}
+	sort.Strings(zones)
+	return zones, nil
+}
+
+// load writes the spooled zone in one transaction: a new domain row when create is set
+// (and the zone is absent), otherwise the existing rows are replaced.
+func (b *Backend) load(ctx context.Context, name string, sp *spool, create bool) error {
+	return b.inTx(ctx, func(tx storeTx) error {
+		var id int64
+		d, err := tx.domain(ctx, name)
+		switch {
+		case errors.Is(err, errNoDomain):
+			if !create {
+				return fmt.Errorf("zone %s.: %w", name, backend.ErrNotFound)
+			}
+			if id, err = tx.createDomain(ctx, name, b.kind, b.account); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case d.Account != b.account:
+			return fmt.Errorf("the zone is held with account %q: %w", d.Account, backend.ErrNotOwned)
+		case create:
+			return fmt.Errorf("the zone exists already")
+		default:
+			id = d.ID
+			if err := tx.clearRecords(ctx, id); err != nil {
+				return err
+			}
+			if err := tx.setKind(ctx, id, b.kind); err != nil {
+				return err
+			}
+		}
+		return b.insertSpool(ctx, tx, id, name, sp)
+	})
+}
+
+// insertSpool inserts the rows in batches, with auth from the spool's cuts, and collects
+// every name between the apex and an owner as a candidate empty non-terminal; the
+// database keeps the candidates and turns those without rows of their own into ENT rows.
+func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone string, sp *spool) error {
+	rd, err := sp.reader()
+	if err != nil {
+		return err
+	}
+	rows := make([]row, 0, b.batch)
+	var ents []row
+	seen := map[string]bool{} // candidates of this batch only: the database deduplicates
+	size := 0
+	flush := func() error {
+		if err := tx.insertRecords(ctx, id, rows); err != nil {
+			return err
+		}
+		if len(ents) > 0 {
+			if err := tx.addENTCandidates(ctx, ents); err != nil {
+				return err
+			}
+		}
+		rows, ents, size = rows[:0], ents[:0], 0
+		clear(seen)
+		return nil
+	}
+	for {
+		r, err := rd.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		r.Auth = sp.cuts.auth(zone, r.Name, r.Type)
+		rows = append(rows, r)
+		size += len(r.Name) + len(r.Content) + 64
+		between(zone, r.Name, func(n string) {
+			if !seen[n] {
+				seen[n] = true
+				ents = append(ents, row{Name: n, Auth: sp.cuts.auth(zone, n, "")})
+			}
+		})
+		if len(rows) >= b.batch || size >= maxBatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(rows) > 0 {
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	return tx.insertMissingENTs(ctx, id)
+}
+
+// inTx runs fn in a transaction and commits it, or rolls back if fn fails.
+func (b *Backend) inTx(ctx context.Context, fn func(storeTx) error) error {
+	tx, err := b.store.begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.rollback() //nolint:errcheck // the connection may be gone; fn's error says why
+		return err
+	}
+	return tx.commit()
+}
+
+func (b *Backend) lookupErr(op, zone string, err error) error {
+	if errors.Is(err, errNoDomain) {
+		err = backend.ErrNotFound
+	}
+	return fmt.Errorf("powerdns backend: %s %s: %w", op, zone, err)
+}
+
+func (b *Backend) notOwned(op, zone string, d domain) error {
+	return fmt.Errorf("powerdns backend: %s %s: the PowerDNS database holds this zone with account %q, not the agent's %q: %w",
+		op, zone, d.Account, b.account, backend.ErrNotOwned)
+}
+
+// rowZone validates a zone name and returns it in row form.
+func rowZone(op, zone string) (string, error) {
+	if err := backend.ValidateZoneName(zone); err != nil {
+		return "", fmt.Errorf("powerdns backend: %s: %w", op, err)
+	}
+	return strings.TrimSuffix(strings.ToLower(zone), "."), nil
+}

@@ -1,0 +1,196 @@
+package powerdns
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+)
+
+// spool is a transfer converted to rows and written to an unlinked temporary file. A
+// transaction that must be retried (deadlock, lost connection) reads the rows again from
+// it, so the zone is never held in memory and never transferred twice. Reading the whole
+// transfer before the transaction starts also keeps the transaction (and its locks) as
+// short as the database allows.
+type spool struct {
+	f      *os.File
+	serial uint32
+	rows   int
+	// cuts are the delegation points (owners of NS records below the apex): auth depends
+	// on them and they may come after their glue in the stream. Only they are kept in
+	// memory, never every owner name.
+	cuts cuts
+}
+
+// spoolZone reads src to the end, checking it as it goes: the zone's SOA first, every
+// owner inside the zone, no second SOA but the copy that closes an AXFR, every record
+// convertible to a row. zone is fully qualified.
+func spoolZone(ctx context.Context, zone string, src backend.Source) (_ *spool, err error) {
+	f, err := os.CreateTemp("", "dnsagent-powerdns-*.spool")
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	// Unlinked at once: nothing is left behind whatever happens to the process.
+	os.Remove(f.Name())
+	s := &spool{f: f, cuts: cuts{}}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	apex, err := pdnsName(zone)
+	if err != nil {
+		return nil, err
+	}
+	w := bufio.NewWriterSize(f, 256<<10)
+	var soa *dns.SOA
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		batch, nextErr := src.Next()
+		// Only io.EOF itself ends a stream: a wrapped EOF is a connection that broke.
+		if nextErr != nil && nextErr != io.EOF {
+			return nil, fmt.Errorf("transfer failed: %w", nextErr)
+		}
+		for _, rr := range batch {
+			keep, err := checkRecord(zone, &soa, rr)
+			if err != nil {
+				return nil, err
+			}
+			if !keep {
+				continue
+			}
+			r, err := toRow(rr)
+			if err != nil {
+				return nil, err
+			}
+			if r.Type == "NS" && r.Name != apex {
+				s.cuts[r.Name] = true
+			}
+			if err := writeRow(w, r); err != nil {
+				return nil, fmt.Errorf("spool: %w", err)
+			}
+			s.rows++
+		}
+		if nextErr == io.EOF {
+			break
+		}
+	}
+	if soa == nil {
+		return nil, fmt.Errorf("empty stream: no SOA for %s", zone)
+	}
+	if err := w.Flush(); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	s.serial = soa.Serial
+	return s, nil
+}
+
+// checkRecord enforces the stream's shape; keep is false for the closing copy of the SOA.
+func checkRecord(zone string, soa **dns.SOA, rr dns.RR) (keep bool, err error) {
+	owner := rr.Header().Name
+	if *soa == nil {
+		first, ok := rr.(*dns.SOA)
+		if !ok || !strings.EqualFold(owner, zone) {
+			return false, fmt.Errorf("stream does not start with the SOA of %s (first record: %s)", zone, rr)
+		}
+		*soa = first
+		return true, nil
+	}
+	if !dns.IsSubDomain(zone, owner) {
+		return false, fmt.Errorf("record %s is outside zone %s", rr, zone)
+	}
+	if other, ok := rr.(*dns.SOA); ok {
+		if !dns.IsDuplicate(other, *soa) {
+			return false, fmt.Errorf("second, different SOA in the stream: %s", rr)
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+func (s *spool) close() { s.f.Close() }
+
+// reader starts reading the rows from the beginning.
+func (s *spool) reader() (*spoolReader, error) {
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return &spoolReader{r: bufio.NewReaderSize(s.f, 256<<10)}, nil
+}
+
+type spoolReader struct{ r *bufio.Reader }
+
+// next returns the next row, or io.EOF after the last.
+func (sr *spoolReader) next() (row, error) {
+	var r row
+	var err error
+	if r.Name, err = readString(sr.r); err != nil {
+		return row{}, err // io.EOF at a row boundary is the clean end
+	}
+	if r.Type, err = readString(sr.r); err == nil {
+		if r.Content, err = readString(sr.r); err == nil {
+			var ttl, prio uint64
+			if ttl, err = binary.ReadUvarint(sr.r); err == nil {
+				prio, err = binary.ReadUvarint(sr.r)
+				r.TTL, r.Prio = uint32(ttl), int(prio)
+			}
+		}
+	}
+	if err != nil {
+		return row{}, fmt.Errorf("spool: truncated row: %w", noEOF(err))
+	}
+	return r, nil
+}
+
+// writeRow appends one row: name, type and content as length-prefixed strings, then TTL
+// and prio as varints. Auth is not stored: it is computed from the cuts when inserting.
+func writeRow(w *bufio.Writer, r row) error {
+	var buf [binary.MaxVarintLen64]byte
+	for _, s := range []string{r.Name, r.Type, r.Content} {
+		if _, err := w.Write(buf[:binary.PutUvarint(buf[:], uint64(len(s)))]); err != nil {
+			return err
+		}
+		if _, err := w.WriteString(s); err != nil {
+			return err
+		}
+	}
+	for _, n := range []uint64{uint64(r.TTL), uint64(r.Prio)} {
+		if _, err := w.Write(buf[:binary.PutUvarint(buf[:], n)]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readString(r *bufio.Reader) (string, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return "", err
+	}
+	if n > maxContentLen {
+		return "", fmt.Errorf("spool: string of %d bytes", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", noEOF(err)
+	}
+	return string(b), nil
+}
+
+// noEOF turns an end of file inside a row into an error that does not look like the end.
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -1,0 +1,64 @@
+package powerdns
+
+import (
+	"context"
+	"errors"
+)
+
+// store is the seam in front of the SQL: everything the backend does to the database goes
+// through it, so the zone logic (ownership, retries, auth and empty non-terminals on
+// incremental changes, pdns_control calls) is tested without MariaDB, and sqlStore is
+// tested against a real one. Names are in row form (see pdnsName).
+type store interface {
+	// begin starts one transaction; every zone change is exactly one.
+	begin(ctx context.Context) (storeTx, error)
+	// lookup returns the zone's domain row and its SOA content ("" when it has none), or
+	// errNoDomain; it does not lock.
+	lookup(ctx context.Context, zone string) (domain, string, error)
+	// zones lists the names of the domains whose account is account.
+	zones(ctx context.Context, account string) ([]string, error)
+	ping(ctx context.Context) error
+	close() error
+}
+
+// errNoDomain: the domains table has no row for the name.
+var errNoDomain = errors.New("no such domain")
+
+type domain struct {
+	ID      int64
+	Account string
+}
+
+// storeTx is one open transaction. After an error the caller rolls back.
+type storeTx interface {
+	// domain returns the zone's domain row, locked until the end of the transaction, or
+	// errNoDomain.
+	domain(ctx context.Context, zone string) (domain, error)
+	createDomain(ctx context.Context, zone, kind, account string) (int64, error)
+	setKind(ctx context.Context, id int64, kind string) error
+	// deleteDomain removes the domain and its rows in records, comments, domainmetadata
+	// and cryptokeys.
+	deleteDomain(ctx context.Context, id int64) error
+	clearRecords(ctx context.Context, id int64) error
+	insertRecords(ctx context.Context, id int64, rows []row) error
+	// deleteRecord removes one row equal to r in name, type, content and prio (an empty
+	// non-terminal when r.Type is ""); false if there is none.
+	deleteRecord(ctx context.Context, id int64, r row) (bool, error)
+
+	// Empty non-terminals of a full load: candidates are collected in the database (never
+	// all in Go memory), then those without any row of their own become ENT rows.
+	addENTCandidates(ctx context.Context, rows []row) error
+	insertMissingENTs(ctx context.Context, id int64) error
+
+	// For incremental changes, which touch few names.
+	rowsAt(ctx context.Context, id int64, names []string) ([]row, error)
+	hasDataBelow(ctx context.Context, id int64, name string) (bool, error)
+	cutsBelow(ctx context.Context, id int64, name string) ([]string, error)
+	// setAuthAt sets auth on the rows at name; DS rows keep theirs when skipDS is set.
+	setAuthAt(ctx context.Context, id int64, name string, auth, skipDS bool) error
+	// setAuthBelow sets auth on every row strictly below name.
+	setAuthBelow(ctx context.Context, id int64, name string, auth bool) error
+
+	commit() error
+	rollback() error
+}

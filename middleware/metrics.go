@@ -1,0 +1,65 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "dnsagent", Name: "requests_total",
+		Help: "DNS requests answered, by opcode and rcode.",
+	}, []string{"opcode", "rcode"})
+	refusedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "dnsagent", Name: "refused_total",
+		Help: "Requests answered REFUSED, by reason (acl, unknown_zone, opcode, not_served, no_destination).",
+	}, []string{"reason"})
+	malformedTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "dnsagent", Name: "malformed_total",
+		Help: "Messages dropped or answered FORMERR because they could not be a valid request.",
+	})
+)
+
+// RegisterMetrics adds the request metrics to reg.
+func RegisterMetrics(reg prometheus.Registerer) {
+	reg.MustRegister(requestsTotal, refusedTotal, malformedTotal)
+}
+
+// CountMalformed counts a message that never reached the chain (unparsable bytes).
+func CountMalformed() { malformedTotal.Inc() }
+
+// RefusedError says why a request was refused, for the log and the refused_total metric.
+type RefusedError struct {
+	Reason string
+	Err    error
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Refused builds a RefusedError.
+func Refused(reason, format string, args ...any) error {
+	return &RefusedError{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// Metrics counts every request by opcode and rcode, refusals by reason, FORMERRs as malformed.
+func Metrics() Middleware {
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			rcode, err := next.ServeDNS(ctx, w, r)
+			requestsTotal.WithLabelValues(OpcodeName(r.Opcode), dns.RcodeToString[rcode]).Inc()
+			var refused *RefusedError
+			switch {
+			case errors.As(err, &refused):
+				refusedTotal.WithLabelValues(refused.Reason).Inc()
+			case rcode == dns.RcodeFormatError:
+				malformedTotal.Inc()
+			}
+			return rcode, err
+		})
+	}
+}

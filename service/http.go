@@ -1,0 +1,92 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// readyTimeout bounds the backend check behind /readyz.
+const readyTimeout = 2 * time.Second
+
+// httpHandler serves /metrics, /healthz, /readyz, /zones and /zones/NAME.
+func (s *Service) httpHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.transfer.RegisterMetrics(reg)
+	middleware.RegisterMetrics(reg)
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /zones", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.transfer.Statuses())
+	})
+	mux.HandleFunc("GET /zones/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := backend.CanonicalZone(r.PathValue("name"))
+		st, ok := s.transfer.Status(name)
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "zone " + name + " is not known to the agent"})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	return mux
+}
+
+// readyz answers 200 once the listeners are bound and while the backend answers.
+func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		http.Error(w, "listeners not bound yet", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if _, err := s.backend.Zones(ctx); err != nil {
+		http.Error(w, "backend unreachable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) //nolint:errcheck // the client went away
+}
+
+// serveHTTP runs the HTTP endpoints on metrics_listen until ctx ends.
+func (s *Service) serveHTTP(ctx context.Context, ln net.Listener) {
+	srv := &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown) //nolint:errcheck // closing anyway
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error("HTTP endpoints stopped", zap.Error(err))
+	}
+}
+
+// metricsURL is how the endpoints are announced in the log.
+func metricsURL(ln net.Listener) string {
+	return "http://" + strings.TrimSpace(ln.Addr().String())
+}
