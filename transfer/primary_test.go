@@ -25,7 +25,7 @@ type fakePrimary struct {
 	records  []dns.RR
 	versions [][]dns.RR    // every version served, oldest first, for IXFR
 	ixfr     string        // "" answers IXFR properly; "notimp", "full", "badchain" or "cut" misbehave
-	down     bool       // close every connection at once, as a primary that is down
+	down     bool          // close every connection at once, as a primary that is down
 	tsig     string        // when set, requests must be signed with this key name (secret tsigSecret)
 	cut      bool          // stop before the closing SOA and close the connection
 	hold     chan struct{} // when set, AXFRs wait until it is closed
