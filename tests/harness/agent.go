@@ -92,6 +92,7 @@ type AgentConfig struct {
 	TCPRecvTimeout   string // default "0.5"
 	ZoneFilePath     string // default: a new t.TempDir()
 	QueryDestination string // written even when empty
+	MetricsListen    string // default: a free loopback port (the agent's default 9358 would clash)
 	// Service and Backend add or override options of [service:agent] and
 	// [agent:<driver>]; a key mapped to "-" is left out altogether.
 	Service map[string]string
@@ -127,6 +128,9 @@ func (c *AgentConfig) defaults(t testing.TB) {
 	}
 	if c.ZoneFilePath == "" {
 		c.ZoneFilePath = t.TempDir()
+	}
+	if c.MetricsListen == "" {
+		c.MetricsListen = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 	}
 }
 
@@ -179,6 +183,7 @@ func (c *AgentConfig) Text() string {
 		kv{"workers", c.Workers},
 		kv{"create_timeout", c.CreateTimeout},
 		kv{"tcp_recv_timeout", c.TCPRecvTimeout},
+		kv{"metrics_listen", c.MetricsListen},
 	)
 	render(&b, "service:agent", svc, c.Service)
 	render(&b, "agent:"+c.BackendDriver, []kv{
