@@ -115,13 +115,17 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("metrics_listen %s: %w", s.cfg.MetricsListen, err)
 		}
 		metricsLn = ln
-		defer ln.Close()
-	}
-	if err := s.transfer.Start(ctx); err != nil {
-		return err
 	}
 	servers, err := s.listen(ctx)
+	if err == nil {
+		if err = s.transfer.Start(ctx); err != nil {
+			closeListeners(servers)
+		}
+	}
 	if err != nil {
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
 		return err
 	}
 	s.ready.Store(true)
@@ -153,15 +157,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 	base := middleware.Server{Base: ctx, Handler: s.handler}
 	var servers []*dns.Server
-	closeAll := func() {
-		for _, srv := range servers {
-			if srv.PacketConn != nil {
-				srv.PacketConn.Close()
-			} else {
-				srv.Listener.Close()
-			}
-		}
-	}
+	closeAll := func() { closeListeners(servers) }
 	for _, addr := range s.cfg.Listen {
 		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
@@ -180,6 +176,17 @@ func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 		servers = append(servers, s.server(&dns.Server{Listener: ln, Handler: base}, true))
 	}
 	return servers, nil
+}
+
+// closeListeners releases the sockets of servers that were never started.
+func closeListeners(servers []*dns.Server) {
+	for _, srv := range servers {
+		if srv.PacketConn != nil {
+			srv.PacketConn.Close()
+		} else {
+			srv.Listener.Close()
+		}
+	}
 }
 
 func (s *Service) server(srv *dns.Server, tcp bool) *dns.Server {
