@@ -122,7 +122,7 @@ func ReadConfig(f *config.File) *Config {
 	if cfg.Transfer.RetryMin <= 0 {
 		s.Errorf("retry_min", "must be more than 0")
 	}
-	if len(cfg.Transfer.Masters) == 0 {
+	if len(s.List("masters")) == 0 {
 		s.Errorf("masters", "required: list the primaries to transfer zones from, as IP:port")
 	}
 	return cfg

@@ -104,6 +104,15 @@ func (n *BackendNamed) RNDCKeyFile() string { return filepath.Join(n.dir, "rndc.
 // after it to see what one operation made named do.
 func (n *BackendNamed) Output() string { return n.out.String() }
 
+// WaitLog waits (timeout at most) until named has logged text after the mark since (a
+// length of Output taken earlier). named writes a log line after it acts and answers, so
+// a test looks for the line rather than reading the log once.
+func (n *BackendNamed) WaitLog(since int, text string, timeout time.Duration) bool {
+	return Eventually(timeout, 10*time.Millisecond, func() bool {
+		return strings.Contains(n.out.String()[since:], text)
+	})
+}
+
 func (n *BackendNamed) writeFiles() error {
 	key := fmt.Sprintf("key \"rndc-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"%s\";\n};\n", n.rndcSecret)
 	if err := os.WriteFile(n.RNDCKeyFile(), []byte(key), 0o600); err != nil {

@@ -189,7 +189,7 @@ func (p *Primary) writeConf() error {
 	fmt.Fprintf(&b, "\tdump-file \"%s\";\n", filepath.Join(p.dir, "named_dump.db"))
 	fmt.Fprintf(&b, "\tstatistics-file \"%s\";\n", filepath.Join(p.dir, "named.stats"))
 	fmt.Fprintf(&b, "\trecursion no;\n\tallow-query { any; };\n\tallow-transfer { any; };\n")
-	fmt.Fprintf(&b, "\tdnssec-validation no;\n\tnotify explicit;\n")
+	fmt.Fprintf(&b, "\tdnssec-validation no;\n\tnotify explicit;\n\tnotify-delay 0;\n")
 	fmt.Fprintf(&b, "\tcheck-names primary ignore;\n")
 	if len(p.opts.AlsoNotify) > 0 {
 		fmt.Fprintf(&b, "\talso-notify {")
