@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/bind9"
 	"github.com/dnsagent/dnsagent/backend/file"
 	"github.com/dnsagent/dnsagent/backend/memory"
 	"github.com/dnsagent/dnsagent/config"
@@ -26,6 +27,7 @@ import (
 var Backends = backend.Registry{
 	"file":   file.Open,
 	"memory": memory.Open,
+	"bind9":  bind9.Open,
 }
 
 // Load reads and checks the whole configuration and opens the backend. The error lists

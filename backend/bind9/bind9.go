@@ -41,15 +41,7 @@ type Backend struct {
 
 // Open builds the backend from its [agent:bind9] section; it matches backend.Constructor.
 func Open(s *config.Section) (backend.Backend, error) {
-	cfg := ConfigFrom(s)
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
-	}
-	r, err := NewExec(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
-	}
-	b, err := New(cfg, r)
+	b, err := New(ConfigFrom(s), nil)
 	if err != nil {
 		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
 	}
@@ -58,10 +50,17 @@ func Open(s *config.Section) (backend.Backend, error) {
 
 // New validates cfg, creates the zone directory if needed and checks that it is
 // writable, so a bad setup fails at start rather than at the first CREATE. rndc runs the
-// control commands (see NewExec).
+// control commands; nil means the rndc program (NewExec).
 func New(cfg Config, rndc RNDC) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bind9 backend: %w", err)
+	}
+	if rndc == nil {
+		r, err := NewExec(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("bind9 backend: %w", err)
+		}
+		rndc = r
 	}
 	gid, err := lookupGroup(cfg.FileGroup)
 	if err != nil {

@@ -46,11 +46,7 @@ func open(t testing.TB, n *harness.BackendNamed, mode string) *bind9.Backend {
 		UpdateMode:       mode,
 		UpdateKey:        &config.TSIGKey{Name: harness.UpdateKeyName + ".", Algorithm: dns.HmacSHA256, Secret: n.UpdateSecret},
 	}
-	r, err := bind9.NewExec(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bind9.New(cfg, r)
+	b, err := bind9.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,4 +286,68 @@ func TestRestartsKeepZones(t *testing.T) {
 		t.Fatal(err)
 	}
 	served(t, n, cs.Steps[0].Added)
+}
+
+// Zones keep working when update_mode changes after they were created: a zone without an
+// update-policy refuses the UPDATE and takes the change through its file, and a dynamic
+// zone in reload mode goes through freeze and thaw.
+func TestModeSwitch(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc")
+	n := harness.StartBackendNamed(t, harness.BackendOptions{})
+	reload, update := open(t, n, bind9.ModeReload), open(t, n, bind9.ModeUpdate)
+	for _, tc := range []struct {
+		name              string
+		createdBy, nowBy  *bind9.Backend
+		zone, wantInNamed string
+	}{
+		{"reload to update", reload, update, "one.test.", "zone one.test/IN: loaded serial 2"},
+		{"update to reload", update, reload, "two.test.", "thawing zone 'two.test/IN'"},
+	} {
+		z := tc.zone
+		glue := rr(t, "ns1."+z+" 3600 IN A 192.0.2.53")
+		if err := tc.createdBy.Create(t.Context(), z, backendtest.Stream(append(backendtest.Zone(z, 1, 4), glue))); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		mark := len(n.Output())
+		added := rr(t, "new."+z+" 300 IN A 192.0.2.77")
+		cs := &backend.ChangeSet{Zone: z, Steps: []backend.Step{{
+			Old: backendtest.Zone(z, 1, 0)[0].(*dns.SOA), New: backendtest.Zone(z, 2, 0)[0].(*dns.SOA), Added: []dns.RR{added},
+		}}}
+		if err := tc.nowBy.Apply(t.Context(), z, cs); err != nil {
+			t.Fatalf("%s: Apply: %v", tc.name, err)
+		}
+		served(t, n, []dns.RR{added})
+		if err := tc.nowBy.Replace(t.Context(), z, backendtest.Stream(append(backendtest.Zone(z, 3, 6), glue))); err != nil {
+			t.Fatalf("%s: Replace: %v", tc.name, err)
+		}
+		if s, err := n.Serial(z); err != nil || s != 3 {
+			t.Errorf("%s: serial %d (%v) after the replace, want 3", tc.name, s, err)
+		}
+		if !n.WaitLog(mark, tc.wantInNamed, 2*time.Second) {
+			t.Errorf("%s: named's log lacks %q:\n%s", tc.name, tc.wantInNamed, n.Output()[mark:])
+		}
+	}
+}
+
+// named has the zone but cannot load it (its file was lost): the zone is not served, so
+// it is not found, and a CREATE puts it back.
+func TestCreateHealsZoneNamedCannotLoad(t *testing.T) {
+	t.Parallel()
+	b, n := setup(t, bind9.ModeUpdate, harness.BackendOptions{})
+	if err := b.Create(t.Context(), zone, backendtest.Stream(testZone(t, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(n.ZoneDir(), "example.com.zone")); err != nil {
+		t.Fatal(err)
+	}
+	n.Restart(t)
+	b = open(t, n, bind9.ModeUpdate)
+	if _, err := b.Serial(t.Context(), zone); !errors.Is(err, backend.ErrNotFound) {
+		t.Fatalf("Serial of a zone named cannot load: %v, want ErrNotFound", err)
+	}
+	if err := b.Create(t.Context(), zone, backendtest.Stream(testZone(t, 2))); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	served(t, n, testZone(t, 2))
 }

@@ -100,7 +100,8 @@ func (r *Exec) Run(ctx context.Context, args ...string) (string, error) {
 	// rndc forks nothing, but a wrapper script might: its children must not hold us.
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
-	text := strings.TrimSpace(out.String())
+	// One line, so the error reads as one log field; rndc explains itself over several.
+	text := strings.Join(strings.Fields(out.String()), " ")
 	if len(text) > maxOutput {
 		text = strings.ToValidUTF8(text[:maxOutput], "") + " [...]"
 	}

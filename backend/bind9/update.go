@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,10 @@ import (
 
 	"github.com/dnsagent/dnsagent/backend"
 )
+
+// errUpdateRefused is named answering an UPDATE with REFUSED: the zone has no
+// update-policy granting update_key.
+var errUpdateRefused = errors.New("named refused the UPDATE")
 
 // maxUpdateSize is the largest UPDATE sent: a DNS message over TCP holds 65535 bytes, less
 // room for the TSIG record added when it is signed.
@@ -41,7 +46,12 @@ func (b *Backend) apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	}
 	if b.cfg.UpdateMode == ModeUpdate {
 		if m := updateMsg(zone, cs); m.Len() <= maxUpdateSize {
-			return b.sendUpdate(ctx, zone, m, cs.To())
+			err := b.sendUpdate(ctx, zone, m, cs.To())
+			if !errors.Is(err, errUpdateRefused) {
+				return err
+			}
+			// The zone does not take updates from us: it was created in reload mode, or
+			// under another update_key. The file still works.
 		}
 	}
 	patched := func(ctx context.Context) (string, error) { return b.patchTemp(ctx, zone, cs) }
@@ -62,7 +72,7 @@ func checkChangeSet(zone string, cs *backend.ChangeSet) error {
 			return fmt.Errorf("%w: step %d starts at serial %d, the previous one ended at %d",
 				backend.ErrInconsistent, i, s.Old.Serial, cs.Steps[i-1].New.Serial)
 		}
-		for _, rr := range append(s.Deleted[:len(s.Deleted):len(s.Deleted)], s.Added...) {
+		for _, rr := range slices.Concat(s.Deleted, s.Added) {
 			if !dns.IsSubDomain(zone, rr.Header().Name) {
 				return fmt.Errorf("step %d: record %s is outside the zone", i, rr)
 			}
@@ -82,7 +92,8 @@ func checkChangeSet(zone string, cs *backend.ChangeSet) error {
 // Within a step deletions come first, so a name can change from A to CNAME. Deletions of
 // apex NS records come after the additions: named ignores a deletion of the last NS at the
 // apex, so replacing the whole NS set has to add before it deletes. A record deleted and
-// added again in the same step (a TTL change) is only added; named then updates the TTL.
+// added again in the same step (a TTL change) is only added, and named updates the TTL:
+// a deletion after the addition would remove the re-added apex NS.
 func updateMsg(zone string, cs *backend.ChangeSet) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetUpdate(zone)
@@ -134,6 +145,8 @@ func (b *Backend) sendUpdate(ctx context.Context, zone string, m *dns.Msg, seria
 	}
 	switch r.Rcode {
 	case dns.RcodeSuccess:
+	case dns.RcodeRefused:
+		return errUpdateRefused
 	case dns.RcodeNXRrset:
 		return fmt.Errorf("%w: named refused the UPDATE because the zone is not at the change set's first serial (NXRRSET)", backend.ErrInconsistent)
 	default:
@@ -146,35 +159,23 @@ func tsigError(r *dns.Msg) string {
 	if t := r.IsTsig(); t != nil && t.Error != 0 {
 		return " (TSIG " + dns.RcodeToString[int(t.Error)] + ": is update_key defined in named.conf with the same secret?)"
 	}
-	if r.Rcode == dns.RcodeRefused || r.Rcode == dns.RcodeNotAuth {
-		return " (was the zone created in update mode, with update_key in its update-policy?)"
-	}
 	return ""
 }
 
-// load puts a new zone file in place and makes named serve it at serial. produce writes
-// the file as a temp file and returns its path. In reload mode that is rename and `rndc
-// reload`. A dynamic zone refuses reload, and named rewrites its file and journal itself,
-// so in update mode it is `rndc freeze` (no updates, journal synced into the file), the
-// rename, `rndc thaw` (named loads the file and re-enables updates).
+// load puts a new zone file in place and makes named serve it at serial; produce writes
+// the file as a temp file and returns its path. A zone named does not update itself is
+// renamed into place and reloaded (`rndc reload`). A dynamic zone refuses reload, and
+// named rewrites its file and journal itself, so it goes `rndc freeze` (no more updates,
+// journal synced into the file), rename, `rndc thaw` (named loads the file and takes
+// updates again). Whether a zone is dynamic is named's call (update mode, allow-update in
+// zone_config, a mode switch since the zone was created), so load asks by freezing: a zone
+// that is not dynamic says so.
 func (b *Backend) load(ctx context.Context, zone string, produce func(context.Context) (string, error), serial uint32) error {
-	path := b.path(zone)
-	if b.cfg.UpdateMode != ModeUpdate {
-		tmp, err := produce(ctx)
-		if err != nil {
-			return err
-		}
-		if err := b.install(tmp, path); err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		if _, err := b.rndc.Run(ctx, b.zoneArgs("reload", zone)...); err != nil {
-			return err
-		}
-		return b.waitServed(ctx, zone, serial)
+	_, err := b.rndc.Run(ctx, b.zoneArgs("freeze", zone)...)
+	if said(err, "not dynamic") {
+		return b.reload(ctx, zone, produce, serial)
 	}
-
-	if _, err := b.rndc.Run(ctx, b.zoneArgs("freeze", zone)...); err != nil {
+	if err != nil {
 		return err
 	}
 	thawed := false
@@ -188,12 +189,8 @@ func (b *Backend) load(ctx context.Context, zone string, produce func(context.Co
 	if err := b.waitDumped(ctx, zone); err != nil {
 		return err
 	}
-	tmp, err := produce(ctx)
-	if err != nil {
-		return err
-	}
-	if err := b.install(tmp, path); err != nil {
-		os.Remove(tmp)
+	path := b.path(zone)
+	if err := b.installFrom(ctx, produce, path); err != nil {
 		return err
 	}
 	// The journal leads from the old file's serial; replayed onto the new file it would
@@ -206,6 +203,29 @@ func (b *Backend) load(ctx context.Context, zone string, produce func(context.Co
 		return err
 	}
 	return b.waitServed(ctx, zone, serial)
+}
+
+func (b *Backend) reload(ctx context.Context, zone string, produce func(context.Context) (string, error), serial uint32) error {
+	if err := b.installFrom(ctx, produce, b.path(zone)); err != nil {
+		return err
+	}
+	if _, err := b.rndc.Run(ctx, b.zoneArgs("reload", zone)...); err != nil {
+		return err
+	}
+	return b.waitServed(ctx, zone, serial)
+}
+
+// installFrom produces the temp file and renames it over path.
+func (b *Backend) installFrom(ctx context.Context, produce func(context.Context) (string, error), path string) error {
+	tmp, err := produce(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.install(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // waitDumped waits until the zone file holds the serial named serves. `rndc freeze` answers

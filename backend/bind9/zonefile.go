@@ -262,7 +262,7 @@ type recordCheck struct {
 // filter checks one batch and drops the copy of the SOA that closes an AXFR, if the source
 // passed it on; a different SOA later in the stream is an error.
 func (c *recordCheck) filter(rrs []dns.RR) ([]dns.RR, error) {
-	kept := rrs[:0:0]
+	kept := make([]dns.RR, 0, len(rrs))
 	for _, rr := range rrs {
 		owner := rr.Header().Name
 		if c.soa == nil {

@@ -125,9 +125,9 @@ func (n *BackendNamed) writeFiles() error {
 	fmt.Fprintf(&b, "options {\n")
 	fmt.Fprintf(&b, "\tdirectory \"%s\";\n", n.dir)
 	fmt.Fprintf(&b, "\tlisten-on port %d { 127.0.0.1; };\n\tlisten-on-v6 { none; };\n", n.port)
-	for opt, file := range map[string]string{"pid-file": "named.pid", "session-keyfile": "session.key",
-		"dump-file": "named_dump.db", "statistics-file": "named.stats"} {
-		fmt.Fprintf(&b, "\t%s \"%s\";\n", opt, filepath.Join(n.dir, file))
+	for _, f := range [][2]string{{"pid-file", "named.pid"}, {"session-keyfile", "session.key"},
+		{"dump-file", "named_dump.db"}, {"statistics-file", "named.stats"}} {
+		fmt.Fprintf(&b, "\t%s \"%s\";\n", f[0], filepath.Join(n.dir, f[1]))
 	}
 	fmt.Fprintf(&b, "\tmanaged-keys-directory \"%s\";\n", n.dir)
 	b.WriteString("\trecursion no;\n\tallow-query { any; };\n\tallow-transfer { any; };\n")

@@ -1,0 +1,452 @@
+package bind9
+
+// Unit tests with a fake rndc: argument building, validation, error propagation. What
+// named does with the commands is tested against a real named in *_named_test.go.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/backendtest"
+	"github.com/dnsagent/dnsagent/config"
+)
+
+// fakeRNDC answers commands from a script keyed by the command word and records every
+// call.
+type fakeRNDC struct {
+	mu     sync.Mutex
+	calls  [][]string
+	answer func(args []string) (string, error)
+}
+
+func (f *fakeRNDC) Run(_ context.Context, args ...string) (string, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, args)
+	f.mu.Unlock()
+	if f.answer == nil {
+		return "", nil
+	}
+	return f.answer(args)
+}
+
+func (f *fakeRNDC) commands() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var cmds []string
+	for _, c := range f.calls {
+		cmds = append(cmds, c[0])
+	}
+	return cmds
+}
+
+// rndcFailure is what the real runner returns when rndc exits non-zero.
+func rndcFailure(args []string, output string) error {
+	return &RNDCError{Args: args, Output: output, Err: errors.New("exit status 1")}
+}
+
+var notFound = func(args []string) (string, error) {
+	return "", rndcFailure(args, "rndc: '"+args[0]+"' failed: not found\nno matching zone '"+args[1]+"' in any view")
+}
+
+func testConfig(t *testing.T) Config {
+	return Config{
+		RNDCHost: "127.0.0.1", RNDCPort: 953, RNDCTimeout: time.Second, RNDCBinary: "rndc",
+		ZoneFilePath: t.TempDir(), FileMode: 0o644,
+		// Nothing listens there: a test that reaches a DNS query fails fast.
+		QueryDestination: "127.0.0.1:1",
+		UpdateMode:       ModeReload,
+	}
+}
+
+func newTestBackend(t *testing.T, cfg Config, r RNDC) *Backend {
+	t.Helper()
+	b, err := New(cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestConfigFrom(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "rndc.key")
+	if err := os.WriteFile(keyFile, []byte("key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Parse(`
+[agent:bind9]
+rndc_host = 192.0.2.1
+rndc_port = 8953
+rndc_key_file = ` + keyFile + `
+rndc_timeout = 2.5
+zone_file_path = /var/lib/bind/dnsagent
+file_mode = 0640
+query_destination = 127.0.0.1:53
+view = internal
+zone_config = also-notify { 192.0.2.7; }; allow-transfer { none; };
+update_mode = update
+update_key = agent
+
+[tsig:agent]
+algorithm = hmac-sha512
+secret = c2VjcmV0
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.Section("agent:bind9")
+	cfg := ConfigFrom(s)
+	if err := f.Err(); err != nil {
+		t.Fatalf("file errors: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	want := Config{
+		RNDCHost: "192.0.2.1", RNDCPort: 8953, RNDCKeyFile: keyFile, RNDCTimeout: 2500 * time.Millisecond,
+		RNDCBinary: "rndc", ZoneFilePath: "/var/lib/bind/dnsagent", FileMode: 0o640,
+		QueryDestination: "127.0.0.1:53", View: "internal",
+		ZoneConfig: "also-notify { 192.0.2.7; }; allow-transfer { none; };", UpdateMode: ModeUpdate,
+		UpdateKey: &config.TSIGKey{Name: "agent.", Algorithm: dns.HmacSHA512, Secret: "c2VjcmV0"},
+	}
+	if cfg.UpdateKey == nil || *cfg.UpdateKey != *want.UpdateKey {
+		t.Errorf("UpdateKey = %+v, want %+v", cfg.UpdateKey, want.UpdateKey)
+	}
+	cfg.UpdateKey, want.UpdateKey = nil, nil
+	if cfg != want {
+		t.Errorf("ConfigFrom =\n%+v\nwant\n%+v", cfg, want)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	f, _ := config.Parse("[agent:bind9]\nquery_destination = 127.0.0.1:53\n")
+	cfg := ConfigFrom(f.Section("agent:bind9"))
+	if cfg.RNDCHost != "127.0.0.1" || cfg.RNDCPort != 953 || cfg.RNDCTimeout != 10*time.Second ||
+		cfg.FileMode != 0o644 || cfg.UpdateMode != ModeReload || cfg.RNDCBinary != "rndc" || cfg.ZoneFilePath != DefaultZoneFilePath {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	key := &config.TSIGKey{Name: "agent.", Algorithm: dns.HmacSHA256, Secret: "c2VjcmV0"}
+	tests := []struct {
+		option string
+		change func(*Config)
+	}{
+		{"query_destination", func(c *Config) { c.QueryDestination = "" }},
+		{"query_destination", func(c *Config) { c.QueryDestination = "127.0.0.1" }},
+		{"query_destination", func(c *Config) { c.QueryDestination = "127.0.0.1:99999" }},
+		{"rndc_host", func(c *Config) { c.RNDCHost = "-c/etc/passwd" }},
+		{"rndc_host", func(c *Config) { c.RNDCHost = "a b" }},
+		{"rndc_port", func(c *Config) { c.RNDCPort = 70000 }},
+		{"rndc_timeout", func(c *Config) { c.RNDCTimeout = 0 }},
+		{"rndc_key_file", func(c *Config) { c.RNDCKeyFile = "/nonexistent/rndc.key" }},
+		{"zone_file_path", func(c *Config) { c.ZoneFilePath = "relative/zones" }},
+		{"zone_file_path", func(c *Config) { c.ZoneFilePath = `/var/"quoted"` }},
+		{"file_group", func(c *Config) { c.FileGroup = "no-such-group-for-sure" }},
+		{"view", func(c *Config) { c.View = "in ternal" }},
+		{"view", func(c *Config) { c.View = `x"; };` }},
+		{"zone_config", func(c *Config) { c.ZoneConfig = "allow-transfer { none; }; }; zone evil { type primary;" }},
+		{"zone_config", func(c *Config) { c.ZoneConfig = "also-notify { 192.0.2.1; }" }},
+		{"zone_config", func(c *Config) { c.ZoneConfig = `allow-transfer { key "x; };` }},
+		{"zone_config", func(c *Config) { c.ZoneConfig = "notify yes;\nzone x {};" }},
+		{"update_mode", func(c *Config) { c.UpdateMode = "dynamic" }},
+		{"update_key", func(c *Config) { c.UpdateMode, c.UpdateKey = ModeUpdate, nil }},
+		{"update_key", func(c *Config) { c.UpdateMode, c.UpdateKey = ModeUpdate, &config.TSIGKey{Name: `a"b.`} }},
+	}
+	for _, tt := range tests {
+		cfg := testConfig(t)
+		cfg.UpdateKey = key
+		tt.change(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.option+":") {
+			t.Errorf("%+v: Validate() = %v, want an error about %s", cfg, err, tt.option)
+		}
+	}
+	good := testConfig(t)
+	good.UpdateMode, good.UpdateKey = ModeUpdate, key
+	good.ZoneConfig = `allow-transfer { key "x}"; }; also-notify { 192.0.2.1; };`
+	if err := good.Validate(); err != nil {
+		t.Errorf("Validate(good) = %v", err)
+	}
+}
+
+func TestAddzoneArgs(t *testing.T) {
+	cfg := testConfig(t)
+	dir := cfg.ZoneFilePath
+	b := newTestBackend(t, cfg, &fakeRNDC{})
+	want := []string{"addzone", "example.com",
+		`{ type primary; file "` + dir + `/example.com.zone"; check-names ignore; check-integrity no; masterfile-format text; };`}
+	if got := b.addzoneArgs("example.com."); !slices.Equal(got, want) {
+		t.Errorf("reload mode:\n got %q\nwant %q", got, want)
+	}
+
+	cfg.UpdateMode = ModeUpdate
+	cfg.UpdateKey = &config.TSIGKey{Name: "agent-key.", Algorithm: dns.HmacSHA256, Secret: "c2VjcmV0"}
+	cfg.View = "internal"
+	cfg.ZoneConfig = "also-notify { 192.0.2.1; };"
+	b = newTestBackend(t, cfg, &fakeRNDC{})
+	want = []string{"addzone", "foo_bar.example", "IN", "internal",
+		`{ type primary; file "` + dir + `/foo_bar.example.zone"; check-names ignore; check-integrity no; masterfile-format text;` +
+			` update-policy { grant "agent-key" zonesub ANY; }; also-notify { 192.0.2.1; }; };`}
+	if got := b.addzoneArgs("foo_bar.example."); !slices.Equal(got, want) {
+		t.Errorf("update mode with view:\n got %q\nwant %q", got, want)
+	}
+	if got := b.zoneArgs("delzone", "foo_bar.example.", "-clean"); !slices.Equal(got, []string{"delzone", "-clean", "foo_bar.example", "IN", "internal"}) {
+		t.Errorf("delzone args %q", got)
+	}
+}
+
+func TestFileOf(t *testing.T) {
+	tests := map[string]string{
+		`zone "example.com" { type primary; file "/var/lib/bind/dnsagent/example.com.zone"; };`:                           "/var/lib/bind/dnsagent/example.com.zone",
+		`zone "x" { type primary; check-names ignore; file "/a b/x.zone"; update-policy { grant "k" zonesub "ANY"; }; };`: "/a b/x.zone",
+		`zone "x" { type primary; file "/odd\"name"; };`:                                                                  `/odd"name`,
+		`zone "x" { type secondary; primaries { 192.0.2.1; }; };`:                                                         "",
+		`zone "x" { type primary; profile "x"; file "db.x"; };`:                                                           "db.x",
+	}
+	for out, want := range tests {
+		if got := fileOf(out); got != want {
+			t.Errorf("fileOf(%q) = %q, want %q", out, got, want)
+		}
+	}
+}
+
+func TestOurs(t *testing.T) {
+	cfg := testConfig(t)
+	b := newTestBackend(t, cfg, &fakeRNDC{})
+	dir := b.dir
+	tests := map[string]bool{
+		dir + "/example.com.zone":       true,
+		dir + "/sub/x.zone":             true,
+		dir + "/../elsewhere/x.zone":    false,
+		dir + "-other/example.com.zone": false,
+		"example.com.zone":              false, // relative to named's directory, not ours
+		"":                              false,
+	}
+	for file, want := range tests {
+		if got := b.ours(file); got != want {
+			t.Errorf("ours(%q) = %v, want %v", file, got, want)
+		}
+	}
+}
+
+// A hostile name is refused before anything reaches rndc, the directory or named.
+func TestHostileNamesNeverReachRNDC(t *testing.T) {
+	r := &fakeRNDC{}
+	cfg := testConfig(t)
+	b := newTestBackend(t, cfg, r)
+	ctx := t.Context()
+	for _, name := range backendtest.HostileNames {
+		cs := &backend.ChangeSet{Zone: name, Steps: []backend.Step{{Old: &dns.SOA{}, New: &dns.SOA{}}}}
+		errs := []error{
+			b.Create(ctx, name, backendtest.Stream(backendtest.Zone("example.com.", 1, 1))),
+			b.Replace(ctx, name, backendtest.Stream(backendtest.Zone("example.com.", 1, 1))),
+			b.Delete(ctx, name),
+			b.Apply(ctx, name, cs),
+		}
+		_, serialErr := b.Serial(ctx, name)
+		for i, err := range append(errs, serialErr) {
+			if err == nil || !strings.Contains(err.Error(), "zone name") {
+				t.Errorf("%q: operation %d: %v, want a zone-name error", name, i, err)
+			}
+		}
+	}
+	if len(r.calls) != 0 {
+		t.Errorf("rndc ran for hostile names: %q", r.calls)
+	}
+	if entries, _ := os.ReadDir(cfg.ZoneFilePath); len(entries) != 0 {
+		t.Errorf("files written: %v", entries)
+	}
+}
+
+// When addzone fails, Create fails with rndc's message and leaves no file.
+func TestCreateAddzoneFailureLeavesNothing(t *testing.T) {
+	r := &fakeRNDC{answer: func(args []string) (string, error) {
+		switch args[0] {
+		case "showzone":
+			return notFound(args)
+		case "addzone":
+			return "", rndcFailure(args, "rndc: 'addzone' failed: permission denied")
+		}
+		t.Errorf("unexpected rndc %q", args)
+		return "", nil
+	}}
+	cfg := testConfig(t)
+	b := newTestBackend(t, cfg, r)
+	err := b.Create(t.Context(), "example.com.", backendtest.Stream(backendtest.Zone("example.com.", 1, 10)))
+	if err == nil || !strings.Contains(err.Error(), "rndc: 'addzone' failed: permission denied") {
+		t.Fatalf("Create: %v, want rndc's message", err)
+	}
+	if entries, _ := os.ReadDir(cfg.ZoneFilePath); len(entries) != 0 {
+		t.Errorf("files left: %v", entries)
+	}
+	if got := r.commands(); !slices.Equal(got, []string{"showzone", "addzone"}) {
+		t.Errorf("rndc commands %q", got)
+	}
+}
+
+// rndc failing altogether (named down, wrong key) fails every operation with rndc's
+// message, and nothing is written.
+func TestRNDCUnreachable(t *testing.T) {
+	r := &fakeRNDC{answer: func(args []string) (string, error) {
+		return "", rndcFailure(args, "rndc: connect failed: 127.0.0.1#953: connection refused")
+	}}
+	cfg := testConfig(t)
+	b := newTestBackend(t, cfg, r)
+	ctx := t.Context()
+	src := backendtest.Stream(backendtest.Zone("example.com.", 1, 10))
+	for op, err := range map[string]error{
+		"create":  b.Create(ctx, "example.com.", src),
+		"replace": b.Replace(ctx, "example.com.", src),
+		"delete":  b.Delete(ctx, "example.com."),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "connection refused") || errors.Is(err, backend.ErrNotFound) {
+			t.Errorf("%s: %v, want rndc's message and not ErrNotFound", op, err)
+		}
+	}
+	if entries, _ := os.ReadDir(cfg.ZoneFilePath); len(entries) != 0 {
+		t.Errorf("files written: %v", entries)
+	}
+}
+
+// A zone whose file lies outside zone_file_path is not ours: no create, replace, apply or
+// delete, and no rndc command beyond showzone.
+func TestNotOwned(t *testing.T) {
+	r := &fakeRNDC{answer: func(args []string) (string, error) {
+		if args[0] == "showzone" {
+			return `zone "example.com" { type primary; file "/etc/bind/db.example.com"; };`, nil
+		}
+		t.Errorf("unexpected rndc %q", args)
+		return "", nil
+	}}
+	b := newTestBackend(t, testConfig(t), r)
+	ctx := t.Context()
+	zone := "example.com."
+	src := backendtest.Stream(backendtest.Zone(zone, 1, 10))
+	soa := backendtest.Zone(zone, 1, 0)[0].(*dns.SOA)
+	cs := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{Old: soa, New: soa}}}
+	for op, err := range map[string]error{
+		"create":  b.Create(ctx, zone, src),
+		"replace": b.Replace(ctx, zone, src),
+		"apply":   b.Apply(ctx, zone, cs),
+		"delete":  b.Delete(ctx, zone),
+	} {
+		if !errors.Is(err, backend.ErrNotOwned) || !strings.Contains(err.Error(), "/etc/bind/db.example.com") {
+			t.Errorf("%s: %v, want ErrNotOwned naming the file", op, err)
+		}
+	}
+}
+
+func TestDeleteMissing(t *testing.T) {
+	r := &fakeRNDC{answer: notFound}
+	b := newTestBackend(t, testConfig(t), r)
+	if err := b.Delete(t.Context(), "example.com."); !errors.Is(err, backend.ErrNotFound) {
+		t.Errorf("Delete: %v, want ErrNotFound", err)
+	}
+	if got := r.commands(); !slices.Equal(got, []string{"showzone"}) {
+		t.Errorf("rndc commands %q, want only showzone", got)
+	}
+}
+
+func TestZonesListsOnlyZoneFiles(t *testing.T) {
+	cfg := testConfig(t)
+	b := newTestBackend(t, cfg, &fakeRNDC{})
+	for _, name := range []string{"b.test.zone", "a.test.zone", "a.test.zone.jnl", ".a.test.zone~123", "tmp-XYZ", "Upper.test.zone", "x..zone", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(cfg.ZoneFilePath, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := b.Zones(t.Context())
+	if err != nil || !slices.Equal(got, []string{"a.test.", "b.test."}) {
+		t.Errorf("Zones() = %v, %v", got, err)
+	}
+}
+
+func TestCheckChangeSet(t *testing.T) {
+	zone := "example.com."
+	soa := func(serial uint32) *dns.SOA {
+		s := backendtest.Zone(zone, serial, 0)[0].(*dns.SOA)
+		return s
+	}
+	a := func(name string) dns.RR {
+		rr, _ := dns.NewRR(name + " 300 IN A 192.0.2.1")
+		return rr
+	}
+	tests := []struct {
+		name         string
+		cs           *backend.ChangeSet
+		inconsistent bool
+	}{
+		{"no steps", &backend.ChangeSet{Zone: zone}, false},
+		{"steps do not connect", &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{Old: soa(1), New: soa(2)}, {Old: soa(3), New: soa(4)}}}, true},
+		{"record outside", &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{Old: soa(1), New: soa(2), Added: []dns.RR{a("www.example.org.")}}}}, false},
+		{"SOA of another zone", &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{Old: backendtest.Zone("other.", 1, 0)[0].(*dns.SOA), New: soa(2)}}}, false},
+		{"SOA among records", &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{Old: soa(1), New: soa(2), Deleted: []dns.RR{soa(1)}}}}, false},
+	}
+	for _, tt := range tests {
+		err := checkChangeSet(zone, tt.cs)
+		if err == nil || errors.Is(err, backend.ErrInconsistent) != tt.inconsistent {
+			t.Errorf("%s: %v (inconsistent: want %v)", tt.name, err, tt.inconsistent)
+		}
+	}
+	good := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{Old: soa(1), New: soa(2), Added: []dns.RR{a("foo_bar.example.com.")}}}}
+	if err := checkChangeSet(zone, good); err != nil {
+		t.Errorf("good change set: %v", err)
+	}
+}
+
+// The real runner passes arguments to rndc verbatim (no shell), and its errors carry
+// what rndc printed, on one line.
+func TestExecPassesArgumentsAndOutput(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "rndc")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done\necho \"rndc: 'addzone' failed: bad zone\" >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.RNDCBinary, cfg.RNDCPort = script, 8953
+	r, err := NewExec(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.Run(t.Context(), "addzone", "x", `{ file "a b"; $(id); };`)
+	var re *RNDCError
+	if !errors.As(err, &re) {
+		t.Fatalf("Run: %v, want an RNDCError", err)
+	}
+	for _, want := range []string{"[-s] [127.0.0.1] [-p] [8953] [addzone] [x] [{ file \"a b\"; $(id); };]", "failed: bad zone"} {
+		if !strings.Contains(out, want) || !strings.Contains(err.Error(), want) {
+			t.Errorf("output %q / error %q lacks %q", out, err, want)
+		}
+	}
+
+	slow := filepath.Join(dir, "slow-rndc")
+	os.WriteFile(slow, []byte("#!/bin/sh\nexec sleep 10\n"), 0o755)
+	cfg.RNDCBinary, cfg.RNDCTimeout = slow, 100*time.Millisecond
+	r, _ = NewExec(cfg)
+	start := time.Now()
+	if _, err := r.Run(t.Context(), "status"); err == nil || !strings.Contains(err.Error(), "rndc_timeout") {
+		t.Errorf("slow rndc: %v, want a timeout error", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("slow rndc was waited for %v", took)
+	}
+
+	cfg.RNDCBinary = "no-such-rndc-binary"
+	if _, err := NewExec(cfg); err == nil || !strings.Contains(err.Error(), "rndc_binary") {
+		t.Errorf("missing binary: %v", err)
+	}
+}
