@@ -22,22 +22,35 @@ var tsigAlgorithms = map[string]string{
 }
 
 // TSIGKey reads option key, the name of a key, and returns the `[tsig:NAME]` section it
-// names, or nil when the option is empty. A missing section, an unknown algorithm or a
-// secret that is not base64 is reported against the option or the key's section.
+// names, or nil when the option is empty or the key is broken (the problem is recorded).
 func (s *Section) TSIGKey(key string) *TSIGKey {
-	name := s.String(key, "")
-	if name == "" {
+	keys := s.TSIGKeys(key)
+	if len(keys) > 1 {
+		s.Errorf(key, "names %d keys; give one", len(keys))
+	}
+	if len(keys) == 0 {
 		return nil
 	}
-	if !s.file.ini.HasSection("tsig:" + name) {
-		s.Errorf(key, "no [tsig:%s] section defines the key %q", name, name)
-		return nil
-	}
-	return s.file.TSIGKey(name)
+	return keys[0]
 }
 
-// TSIGKey reads the `[tsig:NAME]` section; nil (with the problem recorded) if it is broken.
-func (f *File) TSIGKey(name string) *TSIGKey {
+// TSIGKeys reads option key, a comma-separated list of key names, and returns the keys.
+func (s *Section) TSIGKeys(key string) []*TSIGKey {
+	var keys []*TSIGKey
+	for _, name := range s.List(key) {
+		if !s.file.ini.HasSection("tsig:" + name) {
+			s.Errorf(key, "no [tsig:%s] section defines the key %q", name, name)
+			continue
+		}
+		if k := s.file.tsigKey(name); k != nil {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// tsigKey reads the `[tsig:NAME]` section; nil (with the problem recorded) if it is broken.
+func (f *File) tsigKey(name string) *TSIGKey {
 	ks := f.Section("tsig:" + name)
 	algorithm := strings.ToLower(ks.String("algorithm", "hmac-sha256"))
 	k := &TSIGKey{Name: dns.Fqdn(strings.ToLower(name)), Algorithm: tsigAlgorithms[algorithm], Secret: ks.String("secret", "")}

@@ -6,8 +6,10 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/dns"
+	"go.uber.org/zap"
 )
 
 // ACL is a list of addresses and networks allowed to send a kind of request.
@@ -90,7 +92,8 @@ func (l *AllowLists) Set(notify, query ACL) { l.p.Store(&[2]ACL{notify, query}) 
 // Allow refuses NOTIFY and commands (opcode 14) from sources outside the notify list, and
 // queries from sources outside the query list, with REFUSED and the question echoed, as
 // Designate does. Other opcodes pass through: the handler refuses them.
-func Allow(lists *AllowLists) Middleware {
+func Allow(lists *AllowLists, log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
+	sample := newSampler(interval, now)
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			source := RequestFrom(ctx).Source.Addr()
@@ -108,6 +111,10 @@ func Allow(lists *AllowLists) Middleware {
 				rcode, err := WriteReply(w, r, dns.RcodeRefused, false)
 				if err == nil {
 					err = Refused("acl", "%s from %s refused: not in the allow list", OpcodeName(r.Opcode), source)
+				}
+				if n, ok := sample.due(source); ok {
+					log.Warn("refused: source not in the allow list", zap.Stringer("source", source),
+						zap.String("opcode", OpcodeName(r.Opcode)), zap.Int("refused_since_last_line", n))
 				}
 				return rcode, err
 			}

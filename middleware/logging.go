@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -19,7 +20,12 @@ func Logging(log *zap.Logger, now func() time.Time) Middleware {
 			rcode, err := next.ServeDNS(ctx, w, r)
 			req := RequestFrom(ctx)
 			level := zapcore.InfoLevel
+			var refused *RefusedError
 			switch {
+			case errors.As(err, &refused) && (refused.Reason == "acl" || refused.Reason == "rate_limit"):
+				// A flood must not become a log flood: these layers log once per source
+				// per interval themselves.
+				level = zapcore.DebugLevel
 			case err != nil:
 				level = zapcore.WarnLevel
 			case r.Opcode == dns.OpcodeQuery:

@@ -16,6 +16,7 @@ type Request struct {
 	Source    netip.AddrPort
 	Transport string // "udp" or "tcp"
 	Received  time.Time
+	TSIGKey   string // the key that signed the request, once verified
 }
 
 type requestKey struct{}

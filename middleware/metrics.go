@@ -26,7 +26,7 @@ var (
 
 // RegisterMetrics adds the request metrics to reg.
 func RegisterMetrics(reg prometheus.Registerer) {
-	reg.MustRegister(requestsTotal, refusedTotal, malformedTotal)
+	reg.MustRegister(requestsTotal, refusedTotal, malformedTotal, rateLimitedTotal)
 }
 
 // CountMalformed counts a message that never reached the chain (unparsable bytes).
@@ -51,6 +51,9 @@ func Metrics() Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			rcode, err := next.ServeDNS(ctx, w, r)
+			if errors.Is(err, errRateLimited) {
+				return rcode, err // dropped unanswered: counted in rate_limited_total
+			}
 			requestsTotal.WithLabelValues(OpcodeName(r.Opcode), dns.RcodeToString[rcode]).Inc()
 			var refused *RefusedError
 			switch {

@@ -16,19 +16,21 @@ import (
 // Defaults (SPEC.md §5). The listen default is loopback, so the agent starts without an
 // allow_notify list; a management-network listener must name who may notify it.
 const (
-	DefaultListen         = "127.0.0.1:5358"
-	DefaultBackend        = "file"
-	defaultMetricsListen  = "127.0.0.1:9358"
-	defaultMasterPort     = 53
-	defaultTCPBacklog     = 100
-	defaultTCPRecvTimeout = 500 * time.Millisecond
-	defaultCreateTimeout  = 20 * time.Second
-	defaultWorkers        = 8
-	defaultQueryTimeout   = 5 * time.Second
-	defaultDialTimeout    = 5 * time.Second
-	defaultStallTimeout   = 30 * time.Second
-	defaultRetryMin       = 5 * time.Second
-	defaultStartupSpread  = 30 * time.Second
+	DefaultListen          = "127.0.0.1:5358"
+	DefaultBackend         = "file"
+	defaultMetricsListen   = "127.0.0.1:9358"
+	defaultMasterPort      = 53
+	defaultTCPBacklog      = 100
+	defaultTCPRecvTimeout  = 500 * time.Millisecond
+	defaultCreateTimeout   = 20 * time.Second
+	defaultWorkers         = 8
+	defaultQueryTimeout    = 5 * time.Second
+	defaultDialTimeout     = 5 * time.Second
+	defaultStallTimeout    = 30 * time.Second
+	defaultRetryMin        = 5 * time.Second
+	defaultStartupSpread   = 30 * time.Second
+	defaultMaxTCPPerSource = 16
+	refusalLogInterval     = 10 * time.Second
 )
 
 // Config is [service:agent] with the query destination of the backend's section.
@@ -43,7 +45,11 @@ type Config struct {
 	CreateTimeout    time.Duration
 	LogLevel         string
 	LogFormat        string
-	MetricsListen    string // HTTP endpoints; empty: off
+	MetricsListen    string            // HTTP endpoints; empty: off
+	TSIGKeys         []*config.TSIGKey // accepted on inbound requests (tsig_keys)
+	RequireTSIG      map[string]bool   // kinds of request that must be signed
+	RateLimits       map[string]float64
+	MaxTCPPerSource  int
 	Transfer         transfer.Config
 }
 
@@ -98,6 +104,13 @@ func ReadConfig(f *config.File) *Config {
 		}
 		cfg.Transfer.Source = addr
 	}
+	cfg.TSIGKeys, cfg.RequireTSIG = readInboundTSIG(s)
+	cfg.RateLimits = map[string]float64{
+		middleware.KindNotify:  float64(s.Int("rate_limit_notify", 0, 0)),
+		middleware.KindCommand: float64(s.Int("rate_limit_command", 0, 0)),
+		middleware.KindQuery:   float64(s.Int("rate_limit_query", 0, 0)),
+	}
+	cfg.MaxTCPPerSource = s.Int("max_tcp_per_source", defaultMaxTCPPerSource, 0)
 	cfg.AllowNotify = readACL(s, "allow_notify")
 	if cfg.AllowNotify.Empty() {
 		if !loopbackOnly {
@@ -126,6 +139,25 @@ func ReadConfig(f *config.File) *Config {
 		s.Errorf("masters", "required: list the primaries to transfer zones from, as IP:port")
 	}
 	return cfg
+}
+
+// readInboundTSIG reads tsig_keys (the [tsig:NAME] keys accepted on requests; list two
+// during a rotation) and require_tsig (notify, command, query).
+func readInboundTSIG(s *config.Section) ([]*config.TSIGKey, map[string]bool) {
+	keys := s.TSIGKeys("tsig_keys")
+	require := map[string]bool{}
+	for _, kind := range s.List("require_tsig") {
+		switch kind {
+		case middleware.KindNotify, middleware.KindCommand, middleware.KindQuery:
+			require[kind] = true
+		default:
+			s.Errorf("require_tsig", "%q: use notify, command and/or query", kind)
+		}
+	}
+	if len(require) > 0 && len(keys) == 0 {
+		s.Errorf("require_tsig", "set, but tsig_keys names no key to verify with")
+	}
+	return keys, require
 }
 
 func readMasters(s *config.Section) []netip.AddrPort {

@@ -82,8 +82,10 @@ func NewHandler(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, 
 		middleware.Logging(log.Named("request"), time.Now),
 		middleware.Metrics(),
 		middleware.Recover(log),
+		middleware.RateLimit(cfg.RateLimits, log.Named("ratelimit"), refusalLogInterval, time.Now),
 		middleware.Validate(),
-		middleware.Allow(allow),
+		middleware.TSIG(cfg.RequireTSIG, tsigAlgorithms(cfg.TSIGKeys), time.Now),
+		middleware.Allow(allow, log.Named("acl"), refusalLogInterval, time.Now),
 	)
 }
 
@@ -174,7 +176,7 @@ func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 		}
 		// tcp_backlog: at most this many TCP connections are served at once; more wait in
 		// the kernel's accept queue.
-		ln = netutil.LimitListener(ln, s.cfg.TCPBacklog)
+		ln = netutil.LimitListener(limitPerSource(ln, s.cfg.MaxTCPPerSource, s.log), s.cfg.TCPBacklog)
 		servers = append(servers, s.server(&dns.Server{Listener: ln, Handler: base}, true))
 	}
 	return servers, nil
@@ -191,8 +193,23 @@ func closeListeners(servers []*dns.Server) {
 	}
 }
 
+// tsigAlgorithms maps each inbound key to its algorithm.
+func tsigAlgorithms(keys []*config.TSIGKey) map[string]string {
+	algorithms := map[string]string{}
+	for _, k := range keys {
+		algorithms[k.Name] = k.Algorithm
+	}
+	return algorithms
+}
+
 func (s *Service) server(srv *dns.Server, tcp bool) *dns.Server {
 	srv.MsgAcceptFunc = middleware.AcceptRequests
+	if len(s.cfg.TSIGKeys) > 0 {
+		srv.TsigSecret = map[string]string{}
+		for _, k := range s.cfg.TSIGKeys {
+			srv.TsigSecret[k.Name] = k.Secret
+		}
+	}
 	if tcp {
 		// tcp_recv_timeout bounds both the wait for a request and the idle time between
 		// pipelined requests, so a silent client cannot hold a connection slot.

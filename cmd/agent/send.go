@@ -63,11 +63,15 @@ func send(args []string, stdout, stderr io.Writer) int {
 		msg.SetTsig(name, alg, 300, time.Now().Unix())
 	}
 	reply, rtt, err := client.Exchange(msg, *server)
-	if err != nil {
+	if reply == nil {
 		fmt.Fprintf(stderr, "dnsagent send: no answer from %s: %v\n", *server, err)
 		return 3
 	}
 	fmt.Fprintf(stdout, ";; answer from %s in %v\n%s", *server, rtt.Round(time.Microsecond), reply)
+	if err != nil { // an answer that failed TSIG verification, e.g. BADKEY
+		fmt.Fprintf(stderr, "dnsagent send: the answer does not verify: %v\n", err)
+		return 1
+	}
 	if reply.Rcode != dns.RcodeSuccess || !reply.Authoritative {
 		fmt.Fprintf(stderr, "dnsagent send: %s refused or failed: rcode %s, AA %v\n",
 			positional[0], dns.RcodeToString[reply.Rcode], reply.Authoritative)

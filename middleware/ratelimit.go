@@ -1,0 +1,105 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+var rateLimitedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: "dnsagent", Name: "rate_limited_total",
+	Help: "Requests dropped by the per-source rate limit, by kind (notify, command, query).",
+}, []string{"kind"})
+
+// maxTrackedSources bounds the limiter's memory under a spoofed-source flood: when full,
+// idle buckets are dropped, and if none is idle new sources share one overflow bucket.
+const maxTrackedSources = 100_000
+
+// RateLimit drops requests beyond rate per second per source and kind (burst: one second's
+// worth), silently: answering a flood, even with REFUSED, would make the agent an amplifier.
+// Each limited source is logged once per interval, not once per packet.
+func RateLimit(rates map[string]float64, log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
+	l := &limiter{rates: rates, buckets: map[bucketKey]*bucket{}, log: log, interval: interval, now: now}
+	return func(next Handler) Handler {
+		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			kind := Kind(r)
+			if rate := rates[kind]; rate > 0 && !l.allow(RequestFrom(ctx).Source.Addr(), kind, rate) {
+				rateLimitedTotal.WithLabelValues(kind).Inc()
+				return dns.RcodeRefused, &RefusedError{Reason: "rate_limit", Err: errRateLimited}
+			}
+			return next.ServeDNS(ctx, w, r)
+		})
+	}
+}
+
+var errRateLimited = errors.New("dropped: over the rate limit")
+
+type bucketKey struct {
+	source netip.Addr
+	kind   string
+}
+
+type bucket struct {
+	tokens  float64
+	last    time.Time
+	dropped int       // since the last log line
+	logged  time.Time // when the last log line for this source went out
+}
+
+type limiter struct {
+	rates    map[string]float64
+	log      *zap.Logger
+	interval time.Duration
+	now      func() time.Time
+
+	mu      sync.Mutex
+	buckets map[bucketKey]*bucket
+}
+
+func (l *limiter) allow(source netip.Addr, kind string, rate float64) bool {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := bucketKey{source, kind}
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= maxTrackedSources {
+			l.evictIdle(now)
+		}
+		if len(l.buckets) >= maxTrackedSources {
+			key = bucketKey{kind: kind} // overflow: every new source shares one bucket
+		}
+		if b = l.buckets[key]; b == nil {
+			b = &bucket{tokens: rate, last: now}
+			l.buckets[key] = b
+		}
+	}
+	b.tokens = min(rate, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	b.dropped++
+	if now.Sub(b.logged) >= l.interval {
+		l.log.Warn("rate limit: dropping requests", zap.Stringer("source", source), zap.String("kind", kind),
+			zap.Int("dropped", b.dropped), zap.Float64("rate_per_second", rate))
+		b.dropped, b.logged = 0, now
+	}
+	return false
+}
+
+// evictIdle forgets sources whose bucket has refilled: they are indistinguishable from new.
+func (l *limiter) evictIdle(now time.Time) {
+	for key, b := range l.buckets {
+		if now.Sub(b.last).Seconds()*l.rates[key.kind] >= l.rates[key.kind] {
+			delete(l.buckets, key)
+		}
+	}
+}
