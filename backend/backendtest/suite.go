@@ -262,11 +262,12 @@ func testHostileNames(t *testing.T, b backend.Backend) {
 			if err := b.Replace(ctx, name, untouchedSource{t}); err == nil {
 				t.Error("Replace accepted the name")
 			}
-			if _, err := b.Serial(ctx, name); err == nil {
-				t.Error("Serial accepted the name")
+			// "Not found" would invite the caller to create the zone: a refusal must say why.
+			if _, err := b.Serial(ctx, name); err == nil || errors.Is(err, backend.ErrNotFound) {
+				t.Errorf("Serial = %v, want a refusal that is not ErrNotFound", err)
 			}
-			if err := b.Delete(ctx, name); err == nil {
-				t.Error("Delete accepted the name")
+			if err := b.Delete(ctx, name); err == nil || errors.Is(err, backend.ErrNotFound) {
+				t.Errorf("Delete = %v, want a refusal that is not ErrNotFound", err)
 			}
 		})
 	}

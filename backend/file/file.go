@@ -280,11 +280,10 @@ func writeRecords(ctx context.Context, f *os.File, zone string, src backend.Sour
 		}
 		batch, err := src.Next()
 		// Only io.EOF itself ends a stream: a wrapped EOF is a connection that broke.
-		if err != nil && !errors.Is(err, io.EOF) {
+		if err != nil && err != io.EOF {
 			return fmt.Errorf("transfer failed: %w", err)
 		}
-		batch, checkErr := check.filter(batch)
-		if checkErr != nil {
+		if checkErr := check.check(batch); checkErr != nil {
 			return checkErr
 		}
 		for _, rr := range batch {

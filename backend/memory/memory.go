@@ -22,7 +22,7 @@ var _ backend.Backend = (*Backend)(nil)
 // Backend holds zones in a map. The zero value is not usable; call New.
 type Backend struct {
 	// Fail, when set, is consulted at the start of every operation (op is "serial",
-	// "create", "replace", "delete" or "zones"; zone is empty for "zones"); a non-nil
+	// "create", "replace", "delete", "apply" or "zones"; zone is empty for "zones"); a non-nil
 	// result is returned as the operation's error, so tests can inject faults. Set it
 	// before the backend is shared between goroutines.
 	Fail func(op, zone string) error
@@ -175,9 +175,8 @@ func collect(ctx context.Context, zone string, src backend.Source) ([]dns.RR, er
 		if err != nil && err != io.EOF {
 			return nil, fmt.Errorf("transfer failed: %w", err)
 		}
-		batch, cerr := check.filter(batch)
-		if cerr != nil {
-			return nil, cerr
+		if checkErr := check.check(batch); checkErr != nil {
+			return nil, checkErr
 		}
 		rrs = append(rrs, copyRecords(batch)...)
 		if err == io.EOF {
@@ -199,45 +198,36 @@ func copyRecords(rrs []dns.RR) []dns.RR {
 }
 
 // recordCheck enforces what a stream must look like, batch by batch: the zone's own SOA
-// first, and every owner inside the zone, so a confused or hostile primary cannot make us
-// store records for names it has no authority over.
+// first, no other SOA, and every owner inside the zone, so a confused or hostile primary
+// cannot make us store records for names it has no authority over.
 type recordCheck struct {
-	zone string
-	soa  *dns.SOA
+	zone    string
+	seenSOA bool
 }
 
-// filter checks one batch and drops the copy of the SOA that closes an AXFR, if the
-// source passed it on; a different SOA later in the stream is an error.
-func (c *recordCheck) filter(rrs []dns.RR) ([]dns.RR, error) {
-	kept := make([]dns.RR, 0, len(rrs))
+// check checks one batch. A second SOA (the closing SOA of an AXFR, which the transfer
+// leaves out, or worse) is refused: a master file with two SOAs does not load.
+func (c *recordCheck) check(rrs []dns.RR) error {
 	for _, rr := range rrs {
-		owner := rr.Header().Name
-		if c.soa == nil {
-			soa, ok := rr.(*dns.SOA)
-			if !ok || !strings.EqualFold(owner, c.zone) {
-				return nil, fmt.Errorf("stream does not start with the SOA of %s (first record: %s)", c.zone, rr)
+		h := rr.Header()
+		switch {
+		case !c.seenSOA:
+			if h.Rrtype != dns.TypeSOA || !strings.EqualFold(h.Name, c.zone) {
+				return fmt.Errorf("stream does not start with the SOA of %s (first record: %s)", c.zone, rr)
 			}
-			c.soa = soa
-			kept = append(kept, rr)
-			continue
+			c.seenSOA = true
+		case h.Rrtype == dns.TypeSOA:
+			return fmt.Errorf("second SOA in the stream: %s", rr)
+		case !dns.IsSubDomain(c.zone, h.Name):
+			return fmt.Errorf("record %s is outside zone %s", rr, c.zone)
 		}
-		if !dns.IsSubDomain(c.zone, owner) {
-			return nil, fmt.Errorf("record %s is outside zone %s", rr, c.zone)
-		}
-		if soa, ok := rr.(*dns.SOA); ok {
-			if !dns.IsDuplicate(soa, c.soa) {
-				return nil, fmt.Errorf("second, different SOA in the stream: %s", rr)
-			}
-			continue
-		}
-		kept = append(kept, rr)
 	}
-	return kept, nil
+	return nil
 }
 
 // done reports a stream that ended before its SOA.
 func (c *recordCheck) done() error {
-	if c.soa == nil {
+	if !c.seenSOA {
 		return fmt.Errorf("empty stream: no SOA for %s", c.zone)
 	}
 	return nil

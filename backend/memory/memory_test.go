@@ -35,17 +35,6 @@ func TestRecordsAreACompleteCopy(t *testing.T) {
 	}
 }
 
-func TestClosingSOAIsDropped(t *testing.T) {
-	b := New()
-	rrs := backendtest.Zone("example.com.", 7, 3)
-	if err := b.Create(t.Context(), "example.com.", backendtest.Stream(rrs, rrs[:1])); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := b.Records("example.com."); len(got) != len(rrs) {
-		t.Fatalf("stored %d records, want %d (closing SOA not dropped)", len(got), len(rrs))
-	}
-}
-
 func TestFailHook(t *testing.T) {
 	errInjected := errors.New("injected")
 	b := New()
