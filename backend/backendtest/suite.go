@@ -15,8 +15,14 @@ import (
 )
 
 // Run is the conformance suite. newBackend must return a fresh, empty backend for each
-// call; every subtest uses its own.
+// call; every subtest uses its own. Backends that apply change sets (backend.Incremental)
+// are checked on that too.
 func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
+	RunWith(t, newBackend, Options{})
+}
+
+// RunWith is Run with the suite relaxed as opts says.
+func RunWith(t *testing.T, newBackend func(t *testing.T) backend.Backend, opts Options) {
 	tests := []struct {
 		name string
 		run  func(t *testing.T, b backend.Backend)
@@ -38,6 +44,13 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newBackend(t)) })
 	}
+	t.Run("Incremental", func(t *testing.T) {
+		if _, ok := newBackend(t).(backend.Incremental); !ok {
+			t.Log("the backend applies full zones only (no backend.Incremental): nothing to check")
+			return
+		}
+		runIncremental(t, newBackend, opts)
+	})
 }
 
 const zone = "example.com."
