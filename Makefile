@@ -2,7 +2,7 @@ GO      ?= go
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run deps test unit e2e vet clean
+.PHONY: build run deps test unit e2e fuzz vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dnsagent ./cmd/agent
@@ -13,7 +13,8 @@ run: build
 	mkdir -p var/zones
 	bin/dnsagent --config etc/agent.conf
 
-# Installs the Debian packages the tests need (bind9 for the test primary).
+# Installs the Debian packages the tests need: bind9 (test primary, bind9 backend),
+# pdns-server, pdns-backend-mysql and mariadb-server (powerdns backend), knot-dnsutils.
 deps:
 	./scripts/deps.sh
 
@@ -21,9 +22,16 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 
-# Everything: unit tests, then end-to-end tests against a private named.
+# Everything: unit tests, end-to-end tests against private named, pdns_server and MariaDB,
+# and a short run of each fuzz target.
 test: deps vet build
-	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -timeout 12m ./...
+	$(MAKE) fuzz FUZZTIME=10s
+
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzRequest$$' -fuzztime=$(FUZZTIME) ./service
+	$(GO) test -run='^$$' -fuzz='^FuzzIXFRDecoder$$' -fuzztime=$(FUZZTIME) ./transfer
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /tests)

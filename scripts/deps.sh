@@ -1,11 +1,25 @@
 #!/bin/sh
-# Installs the Debian packages the tests need: a real BIND serves as the test primary.
+# Installs the Debian packages the tests need: BIND (test primary and bind9 backend),
+# PowerDNS with its MySQL backend and MariaDB (powerdns backend), dig and kdig (clients).
 # Idempotent: does nothing when every tool is there already.
 set -eu
+need() { # need PACKAGE COMMAND...: install PACKAGE unless every COMMAND is found
+	pkg=$1; shift
+	for cmd in "$@"; do
+		if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+			missing="$missing $pkg"
+			return
+		fi
+	done
+}
 missing=""
-command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || missing="$missing bind9"
-command -v rndc >/dev/null 2>&1 || [ -x /usr/sbin/rndc ] || missing="$missing bind9-utils"
-command -v dig >/dev/null 2>&1 || missing="$missing bind9-dnsutils"
+need bind9 named
+need bind9-utils rndc rndc-confgen named-checkzone
+need bind9-dnsutils dig nsupdate
+need knot-dnsutils kdig
+need pdns-server pdns_server pdns_control pdnsutil
+need mariadb-server mariadbd mariadb-install-db mariadb
+[ -f /usr/share/pdns-backend-mysql/schema/schema.mysql.sql ] || missing="$missing pdns-backend-mysql"
 [ -z "$missing" ] && exit 0
 
 sudo=""
@@ -13,5 +27,6 @@ sudo=""
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
+# The packages' own services are not used: the tests start private instances.
 # shellcheck disable=SC2086 # word splitting of the package list is intended
 $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
