@@ -1,11 +1,20 @@
 package tests
 
 import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os/exec"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
 
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 	"github.com/dnsagent/dnsagent/backend/powerdns"
@@ -184,4 +193,574 @@ func pdnsParse(t *testing.T, text string) []dns.RR {
 		rrs = append(rrs, rr)
 	}
 	return rrs
+}
+
+// pdnsZone has every kind of record acceptance point 1 names, as a BIND primary serves
+// it: a delegation with glue, and names under empty non-terminals (ent, b, a.b).
+func pdnsZone(serial uint32, extra ...string) string {
+	return fmt.Sprintf(`$TTL 300
+example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. %d 3600 600 86400 300
+example.com. 3600 IN NS ns1.example.com.
+ns1.example.com. 3600 IN A 127.0.0.1
+example.com. IN A 192.0.2.1
+example.com. IN MX 10 mail.example.com.
+example.com. IN MX 20 mx.example.net.
+example.com. IN CAA 0 issue "letsencrypt.org"
+example.com. IN TXT "v=spf1 -all"
+mail.example.com. IN A 192.0.2.25
+www.example.com. IN A 192.0.2.80
+www.example.com. IN AAAA 2001:db8::80
+alias.example.com. IN CNAME www.example.com.
+_sip._tcp.example.com. IN SRV 10 60 5060 sip.example.com.
+sip.example.com. IN A 192.0.2.60
+txt.example.com. IN TXT "with \"quotes\" and spaces" "second string" "semi;colon #hash" "back\\slash"
+1.2.0.192.example.com. IN PTR www.example.com.
+sub.example.com. IN NS ns.sub.example.com.
+sub.example.com. IN NS ns.example.net.
+ns.sub.example.com. IN A 192.0.2.53
+host.ent.example.com. IN A 192.0.2.99
+deep.a.b.example.com. IN TXT "deep"
+%s
+`, serial, strings.Join(extra, "\n"))
+}
+
+// pdnsAgent starts an agent with the powerdns backend on e, the primary as its master.
+func pdnsAgent(t *testing.T, e *pdnsEnv, p *harness.Primary) *harness.Agent {
+	t.Helper()
+	return harness.StartAgent(t, harness.AgentConfig{
+		BackendDriver:    "powerdns",
+		Masters:          p.Addr(),
+		AllowNotify:      "127.0.0.1",
+		QueryDestination: e.p.Addr(),
+		Backend: map[string]string{
+			"zone_file_path":  "-",
+			"dsn":             e.m.DSN(e.dbname),
+			"pdns_control":    harness.LookPath("pdns_control"),
+			"pdns_socket_dir": e.p.SocketDir(),
+		},
+	})
+}
+
+// pdnsQueries are the questions whose answers must match the primary's: every name and
+// type of the zone, the empty non-terminals, the delegation, a name that does not exist.
+func pdnsQueries(t *testing.T, p *harness.Primary, zone string) [][2]string {
+	t.Helper()
+	seen := map[[2]string]bool{}
+	var qs [][2]string
+	add := func(name, typ string) {
+		q := [2]string{strings.ToLower(name), typ}
+		if !seen[q] {
+			seen[q] = true
+			qs = append(qs, q)
+		}
+	}
+	for _, rr := range p.AXFR(t, zone) {
+		add(rr.Header().Name, dns.TypeToString[rr.Header().Rrtype])
+	}
+	for _, name := range []string{"ent.example.com.", "b.example.com.", "a.b.example.com.", "nx.example.com.", "host.sub.example.com."} {
+		add(name, "A")
+		add(name, "TXT")
+	}
+	return qs
+}
+
+// pdnsCompare asks the primary and pdns_server the same question over TCP and reports
+// how the answers differ: rcode, AA, answer section, and the authority NS records and
+// glue of a referral ("" when they agree).
+func pdnsCompare(t *testing.T, primary, pdns, name, typ string) string {
+	t.Helper()
+	ask := func(server string) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.StringToType[typ])
+		r, err := harness.Exchange("tcp", server, m, 3*time.Second)
+		if err != nil {
+			t.Fatalf("%s %s at %s: %v", name, typ, server, err)
+		}
+		return r
+	}
+	summary := func(r *dns.Msg) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "rcode %s aa %v\n", dns.RcodeToString[r.Rcode], r.Authoritative)
+		sections := []struct {
+			label string
+			rrs   []dns.RR
+			keep  func(dns.RR) bool
+		}{
+			{"answer", r.Answer, func(dns.RR) bool { return true }},
+			{"authority NS", r.Ns, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeNS }},
+			{"glue", r.Extra, func(rr dns.RR) bool {
+				return !r.Authoritative && (rr.Header().Rrtype == dns.TypeA || rr.Header().Rrtype == dns.TypeAAAA)
+			}},
+		}
+		for _, sec := range sections {
+			var kept []dns.RR
+			for _, rr := range sec.rrs {
+				if sec.keep(rr) {
+					kept = append(kept, rr)
+				}
+			}
+			for _, line := range harness.Canonical(kept) {
+				fmt.Fprintf(&b, "%s: %s\n", sec.label, line)
+			}
+		}
+		return b.String()
+	}
+	want, got := summary(ask(primary)), summary(ask(pdns))
+	if want == got {
+		return ""
+	}
+	return fmt.Sprintf("%s %s:\nprimary:\n%spdns_server:\n%s", name, typ, want, got)
+}
+
+// pdnsServed polls pdns_server until it answers the zone's SOA with serial (at most
+// timeout) and returns how long that took and whether it happened.
+func pdnsServed(e *pdnsEnv, zone string, serial uint32, timeout time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	ok := harness.Eventually(timeout, 10*time.Millisecond, func() bool {
+		s, err := harness.QuerySerial(e.p.Addr(), zone)
+		return err == nil && s == serial
+	})
+	return time.Since(start), ok
+}
+
+// TestPDNS01CreateServedLikePrimary is acceptance point 1: a CREATE (opcode 14) makes
+// pdns_server answer every record exactly as the primary does, empty non-terminals
+// NOERROR without data, within a second of the CREATE reply although PowerDNS's zone
+// cache is at its default (300 s). Then point 2 end to end: a NOTIFY after a change makes
+// pdns_server serve the new serial and data.
+func TestPDNS01CreateServedLikePrimary(t *testing.T) {
+	t.Parallel()
+	e := startPDNSEnv(t, harness.PDNSOptions{ZoneCache: true})
+	const zone = "example.com."
+	p := harness.StartPrimaryWith(t, harness.PrimaryOptions{Zones: map[string]string{zone: pdnsZone(1)}, IXFRFromDifferences: true})
+	a := pdnsAgent(t, e, p)
+
+	req := harness.CreateMsg(0x0101, zone)
+	expectBytes(t, "CREATE", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf400))
+	took, ok := pdnsServed(e, zone, 1, 5*time.Second)
+	if !ok || took > time.Second {
+		t.Fatalf("pdns_server served the new zone %v after the CREATE reply (served: %v), want within 1 s", took, ok)
+	}
+	t.Logf("pdns_server served the zone %v after the CREATE reply", took)
+
+	for _, q := range pdnsQueries(t, p, zone) {
+		if d := pdnsCompare(t, p.Addr(), e.p.Addr(), q[0], q[1]); d != "" {
+			t.Errorf("answers differ for %s", d)
+		}
+	}
+	for _, ent := range []string{"ent.example.com.", "b.example.com.", "a.b.example.com."} {
+		r := e.p.Query(t, ent, dns.TypeA)
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || !r.Authoritative {
+			t.Errorf("empty non-terminal %s: rcode %s, %d answers, AA %v; want NOERROR, no data", ent, dns.RcodeToString[r.Rcode], len(r.Answer), r.Authoritative)
+		}
+	}
+
+	// Point 2, end to end: a change at the primary and a NOTIFY.
+	p.SetZone(t, zone, pdnsZone(2,
+		"www.example.com. IN A 192.0.2.81",
+		"new.deep.example.com. IN TXT \"added\"",
+		"sub2.example.com. IN NS ns.example.net."))
+	nreq := harness.NotifyMsg(0x0102, zone, false)
+	expectBytes(t, "NOTIFY", udp(t, a.Addr(), nreq, 3*time.Second), harness.Reply(nreq, 0xa400))
+	took, ok = pdnsServed(e, zone, 2, 10*time.Second)
+	if !ok {
+		t.Fatalf("pdns_server does not serve serial 2 10 s after the NOTIFY")
+	}
+	t.Logf("pdns_server served serial 2 %v after the NOTIFY", took)
+	for _, q := range pdnsQueries(t, p, zone) {
+		if d := pdnsCompare(t, p.Addr(), e.p.Addr(), q[0], q[1]); d != "" {
+			t.Errorf("after the NOTIFY, answers differ for %s", d)
+		}
+	}
+	a.CheckAlive(t)
+}
+
+// zoneRows counts the rows of zone (by name, and by the id it had) in every table
+// PowerDNS keeps per zone.
+func zoneRows(t *testing.T, db *sql.DB, id int64, zone string) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	for _, table := range []string{"records", "domainmetadata", "comments", "cryptokeys"} {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM `+table+` WHERE domain_id = ?`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		counts[table] = n
+	}
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM domains WHERE name = ?`, strings.TrimSuffix(zone, ".")).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	counts["domains"] = n
+	return counts
+}
+
+// TestPDNS03Delete is acceptance point 3: after DELETE no row of the zone is left in any
+// table (metadata, comments and keys PowerDNS tools added included), and pdns_server no
+// longer answers for it.
+func TestPDNS03Delete(t *testing.T) {
+	t.Parallel()
+	e := startPDNSEnv(t, harness.PDNSOptions{ZoneCache: true})
+	const zone = "example.com."
+	p := harness.StartPrimary(t, map[string]string{zone: pdnsZone(1)})
+	a := pdnsAgent(t, e, p)
+	req := harness.CreateMsg(0x0301, zone)
+	expectBytes(t, "CREATE", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf400))
+	if _, ok := pdnsServed(e, zone, 1, 5*time.Second); !ok {
+		t.Fatal("zone not served after CREATE")
+	}
+	db := e.m.DB(t, e.dbname)
+	var id int64
+	if err := db.QueryRow(`SELECT id FROM domains WHERE name = 'example.com'`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`INSERT INTO domainmetadata (domain_id, kind, content) VALUES (?, 'ALSO-NOTIFY', '192.0.2.9')`,
+		`INSERT INTO comments (domain_id, name, type, modified_at, account, comment) VALUES (?, 'www.example.com', 'A', 0, 'ops', 'web')`,
+		`INSERT INTO cryptokeys (domain_id, flags, active, content) VALUES (?, 257, 1, 'Private-key-format: v1.2')`,
+	} {
+		if _, err := db.Exec(stmt, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del := harness.DeleteMsg(0x0302, zone)
+	expectBytes(t, "DELETE", udp(t, a.Addr(), del, 25*time.Second), harness.Reply(del, 0xf400))
+	for table, n := range zoneRows(t, db, id, zone) {
+		if n != 0 {
+			t.Errorf("after DELETE %d rows of the zone left in %s", n, table)
+		}
+	}
+	// PowerDNS's zone cache is at its default: only the rediscover makes it forget.
+	for _, name := range []string{zone, "www.example.com."} {
+		r := e.p.Query(t, name, dns.TypeSOA)
+		if r.Rcode != dns.RcodeRefused && r.Rcode != dns.RcodeNotAuth {
+			t.Errorf("after DELETE pdns_server answers %s SOA with %s, want REFUSED or NOTAUTH", name, dns.RcodeToString[r.Rcode])
+		}
+	}
+	a.CheckAlive(t)
+}
+
+// TestPDNS04DatabaseDownMidReplace is acceptance point 4 at the backend level (retrying
+// later is the transfer engine's part): MariaDB killed while a replace is writing leaves
+// the zone's old complete version, pdns_server serves it once MariaDB is back, and the
+// next Replace succeeds.
+func TestPDNS04DatabaseDownMidReplace(t *testing.T) {
+	t.Parallel()
+	e := startPDNSEnv(t, harness.PDNSOptions{})
+	b := e.backend(t)
+	const zone, n = "big.example.", 60000
+	ctx := context.Background()
+	if err := b.Create(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 1, n), 1000)...)); err != nil {
+		t.Fatal(err)
+	}
+	db := e.m.DB(t, e.dbname)
+	// The replace is in its middle once half of the new version's rows are written, as a
+	// session reading uncommitted rows sees.
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		harness.Eventually(30*time.Second, 5*time.Millisecond, func() bool {
+			tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadUncommitted, ReadOnly: true})
+			if err != nil {
+				return false
+			}
+			defer tx.Rollback()
+			var written int
+			tx.QueryRow(`SELECT COUNT(*) FROM records WHERE type = 'TXT' AND content LIKE '"serial 2 %'`).Scan(&written)
+			return written > n/4 // a TXT record every other one
+		})
+	}()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- b.Replace(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 2, n), 1000)...))
+	}()
+	select {
+	case <-writing:
+	case err := <-done:
+		t.Fatalf("Replace ended (%v) before MariaDB could be stopped in its middle", err)
+	}
+	e.m.Kill(t)
+	err := <-done
+	if err == nil {
+		t.Fatal("Replace succeeded although MariaDB was killed in its middle")
+	}
+	// The lost connection and the refused ones after it are retried (0.5 + 1 + 2 s).
+	if took := time.Since(start); took < 3*time.Second {
+		t.Errorf("Replace gave up after %v: the lost connection was not retried", took)
+	}
+	t.Logf("Replace with MariaDB gone: %v", err)
+
+	e.m.Start(t)
+	if serial, err := b.Serial(ctx, zone); err != nil || serial != 1 {
+		t.Fatalf("after the restart Serial = %d, %v; want the old version 1", serial, err)
+	}
+	var rows int
+	e.m.DB(t, e.dbname).QueryRow(`SELECT COUNT(*) FROM records`).Scan(&rows)
+	if rows != n+2 {
+		t.Errorf("%d rows after the restart, want the old version's %d", rows, n+2)
+	}
+	// pdns_server reconnects and serves the old version, complete.
+	if _, ok := pdnsServed(e, zone, 1, 10*time.Second); !ok {
+		t.Fatal("pdns_server does not serve serial 1 after MariaDB came back")
+	}
+	if r := e.p.Query(t, fmt.Sprintf("host-%d.%s", n-1, zone), dns.TypeTXT); len(r.Answer) != 1 ||
+		!strings.Contains(r.Answer[0].String(), "serial 1 record") {
+		t.Errorf("last record of the old version: %v", r.Answer)
+	}
+
+	if err := b.Replace(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 2, n), 1000)...)); err != nil {
+		t.Fatalf("the next Replace: %v", err)
+	}
+	if _, ok := pdnsServed(e, zone, 2, 5*time.Second); !ok {
+		t.Fatal("pdns_server does not serve serial 2 after the next Replace")
+	}
+}
+
+// TestPDNS04EngineRetriesAfterOutage is acceptance point 4 end to end: MariaDB shut down
+// while the agent replaces a zone after a NOTIFY; the zone keeps its old complete
+// version, and once MariaDB is back the transfer engine's retry brings the new version
+// without another NOTIFY.
+func TestPDNS04EngineRetriesAfterOutage(t *testing.T) {
+	t.Parallel()
+	e := startPDNSEnv(t, harness.PDNSOptions{})
+	const zone, n = "example.com.", 40000
+	z := harness.NewZone(zone, 1, n)
+	// No IXFR history at the primary: the change arrives as a full transfer, a Replace.
+	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+	cfg := harness.AgentConfig{
+		BackendDriver: "powerdns", Masters: p.Addr(), AllowNotify: "127.0.0.1",
+		Service: map[string]string{"retry_min": "1"},
+		Backend: map[string]string{"zone_file_path": "-", "dsn": e.m.DSN(e.dbname),
+			"pdns_control": harness.LookPath("pdns_control"), "pdns_socket_dir": e.p.SocketDir()},
+	}
+	a := harness.StartAgent(t, cfg)
+	req := harness.CreateMsg(0x0401, zone)
+	expectBytes(t, "CREATE", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf400))
+	db := e.m.DB(t, e.dbname)
+	var before int
+	db.QueryRow(`SELECT COUNT(*) FROM records`).Scan(&before)
+
+	z2 := z.Next(0, 10)
+	p.SetZone(t, zone, z2.Text())
+	// In the middle: the old rows are deleted and fewer than half are written again, as
+	// a session reading uncommitted rows sees.
+	midway := make(chan bool, 1)
+	go func() {
+		midway <- harness.Eventually(30*time.Second, 2*time.Millisecond, func() bool {
+			tx, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelReadUncommitted, ReadOnly: true})
+			if err != nil {
+				return false
+			}
+			defer tx.Rollback()
+			var rows int
+			tx.QueryRow(`SELECT COUNT(*) FROM records`).Scan(&rows)
+			return rows < before/2
+		})
+	}()
+	nreq := harness.NotifyMsg(0x0402, zone, false)
+	expectBytes(t, "NOTIFY", udp(t, a.Addr(), nreq, 3*time.Second), harness.Reply(nreq, 0xa400))
+	if !<-midway {
+		t.Fatal("never saw the replace in its middle")
+	}
+	e.m.Stop(t) // a clean shutdown here; the backend-level test kills it
+	if !harness.Eventually(20*time.Second, 20*time.Millisecond, func() bool {
+		return strings.Contains(a.Output(), "powerdns backend: replace "+zone)
+	}) {
+		t.Fatalf("the agent did not report the failed replace:\n%s", a.Output())
+	}
+	e.m.Start(t)
+	// One snapshot of the zone: the old version, complete (or, if the engine's retry
+	// was quicker than this check, the new one, complete), never a mix.
+	tx, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	var soa string
+	tx.QueryRow(`SELECT COUNT(*) FROM records`).Scan(&rows)
+	tx.QueryRow(`SELECT content FROM records WHERE type = 'SOA'`).Scan(&soa)
+	tx.Rollback()
+	switch serial, _ := strconv.Atoi(strings.Fields(soa + " x x x")[2]); {
+	case serial == 1 && rows == before:
+		t.Logf("after the outage the zone is the old version, complete (%d rows)", rows)
+	case serial == 2 && rows == before+10:
+		t.Logf("after the outage the zone is already the new version, complete (%d rows)", rows)
+	default:
+		t.Errorf("after the outage: %d rows, SOA %q; want the old version (%d rows, serial 1) or the new one", rows, soa, before)
+	}
+	took, ok := pdnsServed(e, zone, z2.Serial, 30*time.Second)
+	if !ok {
+		t.Fatalf("pdns_server does not serve serial %d 30 s after MariaDB came back; agent output:\n%s", z2.Serial, a.Output())
+	}
+	t.Logf("new version served %v after MariaDB came back, without another NOTIFY", took)
+	a.CheckAlive(t)
+}
+
+// TestPDNS05NotOwned is acceptance point 5: a zone in the database with another account
+// is not listed, and CREATE and DELETE of it fail clearly without touching a row.
+func TestPDNS05NotOwned(t *testing.T) {
+	t.Parallel()
+	e := startPDNSEnv(t, harness.PDNSOptions{})
+	const zone = "example.com."
+	db := e.m.DB(t, e.dbname)
+	for _, stmt := range []string{
+		`INSERT INTO domains (name, type, account) VALUES ('example.com', 'NATIVE', 'operator')`,
+		`INSERT INTO records (domain_id, name, type, content, ttl, prio, auth) SELECT id, 'example.com', 'SOA', 'ns1.example.com hostmaster.example.com 77 3600 600 86400 300', 3600, 0, 1 FROM domains`,
+		`INSERT INTO records (domain_id, name, type, content, ttl, prio, auth) SELECT id, 'www.example.com', 'A', '198.51.100.7', 300, 0, 1 FROM domains`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var id int64
+	db.QueryRow(`SELECT id FROM domains WHERE name = 'example.com'`).Scan(&id)
+	snapshot := func() string {
+		rows, err := db.Query(`SELECT CONCAT_WS('|', name, type, content, ttl, prio, auth) FROM records WHERE domain_id = ?`, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			rows.Scan(&s)
+			out = append(out, s)
+		}
+		sort.Strings(out)
+		var acct string
+		db.QueryRow(`SELECT CONCAT_WS('|', name, type, account) FROM domains WHERE id = ?`, id).Scan(&acct)
+		return acct + "\n" + strings.Join(out, "\n")
+	}
+	before := snapshot()
+
+	p := harness.StartPrimary(t, map[string]string{zone: pdnsZone(1)})
+	a := pdnsAgent(t, e, p)
+	req := harness.CreateMsg(0x0501, zone)
+	expectBytes(t, "CREATE of a zone the agent does not own", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf002))
+	del := harness.DeleteMsg(0x0502, zone)
+	expectBytes(t, "DELETE of a zone the agent does not own", udp(t, a.Addr(), del, 25*time.Second), harness.Reply(del, 0xf002))
+	udp(t, a.Addr(), harness.NotifyMsg(0x0503, zone, false), 3*time.Second)
+	if !harness.Eventually(2*time.Second, 20*time.Millisecond, func() bool {
+		out := a.Output() // quotes may be escaped by the log format
+		return strings.Contains(out, "operator") && strings.Contains(out, "not the agent's")
+	}) {
+		t.Errorf("the agent's log does not say whose zone it is:\n%s", a.Output())
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("the operator's zone changed:\nbefore %s\nafter  %s", before, after)
+	}
+	b := e.backend(t)
+	if zones, err := b.Zones(t.Context()); err != nil || len(zones) != 0 {
+		t.Errorf("Zones = %v, %v; want none", zones, err)
+	}
+	if r := e.p.Query(t, "www.example.com.", dns.TypeA); len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "198.51.100.7") {
+		t.Errorf("pdns_server no longer serves the operator's record: %v", r.Answer)
+	}
+	a.CheckAlive(t)
+}
+
+// TestPDNS06Conformance is acceptance point 6: the conformance suite against MariaDB with
+// PowerDNS's schema (also run in backend/powerdns).
+func TestPDNS06Conformance(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "mariadbd", "mariadb-install-db")
+	m := harness.StartMariaDB(t)
+	backendtest.Run(t, func(t *testing.T) backend.Backend {
+		cfg := powerdns.Config{DSN: m.DSN(m.NewPDNSDatabase(t)), Account: powerdns.DefaultAccount,
+			ZoneKind: powerdns.DefaultZoneKind, BatchSize: powerdns.DefaultBatchSize}
+		b, err := powerdns.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b
+	})
+}
+
+// With dnssec on, the backend runs pdnsutil rectify-zone after each change: a zone the
+// operator signed (pdnsutil secure-zone) gets its ordername filled, and pdns_server
+// proves non-existence with signed NSEC records after a replace and an incremental
+// change alike.
+func TestPDNSDNSSECRectify(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "pdnsutil")
+	e := startPDNSEnv(t, harness.PDNSOptions{})
+	cfg := e.backendConfig()
+	cfg.DNSSEC = true
+	cfg.PDNSUtil = []string{harness.LookPath("pdnsutil"), "--config-dir=" + e.p.ConfigDir()}
+	b, err := powerdns.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const zone = "signed.test."
+	ctx := t.Context()
+	if err := b.Create(ctx, zone, backendtest.Stream(backendtest.Zone(zone, 1, 10))); err != nil {
+		t.Fatal(err)
+	}
+	pdnsutil := func(args ...string) {
+		t.Helper()
+		cmdCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(cmdCtx, cfg.PDNSUtil[0], append(cfg.PDNSUtil[1:], args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pdnsutil %v: %v\n%s", args, err, out)
+		}
+	}
+	pdnsutil("secure-zone", strings.TrimSuffix(zone, "."))
+
+	db := e.m.DB(t, e.dbname)
+	nullOrdernames := func() int {
+		// ENT rows keep a NULL ordername in NSEC mode: rectify-zone only orders them for
+		// NSEC3, where they need hashes of their own.
+		var n int
+		db.QueryRow(`SELECT COUNT(*) FROM records WHERE auth = 1 AND ordername IS NULL AND type IS NOT NULL`).Scan(&n)
+		return n
+	}
+	signedDenial := func(what string) {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion("nx.host-3."+zone, dns.TypeA)
+		m.SetEdns0(1232, true)
+		r, err := harness.Exchange("tcp", e.p.Addr(), m, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nsec, sig bool
+		for _, rr := range r.Ns {
+			switch rr.Header().Rrtype {
+			case dns.TypeNSEC, dns.TypeNSEC3:
+				nsec = true
+			case dns.TypeRRSIG:
+				sig = true
+			}
+		}
+		if r.Rcode != dns.RcodeNameError || !nsec || !sig {
+			t.Errorf("%s: NXDOMAIN with DO: rcode %s, authority %v; want signed NSEC proof", what, dns.RcodeToString[r.Rcode], r.Ns)
+		}
+	}
+
+	if err := b.Replace(ctx, zone, backendtest.Stream(backendtest.Zone(zone, 2, 10))); err != nil {
+		t.Fatal(err)
+	}
+	if n := nullOrdernames(); n != 0 {
+		t.Errorf("after Replace %d authoritative rows have no ordername", n)
+	}
+	signedDenial("after Replace")
+
+	add, _ := dns.NewRR("x.y." + zone + " 300 IN A 192.0.2.1")
+	cs := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{
+		Old: backendtest.Zone(zone, 2, 0)[0].(*dns.SOA), New: backendtest.Zone(zone, 3, 0)[0].(*dns.SOA), Added: []dns.RR{add},
+	}}}
+	if err := b.Apply(ctx, zone, cs); err != nil {
+		t.Fatal(err)
+	}
+	if n := nullOrdernames(); n != 0 {
+		t.Errorf("after Apply %d authoritative rows have no ordername", n)
+	}
+	signedDenial("after Apply")
+	if r := e.p.Query(t, "y."+zone, dns.TypeA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
+		t.Errorf("new empty non-terminal y.%s: %s %v", zone, dns.RcodeToString[r.Rcode], r.Answer)
+	}
 }

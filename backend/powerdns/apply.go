@@ -109,7 +109,7 @@ func (b *Backend) applySteps(ctx context.Context, tx storeTx, zone string, steps
 	if err := checkSerial(ctx, tx, d.ID, zone, steps[0].oldSerial); err != nil {
 		return err
 	}
-	touched := map[string]bool{}    // owners whose rows changed
+	touched := map[string]bool{}     // owners whose rows changed
 	delegations := map[string]bool{} // owners below the apex whose NS rows changed
 	for _, s := range steps {
 		for _, r := range s.deleted {
@@ -210,16 +210,25 @@ func fixENTs(ctx context.Context, tx storeTx, id int64, zone string, touched map
 		hasData[r.Name] = true
 		between(zone, r.Name, func(a string) { dataBelow[a] = true })
 	}
+	// Names without records of their own whose descendants are not among the rows read:
+	// one pass over the zone's rows answers for all of them.
+	var ask []string
 	for _, n := range names {
-		need := false
-		if !hasData[n] {
-			// Known from the rows we hold, or asked (the only query that scans the zone).
-			if need = dataBelow[n]; !need {
-				if need, err = tx.hasDataBelow(ctx, id, n); err != nil {
-					return nil, err
-				}
-			}
+		if !hasData[n] && !dataBelow[n] {
+			ask = append(ask, n)
 		}
+	}
+	if len(ask) > 0 {
+		found, err := tx.dataBelow(ctx, id, ask)
+		if err != nil {
+			return nil, err
+		}
+		for n := range found {
+			dataBelow[n] = true
+		}
+	}
+	for _, n := range names {
+		need := !hasData[n] && dataBelow[n]
 		switch {
 		case need && !hasENT[n]:
 			err = tx.insertRecords(ctx, id, []row{{Name: n, Auth: true}})

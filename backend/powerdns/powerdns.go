@@ -145,9 +145,12 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 	}
 	defer sp.close()
 	err = b.retry.do(ctx, func(attempt int) error {
+		if attempt == 1 {
+			return b.load(ctx, name, sp, mustCreate)
+		}
 		// A retry after a commit whose reply was lost may find the zone created by the
 		// previous attempt: replacing it with the same data is then right.
-		return b.load(ctx, name, sp, attempt == 1)
+		return b.load(ctx, name, sp, createOrReplace)
 	})
 	if err != nil {
 		return fmt.Errorf("powerdns backend: create %s: %w", zone, err)
@@ -180,7 +183,7 @@ func (b *Backend) Replace(ctx context.Context, zone string, src backend.Source) 
 		return fmt.Errorf("powerdns backend: replace %s: %w", zone, err)
 	}
 	defer sp.close()
-	if err := b.retry.do(ctx, func(int) error { return b.load(ctx, name, sp, false) }); err != nil {
+	if err := b.retry.do(ctx, func(int) error { return b.load(ctx, name, sp, mustExist) }); err != nil {
 		return fmt.Errorf("powerdns backend: replace %s: %w", zone, err)
 	}
 	if err := b.ctl.afterCommit(ctx, name, false); err != nil {
@@ -237,15 +240,23 @@ func (b *Backend) Zones(ctx context.Context) ([]string, error) {
 	return zones, nil
 }
 
-// load writes the spooled zone in one transaction: a new domain row when create is set
-// (and the zone is absent), otherwise the existing rows are replaced.
-func (b *Backend) load(ctx context.Context, name string, sp *spool, create bool) error {
+// loadMode says what load expects of the zone's domain row.
+type loadMode int
+
+const (
+	mustCreate      loadMode = iota // absent: create it
+	mustExist                       // present: replace its rows
+	createOrReplace                 // either
+)
+
+// load writes the spooled zone in one transaction.
+func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMode) error {
 	return b.inTx(ctx, func(tx storeTx) error {
 		var id int64
 		d, err := tx.domain(ctx, name)
 		switch {
 		case errors.Is(err, errNoDomain):
-			if !create {
+			if mode == mustExist {
 				return fmt.Errorf("zone %s.: %w", name, backend.ErrNotFound)
 			}
 			if id, err = tx.createDomain(ctx, name, b.kind, b.account); err != nil {
@@ -255,7 +266,7 @@ func (b *Backend) load(ctx context.Context, name string, sp *spool, create bool)
 			return err
 		case d.Account != b.account:
 			return fmt.Errorf("the zone is held with account %q: %w", d.Account, backend.ErrNotOwned)
-		case create:
+		case mode == mustCreate:
 			return fmt.Errorf("the zone exists already")
 		default:
 			id = d.ID

@@ -78,18 +78,29 @@ func toRow(rr dns.RR) (row, error) {
 		return row{}, fmt.Errorf("record %s: owner: %w", rr, err)
 	}
 	r := row{Name: name, Type: dns.TypeToString[h.Rrtype], TTL: h.Ttl}
-	rr = dns.Copy(rr)
-	if err := stripNames(rr); err != nil {
+	stripped := dns.Copy(rr)
+	if err := stripNames(stripped); err != nil {
 		return row{}, fmt.Errorf("record %s: %w", rr, err)
 	}
-	switch v := rr.(type) {
+	switch v := stripped.(type) {
 	case *dns.MX:
 		r.Prio, r.Content = int(v.Preference), v.Mx
 	case *dns.SRV:
 		r.Prio = int(v.Priority)
 		r.Content = strconv.Itoa(int(v.Weight)) + " " + strconv.Itoa(int(v.Port)) + " " + v.Target
+	case *dns.CERT:
+		// PowerDNS reads the certificate type and algorithm as numbers only; miekg
+		// prints mnemonics ("PGP", "RSASHA256").
+		r.Content = fmt.Sprintf("%d %d %d %s", v.Type, v.KeyTag, v.Algorithm, v.Certificate)
+	case *dns.SVCB:
+		r.Content, err = svcbContent(v.Priority, v.Target, v.Value)
+	case *dns.HTTPS:
+		r.Content, err = svcbContent(v.Priority, v.Target, v.Value)
 	default:
-		r.Content = strings.TrimPrefix(rr.String(), rr.Header().String())
+		r.Content = strings.TrimPrefix(stripped.String(), stripped.Header().String())
+	}
+	if err != nil {
+		return row{}, fmt.Errorf("record %s: %w", rr, err)
 	}
 	if len(r.Name) > maxNameLen {
 		return row{}, fmt.Errorf("record %s: owner is longer than %d characters in PowerDNS form (records.name)", rr, maxNameLen)
@@ -98,6 +109,29 @@ func toRow(rr dns.RR) (row, error) {
 		return row{}, fmt.Errorf("record %s: content is longer than %d characters (records.content)", rr, maxContentLen)
 	}
 	return r, nil
+}
+
+// svcbContent writes SVCB and HTTPS rdata the way PowerDNS 4.7 parses it: miekg quotes
+// every value, but PowerDNS wants port (and takes the other numeric and address lists)
+// unquoted and no-default-alpn without a value. Keys PowerDNS 4.7 does not know are
+// refused.
+func svcbContent(prio uint16, target string, params []dns.SVCBKeyValue) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s", prio, target)
+	for _, kv := range params {
+		key := kv.Key()
+		switch key {
+		case dns.SVCB_NO_DEFAULT_ALPN:
+			fmt.Fprintf(&b, " %s", key)
+		case dns.SVCB_PORT, dns.SVCB_IPV4HINT, dns.SVCB_IPV6HINT, dns.SVCB_MANDATORY:
+			fmt.Fprintf(&b, " %s=%s", key, kv.String())
+		case dns.SVCB_ALPN, dns.SVCB_ECHCONFIG:
+			fmt.Fprintf(&b, " %s=\"%s\"", key, kv.String()) // as miekg escapes it
+		default:
+			return "", fmt.Errorf("SvcParam %s is unknown to PowerDNS 4.7", key)
+		}
+	}
+	return b.String(), nil
 }
 
 // stripNames rewrites every domain name inside the rdata to PowerDNS's form.

@@ -44,7 +44,7 @@ func (s *sqlStore) zones(ctx context.Context, account string) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	return scanNames(rows, nil, 0)
+	return scanNames(rows, nil)
 }
 
 func (s *sqlStore) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -226,28 +226,61 @@ func (t *sqlTx) rowsAt(ctx context.Context, id int64, names []string) ([]row, er
 	return out, nil
 }
 
-// below returns the names strictly below name holding a row of the given kind, at most
-// limit of them (0: all). LIKE narrows the scan to the zone's rows ending in ".name";
-// isBelow then drops the rare false match (an escaped dot in a label).
-func (t *sqlTx) below(ctx context.Context, id int64, name, kind string, limit int) ([]string, error) {
-	q := `SELECT DISTINCT name FROM records WHERE domain_id = ? AND name LIKE ? AND ` + kind
-	if limit > 0 {
-		q = `SELECT name FROM records WHERE domain_id = ? AND name LIKE ? AND ` + kind // stops at the first match
-	}
-	rows, err := t.tx.QueryContext(ctx, q, id, "%."+likeEscape(name))
+// below returns the distinct names strictly below name holding a row of the given kind.
+// LIKE narrows the scan to the zone's rows ending in ".name"; isBelow then drops the
+// rare false match (an escaped dot in a label).
+func (t *sqlTx) below(ctx context.Context, id int64, name, kind string) ([]string, error) {
+	rows, err := t.tx.QueryContext(ctx,
+		`SELECT DISTINCT name FROM records WHERE domain_id = ? AND name LIKE ? AND `+kind, id, "%."+likeEscape(name))
 	if err != nil {
 		return nil, err
 	}
-	return scanNames(rows, func(n string) bool { return isBelow(n, name) }, limit)
+	return scanNames(rows, func(n string) bool { return isBelow(n, name) })
 }
 
-func (t *sqlTx) hasDataBelow(ctx context.Context, id int64, name string) (bool, error) {
-	names, err := t.below(ctx, id, name, `type IS NOT NULL`, 1)
-	return len(names) > 0, err
+// dataBelow reads the names of the zone's records once, narrowed by LIKE when there are
+// few names to answer for, and stops as soon as every name has a descendant.
+func (t *sqlTx) dataBelow(ctx context.Context, id int64, names []string) (map[string]bool, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	q := `SELECT name FROM records WHERE domain_id = ? AND type IS NOT NULL`
+	args := []any{id}
+	if len(names) <= maxLikes {
+		likes := make([]string, len(names))
+		for i, n := range names {
+			likes[i] = `name LIKE ?`
+			args = append(args, "%."+likeEscape(n))
+		}
+		q += ` AND (` + strings.Join(likes, ` OR `) + `)`
+	}
+	rows, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := map[string]bool{}
+	for rows.Next() && len(found) < len(want) {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		for a, ok := parent(n); ok; a, ok = parent(a) {
+			if want[a] {
+				found[a] = true
+			}
+		}
+	}
+	return found, rows.Err()
 }
+
+// maxLikes: above this many names, reading every name of the zone once is cheaper than
+// evaluating the LIKE patterns on every row.
+const maxLikes = 8
 
 func (t *sqlTx) cutsBelow(ctx context.Context, id int64, name string) ([]string, error) {
-	return t.below(ctx, id, name, `type = 'NS'`, 0)
+	return t.below(ctx, id, name, `type = 'NS'`)
 }
 
 func (t *sqlTx) setAuthAt(ctx context.Context, id int64, name string, auth, dsAuth bool) error {
@@ -257,7 +290,7 @@ func (t *sqlTx) setAuthAt(ctx context.Context, id int64, name string, auth, dsAu
 }
 
 func (t *sqlTx) setAuthBelow(ctx context.Context, id int64, name string, auth bool) error {
-	names, err := t.below(ctx, id, name, `TRUE`, 0)
+	names, err := t.below(ctx, id, name, `TRUE`)
 	if err != nil {
 		return err
 	}
@@ -276,9 +309,8 @@ func (t *sqlTx) setAuthBelow(ctx context.Context, id int64, name string, auth bo
 	return nil
 }
 
-// scanNames reads a one-column result, keeping the names keep accepts (all if nil), at
-// most limit of them (no limit if 0).
-func scanNames(rows *sql.Rows, keep func(string) bool, limit int) ([]string, error) {
+// scanNames reads a one-column result, keeping the names keep accepts (all if nil).
+func scanNames(rows *sql.Rows, keep func(string) bool) ([]string, error) {
 	defer rows.Close()
 	var names []string
 	for rows.Next() {
@@ -288,9 +320,6 @@ func scanNames(rows *sql.Rows, keep func(string) bool, limit int) ([]string, err
 		}
 		if keep == nil || keep(n) {
 			names = append(names, n)
-			if limit > 0 && len(names) == limit {
-				break
-			}
 		}
 	}
 	return names, rows.Err()

@@ -52,7 +52,8 @@ type storeTx interface {
 
 	// For incremental changes, which touch few names.
 	rowsAt(ctx context.Context, id int64, names []string) ([]row, error)
-	hasDataBelow(ctx context.Context, id int64, name string) (bool, error)
+	// dataBelow reports which of names have a record (not an ENT) somewhere below them.
+	dataBelow(ctx context.Context, id int64, names []string) (map[string]bool, error)
 	cutsBelow(ctx context.Context, id int64, name string) ([]string, error)
 	// setAuthAt sets auth on the rows at name; DS rows keep theirs when skipDS is set.
 	setAuthAt(ctx context.Context, id int64, name string, auth, skipDS bool) error

@@ -65,8 +65,10 @@ func StartMariaDB(t testing.TB) *MariaDB {
 	m := &MariaDB{t: t, dir: t.TempDir(), port: FreePort(t), binary: server}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := append([]string{"--no-defaults", "--datadir=" + m.datadir(), "--auth-root-authentication-method=normal",
-		"--skip-test-db", "--skip-name-resolve"}, m.tuning()...)
+	// Its own tmpdir: bootstraps running at once in a shared /tmp fail now and then
+	// ("Unknown table 'mysql.tmp_user_sys'").
+	args := append([]string{"--no-defaults", "--datadir=" + m.datadir(), "--tmpdir=" + m.dir,
+		"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"}, m.tuning()...)
 	cmd := exec.CommandContext(ctx, install, args...)
 	cmd.Dir = m.dir
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,8 +19,6 @@ type PDNSOptions struct {
 	// ZoneCache leaves zone-cache-refresh-interval at PowerDNS's default (300 s), so a
 	// new zone is only served after pdns_control rediscover. Otherwise it is 0 (off).
 	ZoneCache bool
-	// Extra lines are appended to pdns.conf.
-	Extra []string
 }
 
 // PDNS is a private pdns_server: launch=gmysql on a database of a private MariaDB,
@@ -73,7 +70,6 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 	if !opts.ZoneCache {
 		conf = append(conf, "zone-cache-refresh-interval=0")
 	}
-	conf = append(conf, opts.Extra...)
 	if err := os.WriteFile(filepath.Join(p.dir, "pdns.conf"), []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -131,15 +127,6 @@ func (p *PDNS) Query(t testing.TB, name string, qtype uint16) *dns.Msg {
 		t.Fatalf("query %s %s at pdns_server %s: %v", name, dns.TypeToString[qtype], p.Addr(), err)
 	}
 	return r
-}
-
-// Control runs pdns_control against this server.
-func (p *PDNS) Control(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	a := append([]string{"--socket-dir=" + p.dir}, args...)
-	out, err := exec.CommandContext(ctx, LookPath("pdns_control"), a...).CombinedOutput()
-	return string(out), err
 }
 
 func (p *PDNS) exited() bool {
