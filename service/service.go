@@ -14,6 +14,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend/bind9"
 	"github.com/dnsagent/dnsagent/backend/file"
 	"github.com/dnsagent/dnsagent/backend/memory"
+	"github.com/dnsagent/dnsagent/backend/powerdns"
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/handler"
 	"github.com/dnsagent/dnsagent/middleware"
@@ -25,9 +26,10 @@ import (
 
 // Backends are the drivers backend_driver can name.
 var Backends = backend.Registry{
-	"file":   file.Open,
-	"memory": memory.Open,
-	"bind9":  bind9.Open,
+	"file":     file.Open,
+	"memory":   memory.Open,
+	"bind9":    bind9.Open,
+	"powerdns": powerdns.Open,
 }
 
 // Load reads and checks the whole configuration and opens the backend. The error lists
