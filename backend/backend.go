@@ -73,3 +73,10 @@ func ValidateZoneName(zone string) error {
 func CanonicalZone(name string) string {
 	return strings.ToLower(dns.Fqdn(name))
 }
+
+// Checker is the optional capability of checking, at check-config time, that what the
+// backend talks to is reachable (database, control sockets). A failure is a warning: the
+// server may simply not be up yet.
+type Checker interface {
+	Check(ctx context.Context) error
+}

@@ -205,8 +205,8 @@ func (m *Manager) Notify(ctx context.Context, name string, n Notify) error {
 	m.mu.Unlock()
 
 	serial, err := m.backend.Serial(ctx, name)
-	if errors.Is(err, backend.ErrNotFound) {
-		return ErrUnknownZone
+	if errors.Is(err, backend.ErrNotFound) || errors.Is(err, backend.ErrNotOwned) {
+		return ErrUnknownZone // a zone someone else manages is none of our business
 	}
 	if err != nil {
 		return fmt.Errorf("notify %s: %w", name, err)

@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/service"
 	"go.uber.org/zap"
 )
@@ -88,6 +90,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if check {
+		if c, ok := be.(backend.Checker); ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.Check(ctx); err != nil {
+				fmt.Fprintf(stdout, "warning: backend %s: %v\n", cfg.BackendDriver, err)
+			}
+		}
 		fmt.Fprintf(stdout, "configuration %s is valid (backend %s)\n", displayPath(path), cfg.BackendDriver)
 		return 0
 	}
