@@ -255,3 +255,24 @@ func TestHangingFirstMasterDoesNotDelayTransfers(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedNewerMasterIsNotReportedUpToDate(t *testing.T) {
+	fresh := startPrimary(t, "example.com.", 1, 10)
+	stale := startPrimary(t, "example.com.", 1, 10)
+	m, be := newManager(t, fresh.addr, stale.addr)
+	ctx := context.Background()
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	fresh.set(func(p *fakePrimary) { p.cut, p.ixfr = true, "cut" })
+	fresh.setZone(2, 10)
+	m.Notify(ctx, "example.com.", Notify{})
+	deadline := time.Now().Add(3 * time.Second)
+	for st, _ := m.Status("example.com."); st.Failures == 0; st, _ = m.Status("example.com.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v: the newer master failed, so the check must count as failed", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitSerial(t, be, "example.com.", 1)
+}

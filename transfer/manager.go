@@ -334,6 +334,9 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 			j.create.err = fmt.Errorf("create %s: cancelled: %w", z.name, context.Cause(ctx))
 			close(j.create.done)
 		}
+		if z.job == j && ctx.Err() != nil {
+			z.job = nil // stopping: nothing to schedule
+		}
 		if z.job == j {
 			z.job = nil
 			m.afterCheckLocked(z, outcome)
@@ -388,6 +391,9 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 	var errs []error
 	for _, master := range masters {
 		if exists && !Newer(master.soa.Serial, current) {
+			if len(errs) > 0 {
+				break // the masters with newer data failed; the rest cannot help
+			}
 			m.log.Debug("zone is up to date", zap.String("zone", z.name), zap.Stringer("master", master.addr),
 				zap.Uint32("serial", current))
 			return res
