@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"go.uber.org/zap"
 )
 
 // Per-master backoff: a master that failed is skipped for a while (doubling up to the
@@ -67,23 +66,13 @@ type candidate struct {
 	soa  *dns.SOA
 }
 
-// candidates returns the masters to transfer from, best first: the NOTIFY's sender if it is
-// a master and answers; otherwise every usable master that answers its SOA query (asked at
-// once, so a dead one costs one timeout, not one each), highest serial (RFC 1982) first.
+// candidates returns the masters to transfer from, best first. Every usable master is
+// asked for the zone's SOA at once. The NOTIFY's sender, if it is a master, wins as soon as
+// it answers; otherwise, once one master has answered, the others get a short grace to
+// answer too and the highest serial (RFC 1982) comes first. So a master that hangs costs
+// one grace period, not a timeout, and is then backed off like one that failed.
 func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr) ([]candidate, error) {
 	masters := m.usableMasters()
-	if i := slices.IndexFunc(masters, func(a netip.AddrPort) bool { return a.Addr() == notifier }); i >= 0 {
-		soa, err := m.client.SOA(ctx, masters[i], zoneName)
-		m.noteMaster(masters[i], err)
-		if err == nil {
-			return []candidate{{masters[i], soa}}, nil
-		}
-		m.log.Warn("the notifying master failed its SOA query; asking the others", zap.String("zone", zoneName), zap.Error(err))
-		masters = slices.Delete(masters, i, i+1)
-	}
-
-	// Ask all at once; once one answered, the others get a short grace to answer too, so a
-	// master that hangs does not hold up the transfer for its full timeout.
 	queryCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type answer struct {
@@ -91,7 +80,9 @@ func (m *Manager) candidates(ctx context.Context, zoneName string, notifier neti
 		err error
 	}
 	answers := make(chan answer, len(masters))
+	pending := map[netip.AddrPort]bool{}
 	for _, master := range masters {
+		pending[master] = true
 		go func() {
 			soa, err := m.client.SOA(queryCtx, master, zoneName)
 			if queryCtx.Err() == nil {
@@ -106,18 +97,25 @@ func (m *Manager) candidates(ctx context.Context, zoneName string, notifier neti
 		grace <-chan time.Time
 	)
 collect:
-	for range masters {
+	for len(pending) > 0 {
 		select {
 		case a := <-answers:
+			delete(pending, a.addr)
 			if a.err != nil {
 				errs = append(errs, a.err)
 				continue
+			}
+			if a.addr.Addr() == notifier {
+				return append([]candidate{a.candidate}, found...), nil
 			}
 			found = append(found, a.candidate)
 			if grace == nil {
 				grace = time.After(masterAnswerGrace)
 			}
 		case <-grace:
+			for master := range pending {
+				m.noteMaster(master, fmt.Errorf("no SOA answer within %v of another master's", masterAnswerGrace))
+			}
 			break collect
 		}
 	}

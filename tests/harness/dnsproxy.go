@@ -281,9 +281,9 @@ func (p *DNSProxy) relay(client net.Conn, query []byte, fault DNSFault) {
 	done := make(chan struct{})
 	go func() { // client -> upstream: further queries on the connection, untouched
 		defer close(done)
+		buf := make([]byte, 4<<10)
 		for {
 			client.SetReadDeadline(time.Now().Add(dnsProxyIdle))
-			buf := make([]byte, 4<<10)
 			n, err := client.Read(buf)
 			if n > 0 {
 				up.SetWriteDeadline(time.Now().Add(dnsProxyIdle))

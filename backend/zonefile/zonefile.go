@@ -1,0 +1,279 @@
+// Package zonefile owns the directory of master files that the file and bind9 backends
+// write: one <zone>.zone file per zone with absolute names, only ever replaced by renaming a
+// complete temp file over it, with the mode and group the DNS server needs to read it, and
+// made durable (file and directory fsync) before the backend reports success.
+package zonefile
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+)
+
+const suffix = ".zone"
+
+// Dir is a directory of zone files. It holds no per-zone state: the caller serialises
+// operations on one zone, and different zones touch different files.
+type Dir struct {
+	path string // absolute, so a zone file's path is absolute too
+	mode os.FileMode
+	gid  int // -1: keep the agent's group
+}
+
+// Open resolves group (LookupGroup), creates the directory if needed and checks that it
+// is writable, so a bad setup fails at start rather than at the first transfer. Zone
+// files get mode and group. Errors name the option at fault (zone_file_path, file_group).
+func Open(path string, mode os.FileMode, group string) (*Dir, error) {
+	gid, err := LookupGroup(group)
+	if err != nil {
+		return nil, fmt.Errorf("file_group: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("zone_file_path %s: %w", path, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("zone_file_path: %w", err)
+	}
+	if err := checkWritable(abs); err != nil {
+		return nil, fmt.Errorf("zone_file_path %s is not writable: %w", abs, err)
+	}
+	return &Dir{path: abs, mode: mode, gid: gid}, nil
+}
+
+func checkWritable(dir string) error {
+	// The name does not end in .zone, so Zones never lists it even after a crash.
+	f, err := os.CreateTemp(dir, ".dnsagent-write-test-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// LookupGroup resolves a group name or numeric gid; -1 (leave the group alone) when empty.
+func LookupGroup(group string) (int, error) {
+	if group == "" {
+		return -1, nil
+	}
+	if gid, err := strconv.Atoi(group); err == nil {
+		if gid < 0 {
+			return 0, fmt.Errorf("%q is not a valid gid", group)
+		}
+		return gid, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, fmt.Errorf("unknown group %q: %w", group, err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// Path is where the zone's file lives: <dir>/<zone without the final dot>.zone.
+func (d *Dir) Path(zone string) string {
+	return filepath.Join(d.path, strings.TrimSuffix(zone, ".")+suffix)
+}
+
+// Contains reports whether file is an absolute path below the directory.
+func (d *Dir) Contains(file string) bool {
+	return filepath.IsAbs(file) && strings.HasPrefix(filepath.Clean(file), d.path+string(filepath.Separator))
+}
+
+// tempPrefix starts the names of a zone's temp files. They are hidden, do not end in
+// .zone, and '~' cannot occur in a zone name, so one zone's prefix never matches another
+// zone's temp files.
+func tempPrefix(zone string) string {
+	return "." + strings.TrimSuffix(zone, ".") + suffix + "~"
+}
+
+// Zones lists the zones that have a file, sorted. Temp files and files whose name is not a
+// canonical zone name were not written by the agent and are ignored.
+func (d *Dir) Zones() ([]string, error) {
+	entries, err := os.ReadDir(d.path)
+	if err != nil {
+		return nil, err
+	}
+	var zones []string
+	for _, e := range entries {
+		base, ok := strings.CutSuffix(e.Name(), suffix)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		zone := base + "."
+		if backend.ValidateZoneName(zone) != nil || zone != strings.ToLower(zone) {
+			continue
+		}
+		zones = append(zones, zone)
+	}
+	sort.Strings(zones)
+	return zones, nil
+}
+
+// Serial reads the SOA at the top of the zone's file, and nothing else of it. A missing
+// file is an error that matches fs.ErrNotExist.
+func (d *Dir) Serial(zone string) (uint32, error) {
+	path := d.Path(zone)
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	zp := dns.NewZoneParser(f, zone, path)
+	rr, ok := zp.Next()
+	if !ok {
+		if err := zp.Err(); err != nil {
+			return 0, err
+		}
+		return 0, fmt.Errorf("%s has no records", path)
+	}
+	soa, isSOA := rr.(*dns.SOA)
+	if !isSOA || !strings.EqualFold(soa.Hdr.Name, zone) {
+		return 0, fmt.Errorf("%s does not start with the zone's SOA", path)
+	}
+	return soa.Serial, nil
+}
+
+// WriteStream writes the stream, checked by check, to a new temp file for check.Zone
+// (WriteTemp) and returns the file's path and the zone's SOA. The zone never sits in
+// memory: records go to the file batch by batch.
+func (d *Dir) WriteStream(ctx context.Context, check backend.StreamCheck, src backend.Source) (string, *dns.SOA, error) {
+	var soa *dns.SOA
+	tmp, err := d.WriteTemp(check.Zone, func(w *bufio.Writer) error {
+		var err error
+		soa, err = check.Read(ctx, src, func(batch []dns.RR) error { return WriteRecords(w, batch) })
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return tmp, soa, nil
+}
+
+// Write replaces the zone's file with the checked stream: WriteStream, then Install. A
+// stream that fails leaves the zone's file untouched, and no temp file is left behind.
+func (d *Dir) Write(ctx context.Context, check backend.StreamCheck, src backend.Source) error {
+	tmp, _, err := d.WriteStream(ctx, check, src)
+	if err != nil {
+		return err
+	}
+	return d.Install(tmp, check.Zone)
+}
+
+// WriteTemp writes a zone file aside, in a temp file beside the zone's file: a comment
+// line, then what write writes. The file is complete, on disk, and readable by the DNS
+// server when WriteTemp returns its path; on error nothing is left behind.
+func (d *Dir) WriteTemp(zone string, write func(*bufio.Writer) error) (_ string, err error) {
+	f, err := os.CreateTemp(d.path, tempPrefix(zone)+"*")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	w := bufio.NewWriterSize(f, 64<<10)
+	if _, err := fmt.Fprintf(w, "; %s mirrored by dnsagent\n", zone); err != nil {
+		return "", err
+	}
+	if err := write(w); err != nil {
+		return "", err
+	}
+	if err := w.Flush(); err != nil {
+		return "", err
+	}
+	// Mode and group before the rename: the server must never see a file it cannot read
+	// (os.CreateTemp makes 0600 files).
+	if err := f.Chmod(d.mode); err != nil {
+		return "", err
+	}
+	if d.gid >= 0 {
+		if err := f.Chown(-1, d.gid); err != nil {
+			return "", fmt.Errorf("setting group %d: %w", d.gid, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	return f.Name(), f.Close()
+}
+
+// WriteRecords writes records one a line, in master file format with absolute names.
+func WriteRecords(w *bufio.Writer, rrs []dns.RR) error {
+	for _, rr := range rrs {
+		if _, err := w.WriteString(Line(rr) + "\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Line is rr as a master-file line. An owner name starting with '$' is escaped: at the
+// start of a line "$INCLUDE" or "$ORIGIN" is a directive (RFC 1035 §5.1), and a primary
+// could otherwise make the DNS server read any file into the zone.
+func Line(rr dns.RR) string {
+	line := rr.String()
+	if strings.HasPrefix(line, "$") {
+		return `\` + line
+	}
+	return line
+}
+
+// Install renames a temp file from WriteTemp over the zone's file and makes the rename
+// durable. If the rename fails the temp file is removed.
+func (d *Dir) Install(tmp, zone string) error {
+	if err := os.Rename(tmp, d.Path(zone)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return d.Sync()
+}
+
+// Remove deletes the zone's file and makes the removal durable. A missing file is an
+// error that matches fs.ErrNotExist.
+func (d *Dir) Remove(zone string) error {
+	if err := os.Remove(d.Path(zone)); err != nil {
+		return err
+	}
+	return d.Sync()
+}
+
+// RemoveTemps deletes the temp files of the zone that a crash left behind.
+func (d *Dir) RemoveTemps(zone string) error {
+	entries, err := os.ReadDir(d.path)
+	if err != nil {
+		return err
+	}
+	prefix := tempPrefix(zone)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			if err := os.Remove(filepath.Join(d.path, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Sync makes renames and removals in the directory survive a crash.
+func (d *Dir) Sync() error {
+	f, err := os.Open(d.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

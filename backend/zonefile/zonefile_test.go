@@ -1,0 +1,179 @@
+package zonefile
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/backendtest"
+)
+
+const zone = "example.com."
+
+func open(t *testing.T) (*Dir, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "zones")
+	d, err := Open(path, 0o640, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, path
+}
+
+func write(t *testing.T, d *Dir, zone string, serial uint32) {
+	t.Helper()
+	src := backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, serial, 10), 3)...)
+	if err := d.Write(t.Context(), backend.StreamCheck{Zone: zone}, src); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenRefuses(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, group, want string
+	}{
+		{"path is a file", file, "", "zone_file_path"},
+		{"negative gid", t.TempDir(), "-1", "file_group"},
+		{"unknown group", t.TempDir(), "no-such-group-dnsagent", "file_group"},
+	}
+	for _, tt := range tests {
+		if _, err := Open(tt.path, 0o644, tt.group); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want an error about %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestWriteThenSerial(t *testing.T) {
+	d, dir := open(t)
+	write(t, d, zone, 42)
+	if serial, err := d.Serial(zone); err != nil || serial != 42 {
+		t.Fatalf("Serial: %d, %v", serial, err)
+	}
+	info, err := os.Stat(d.Path(zone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o640 {
+		t.Errorf("mode %o, want 640", info.Mode().Perm())
+	}
+	if got := backendtest.DirNames(t, dir); !slices.Equal(got, []string{"example.com.zone"}) {
+		t.Errorf("directory holds %q", got)
+	}
+	if _, err := d.Serial("missing.example."); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Serial of a missing zone: %v", err)
+	}
+}
+
+func TestFailedWriteKeepsTheFile(t *testing.T) {
+	d, dir := open(t)
+	write(t, d, zone, 1)
+	before, _ := os.ReadFile(d.Path(zone))
+	broken := errors.New("connection reset")
+	src := backendtest.FailingStream(broken, backendtest.Zone(zone, 2, 5))
+	if err := d.Write(t.Context(), backend.StreamCheck{Zone: zone}, src); !errors.Is(err, broken) {
+		t.Fatalf("Write: %v", err)
+	}
+	if after, _ := os.ReadFile(d.Path(zone)); !bytes.Equal(before, after) {
+		t.Error("the zone file changed")
+	}
+	if got := backendtest.DirNames(t, dir); !slices.Equal(got, []string{"example.com.zone"}) {
+		t.Errorf("directory holds %q (temp file left behind?)", got)
+	}
+}
+
+func TestSerialRefusesAnotherSOA(t *testing.T) {
+	d, _ := open(t)
+	if err := os.WriteFile(d.Path(zone), []byte("example.org. 300 IN SOA ns. host. 1 2 3 4 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Serial(zone); err == nil || !strings.Contains(err.Error(), "does not start with the zone's SOA") {
+		t.Fatalf("Serial: %v", err)
+	}
+}
+
+// Zones lists what the agent wrote, and nothing else the directory holds.
+func TestZones(t *testing.T) {
+	d, dir := open(t)
+	write(t, d, zone, 1)
+	write(t, d, "a.test.", 1)
+	for _, name := range []string{"Upper.test.zone", "notes.txt", "bad..zone", ".example.com.zone~123"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub.test.zone"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Zones()
+	if err != nil || !slices.Equal(got, []string{"a.test.", zone}) {
+		t.Fatalf("Zones: %q, %v", got, err)
+	}
+}
+
+// One zone's temp files are never another's: example.com's prefix must not match those
+// of example.com.au or www.example.com.
+func TestRemoveTemps(t *testing.T) {
+	d, dir := open(t)
+	for _, z := range []string{zone, "example.com.au.", "www.example.com."} {
+		tmp, err := d.WriteTemp(z, func(*bufio.Writer) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(filepath.Base(tmp), ".") || strings.HasSuffix(tmp, suffix) {
+			t.Fatalf("temp file %s is not hidden or ends in %s", tmp, suffix)
+		}
+	}
+	if err := d.RemoveTemps(zone); err != nil {
+		t.Fatal(err)
+	}
+	got := backendtest.DirNames(t, dir)
+	if len(got) != 2 || slices.ContainsFunc(got, func(n string) bool { return strings.HasPrefix(n, ".example.com.zone~") }) {
+		t.Fatalf("after RemoveTemps(%s): %q", zone, got)
+	}
+}
+
+func TestContains(t *testing.T) {
+	d, dir := open(t)
+	tests := map[string]bool{
+		dir + "/example.com.zone":       true,
+		dir + "/sub/x.zone":             true,
+		dir + "/../elsewhere/x.zone":    false,
+		dir + "-other/example.com.zone": false,
+		dir:                             false,
+		"example.com.zone":              false,
+		"":                              false,
+	}
+	for file, want := range tests {
+		if got := d.Contains(file); got != want {
+			t.Errorf("Contains(%q) = %v, want %v", file, got, want)
+		}
+	}
+}
+
+func TestLineEscapesDirectives(t *testing.T) {
+	for _, owner := range []string{`\$INCLUDE.example.com.`, `\$ORIGIN.example.com.`, `\$TTL.example.com.`} {
+		rr, err := dns.NewRR(owner + " 300 IN A 192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := Line(rr)
+		zp := dns.NewZoneParser(strings.NewReader(line+"\n"), "example.com.", "")
+		got, ok := zp.Next()
+		if !ok || got.Header().Name != rr.Header().Name {
+			t.Errorf("line %q reads back as %v (%v), want owner %s", line, got, zp.Err(), rr.Header().Name)
+		}
+	}
+}
