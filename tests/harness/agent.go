@@ -230,6 +230,7 @@ type Agent struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	stopped bool // we asked it to stop
+	exiting bool // a test sent a signal that ends it
 }
 
 // StartAgent writes cfg (defaults filled), starts `dnsagent --config FILE` and waits (10 s
@@ -283,6 +284,9 @@ func (a *Agent) Addr() string {
 // Dir is the zone_file_path.
 func (a *Agent) Dir() string { return a.Config.ZoneFilePath }
 
+// PID is the agent's process id, e.g. to read its memory use from /proc/PID/status.
+func (a *Agent) PID() int { return a.cmd.Process.Pid }
+
 // ZoneFile is the path of zone's file under zone_file_path.
 func (a *Agent) ZoneFile(zone string) string {
 	return filepath.Join(a.Config.ZoneFilePath, ZoneFileName(zone))
@@ -309,6 +313,16 @@ func (a *Agent) CheckAlive(t testing.TB) {
 	}
 }
 
+// Signal sends sig to the agent. After SIGTERM, SIGINT or SIGKILL its exit is expected.
+func (a *Agent) Signal(sig syscall.Signal) error {
+	if sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGKILL {
+		a.mu.Lock()
+		a.exiting = true
+		a.mu.Unlock()
+	}
+	return a.cmd.Process.Signal(sig)
+}
+
 func (a *Agent) stop() {
 	a.mu.Lock()
 	if a.stopped {
@@ -317,7 +331,7 @@ func (a *Agent) stop() {
 	}
 	a.stopped = true
 	a.mu.Unlock()
-	if a.Exited() {
+	if a.Exited() && !a.exiting {
 		a.t.Errorf("agent died before the end of the test: %v", a.cmd.ProcessState)
 		a.t.Logf("agent output:\n%s", a.out)
 		return

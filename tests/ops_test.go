@@ -1,0 +1,223 @@
+package tests
+
+// End-to-end tests of operating the agent (issue 6): zone status and metrics after a
+// failed transfer, readiness following the backend, SIGTERM during a transfer, and the
+// `dnsagent send` client.
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// httpGet returns the status code and body of a GET on the agent's HTTP endpoints.
+func httpGet(t *testing.T, a *harness.Agent, path string) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + a.Config.MetricsListen + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// metric returns the value of one sample of /metrics, e.g.
+// `dnsagent_transfers_total{result="ok",type="AXFR"}`; 0 when absent.
+func metric(t *testing.T, a *harness.Agent, sample string) float64 {
+	t.Helper()
+	_, body := httpGet(t, a, "/metrics")
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", sample, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+func TestOpsStatusAndMetricsAfterFailedTransfer(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc")
+	z := harness.NewZone(zone, 1, 200)
+	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+	proxy := harness.StartDNSProxy(t, p.Addr())
+	a := harness.StartAgent(t, harness.AgentConfig{
+		Masters: proxy.Addr(), AllowNotify: "127.0.0.1",
+		Service: map[string]string{"retry_min": "0.5", "log_format": "json"},
+	})
+	create(t, a, 1)
+
+	proxy.Down()
+	p.SetZone(t, zone, z.Next(5, 5).Text())
+	notify(t, a, 2)
+	var st xfrStatus
+	if !harness.Eventually(10*time.Second, 50*time.Millisecond, func() bool {
+		st, _ = xfrZoneStatus(t, a, zone)
+		return st.Failures >= 1
+	}) {
+		t.Fatalf("no failure recorded while the primary is down: %s", st)
+	}
+	if st.AppliedSerial == nil || *st.AppliedSerial != 1 || st.PrimarySerial == nil || *st.PrimarySerial != 1 ||
+		st.LastError == "" || st.NextCheck.IsZero() || st.State != "retrying" && st.State != "queued" && st.State != "transferring" {
+		t.Errorf("status while the primary is down: %s; want applied and primary serial 1, the error and the next retry", st)
+	}
+	if !strings.Contains(st.LastError, "SOA") {
+		t.Errorf("last_error %q does not say what failed", st.LastError)
+	}
+	for sample, least := range map[string]float64{
+		`dnsagent_requests_total{opcode="CC",rcode="NOERROR"}`:     1,
+		`dnsagent_requests_total{opcode="NOTIFY",rcode="NOERROR"}`: 1,
+		`dnsagent_transfers_total{result="ok",type="AXFR"}`:        1,
+		`dnsagent_transfer_records_total`:                          200,
+	} {
+		if got := metric(t, a, sample); got < least {
+			t.Errorf("%s = %v, want at least %v", sample, got, least)
+		}
+	}
+	if got := metric(t, a, `dnsagent_zones{state="idle"}`); got != 0 {
+		t.Errorf(`dnsagent_zones{state="idle"} = %v while the zone is failing`, got)
+	}
+
+	proxy.Pass() // the primary is back: the retry brings the zone up to date, no NOTIFY
+	if !harness.Eventually(10*time.Second, 50*time.Millisecond, func() bool {
+		st, _ = xfrZoneStatus(t, a, zone)
+		return st.AppliedSerial != nil && *st.AppliedSerial == 2 && st.Failures == 0
+	}) {
+		t.Fatalf("zone did not recover: %s", st)
+	}
+	if got := metric(t, a, `dnsagent_zones{state="idle"}`); got != 1 {
+		t.Errorf(`dnsagent_zones{state="idle"} = %v after recovery, want 1`, got)
+	}
+	if got := metric(t, a, `dnsagent_transfers_total{result="ok",type="IXFR-full"}`) +
+		metric(t, a, `dnsagent_transfers_total{result="ok",type="IXFR"}`); got != 1 {
+		t.Errorf("IXFR transfers counted %v after recovery, want 1", got)
+	}
+}
+
+func TestOpsReadyzFollowsTheBackend(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc", "mariadbd", "mariadb-install-db")
+	p := harness.StartPrimary(t, map[string]string{zone: harness.GenerateZone(zone, 1, 10)})
+	m := harness.StartMariaDB(t)
+	db := m.NewPDNSDatabase(t)
+	a := harness.StartAgent(t, harness.AgentConfig{
+		BackendDriver: "powerdns", Masters: p.Addr(), AllowNotify: "127.0.0.1",
+		Backend: map[string]string{"zone_file_path": "-", "dsn": m.DSN(db), "pdns_control_enabled": "false"},
+	})
+	if code, body := httpGet(t, a, "/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz = %d %q with MariaDB up", code, body)
+	}
+	if code, _ := httpGet(t, a, "/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz = %d", code)
+	}
+	m.Stop(t)
+	code, body := httpGet(t, a, "/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "backend") {
+		t.Errorf("/readyz = %d %q with MariaDB down, want 503 naming the backend", code, body)
+	}
+	if code, _ := httpGet(t, a, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d with MariaDB down: the process is alive", code)
+	}
+	m.Start(t)
+	if !harness.Eventually(15*time.Second, 100*time.Millisecond, func() bool {
+		code, _ := httpGet(t, a, "/readyz")
+		return code == http.StatusOK
+	}) {
+		t.Errorf("/readyz did not recover once MariaDB was back")
+	}
+}
+
+func TestOpsSIGTERMDuringTransferKeepsACompleteZone(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc")
+	for _, tc := range []struct {
+		name string
+		hold time.Duration // how long the proxy holds the primary's answer
+		wait time.Duration // from the NOTIFY to SIGTERM, when nothing is held
+	}{
+		{"waiting for the primary", 3 * time.Second, 0},
+		{"mid-stream", 0, 60 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 100000
+			z := harness.NewZone(zone, 1, n)
+			p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+			proxy := harness.StartDNSProxy(t, p.Addr())
+			a := harness.StartAgent(t, harness.AgentConfig{Masters: proxy.Addr(), AllowNotify: "127.0.0.1"})
+			create(t, a, 1)
+			old, err := fileSet(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.SetZone(t, zone, z.Next(n/2, n/2).Text()) // half the zone changes: a long transfer
+			held := harness.DNSFault{Delay: tc.hold}
+			proxy.SetMode(harness.DNSProxyMode{IXFR: held, AXFR: held})
+			notify(t, a, 2)
+			if tc.hold > 0 && !harness.Eventually(5*time.Second, 10*time.Millisecond, func() bool { return proxy.Held() > 0 }) {
+				t.Fatal("no transfer started")
+			}
+			time.Sleep(tc.wait)
+			start := time.Now()
+			if err := a.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if !harness.Eventually(10*time.Second, 20*time.Millisecond, a.Exited) {
+				t.Fatalf("agent still running 10 s after SIGTERM")
+			}
+			t.Logf("agent exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+			got, err := fileSet(a)
+			if err != nil {
+				t.Fatalf("after SIGTERM the zone file does not parse: %v", err)
+			}
+			if !equalSets(got, old) && !equalSets(got, primarySet(t, p)) {
+				t.Errorf("after SIGTERM the zone file is neither the old nor the new complete version (%d records)", len(got))
+			}
+		})
+	}
+}
+
+func equalSets(a, b []string) bool {
+	return strings.Join(a, "\n") == strings.Join(b, "\n")
+}
+
+func TestOpsSendBehavesLikeDesignatesWorker(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc")
+	p := harness.StartPrimary(t, map[string]string{zone: harness.GenerateZone(zone, 1, 10)})
+	a := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1"})
+	code, out := harness.RunAgentCommand(t, 30*time.Second, "send", "create", zone, "--server", a.Addr())
+	if code != 0 || !strings.Contains(out, "NOERROR") {
+		t.Errorf("send create: exit %d, output %q; want 0 and NOERROR", code, out)
+	}
+	if _, err := harness.ParseZoneFile(a.ZoneFile(zone), "invalid."); err != nil {
+		t.Errorf("send create did not create the zone: %v", err)
+	}
+	code, out = harness.RunAgentCommand(t, 30*time.Second, "send", "notify", zone, "--server", a.Addr(), "--tcp")
+	if code != 0 {
+		t.Errorf("send notify --tcp: exit %d, output %q", code, out)
+	}
+
+	refusing := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "192.0.2.1"})
+	code, out = harness.RunAgentCommand(t, 30*time.Second, "send", "create", zone, "--server", refusing.Addr())
+	if code == 0 || !strings.Contains(out, "REFUSED") {
+		t.Errorf("send create refused: exit %d, output %q; want non-zero and REFUSED", code, out)
+	}
+	code, _ = harness.RunAgentCommand(t, 30*time.Second, "send", "bogus", zone)
+	if code != 2 {
+		t.Errorf("send bogus: exit %d, want 2 (usage)", code)
+	}
+}
