@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/transfer"
@@ -31,6 +33,7 @@ const (
 	defaultStartupSpread   = 30 * time.Second
 	defaultMaxTCPPerSource = 16
 	refusalLogInterval     = 10 * time.Second
+	defaultShutdownGrace   = 5 * time.Second
 )
 
 // Config is [service:agent] with the query destination of the backend's section.
@@ -50,7 +53,9 @@ type Config struct {
 	RequireTSIG      map[string]bool   // kinds of request that must be signed
 	RateLimits       map[string]float64
 	MaxTCPPerSource  int
+	ShutdownGrace    time.Duration // how long running transfers may finish at SIGTERM
 	Transfer         transfer.Config
+	Catalog          catalog.Config // catalog zones to consume (RFC 9432); none by default
 }
 
 // ReadConfig reads [service:agent] from f, reporting bad values through f.
@@ -111,6 +116,8 @@ func ReadConfig(f *config.File) *Config {
 		middleware.KindQuery:   float64(s.Int("rate_limit_query", 0, 0)),
 	}
 	cfg.MaxTCPPerSource = s.Int("max_tcp_per_source", defaultMaxTCPPerSource, 0)
+	cfg.ShutdownGrace = s.Seconds("shutdown_grace", defaultShutdownGrace)
+	cfg.Catalog = readCatalog(s)
 	cfg.AllowNotify = readACL(s, "allow_notify")
 	if cfg.AllowNotify.Empty() {
 		if !loopbackOnly {
@@ -158,6 +165,46 @@ func readInboundTSIG(s *config.Section) ([]*config.TSIGKey, map[string]bool) {
 		s.Errorf("require_tsig", "set, but tsig_keys names no key to verify with")
 	}
 	return keys, require
+}
+
+// readCatalog reads catalog_zones and the options of their consumption. The catalogs use
+// the agent's masters and masters_tsig_key.
+func readCatalog(s *config.Section) catalog.Config {
+	cfg := catalog.Config{
+		StateFile:      s.String("catalog_state_file", catalog.DefaultStateFile),
+		MaxRemoval:     catalog.DefaultMaxRemoval,
+		ConfirmRemoval: s.Bool("catalog_confirm_removal", false),
+	}
+	for _, name := range s.List("catalog_zones") {
+		cfg.Zones = append(cfg.Zones, backend.CanonicalZone(name))
+	}
+	if v := s.String("catalog_max_removal", ""); v != "" {
+		share, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+		if err == nil && strings.HasSuffix(v, "%") {
+			share /= 100
+		}
+		if err != nil {
+			s.Errorf("catalog_max_removal", "%q is not a number (a share such as 0.5, or 50%%)", v)
+		} else {
+			cfg.MaxRemoval = share
+		}
+	}
+	for _, err := range unwrapJoined(cfg.Validate()) {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		s.Errorf(key, "%s", msg)
+	}
+	return cfg
+}
+
+// unwrapJoined splits an errors.Join result into its errors.
+func unwrapJoined(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		return joined.Unwrap()
+	}
+	return []error{err}
 }
 
 func readMasters(s *config.Section) []netip.AddrPort {

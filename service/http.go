@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,12 +22,16 @@ import (
 // readyTimeout bounds the backend check behind /readyz.
 const readyTimeout = 2 * time.Second
 
-// httpHandler serves /metrics, /healthz, /readyz, /zones and /zones/NAME.
+// httpHandler serves /metrics, /healthz, /readyz, /zones, /zones/NAME, /catalogs and
+// /catalogs/NAME.
 func (s *Service) httpHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.transfer.RegisterMetrics(reg)
 	middleware.RegisterMetrics(reg)
+	if s.catalogs != nil {
+		reg.MustRegister(s.catalogs.Collector())
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -45,6 +50,23 @@ func (s *Service) httpHandler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET /catalogs", func(w http.ResponseWriter, _ *http.Request) {
+		statuses := []catalog.Status{}
+		if s.catalogs != nil {
+			statuses = s.catalogs.Statuses()
+		}
+		writeJSON(w, http.StatusOK, statuses)
+	})
+	mux.HandleFunc("GET /catalogs/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := backend.CanonicalZone(r.PathValue("name"))
+		if s.catalogs != nil {
+			if st, ok := s.catalogs.Status(name); ok {
+				writeJSON(w, http.StatusOK, st)
+				return
+			}
+		}
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "catalog " + name + " is not consumed (catalog_zones)"})
 	})
 	return mux
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend/file"
 	"github.com/dnsagent/dnsagent/backend/memory"
 	"github.com/dnsagent/dnsagent/backend/powerdns"
+	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/handler"
 	"github.com/dnsagent/dnsagent/middleware"
@@ -47,6 +48,11 @@ func Load(path string) (*Config, backend.Backend, error) {
 		}
 		cfg.QueryDestination = dest
 	}
+	if len(cfg.Catalog.Zones) > 0 {
+		if err := catalog.CheckStateFile(cfg.Catalog.StateFile); err != nil {
+			f.Section("service:agent").Errorf("catalog_state_file", "%v", err)
+		}
+	}
 	be, beErr := Backends.New(cfg.BackendDriver, section)
 	if err := errors.Join(f.Err(), beErr); err != nil {
 		return nil, nil, err
@@ -60,6 +66,7 @@ type Service struct {
 	log      *zap.Logger
 	backend  backend.Backend
 	transfer *transfer.Manager
+	catalogs *catalog.Consumer // nil unless catalog_zones is set
 	allow    *middleware.AllowLists
 	handler  middleware.Handler
 	ready    atomic.Bool // the DNS listeners are bound
@@ -69,8 +76,16 @@ type Service struct {
 func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 	manager := transfer.NewManager(cfg.Transfer, be, log.Named("transfer"))
 	allow := middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery)
-	return &Service{cfg: cfg, log: log, backend: be, transfer: manager, allow: allow,
-		handler: NewHandler(cfg, manager, allow, log)}
+	s := &Service{cfg: cfg, log: log, backend: be, transfer: manager, allow: allow}
+	var zones handler.Zones = manager
+	if len(cfg.Catalog.Zones) > 0 {
+		// Catalogs get an engine of their own (same masters and key); NOTIFYs for them and
+		// for their members not created yet are routed by the consumer.
+		s.catalogs = catalog.New(cfg.Catalog, cfg.Transfer, manager, be, log.Named("catalog"))
+		zones = s.catalogs.Router()
+	}
+	s.handler = NewHandler(cfg, zones, allow, log)
+	return s
 }
 
 // NewHandler builds the request path: the middleware chain in front of the handler.
@@ -110,10 +125,14 @@ func (s *Service) ReloadAllowLists(path string) {
 }
 
 // Run binds every listen address over UDP and TCP and serves until ctx ends; then it
-// stops accepting, lets requests in flight end, and cancels the transfers still running
-// (a cancelled transfer is never applied). A listener that cannot bind fails Run.
+// stops accepting, lets requests in flight end, gives running transfers shutdown_grace to
+// finish and cancels the rest (a cancelled transfer is never applied). A listener that
+// cannot bind fails Run.
 func (s *Service) Run(ctx context.Context) error {
-	defer s.transfer.Close()
+	defer s.transfer.Shutdown(s.cfg.ShutdownGrace)
+	if s.catalogs != nil {
+		defer s.catalogs.Close() // before the main engine: it creates and deletes through it
+	}
 	var metricsLn net.Listener
 	if s.cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.MetricsListen)
@@ -124,7 +143,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	servers, err := s.listen(ctx)
 	if err == nil {
-		if err = s.transfer.Start(ctx); err != nil {
+		if err = s.transfer.Start(ctx); err == nil && s.catalogs != nil {
+			err = s.catalogs.Start(ctx)
+		}
+		if err != nil {
 			closeListeners(servers)
 		}
 	}

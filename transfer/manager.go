@@ -23,6 +23,9 @@ import (
 // is bringing in.
 var ErrUnknownZone = errors.New("zone is not served by this agent")
 
+// errStopping ends a check that was about to start when the agent began shutting down.
+var errStopping = errors.New("the agent is stopping")
+
 // errDeleted ends a job whose zone was deleted while it ran.
 var errDeleted = errors.New("zone was deleted while the transfer ran")
 
@@ -40,6 +43,13 @@ type Config struct {
 	RefreshInterval time.Duration // overrides the SOA refresh when set
 	RetryMin        time.Duration // first retry delay; doubles up to the SOA retry
 	StartupSpread   time.Duration // start-up checks are spread over this long
+	// OnChecked, when set, is called after every successful check of a zone, with whether
+	// the check changed what the backend holds (the zone was created or a newer version
+	// applied). A check that found the zone up to date reports changed false, which tells
+	// that the primary still serves the same version. It runs on the zone's job goroutine
+	// before any CREATE waiting for the check is released, and must return quickly. The
+	// catalog consumer uses it to learn about new versions of catalog zones.
+	OnChecked func(zone string, changed bool)
 }
 
 // Validate checks the settings the engine cannot run without.
@@ -70,10 +80,11 @@ type Manager struct {
 	log     *zap.Logger
 	now     func() time.Time
 
-	ctx     context.Context // cancelled by Close
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
-	workers chan struct{}
+	ctx      context.Context // cancelled by Close
+	stop     context.CancelFunc
+	draining chan struct{} // closed when shutting down: no new checks start
+	wg       sync.WaitGroup
+	workers  chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
@@ -117,14 +128,15 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		cfg: cfg,
 		client: &Client{Source: cfg.Source, DialTimeout: cfg.DialTimeout, StallTimeout: cfg.StallTimeout,
 			Key: cfg.Key, MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes},
-		backend: be,
-		log:     log,
-		now:     time.Now,
-		ctx:     ctx,
-		stop:    stop,
-		workers: make(chan struct{}, cfg.Workers),
-		zones:   map[string]*zone{},
-		masters: map[netip.AddrPort]*masterHealth{},
+		backend:  be,
+		log:      log,
+		now:      time.Now,
+		ctx:      ctx,
+		stop:     stop,
+		draining: make(chan struct{}),
+		workers:  make(chan struct{}, cfg.Workers),
+		zones:    map[string]*zone{},
+		masters:  map[netip.AddrPort]*masterHealth{},
 	}
 }
 
@@ -148,17 +160,35 @@ func (m *Manager) Start(ctx context.Context) error {
 }
 
 // Close cancels all work and waits for it to end. A cancelled transfer is never applied.
-func (m *Manager) Close() {
+func (m *Manager) Close() { m.Shutdown(0) }
+
+// Shutdown stops taking work, lets transfers already running finish for up to grace, then
+// cancels the rest and waits for it to end. Queued checks are dropped, and a cancelled
+// transfer is never applied: every zone keeps a complete version.
+func (m *Manager) Shutdown(grace time.Duration) {
 	m.mu.Lock()
-	m.closed = true
-	for _, z := range m.zones {
-		if z.timer != nil {
-			z.timer.Stop()
+	if !m.closed {
+		m.closed = true
+		close(m.draining)
+		for _, z := range m.zones {
+			if z.timer != nil {
+				z.timer.Stop()
+			}
 		}
 	}
 	m.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		m.log.Info("shutdown: cancelling transfers still running", zap.Duration("grace", grace))
+	}
 	m.stop()
-	m.wg.Wait()
+	<-done
 }
 
 func (m *Manager) zoneLocked(name string) *zone {
@@ -316,6 +346,9 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		m.mu.Unlock()
 
 		outcome := m.check(ctx, z, j.gen, hint, create != nil)
+		if m.cfg.OnChecked != nil && outcome.err == nil && !outcome.gone {
+			m.cfg.OnChecked(z.name, outcome.changed)
+		}
 
 		m.mu.Lock()
 		j.running = false
@@ -326,7 +359,7 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 				j.create = nil
 			}
 		}
-		if j.pending && ctx.Err() == nil {
+		if j.pending && ctx.Err() == nil && !m.closed {
 			m.mu.Unlock()
 			continue
 		}
@@ -334,8 +367,8 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 			j.create.err = fmt.Errorf("create %s: cancelled: %w", z.name, context.Cause(ctx))
 			close(j.create.done)
 		}
-		if z.job == j && ctx.Err() != nil {
-			z.job = nil // stopping: nothing to schedule
+		if z.job == j && (ctx.Err() != nil || m.closed) {
+			z.job = nil // deleted or stopping: nothing to schedule
 		}
 		if z.job == j {
 			z.job = nil
@@ -358,16 +391,24 @@ type outcome struct {
 	gone    bool     // the zone is not in the backend (deleted, or a create failed)
 	primary *dns.SOA // the best master's SOA, when one answered
 	applied uint32   // the serial the backend holds after the check
+	changed bool     // the check created the zone or applied a newer version
 	summary *Summary // the transfer made, if any
 }
 
 // check brings the zone up to date with the masters (creating it if create is set).
 func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, create bool) outcome {
 	select {
+	case <-m.draining:
+		return outcome{err: errStopping}
+	default:
+	}
+	select {
 	case m.workers <- struct{}{}:
 		defer func() { <-m.workers }()
 	case <-ctx.Done():
 		return outcome{err: ctx.Err()}
+	case <-m.draining:
+		return outcome{err: errStopping}
 	}
 
 	current, err := m.backend.Serial(ctx, z.name)
@@ -405,6 +446,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 			m.logSummary(summary, err)
 		}
 		if err == nil {
+			res.changed = !exists || Newer(summary.To, current)
 			res.gone, res.applied = false, summary.To
 			return res
 		}

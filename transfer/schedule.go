@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"time"
 
@@ -119,7 +120,7 @@ func (m *Manager) soaTimer(s *schedule, f soaField) time.Duration {
 
 // logFailure says why a check failed and when the next one comes.
 func (m *Manager) logFailure(ctx context.Context, z *zone, o outcome) {
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(o.err, errStopping) {
 		m.log.Info("transfer cancelled (zone deleted or agent stopping)", zap.String("zone", z.name))
 		return
 	}

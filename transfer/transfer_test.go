@@ -299,3 +299,50 @@ func TestCreateFailsWhenNoMasterAnswers(t *testing.T) {
 		t.Errorf("error %v, want one saying no master answered", err)
 	}
 }
+
+func TestShutdownLetsRunningTransfersFinishWithinGrace(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		grace      time.Duration
+		release    bool
+		wantSerial uint32
+	}{
+		{"finishes within grace", 5 * time.Second, true, 2},
+		{"cancelled after grace", 100 * time.Millisecond, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPrimary(t, "example.com.", 1, 50)
+			m, be := newManager(t, p.addr)
+			ctx := context.Background()
+			if err := m.Create(ctx, "example.com."); err != nil {
+				t.Fatal(err)
+			}
+			hold := make(chan struct{})
+			p.set(func(p *fakePrimary) { p.hold = hold })
+			p.setZone(2, 50)
+			m.Notify(ctx, "example.com.", Notify{})
+			for p.transfers() < 2 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if tc.release {
+				time.AfterFunc(100*time.Millisecond, func() { close(hold) })
+			} else {
+				defer close(hold)
+			}
+			start := time.Now()
+			m.Shutdown(tc.grace)
+			if took := time.Since(start); took > tc.grace+time.Second {
+				t.Errorf("Shutdown took %v with grace %v", took, tc.grace)
+			}
+			if got, _ := be.Serial(ctx, "example.com."); got != tc.wantSerial {
+				t.Errorf("serial %d after shutdown, want %d", got, tc.wantSerial)
+			}
+			if err := m.Notify(ctx, "example.com.", Notify{}); err != nil {
+				t.Errorf("NOTIFY after shutdown: %v", err)
+			}
+			if n := p.transfers(); n != 2 {
+				t.Errorf("%d transfers; none may start after shutdown", n)
+			}
+		})
+	}
+}

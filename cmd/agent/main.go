@@ -36,8 +36,9 @@ Options:
   --config FILE  INI configuration (default %s; if that file does not exist,
                  built-in defaults and the environment are used)
 
-Signals: SIGTERM/SIGINT stop the agent (transfers in flight are abandoned, never half
-applied); SIGHUP re-reads allow_notify and allow_query from the configuration file.
+Signals: SIGTERM/SIGINT stop the agent (running transfers get shutdown_grace to finish,
+then are abandoned, never half applied); SIGHUP re-reads allow_notify and allow_query
+from the configuration file.
 
 Every option can be overridden from the environment: option OPT of section
 [SECTION:NAME] is DNSAGENT_SECTION_NAME_OPT, e.g. DNSAGENT_SERVICE_AGENT_LISTEN.
