@@ -43,6 +43,9 @@ type Forwarder struct {
 func (f *Forwarder) Exchange(ctx context.Context, r *dns.Msg, tcp bool) ([]byte, error) {
 	out := r.Copy()
 	out.Id = dns.Id()
+	if out.IsTsig() != nil { // verified here; the destination does not know the client's key
+		out.Extra = out.Extra[:len(out.Extra)-1]
+	}
 	packed, err := out.Pack()
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)

@@ -52,8 +52,8 @@ func TSIG(require map[string]bool, algorithms map[string]string, now func() time
 				return next.ServeDNS(ctx, w, r)
 			}
 			status := w.TsigStatus()
-			if alg, known := algorithms[t.Hdr.Name]; known && !strings.EqualFold(alg, dns.Fqdn(t.Algorithm)) {
-				status = dns.ErrSecret // the name is ours but not with that algorithm: another key
+			if alg, known := algorithms[t.Hdr.Name]; !known || !strings.EqualFold(alg, dns.Fqdn(t.Algorithm)) {
+				status = dns.ErrSecret // not our key, or ours with another algorithm: another key (with no keys the server verified nothing)
 			}
 			switch {
 			case status == nil:

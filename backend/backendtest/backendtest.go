@@ -5,7 +5,9 @@ package backendtest
 import (
 	"fmt"
 	"io"
+	"os"
 	"sync"
+	"testing"
 
 	"github.com/miekg/dns"
 
@@ -85,4 +87,19 @@ func (s *stream) Next() ([]dns.RR, error) {
 	batch := s.batches[0]
 	s.batches = s.batches[1:]
 	return batch, nil
+}
+
+// DirNames lists a directory, so tests of backends that write files can see temp files
+// and stray writes.
+func DirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }

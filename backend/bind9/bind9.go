@@ -10,13 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/zonefile"
 	"github.com/dnsagent/dnsagent/config"
 )
 
@@ -29,8 +28,7 @@ var (
 // zones proceed in parallel.
 type Backend struct {
 	cfg  Config
-	dir  string // cleaned, absolute
-	gid  int    // -1: keep the agent's group
+	dir  *zonefile.Dir
 	rndc RNDC
 
 	mu sync.Mutex
@@ -62,18 +60,11 @@ func New(cfg Config, rndc RNDC) (*Backend, error) {
 		}
 		rndc = r
 	}
-	gid, err := lookupGroup(cfg.FileGroup)
+	dir, err := zonefile.Open(cfg.ZoneFilePath, cfg.FileMode, cfg.FileGroup)
 	if err != nil {
-		return nil, fmt.Errorf("bind9 backend: file_group: %w", err)
+		return nil, fmt.Errorf("bind9 backend: %w", err)
 	}
-	dir := filepath.Clean(cfg.ZoneFilePath)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("bind9 backend: zone_file_path: %w", err)
-	}
-	if err := checkWritable(dir); err != nil {
-		return nil, fmt.Errorf("bind9 backend: zone_file_path %s is not writable: %w", dir, err)
-	}
-	return &Backend{cfg: cfg, dir: dir, gid: gid, rndc: rndc, owned: map[string]bool{}}, nil
+	return &Backend{cfg: cfg, dir: dir, rndc: rndc, owned: map[string]bool{}}, nil
 }
 
 // Serial asks named for the zone's SOA. A zone named does not answer for authoritatively
@@ -136,8 +127,7 @@ func (b *Backend) create(ctx context.Context, zone string, src backend.Source) e
 	if err != nil {
 		return err
 	}
-	if err := b.install(tmp, b.path(zone)); err != nil {
-		os.Remove(tmp)
+	if err := b.install(tmp, zone); err != nil {
 		return err
 	}
 	if _, err := b.rndc.Run(ctx, b.addzoneArgs(zone)...); err != nil {
@@ -224,7 +214,7 @@ func (b *Backend) Delete(ctx context.Context, zone string) error {
 // would take the new zone file with it. If named cannot remove them (no permission on
 // the directory) the caller does after at most two seconds.
 func (b *Backend) waitCleaned(ctx context.Context, zone string) {
-	path := b.path(zone)
+	path := b.dir.Path(zone)
 	poll(ctx, min(2*time.Second, b.cfg.RNDCTimeout), func() bool {
 		return !exists(path) && !exists(path+journalSuffix)
 	})
@@ -240,23 +230,10 @@ func exists(path string) bool {
 // have (left by a crash between writing it and addzone) is listed, and Serial then reports
 // the zone as not found.
 func (b *Backend) Zones(context.Context) ([]string, error) {
-	entries, err := os.ReadDir(b.dir)
+	zones, err := b.dir.Zones()
 	if err != nil {
 		return nil, fmt.Errorf("bind9 backend: zones: %w", err)
 	}
-	var zones []string
-	for _, e := range entries {
-		base, ok := strings.CutSuffix(e.Name(), zoneSuffix)
-		if !ok || !e.Type().IsRegular() {
-			continue
-		}
-		zone := base + "."
-		if backend.ValidateZoneName(zone) != nil || zone != strings.ToLower(zone) {
-			continue
-		}
-		zones = append(zones, zone)
-	}
-	sort.Strings(zones)
 	return zones, nil
 }
 
@@ -285,7 +262,7 @@ func (b *Backend) zoneArgs(cmd, zone string, flags ...string) []string {
 // agent reads back what `rndc freeze` dumps.
 func (b *Backend) addzoneArgs(zone string) []string {
 	var c strings.Builder
-	fmt.Fprintf(&c, `{ type primary; file "%s"; check-names ignore; check-integrity no; masterfile-format text;`, b.path(zone))
+	fmt.Fprintf(&c, `{ type primary; file "%s"; check-names ignore; check-integrity no; masterfile-format text;`, b.dir.Path(zone))
 	if b.cfg.UpdateMode == ModeUpdate {
 		fmt.Fprintf(&c, ` update-policy { grant "%s" zonesub ANY; };`, strings.TrimSuffix(b.cfg.UpdateKey.Name, "."))
 	}
@@ -311,7 +288,7 @@ func (b *Backend) showzone(ctx context.Context, zone string) (found bool, file s
 
 // ours reports whether a zone file named loads lies under zone_file_path.
 func (b *Backend) ours(file string) bool {
-	return filepath.IsAbs(file) && strings.HasPrefix(filepath.Clean(file), b.dir+string(filepath.Separator))
+	return b.dir.Contains(file)
 }
 
 func notOwned(file string) error {

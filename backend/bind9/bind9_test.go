@@ -227,7 +227,7 @@ func TestFileOf(t *testing.T) {
 func TestOurs(t *testing.T) {
 	cfg := testConfig(t)
 	b := newTestBackend(t, cfg, &fakeRNDC{})
-	dir := b.dir
+	dir := cfg.ZoneFilePath
 	tests := map[string]bool{
 		dir + "/example.com.zone":       true,
 		dir + "/sub/x.zone":             true,

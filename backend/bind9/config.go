@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dnsagent/dnsagent/backend/zonefile"
 	"github.com/dnsagent/dnsagent/config"
 )
 
@@ -126,7 +126,7 @@ func (c Config) Validate() error {
 	if c.FileMode&^os.ModePerm != 0 {
 		bad("file_mode", "%o has bits beyond the permissions", c.FileMode)
 	}
-	if _, err := lookupGroup(c.FileGroup); err != nil {
+	if _, err := zonefile.LookupGroup(c.FileGroup); err != nil {
 		bad("file_group", "%v", err)
 	}
 	if c.QueryDestination == "" {
@@ -204,22 +204,4 @@ func checkZoneConfig(s string) error {
 		return errors.New(`must end with ';' (e.g. "also-notify { 192.0.2.1; };")`)
 	}
 	return nil
-}
-
-// lookupGroup resolves a group name or numeric gid; -1 (leave the group alone) when empty.
-func lookupGroup(group string) (int, error) {
-	if group == "" {
-		return -1, nil
-	}
-	if gid, err := strconv.Atoi(group); err == nil {
-		if gid < 0 {
-			return 0, fmt.Errorf("%q is not a valid gid", group)
-		}
-		return gid, nil
-	}
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		return 0, fmt.Errorf("unknown group %q: %w", group, err)
-	}
-	return strconv.Atoi(g.Gid)
 }

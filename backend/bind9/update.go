@@ -189,13 +189,12 @@ func (b *Backend) load(ctx context.Context, zone string, produce func(context.Co
 	if err := b.waitDumped(ctx, zone); err != nil {
 		return err
 	}
-	path := b.path(zone)
-	if err := b.installFrom(ctx, produce, path); err != nil {
+	if err := b.installFrom(ctx, produce, zone); err != nil {
 		return err
 	}
 	// The journal leads from the old file's serial; replayed onto the new file it would
 	// corrupt it if the serials happened to line up.
-	if err := os.Remove(path + journalSuffix); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(b.dir.Path(zone) + journalSuffix); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	thawed = true
@@ -206,7 +205,7 @@ func (b *Backend) load(ctx context.Context, zone string, produce func(context.Co
 }
 
 func (b *Backend) reload(ctx context.Context, zone string, produce func(context.Context) (string, error), serial uint32) error {
-	if err := b.installFrom(ctx, produce, b.path(zone)); err != nil {
+	if err := b.installFrom(ctx, produce, zone); err != nil {
 		return err
 	}
 	if _, err := b.rndc.Run(ctx, b.zoneArgs("reload", zone)...); err != nil {
@@ -215,17 +214,13 @@ func (b *Backend) reload(ctx context.Context, zone string, produce func(context.
 	return b.waitServed(ctx, zone, serial)
 }
 
-// installFrom produces the temp file and renames it over path.
-func (b *Backend) installFrom(ctx context.Context, produce func(context.Context) (string, error), path string) error {
+// installFrom produces the temp file and renames it over the zone's file.
+func (b *Backend) installFrom(ctx context.Context, produce func(context.Context) (string, error), zone string) error {
 	tmp, err := produce(ctx)
 	if err != nil {
 		return err
 	}
-	if err := b.install(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return b.install(tmp, zone)
 }
 
 // waitDumped waits until the zone file holds the serial named serves. `rndc freeze` answers
@@ -241,7 +236,7 @@ func (b *Backend) waitDumped(ctx context.Context, zone string) error {
 	}
 	var inFile uint32
 	if poll(ctx, b.cfg.RNDCTimeout, func() bool {
-		inFile, err = readSerial(b.path(zone), zone)
+		inFile, err = b.dir.Serial(zone)
 		return err == nil && inFile == serving
 	}) {
 		return nil

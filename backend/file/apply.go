@@ -26,7 +26,7 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	if err != nil {
 		return err
 	}
-	path := b.path(zone)
+	path := b.dir.Path(zone)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("file backend: apply %s: %w", zone, backend.ErrNotFound)
@@ -36,7 +36,7 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	}
 	defer f.Close()
 	src := &patchSource{parser: dns.NewZoneParser(f, zone, path), patcher: cs.Patcher(), zone: zone}
-	if err := b.write(ctx, zone, path, src); err != nil {
+	if err := b.write(ctx, zone, src); err != nil {
 		return fmt.Errorf("file backend: apply %s: %w", zone, err)
 	}
 	if err := b.run(ctx, b.reloadCommand, zone, path); err != nil {

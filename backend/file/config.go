@@ -4,11 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dnsagent/dnsagent/backend/zonefile"
 	"github.com/dnsagent/dnsagent/config"
 )
 
@@ -67,7 +66,7 @@ func (c Config) Validate() error {
 	if c.FileMode&^os.ModePerm != 0 {
 		errs = append(errs, fmt.Errorf("file_mode: %o has bits beyond the permissions", c.FileMode))
 	}
-	if _, err := lookupGroup(c.FileGroup); err != nil {
+	if _, err := zonefile.LookupGroup(c.FileGroup); err != nil {
 		errs = append(errs, fmt.Errorf("file_group: %w", err))
 	}
 	if (len(c.ReloadCommand) > 0 || len(c.DeleteCommand) > 0) && c.CommandTimeout <= 0 {
@@ -80,24 +79,6 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("delete_command: the program name is empty"))
 	}
 	return errors.Join(errs...)
-}
-
-// lookupGroup resolves a group name or numeric gid; -1 (leave the group alone) when empty.
-func lookupGroup(group string) (int, error) {
-	if group == "" {
-		return -1, nil
-	}
-	if gid, err := strconv.Atoi(group); err == nil {
-		if gid < 0 {
-			return 0, fmt.Errorf("%q is not a valid gid", group)
-		}
-		return gid, nil
-	}
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		return 0, fmt.Errorf("unknown group %q: %w", group, err)
-	}
-	return strconv.Atoi(g.Gid)
 }
 
 // splitCommand splits a command line into argv the way a POSIX shell splits words, and

@@ -45,20 +45,6 @@ func create(t *testing.T, b *Backend, name string, serial uint32) {
 	}
 }
 
-// dirNames lists the directory, so tests can see temp files and stray writes.
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestConformance(t *testing.T) {
 	backendtest.Run(t, func(t *testing.T) backend.Backend {
 		b, _ := newTestBackend(t, nil)
@@ -209,13 +195,13 @@ func TestHostileNamesWriteNothing(t *testing.T) {
 	if len(ran) > 0 {
 		t.Errorf("accepted: %q", ran)
 	}
-	if names := dirNames(t, dir); len(names) != 0 {
+	if names := backendtest.DirNames(t, dir); len(names) != 0 {
 		t.Errorf("directory holds %q after hostile names, want nothing", names)
 	}
 	if got, err := os.ReadFile(target); err != nil || string(got) != "precious\n" {
 		t.Errorf("%s outside the zone directory was touched: %q, %v", target, got, err)
 	}
-	if names := dirNames(t, filepath.Dir(dir)); len(names) != 2 {
+	if names := backendtest.DirNames(t, filepath.Dir(dir)); len(names) != 2 {
 		t.Errorf("parent directory holds %q, want only the zone directory and etc.zone", names)
 	}
 }
@@ -254,7 +240,7 @@ func TestFailedStreamKeepsOldFileByteIdentical(t *testing.T) {
 			if !bytes.Equal(before, after) {
 				t.Fatal("zone file changed after a failed Replace")
 			}
-			if names := dirNames(t, dir); !slices.Equal(names, []string{"example.com.zone"}) {
+			if names := backendtest.DirNames(t, dir); !slices.Equal(names, []string{"example.com.zone"}) {
 				t.Fatalf("directory holds %q, want only the zone file (temp file left behind?)", names)
 			}
 		})
@@ -286,7 +272,7 @@ func TestReloadCommandFails(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "zone example.com not loaded") {
 			t.Fatalf("Create = %v, want the command's output in the error", err)
 		}
-		if names := dirNames(t, dir); len(names) != 0 {
+		if names := backendtest.DirNames(t, dir); len(names) != 0 {
 			t.Fatalf("directory holds %q after a failed create, want nothing", names)
 		}
 		if _, err := b.Serial(t.Context(), zone); !errors.Is(err, backend.ErrNotFound) {
@@ -357,7 +343,7 @@ func TestDeleteRunsCommandAndRemovesTempFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{other, "sub.example.com.zone"}
-	if names := dirNames(t, dir); !slices.Equal(names, want) {
+	if names := backendtest.DirNames(t, dir); !slices.Equal(names, want) {
 		t.Fatalf("directory holds %q, want %q", names, want)
 	}
 	if _, err := os.Stat(out); err != nil {
@@ -388,7 +374,7 @@ func TestZonesIgnoresForeignFiles(t *testing.T) {
 func TestNamesAreCaseFolded(t *testing.T) {
 	b, dir := newTestBackend(t, nil)
 	create(t, b, "Example.COM.", 1)
-	if names := dirNames(t, dir); !slices.Equal(names, []string{"example.com.zone"}) {
+	if names := backendtest.DirNames(t, dir); !slices.Equal(names, []string{"example.com.zone"}) {
 		t.Fatalf("directory holds %q, want example.com.zone", names)
 	}
 	if serial, err := b.Serial(t.Context(), zone); err != nil || serial != 1 {

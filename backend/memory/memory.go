@@ -6,7 +6,6 @@ package memory
 import (
 	"context"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -162,28 +161,12 @@ func (b *Backend) exists(zone string) bool {
 // collect reads the whole stream aside, without holding the lock, so a slow transfer of
 // one zone does not block the others.
 func collect(ctx context.Context, zone string, src backend.Source) ([]dns.RR, error) {
-	var (
-		rrs   []dns.RR
-		check = recordCheck{zone: zone}
-	)
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		batch, err := src.Next()
-		// Only io.EOF itself ends a stream: a wrapped EOF is a connection that broke.
-		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("transfer failed: %w", err)
-		}
-		if checkErr := check.check(batch); checkErr != nil {
-			return nil, checkErr
-		}
+	var rrs []dns.RR
+	_, err := backend.StreamCheck{Zone: zone}.Read(ctx, src, func(batch []dns.RR) error {
 		rrs = append(rrs, copyRecords(batch)...)
-		if err == io.EOF {
-			break
-		}
-	}
-	if err := check.done(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return rrs, nil
@@ -195,40 +178,4 @@ func copyRecords(rrs []dns.RR) []dns.RR {
 		out[i] = dns.Copy(rr)
 	}
 	return out
-}
-
-// recordCheck enforces what a stream must look like, batch by batch: the zone's own SOA
-// first, no other SOA, and every owner inside the zone, so a confused or hostile primary
-// cannot make us store records for names it has no authority over.
-type recordCheck struct {
-	zone    string
-	seenSOA bool
-}
-
-// check checks one batch. A second SOA (the closing SOA of an AXFR, which the transfer
-// leaves out, or worse) is refused: a master file with two SOAs does not load.
-func (c *recordCheck) check(rrs []dns.RR) error {
-	for _, rr := range rrs {
-		h := rr.Header()
-		switch {
-		case !c.seenSOA:
-			if h.Rrtype != dns.TypeSOA || !strings.EqualFold(h.Name, c.zone) {
-				return fmt.Errorf("stream does not start with the SOA of %s (first record: %s)", c.zone, rr)
-			}
-			c.seenSOA = true
-		case h.Rrtype == dns.TypeSOA:
-			return fmt.Errorf("second SOA in the stream: %s", rr)
-		case !dns.IsSubDomain(c.zone, h.Name):
-			return fmt.Errorf("record %s is outside zone %s", rr, c.zone)
-		}
-	}
-	return nil
-}
-
-// done reports a stream that ended before its SOA.
-func (c *recordCheck) done() error {
-	if !c.seenSOA {
-		return fmt.Errorf("empty stream: no SOA for %s", c.zone)
-	}
-	return nil
 }

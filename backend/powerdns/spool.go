@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/miekg/dns"
 
@@ -51,42 +50,10 @@ func spoolZone(ctx context.Context, zone string, src backend.Source) (_ *spool, 
 		return nil, err
 	}
 	w := bufio.NewWriterSize(f, 256<<10)
-	var soa *dns.SOA
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		batch, nextErr := src.Next()
-		// Only io.EOF itself ends a stream: a wrapped EOF is a connection that broke.
-		if nextErr != nil && nextErr != io.EOF {
-			return nil, fmt.Errorf("transfer failed: %w", nextErr)
-		}
-		for _, rr := range batch {
-			keep, err := checkRecord(zone, &soa, rr)
-			if err != nil {
-				return nil, err
-			}
-			if !keep {
-				continue
-			}
-			r, err := toRow(rr)
-			if err != nil {
-				return nil, err
-			}
-			if r.Type == "NS" && r.Name != apex {
-				s.cuts[r.Name] = true
-			}
-			if err := writeRow(w, r); err != nil {
-				return nil, fmt.Errorf("spool: %w", err)
-			}
-			s.rows++
-		}
-		if nextErr == io.EOF {
-			break
-		}
-	}
-	if soa == nil {
-		return nil, fmt.Errorf("empty stream: no SOA for %s", zone)
+	check := backend.StreamCheck{Zone: zone, DropClosingSOA: true}
+	soa, err := check.Read(ctx, src, func(batch []dns.RR) error { return s.add(w, apex, batch) })
+	if err != nil {
+		return nil, err
 	}
 	if err := w.Flush(); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -95,27 +62,22 @@ func spoolZone(ctx context.Context, zone string, src backend.Source) (_ *spool, 
 	return s, nil
 }
 
-// checkRecord enforces the stream's shape; keep is false for the closing copy of the SOA.
-func checkRecord(zone string, soa **dns.SOA, rr dns.RR) (keep bool, err error) {
-	owner := rr.Header().Name
-	if *soa == nil {
-		first, ok := rr.(*dns.SOA)
-		if !ok || !strings.EqualFold(owner, zone) {
-			return false, fmt.Errorf("stream does not start with the SOA of %s (first record: %s)", zone, rr)
+// add converts checked records to rows, writes them and notes the delegation points.
+func (s *spool) add(w *bufio.Writer, apex string, rrs []dns.RR) error {
+	for _, rr := range rrs {
+		r, err := toRow(rr)
+		if err != nil {
+			return err
 		}
-		*soa = first
-		return true, nil
-	}
-	if !dns.IsSubDomain(zone, owner) {
-		return false, fmt.Errorf("record %s is outside zone %s", rr, zone)
-	}
-	if other, ok := rr.(*dns.SOA); ok {
-		if !dns.IsDuplicate(other, *soa) {
-			return false, fmt.Errorf("second, different SOA in the stream: %s", rr)
+		if r.Type == "NS" && r.Name != apex {
+			s.cuts[r.Name] = true
 		}
-		return false, nil
+		if err := writeRow(w, r); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		s.rows++
 	}
-	return true, nil
+	return nil
 }
 
 func (s *spool) close() { s.f.Close() }
