@@ -41,3 +41,14 @@ e2e: deps build
 
 clean:
 	rm -rf bin var
+
+# Benchmarks against BIND's and PowerDNS's own secondaries (tracker issue 8; bench/README.md).
+# Needs what `make deps` installs; everything runs on loopback with private servers.
+.PHONY: bench bench-quick
+bench:
+	DNSAGENT_BENCH=1 $(GO) test -run '^TestBenchTable$$' -count=1 -v -timeout 50m ./bench \
+		-args -sizes=10000,100000,1000000 -runs=3 -out=$(CURDIR)/bench/RESULTS.md
+
+bench-quick:
+	DNSAGENT_BENCH=1 $(GO) test -run '^TestBenchTable$$' -count=1 -v -timeout 5m ./bench \
+		-args -sizes=10000 -runs=3
