@@ -60,6 +60,11 @@ func ValidateZoneName(zone string) error {
 		if label == "" || len(label) > 63 {
 			return fmt.Errorf("zone name %q: empty or over-long label", zone)
 		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			// Not a hostname label (RFC 952), and "-rf" would look like an option to a
+			// reload_command.
+			return fmt.Errorf("zone name %q: a label may not start or end with '-'", zone)
+		}
 		for _, c := range label {
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 				return fmt.Errorf("zone name %q: character %q is not allowed in a zone name", zone, c)
@@ -79,4 +84,10 @@ func CanonicalZone(name string) string {
 // server may simply not be up yet.
 type Checker interface {
 	Check(ctx context.Context) error
+}
+
+// Sweeper is the optional capability of clearing what an earlier run killed mid-write left
+// behind (partial temp files). The agent calls it once at start, before any transfer.
+type Sweeper interface {
+	Sweep(ctx context.Context) error
 }

@@ -55,5 +55,8 @@ func AcceptRequests(dh dns.Header) dns.MsgAcceptAction {
 	if action == dns.MsgRejectNotImplemented {
 		return dns.MsgAccept
 	}
+	if action == dns.MsgReject {
+		CountMalformed() // miekg/dns answers FORMERR itself; the chain never sees it
+	}
 	return action
 }

@@ -81,7 +81,7 @@ func tsigError(w dns.ResponseWriter, r *dns.Msg, t *dns.TSIG, code uint16, now f
 	reply := Reply(r, dns.RcodeNotAuth, false)
 	rr := &dns.TSIG{
 		Hdr:       dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
-		Algorithm: t.Algorithm, Fudge: t.Fudge, TimeSigned: t.TimeSigned, OrigId: r.Id, Error: code,
+		Algorithm: dns.Fqdn(t.Algorithm), Fudge: t.Fudge, TimeSigned: t.TimeSigned, OrigId: r.Id, Error: code,
 	}
 	if code == dns.RcodeBadTime {
 		var other [8]byte

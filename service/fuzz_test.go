@@ -86,6 +86,11 @@ func FuzzRequest(f *testing.F) {
 			{signed, "198.51.100.7", "tcp"},
 			{limited, "127.0.0.1", "udp"},
 		}
+		countable := malformed(raw, req != nil)
+		var before float64
+		if countable {
+			before = counter(t, reg, "dnsagent_malformed_total")
+		}
 		for _, c := range cases {
 			sent := dest.received.Load()
 			res := c.agent.serve(raw, c.source, c.network)
@@ -105,8 +110,13 @@ func FuzzRequest(f *testing.F) {
 				}
 			}
 		}
+		if countable {
+			if n := counter(t, reg, "dnsagent_malformed_total") - before; n != float64(len(cases)) {
+				t.Fatalf("a malformed message was served %d times and counted %v times in dnsagent_malformed_total", len(cases), n)
+			}
+		}
 		if n := dest.tsigForwarded.Swap(0); n > 0 {
-			t.Fatalf("a forwarded query carried the client's TSIG record to query_destination (%d so far): "+
+			t.Fatalf("%d forwarded queries carried the client's TSIG record to query_destination: "+
 				"the agent verified it; the destination does not know the key and answers NOTAUTH", n)
 		}
 	})
@@ -192,6 +202,22 @@ func (a *fuzzAgent) serve(in []byte, source, network string) result {
 	return res
 }
 
+// malformed reports whether the listener must count raw as malformed before any handler
+// runs: too short for a header, rejected by its section counts, or not unpackable (a
+// response is ignored, not malformed).
+func malformed(raw []byte, unpacks bool) bool {
+	if len(raw) < 12 {
+		return true
+	}
+	switch dns.DefaultMsgAcceptFunc(header(raw)) {
+	case dns.MsgReject:
+		return true
+	case dns.MsgIgnore:
+		return false
+	}
+	return !unpacks
+}
+
 func header(raw []byte) dns.Header {
 	u := func(i int) uint16 { return binary.BigEndian.Uint16(raw[i:]) }
 	return dns.Header{Id: u(0), Bits: u(2), Qdcount: u(4), Ancount: u(6), Nscount: u(8), Arcount: u(10)}
@@ -229,6 +255,10 @@ func checkResult(t *testing.T, reg *prometheus.Registry, a *fuzzAgent, res resul
 	}
 	if len(reply.Question) > 0 && (len(req.Question) == 0 || reply.Question[0] != req.Question[0]) {
 		t.Fatalf("reply question %v, request %v", reply.Question, req.Question)
+	}
+	// Designate's worker counts a NOTIFY or command as done only with NOERROR and AA.
+	if op := reply.Opcode; (op == dns.OpcodeNotify || op == middleware.OpcodeCC) && reply.Rcode == dns.RcodeSuccess && !reply.Authoritative {
+		t.Fatalf("a NOERROR %s reply without AA", middleware.OpcodeName(op))
 	}
 	checkTSIG(t, a, res, req, reply, sign)
 }
@@ -491,23 +521,21 @@ func startEchoDestination(tb testing.TB) *echoDestination {
 	return d
 }
 
-// answer echoes q as a response. Like a real server that does not hold the client's key,
-// it does not sign: a TSIG record that came along is noted and left out.
+// answer answers q as a server would: id, opcode and question echoed, nothing else; a
+// query it cannot read gets a bare FORMERR. Like a real server that does not hold the
+// client's key it does not sign, and it notes a TSIG record that came along.
 func (d *echoDestination) answer(q []byte) []byte {
 	d.received.Add(1)
 	if m := new(dns.Msg); m.Unpack(q) == nil {
-		if t := m.IsTsig(); t != nil {
+		if m.IsTsig() != nil {
 			d.tsigForwarded.Add(1)
-			m.Extra = m.Extra[:len(m.Extra)-1]
 		}
-		m.Response = true
-		if a, err := m.Pack(); err == nil {
+		if a, err := new(dns.Msg).SetReply(m).Pack(); err == nil {
 			return a
 		}
 	}
-	a := append([]byte(nil), q...)
-	if len(a) > 2 {
-		a[2] |= 0x80
-	}
-	return a
+	formerr := make([]byte, 12)
+	copy(formerr, q)
+	formerr[2], formerr[3] = 0x80|formerr[2]&0x78, dns.RcodeFormatError
+	return formerr
 }

@@ -141,6 +141,11 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		metricsLn = ln
 	}
+	if sweeper, ok := s.backend.(backend.Sweeper); ok {
+		if err := sweeper.Sweep(ctx); err != nil {
+			s.log.Warn("could not remove what an earlier run left half-written", zap.Error(err))
+		}
+	}
 	servers, err := s.listen(ctx)
 	if err == nil {
 		if err = s.transfer.Start(ctx); err == nil && s.catalogs != nil {

@@ -253,7 +253,7 @@ func testDeleteMissing(t *testing.T, b backend.Backend) {
 // HostileNames are zone names that must never reach a path, a command or a query.
 var HostileNames = []string{
 	``, `.`, `example.com`, `a"b.`, `../etc.`, `..`, `x/y.`, `{a}.`, `{file}.`, `a b.`,
-	`a;b.`, `a..b.`, `a\.b.`, "a\nb.", `$(id).`, `*.example.com.`,
+	`a;b.`, `a..b.`, `a\.b.`, "a\nb.", `$(id).`, `*.example.com.`, `-rf.example.`, `a-.example.`,
 }
 
 // untouchedSource fails the test if a backend reads it: a refused name must be refused

@@ -329,3 +329,8 @@ func (b *Backend) setOwned(zone string, owned bool) {
 		delete(b.owned, zone)
 	}
 }
+
+var _ backend.Sweeper = (*Backend)(nil)
+
+// Sweep implements backend.Sweeper: partial temp files of a killed run go.
+func (b *Backend) Sweep(context.Context) error { return b.dir.SweepTemps() }

@@ -171,3 +171,8 @@ func (b *Backend) run(ctx context.Context, argv []string, zone, path string) err
 	}
 	return runCommand(ctx, b.commandTimeout, expandArgs(argv, zone, path))
 }
+
+var _ backend.Sweeper = (*Backend)(nil)
+
+// Sweep implements backend.Sweeper: partial temp files of a killed run go.
+func (b *Backend) Sweep(context.Context) error { return b.dir.SweepTemps() }

@@ -251,6 +251,23 @@ func (d *Dir) Remove(zone string) error {
 	return d.Sync()
 }
 
+// SweepTemps deletes every temp file a crash left behind (".<zone>.zone~NNN"). Call it
+// only while nothing writes zone files, e.g. before the agent starts its transfers.
+func (d *Dir) SweepTemps() error {
+	entries, err := os.ReadDir(d.path)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if name := e.Name(); strings.HasPrefix(name, ".") && strings.Contains(name, suffix+"~") {
+			if err := os.Remove(filepath.Join(d.path, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return d.Sync()
+}
+
 // RemoveTemps deletes the temp files of the zone that a crash left behind.
 func (d *Dir) RemoveTemps(zone string) error {
 	entries, err := os.ReadDir(d.path)

@@ -177,3 +177,23 @@ func TestLineEscapesDirectives(t *testing.T) {
 		}
 	}
 }
+
+func TestSweepTempsRemovesOnlyTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	d, err := Open(dir, 0o644, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := []string{"example.com.zone", "notes.txt"}
+	for _, name := range append(keep, ".example.com.zone~123", ".other.org.zone~9") {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.SweepTemps(); err != nil {
+		t.Fatal(err)
+	}
+	if got := backendtest.DirNames(t, dir); !slices.Equal(got, keep) {
+		t.Errorf("after the sweep the directory holds %v, want %v", got, keep)
+	}
+}
