@@ -70,9 +70,23 @@ type Incremental interface {
 // Key identifies a record the way RFC 1995 deletions name it: owner (case-folded), class,
 // type and data; the TTL is not part of it.
 func Key(rr dns.RR) string {
-	h := rr.Header()
-	rdata := strings.TrimPrefix(rr.String(), h.String())
-	return strings.ToLower(h.Name) + " " + dns.Class(h.Class).String() + " " + dns.Type(h.Rrtype).String() + " " + rdata
+	line := rr.String()
+	if key, ok := KeyOfLine(line); ok {
+		return key
+	}
+	return line
+}
+
+// KeyOfLine is Key of the record whose presentation (rr.String()) is line: its first four
+// tab-separated fields are owner, TTL, class and type, then comes the data. A backend that
+// stores such lines can match records without parsing them. ok is false for a line of
+// another shape.
+func KeyOfLine(line string) (key string, ok bool) {
+	fields := strings.SplitN(line, "\t", 5)
+	if len(fields) != 5 || fields[0] == "" {
+		return "", false
+	}
+	return strings.ToLower(fields[0]) + " " + fields[2] + " " + fields[3] + " " + fields[4], true
 }
 
 // Patcher applies a change set to a stored zone read record by record, so a backend can
@@ -123,8 +137,10 @@ func (p *Patcher) Start(stored *dns.SOA) error {
 }
 
 // Keep reports whether a stored record (not the SOA) stays as it is.
-func (p *Patcher) Keep(rr dns.RR) bool {
-	k := Key(rr)
+func (p *Patcher) Keep(rr dns.RR) bool { return p.KeepKey(Key(rr)) }
+
+// KeepKey is Keep for the record whose Key is k.
+func (p *Patcher) KeepKey(k string) bool {
 	if _, ok := p.deleted[k]; ok {
 		p.deleted[k] = true
 		return false

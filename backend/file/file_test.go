@@ -23,7 +23,7 @@ import (
 
 const zone = "example.com."
 
-func newTestBackend(t *testing.T, change func(*Config)) (*Backend, string) {
+func newTestBackend(t testing.TB, change func(*Config)) (*Backend, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := Config{ZoneFilePath: dir, FileMode: DefaultFileMode, CommandTimeout: 5 * time.Second}
@@ -400,5 +400,45 @@ func TestSerialOfDamagedFile(t *testing.T) {
 				t.Fatalf("Serial = %d, %v; want an error that is not ErrNotFound", serial, err)
 			}
 		})
+	}
+}
+
+// A zone file in another shape than the agent writes (edited by hand, relative names) is
+// not patched line by line: Apply reports it inconsistent and leaves it as it is, and the
+// engine falls back to a full transfer.
+func TestApplyToForeignFileIsInconsistent(t *testing.T) {
+	b, _ := newTestBackend(t, nil)
+	if err := b.Create(t.Context(), zone, backendtest.Stream(backendtest.Zone(zone, 1, 4))); err != nil {
+		t.Fatal(err)
+	}
+	path := b.dir.Path(zone)
+	foreign := "$ORIGIN example.com.\n@ 3600 IN SOA ns1 hostmaster 1 3600 600 86400 300\nwww 300 IN A 192.0.2.1\n"
+	if err := os.WriteFile(path, []byte(foreign), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	soa := func(serial uint32) *dns.SOA { return backendtest.Zone(zone, serial, 0)[0].(*dns.SOA) }
+	cs := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{Old: soa(1), New: soa(2)}}}
+	if err := b.Apply(t.Context(), zone, cs); !errors.Is(err, backend.ErrInconsistent) {
+		t.Fatalf("Apply to a hand-written file: %v, want ErrInconsistent", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != foreign {
+		t.Errorf("the file changed:\n%s", got)
+	}
+}
+
+func BenchmarkApplyTenChangesTo200k(b *testing.B) {
+	be, _ := newTestBackend(b, nil)
+	stored := backendtest.Zone(zone, 1, 200000)
+	if err := be.Create(b.Context(), zone, backendtest.Stream(backendtest.Batches(stored, 1000)...)); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		from, to := backendtest.Zone(zone, uint32(i+1), 0)[0].(*dns.SOA), backendtest.Zone(zone, uint32(i+2), 0)[0].(*dns.SOA)
+		del, add := stored[2+i%1000], dns.Copy(stored[2+i%1000])
+		add.Header().Ttl++
+		cs := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{Old: from, New: to, Deleted: []dns.RR{del}, Added: []dns.RR{add}}}}
+		if err := be.Apply(b.Context(), zone, cs); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

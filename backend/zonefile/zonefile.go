@@ -221,6 +221,16 @@ func WriteRecords(w *bufio.Writer, rrs []dns.RR) error {
 	return nil
 }
 
+// LineKey returns backend.Key of the record a line written by Line holds, without parsing
+// it (backend.KeyOfLine, once Line's escape is undone). ok is false for a line of another
+// shape: a file someone else wrote.
+func LineKey(line string) (key string, ok bool) {
+	if strings.HasPrefix(line, `\$`) {
+		line = line[1:]
+	}
+	return backend.KeyOfLine(line)
+}
+
 // Line is rr as a master-file line. An owner name starting with '$' is escaped: at the
 // start of a line "$INCLUDE" or "$ORIGIN" is a directive (RFC 1035 §5.1), and a primary
 // could otherwise make the DNS server read any file into the zone.

@@ -197,3 +197,42 @@ func TestSweepTempsRemovesOnlyTempFiles(t *testing.T) {
 		t.Errorf("after the sweep the directory holds %v, want %v", got, keep)
 	}
 }
+
+// LineKey must name a record exactly as backend.Key does, for every shape of record the
+// file backend writes, or the fast patch path would keep or drop the wrong records.
+func TestLineKeyMatchesKey(t *testing.T) {
+	var rrs []dns.RR
+	for _, text := range []string{
+		`Www.Example.com. 300 IN A 192.0.2.1`,
+		`example.com. 3600 IN NS ns1.example.com.`,
+		`example.com. 300 IN MX 10 Mail.example.com.`,
+		`t.example.com. 300 IN TXT "a b" "c\"d" "e;f"`,
+		`v6.example.com. 300 IN AAAA 2001:db8::1`,
+		`_sip._tcp.example.com. 300 IN SRV 0 5 5060 sip.example.com.`,
+		`c.example.com. 300 IN CAA 0 issue "ca.example"`,
+		`x.example.com. 300 IN TYPE65534 \# 4 0a000001`,
+		`e.example.com. 300 IN TXT ""`,
+		`a\ b.example.com. 300 IN A 192.0.2.3`,
+		`\(x.example.com. 300 IN A 192.0.2.4`,
+	} {
+		rr, err := dns.NewRR(text)
+		if err != nil {
+			t.Fatalf("%s: %v", text, err)
+		}
+		rrs = append(rrs, rr)
+	}
+	// From the wire, an owner may start with '$' (nothing escapes it there).
+	rrs = append(rrs, &dns.A{Hdr: dns.RR_Header{Name: "$INCLUDE.example.com.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+		A: []byte{192, 0, 2, 9}})
+	for _, rr := range rrs {
+		got, ok := LineKey(Line(rr))
+		if want := backend.Key(rr); !ok || got != want {
+			t.Errorf("LineKey(%q) = %q, %v; want %q", Line(rr), got, ok, want)
+		}
+	}
+	for _, line := range []string{"", "; comment", "example.com. IN A 192.0.2.1", "$ORIGIN example.com."} {
+		if key, ok := LineKey(line); ok {
+			t.Errorf("LineKey(%q) = %q: a line of another shape must not be taken", line, key)
+		}
+	}
+}
