@@ -12,8 +12,8 @@ import (
 )
 
 // Logging writes one line per request once it is answered. Ordinary queries (SOA polling)
-// are logged at debug level so they do not flood the log; NOTIFY and commands at info;
-// failures at warn with their cause.
+// and accepted NOTIFYs are logged at debug level so they do not flood the log; commands at
+// info; failures at warn with their cause.
 func Logging(log *zap.Logger, now func() time.Time) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
@@ -28,7 +28,9 @@ func Logging(log *zap.Logger, now func() time.Time) Middleware {
 				level = zapcore.DebugLevel
 			case err != nil:
 				level = zapcore.WarnLevel
-			case r.Opcode == dns.OpcodeQuery:
+			case r.Opcode == dns.OpcodeQuery || r.Opcode == dns.OpcodeNotify:
+				// Relayed queries and accepted NOTIFYs come by the thousand; what a NOTIFY
+				// leads to gets its own line (the transfer summary).
 				level = zapcore.DebugLevel
 			}
 			if ce := log.Check(level, "request"); ce != nil {

@@ -227,8 +227,12 @@ func (m *Manager) enqueueLocked(z *zone, hint Notify) *job {
 // A NOTIFY for a zone with work under way (a CREATE among it) folds into that work.
 func (m *Manager) Notify(ctx context.Context, name string, n Notify) error {
 	m.mu.Lock()
-	if z := m.zones[name]; z != nil && z.job != nil {
-		m.enqueueLocked(z, n)
+	if z := m.zones[name]; z != nil && (z.job != nil || z.sched.hasApplied) {
+		// Work under way folds the NOTIFY in; a zone checked before is known, with its
+		// serial, so a burst of NOTIFYs does not read the backend each time.
+		if z.job != nil || !n.HasSerial || Newer(n.Serial, z.sched.applied) {
+			m.enqueueLocked(z, n)
+		}
 		m.mu.Unlock()
 		return nil
 	}
