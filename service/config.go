@@ -18,22 +18,23 @@ import (
 // Defaults (SPEC.md §5). The listen default is loopback, so the agent starts without an
 // allow_notify list; a management-network listener must name who may notify it.
 const (
-	DefaultListen          = "127.0.0.1:5358"
-	DefaultBackend         = "file"
-	defaultMetricsListen   = "127.0.0.1:9358"
-	defaultMasterPort      = 53
-	defaultTCPBacklog      = 100
-	defaultTCPRecvTimeout  = 500 * time.Millisecond
-	defaultCreateTimeout   = 20 * time.Second
-	defaultWorkers         = 8
-	defaultQueryTimeout    = 5 * time.Second
-	defaultDialTimeout     = 5 * time.Second
-	defaultStallTimeout    = 30 * time.Second
-	defaultRetryMin        = 5 * time.Second
-	defaultStartupSpread   = 30 * time.Second
-	defaultMaxTCPPerSource = 16
-	refusalLogInterval     = 10 * time.Second
-	defaultShutdownGrace   = 5 * time.Second
+	DefaultListen           = "127.0.0.1:5358"
+	DefaultBackend          = "file"
+	defaultMetricsListen    = "127.0.0.1:9358"
+	defaultMasterPort       = 53
+	defaultTCPBacklog       = 100
+	defaultTCPRecvTimeout   = 500 * time.Millisecond
+	defaultCreateTimeout    = 20 * time.Second
+	defaultWorkers          = 8
+	defaultQueryTimeout     = 5 * time.Second
+	defaultDialTimeout      = 5 * time.Second
+	defaultStallTimeout     = 30 * time.Second
+	defaultRetryMin         = 5 * time.Second
+	defaultStartupSpread    = 30 * time.Second
+	defaultMaxTCPPerSource  = 16
+	refusalLogInterval      = 10 * time.Second
+	defaultShutdownGrace    = 5 * time.Second
+	defaultMinCheckInterval = 500 * time.Millisecond
 )
 
 // Config is [service:agent] with the query destination of the backend's section.
@@ -80,9 +81,10 @@ func ReadConfig(f *config.File) *Config {
 			MaxRecords:   s.Int("max_zone_records", 0, 0),
 			MaxBytes:     s.Int("max_transfer_bytes", 0, 0),
 			// 0 means: use each zone's SOA refresh.
-			RefreshInterval: s.Seconds("refresh_interval", 0),
-			RetryMin:        s.Seconds("retry_min", defaultRetryMin),
-			StartupSpread:   s.Seconds("startup_check_spread", defaultStartupSpread),
+			RefreshInterval:  s.Seconds("refresh_interval", 0),
+			RetryMin:         s.Seconds("retry_min", defaultRetryMin),
+			StartupSpread:    s.Seconds("startup_check_spread", defaultStartupSpread),
+			MinCheckInterval: s.Seconds("min_check_interval", defaultMinCheckInterval),
 		},
 	}
 	if len(cfg.Listen) == 0 {

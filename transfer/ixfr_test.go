@@ -276,3 +276,26 @@ func TestFailedNewerMasterIsNotReportedUpToDate(t *testing.T) {
 	}
 	waitSerial(t, be, "example.com.", 1)
 }
+
+func TestNotifyFloodIsSpacedByMinCheckInterval(t *testing.T) {
+	p := startPrimary(t, "example.com.", 1, 10)
+	m, be := newManagerWith(t, Config{Masters: []netip.AddrPort{p.addr}, MinCheckInterval: 300 * time.Millisecond}, memory.New())
+	ctx := context.Background()
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	before := p.soas.Load()
+	for i := range 60 { // 600 ms of NOTIFYs, one every 10 ms; the zone changes half-way
+		if i == 30 {
+			p.setZone(2, 10)
+		}
+		if err := m.Notify(ctx, "example.com.", Notify{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitSerial(t, be, "example.com.", 2) // the change announced mid-flood is not lost
+	if n := p.soas.Load() - before; n > 4 {
+		t.Errorf("%d SOA checks for 60 NOTIFYs in 600 ms with a 300 ms interval, want at most 4", n)
+	}
+}

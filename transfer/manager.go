@@ -43,6 +43,9 @@ type Config struct {
 	RefreshInterval time.Duration // overrides the SOA refresh when set
 	RetryMin        time.Duration // first retry delay; doubles up to the SOA retry
 	StartupSpread   time.Duration // start-up checks are spread over this long
+	// MinCheckInterval spaces the checks of one zone: NOTIFYs arriving sooner fold into
+	// the next check instead of each costing a SOA query. A CREATE is never held back.
+	MinCheckInterval time.Duration
 	// OnChecked, when set, is called after every successful check of a zone, with whether
 	// the check changed what the backend holds (the zone was created or a newer version
 	// applied). A check that found the zone up to date reports changed false, which tells
@@ -94,12 +97,13 @@ type Manager struct {
 
 // zone is the scheduler's state for one zone. Fields are guarded by Manager.mu.
 type zone struct {
-	name  string
-	gen   uint64        // bumped by every DELETE: work started before it must not apply
-	job   *job          // queued or running work; nil when idle
-	apply chan struct{} // one-slot lock: applies and deletes of the zone never overlap
-	timer *time.Timer   // the next periodic check or retry
-	sched schedule
+	name      string
+	gen       uint64        // bumped by every DELETE: work started before it must not apply
+	job       *job          // queued or running work; nil when idle
+	apply     chan struct{} // one-slot lock: applies and deletes of the zone never overlap
+	timer     *time.Timer   // the next periodic check or retry
+	lastCheck time.Time     // when the last check started (MinCheckInterval)
+	sched     schedule
 }
 
 // job is the work queued or running for a zone. Fields are guarded by Manager.mu.
@@ -344,9 +348,11 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		}
 	}
 	for {
+		m.spaceChecks(ctx, z, j)
 		m.mu.Lock()
 		j.pending, j.running = false, true
 		hint, create := j.hint, j.create
+		z.lastCheck = m.now()
 		m.mu.Unlock()
 
 		outcome := m.check(ctx, z, j.gen, hint, create != nil)
@@ -386,6 +392,24 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 			m.logFailure(ctx, z, outcome)
 		}
 		return
+	}
+}
+
+// spaceChecks waits, unless a CREATE is waiting, until MinCheckInterval has passed since
+// the zone's last check: a flood of NOTIFYs (Designate's carry no serial) then costs one
+// SOA query per zone per interval, and every NOTIFY arriving meanwhile folds into the
+// next check, so none is lost.
+func (m *Manager) spaceChecks(ctx context.Context, z *zone, j *job) {
+	m.mu.Lock()
+	wait := m.cfg.MinCheckInterval - m.now().Sub(z.lastCheck)
+	creating := j.create != nil
+	m.mu.Unlock()
+	if wait <= 0 || creating {
+		return
+	}
+	select {
+	case <-time.After(wait):
+	case <-ctx.Done():
 	}
 }
 

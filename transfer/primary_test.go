@@ -33,6 +33,7 @@ type fakePrimary struct {
 
 	axfrs atomic.Int32
 	ixfrs atomic.Int32
+	soas  atomic.Int32
 }
 
 func startPrimary(t *testing.T, zone string, serial uint32, n int) *fakePrimary {
@@ -148,6 +149,7 @@ func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	switch r.Question[0].Qtype {
 	case dns.TypeSOA:
+		p.soas.Add(1)
 		reply.Answer = records[:1]
 		sign(w, r, reply)
 		w.WriteMsg(reply)
