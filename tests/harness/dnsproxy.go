@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,11 +49,7 @@ type DNSProxy struct {
 	upstream string
 	mode     atomic.Pointer[DNSProxyMode]
 
-	sem    chan struct{} // bounds the connections served at once
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-	closed bool
+	tracker // connections and goroutines; bounds the connections served at once
 
 	ixfrs, axfrs, others atomic.Int64
 	answered, cuts, held atomic.Int64
@@ -76,10 +71,16 @@ func StartDNSProxy(t testing.TB, upstream string) *DNSProxy {
 	if err != nil {
 		t.Fatalf("DNS proxy: %v", err)
 	}
-	p := &DNSProxy{ln: ln, upstream: upstream, sem: make(chan struct{}, dnsProxyMaxConns), conns: map[net.Conn]bool{}}
+	p := &DNSProxy{ln: ln, upstream: upstream}
+	p.init(dnsProxyMaxConns)
 	p.mode.Store(&DNSProxyMode{})
 	p.wg.Add(1)
-	go p.acceptLoop()
+	go p.accept(p.ln, func(c net.Conn) {
+		if p.track(c) {
+			defer p.untrack(c)
+			p.serve(c)
+		}
+	})
 	t.Cleanup(p.Close)
 	return p
 }
@@ -139,73 +140,7 @@ func (p *DNSProxy) Dropped() int64 { return p.dropped.Load() }
 func (p *DNSProxy) Hung() int64 { return p.hung.Load() }
 
 // Close stops the proxy, closes every connection and waits for its goroutines.
-func (p *DNSProxy) Close() {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	p.closed = true
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.ln.Close()
-	p.wg.Wait()
-}
-
-func (p *DNSProxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		c.Close()
-		return false
-	}
-	p.conns[c] = true
-	return true
-}
-
-func (p *DNSProxy) untrack(c net.Conn) {
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-	c.Close()
-}
-
-func (p *DNSProxy) isClosed() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closed
-}
-
-func (p *DNSProxy) acceptLoop() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			if p.isClosed() {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		select {
-		case p.sem <- struct{}{}:
-		default:
-			c.Close()
-			continue
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer func() { <-p.sem }()
-			if p.track(c) {
-				defer p.untrack(c)
-				p.serve(c)
-			}
-		}()
-	}
-}
+func (p *DNSProxy) Close() { p.shutdown(p.ln) }
 
 // readQuery reads one length-prefixed message; it returns the raw bytes (prefix
 // included) and the message, nil if it does not parse.

@@ -34,11 +34,7 @@ type Proxy struct {
 
 	mode atomic.Pointer[ProxyMode]
 
-	sem    chan struct{} // bounds concurrent connections / UDP exchanges
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-	closed bool
+	tracker // connections and goroutines; bounds concurrent connections / UDP exchanges
 
 	tcpConns  atomic.Int64
 	udpMsgs   atomic.Int64
@@ -56,14 +52,14 @@ const proxyMaxConcurrent = 64
 func StartProxy(t testing.TB, upstream string) *Proxy {
 	t.Helper()
 	tl, ul := listenBoth(t)
-	p := &Proxy{
-		tl: tl, ul: ul, upstream: upstream,
-		sem:   make(chan struct{}, proxyMaxConcurrent),
-		conns: map[net.Conn]bool{},
-	}
+	p := &Proxy{tl: tl, ul: ul, upstream: upstream}
+	p.init(proxyMaxConcurrent)
 	p.mode.Store(&ProxyMode{})
 	p.wg.Add(2)
-	go p.acceptLoop()
+	go p.accept(p.tl, func(c net.Conn) {
+		p.tcpConns.Add(1)
+		p.serveTCP(c, p.Mode())
+	})
 	go p.udpLoop()
 	t.Cleanup(p.Close)
 	return p
@@ -100,73 +96,7 @@ func (p *Proxy) Cuts() int64 { return p.cuts.Load() }
 func (p *Proxy) Delayed() int64 { return p.delayed.Load() }
 
 // Close stops the proxy, closes every connection and waits for its goroutines.
-func (p *Proxy) Close() {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	p.closed = true
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.tl.Close()
-	p.ul.Close()
-	p.wg.Wait()
-}
-
-func (p *Proxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		c.Close()
-		return false
-	}
-	p.conns[c] = true
-	return true
-}
-
-func (p *Proxy) untrack(c net.Conn) {
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-	c.Close()
-}
-
-func (p *Proxy) isClosed() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closed
-}
-
-func (p *Proxy) acceptLoop() {
-	defer p.wg.Done()
-	for {
-		c, err := p.tl.Accept()
-		if err != nil {
-			if p.isClosed() {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		select {
-		case p.sem <- struct{}{}:
-		default:
-			c.Close() // too many connections: refuse rather than grow
-			continue
-		}
-		p.tcpConns.Add(1)
-		mode := p.Mode()
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer func() { <-p.sem }()
-			p.serveTCP(c, mode)
-		}()
-	}
-}
+func (p *Proxy) Close() { p.shutdown(p.tl, p.ul) }
 
 func (p *Proxy) serveTCP(client net.Conn, mode ProxyMode) {
 	if !p.track(client) {
@@ -280,20 +210,11 @@ func (p *Proxy) udpLoop() {
 			}
 			continue
 		}
-		select {
-		case p.sem <- struct{}{}:
-		default:
-			continue // overloaded: drop, as a UDP server may
-		}
-		p.udpMsgs.Add(1)
 		msg := append([]byte(nil), buf[:n]...)
 		mode := p.Mode()
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer func() { <-p.sem }()
-			p.relayUDP(msg, from, mode)
-		}()
+		if p.run(func() { p.relayUDP(msg, from, mode) }) { // overloaded: dropped, as a UDP server may
+			p.udpMsgs.Add(1)
+		}
 	}
 }
 
