@@ -46,12 +46,8 @@ func lastTransfer(t *testing.T, m *Manager, zone string) *Summary {
 }
 
 func TestIXFRAppliesChanges(t *testing.T) {
-	p := startPrimary(t, "example.com.", 1, 100)
-	m, be := newManager(t, p.addr)
+	p, m, be := startCreated(t, 1, 100)
 	ctx := context.Background()
-	if err := m.Create(ctx, "example.com."); err != nil {
-		t.Fatal(err)
-	}
 	p.setZone(2, 96)
 	p.setZone(3, 90) // two version steps behind
 	m.Notify(ctx, "example.com.", Notify{})
@@ -89,12 +85,8 @@ func TestIXFRFailuresFallBackToAXFR(t *testing.T) {
 }
 
 func TestIXFRAnsweredWithFullZoneIsAReplace(t *testing.T) {
-	p := startPrimary(t, "example.com.", 1, 100)
-	m, be := newManager(t, p.addr)
+	p, m, be := startCreated(t, 1, 100)
 	ctx := context.Background()
-	if err := m.Create(ctx, "example.com."); err != nil {
-		t.Fatal(err)
-	}
 	p.set(func(p *fakePrimary) { p.ixfr = "full" }) // as a primary that lost its journal
 	p.setZone(2, 80)
 	m.Notify(ctx, "example.com.", Notify{})
@@ -107,12 +99,8 @@ func TestIXFRAnsweredWithFullZoneIsAReplace(t *testing.T) {
 }
 
 func TestIXFRThatDoesNotFitTheStoredZoneFallsBack(t *testing.T) {
-	p := startPrimary(t, "example.com.", 1, 100)
-	m, be := newManager(t, p.addr)
+	p, m, be := startCreated(t, 1, 100)
 	ctx := context.Background()
-	if err := m.Create(ctx, "example.com."); err != nil {
-		t.Fatal(err)
-	}
 	// Someone changed the stored zone behind the agent's back: same serial, fewer records.
 	if err := be.Replace(ctx, "example.com.", backendtest.Stream(backendtest.Zone("example.com.", 1, 10))); err != nil {
 		t.Fatal(err)

@@ -117,6 +117,18 @@ func newManagerWith(t *testing.T, cfg Config, be *memory.Backend) (*Manager, *me
 	return m, be
 }
 
+// startCreated starts a primary serving example.com. (serial, n records) and a manager
+// that has created the zone from it.
+func startCreated(t *testing.T, serial uint32, n int) (*fakePrimary, *Manager, *memory.Backend) {
+	t.Helper()
+	p := startPrimary(t, "example.com.", serial, n)
+	m, be := newManager(t, p.addr)
+	if err := m.Create(context.Background(), "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	return p, m, be
+}
+
 func waitSerial(t *testing.T, be *memory.Backend, zone string, want uint32) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
@@ -171,12 +183,8 @@ func TestCreateNotifyDelete(t *testing.T) {
 }
 
 func TestNotifyWithOldSerialTransfersNothing(t *testing.T) {
-	p := startPrimary(t, "example.com.", 5, 10)
-	m, _ := newManager(t, p.addr)
+	p, m, _ := startCreated(t, 5, 10)
 	ctx := context.Background()
-	if err := m.Create(ctx, "example.com."); err != nil {
-		t.Fatal(err)
-	}
 	for _, serial := range []uint32{5, 4, 5 + 1<<31} {
 		if err := m.Notify(ctx, "example.com.", Notify{Serial: serial, HasSerial: true}); err != nil {
 			t.Fatal(err)
@@ -214,12 +222,8 @@ func TestCreateTimeoutLeavesTransferRunning(t *testing.T) {
 }
 
 func TestNotifiesCoalesce(t *testing.T) {
-	p := startPrimary(t, "example.com.", 1, 10)
-	m, be := newManager(t, p.addr)
+	p, m, be := startCreated(t, 1, 10)
 	ctx := context.Background()
-	if err := m.Create(ctx, "example.com."); err != nil {
-		t.Fatal(err)
-	}
 	hold := make(chan struct{})
 	p.set(func(p *fakePrimary) { p.hold = hold })
 	p.setZone(2, 10)
@@ -239,12 +243,8 @@ func TestNotifiesCoalesce(t *testing.T) {
 }
 
 func TestDeleteWinsOverRunningTransfer(t *testing.T) {
-	p := startPrimary(t, "example.com.", 1, 10)
-	m, be := newManager(t, p.addr)
+	p, m, be := startCreated(t, 1, 10)
 	ctx := context.Background()
-	if err := m.Create(ctx, "example.com."); err != nil {
-		t.Fatal(err)
-	}
 	hold := make(chan struct{})
 	p.set(func(p *fakePrimary) { p.hold = hold })
 	p.setZone(2, 10)
@@ -276,12 +276,8 @@ func TestHighestSerialMasterWins(t *testing.T) {
 }
 
 func TestCutTransferKeepsOldZone(t *testing.T) {
-	p := startPrimary(t, "example.com.", 1, 200)
-	m, be := newManager(t, p.addr)
+	p, m, be := startCreated(t, 1, 200)
 	ctx := context.Background()
-	if err := m.Create(ctx, "example.com."); err != nil {
-		t.Fatal(err)
-	}
 	p.set(func(p *fakePrimary) { p.cut, p.ixfr = true, "cut" })
 	p.setZone(2, 300)
 	m.Notify(ctx, "example.com.", Notify{})
