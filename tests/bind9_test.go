@@ -32,6 +32,12 @@ const fooBar = "foo_bar.example.com. 300 IN A 192.0.2.1"
 
 func startBind9Env(t *testing.T, mode string, records int) *bind9Env {
 	t.Helper()
+	return startBind9EnvWith(t, mode, records, nil)
+}
+
+// startBind9EnvWith is startBind9Env with extra [service:agent] options.
+func startBind9EnvWith(t *testing.T, mode string, records int, service map[string]string) *bind9Env {
+	t.Helper()
 	harness.Require(t, "named", "rndc")
 	z := harness.NewZone(zone, 2024010101, records)
 	z.Extra = []string{fooBar}
@@ -42,6 +48,7 @@ func startBind9Env(t *testing.T, mode string, records int) *bind9Env {
 	})
 	e.n = harness.StartBackendNamed(t, harness.BackendOptions{})
 	e.cfg = bind9AgentConfig(e.p, e.n, mode)
+	e.cfg.Service = service
 	e.a = harness.StartAgent(t, e.cfg)
 	e.cfg = e.a.Config // with the ports and directories filled in, for a restart
 	return e
@@ -369,4 +376,57 @@ func TestBind9CreateOfZoneDefinedInNamedConf(t *testing.T) {
 	if left := dirEntries(t, n.ZoneDir()); len(left) != 0 {
 		t.Errorf("files written: %v", left)
 	}
+}
+
+// Issue 12 item 5: named answering SERVFAIL for a zone it has but has not loaded (named
+// restarting and loading its zones) does not make the agent drop the zone: the checks
+// fail and are retried, and once named serves the zone again a change on the primary
+// reaches it without any NOTIFY. Only rndc showzone says a zone is gone.
+func TestBind9ServfailKeepsZoneScheduled(t *testing.T) {
+	t.Parallel()
+	e := startBind9EnvWith(t, "reload", 50, map[string]string{"refresh_interval": "1", "retry_min": "0.2"})
+	create(t, e.a, 0x0701)
+	e.matchesPrimary(t)
+
+	// named restarts and cannot load the zone yet: it has it, and answers SERVFAIL.
+	path := filepath.Join(e.n.ZoneDir(), "example.com.zone")
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.n.Stop()
+	if err := os.WriteFile(path, []byte("$ORIGIN example.com.\n@ 3600 IN NOTATYPE x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.n.Restart(t)
+	mark := len(e.a.Output())
+	if r := e.n.Query(t, zone, dns.TypeSOA); r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("named answers %s for the zone it cannot load, want SERVFAIL: the test proves nothing", dns.RcodeToString[r.Rcode])
+	}
+	if !agentLogged(e.a, mark, "answers SERVFAIL") {
+		t.Errorf("the agent did not log named's SERVFAIL within 2 s of the restart:\n%s", e.a.Output()[mark:])
+	}
+	time.Sleep(time.Second) // a few more failed checks
+
+	// named has loaded the zone again; the primary changes it and notifies nobody.
+	if err := os.WriteFile(path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.n.Rndc("reload", "example.com"); err != nil {
+		t.Fatalf("rndc reload: %v: %s", err, out)
+	}
+	e.waitServes(t, e.z.Serial, 5*time.Second)
+	z2 := e.z.Next(3, 3)
+	e.p.SetZone(t, zone, z2.Text())
+	start := time.Now()
+	e.waitServes(t, z2.Serial, 15*time.Second)
+	t.Logf("the primary's change reached named %v later, without a NOTIFY", time.Since(start))
+	e.matchesPrimary(t)
+	if log := e.a.Output()[mark:]; strings.Contains(log, "no longer in the backend") {
+		t.Errorf("the agent took SERVFAIL for a deleted zone:\n%s", log)
+	}
+	if code, body := httpGet(t, e.a, "/zones/"+zone); code != 200 || !strings.Contains(body, fmt.Sprintf(`"applied_serial": %d`, z2.Serial)) && !strings.Contains(body, fmt.Sprintf(`"applied_serial":%d`, z2.Serial)) {
+		t.Errorf("/zones/%s: %d %s, want the zone at serial %d", zone, code, body, z2.Serial)
+	}
+	e.a.CheckAlive(t)
 }

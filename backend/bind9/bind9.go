@@ -67,24 +67,45 @@ func New(cfg Config, rndc RNDC) (*Backend, error) {
 	return &Backend{cfg: cfg, dir: dir, rndc: rndc, owned: map[string]bool{}}, nil
 }
 
-// Serial asks named for the zone's SOA. A zone named does not answer for authoritatively
-// is not found; one it answers for but that is not ours is ErrNotOwned.
+// Serial asks named for the zone's SOA. When named does not serve the zone, only rndc
+// showzone decides whether it is gone (ErrNotFound), someone else's (ErrNotOwned), or ours
+// and not loaded right now: named starting and loading its zones answers SERVFAIL for a
+// while, and taking that for "gone" would drop the zone from every refresh and retry.
 func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
 	zone, err := canonical("serial", zone)
 	if err != nil {
 		return 0, err
 	}
-	serial, served, err := b.querySOA(ctx, zone)
+	serial, unserved, err := b.querySOA(ctx, zone)
+	if err == nil && unserved != "" {
+		err = b.whyUnserved(ctx, zone, unserved)
+	}
+	if err == nil {
+		err = b.ensureOwned(ctx, zone)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("bind9 backend: serial %s: %w", zone, err)
 	}
-	if !served {
-		return 0, fmt.Errorf("bind9 backend: serial %s: named does not serve it: %w", zone, backend.ErrNotFound)
-	}
-	if err := b.ensureOwned(ctx, zone); err != nil {
-		return 0, fmt.Errorf("bind9 backend: serial %s: %w", zone, err)
-	}
 	return serial, nil
+}
+
+// whyUnserved explains a zone named answered for with unserved (an rcode, a referral).
+// The zone is not found when named does not have it, or has it with its file gone: then
+// nothing can load it again and a CREATE must put it back. Any other case is transient.
+func (b *Backend) whyUnserved(ctx context.Context, zone, unserved string) error {
+	found, file, err := b.showzone(ctx, zone)
+	switch {
+	case err != nil:
+		return fmt.Errorf("named answers %s to its SOA query, and showzone failed: %w", unserved, err)
+	case !found:
+		return fmt.Errorf("named does not have the zone: %w", backend.ErrNotFound)
+	case !b.ours(file):
+		return notOwned(file)
+	case !exists(b.dir.Path(zone)):
+		return fmt.Errorf("named has the zone but its file %s is gone: %w", b.dir.Path(zone), backend.ErrNotFound)
+	}
+	b.setOwned(zone, true)
+	return fmt.Errorf("named has the zone but answers %s to its SOA query (starting or loading it?); will retry", unserved)
 }
 
 // Create writes the zone file and adds the zone to named. If named refuses the zone the
@@ -109,9 +130,9 @@ func (b *Backend) create(ctx context.Context, zone string, src backend.Source) e
 		if !b.ours(file) {
 			return notOwned(file)
 		}
-		if _, served, err := b.querySOA(ctx, zone); err != nil {
+		if _, unserved, err := b.querySOA(ctx, zone); err != nil {
 			return err
-		} else if served {
+		} else if unserved == "" {
 			return errors.New("the zone exists already")
 		}
 		// named has our zone but does not serve it (its file was lost or broken): start

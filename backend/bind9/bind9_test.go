@@ -6,6 +6,7 @@ package bind9
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -448,5 +449,88 @@ func TestExecPassesArgumentsAndOutput(t *testing.T) {
 	cfg.RNDCBinary = "no-such-rndc-binary"
 	if _, err := NewExec(cfg); err == nil || !strings.Contains(err.Error(), "rndc_binary") {
 		t.Errorf("missing binary: %v", err)
+	}
+}
+
+// fakeNamed answers every SOA query on UDP with a reply built by answer; the fake DNS
+// seam beside the fake rndc.
+func fakeNamed(t *testing.T, answer func(q *dns.Msg) *dns.Msg) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		w.WriteMsg(answer(q))
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// A zone named does not serve for a moment (SERVFAIL while it starts and loads its zones,
+// or a non-authoritative answer) is not gone: Serial is a transient error unless rndc
+// showzone says named does not have the zone, or its file is gone.
+func TestSerialUnservedIsNotFoundOnlyByShowzone(t *testing.T) {
+	servfail := func(q *dns.Msg) *dns.Msg { return new(dns.Msg).SetRcode(q, dns.RcodeServerFailure) }
+	nonAuth := func(q *dns.Msg) *dns.Msg { return new(dns.Msg).SetReply(q) }
+	refused := func(q *dns.Msg) *dns.Msg { return new(dns.Msg).SetRcode(q, dns.RcodeRefused) }
+	// showzone answers are built from the zone file named would load.
+	ours := func(file string, _ []string) (string, error) {
+		return `zone "example.com" { type primary; file "` + file + `"; };`, nil
+	}
+	theirs := func(string, []string) (string, error) {
+		return `zone "example.com" { type primary; file "/etc/bind/db.example.com"; };`, nil
+	}
+	down := func(_ string, args []string) (string, error) {
+		return "", rndcFailure(args, "rndc: connect failed: 127.0.0.1#953: connection refused")
+	}
+	missing := func(_ string, args []string) (string, error) { return notFound(args) }
+	tests := []struct {
+		name     string
+		answer   func(*dns.Msg) *dns.Msg
+		showzone func(file string, args []string) (string, error)
+		file     bool  // the zone file exists
+		want     error // nil: transient, neither ErrNotFound nor ErrNotOwned
+		says     string
+	}{
+		{"SERVFAIL, ours", servfail, ours, true, nil, "answers SERVFAIL"},
+		{"non-authoritative, ours", nonAuth, ours, true, nil, "non-authoritative"},
+		{"SERVFAIL, rndc down", servfail, down, true, nil, "connection refused"},
+		{"REFUSED, no such zone", refused, missing, false, backend.ErrNotFound, "does not have the zone"},
+		{"SERVFAIL, file gone", servfail, ours, false, backend.ErrNotFound, "is gone"},
+		{"SERVFAIL, someone else's", servfail, theirs, true, backend.ErrNotOwned, "/etc/bind/db.example.com"},
+	}
+	for _, tt := range tests {
+		cfg := testConfig(t)
+		cfg.QueryDestination = fakeNamed(t, tt.answer)
+		file := filepath.Join(cfg.ZoneFilePath, "example.com.zone")
+		if tt.file {
+			if err := os.WriteFile(file, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := &fakeRNDC{answer: func(args []string) (string, error) {
+			if args[0] != "showzone" {
+				t.Errorf("%s: unexpected rndc %q", tt.name, args)
+				return "", nil
+			}
+			return tt.showzone(file, args)
+		}}
+		b := newTestBackend(t, cfg, r)
+		_, err := b.Serial(t.Context(), "example.com.")
+		switch {
+		case err == nil:
+			t.Errorf("%s: Serial succeeded", tt.name)
+		case tt.want == nil && (errors.Is(err, backend.ErrNotFound) || errors.Is(err, backend.ErrNotOwned)):
+			t.Errorf("%s: Serial: %v, want a transient error (the zone is named's, not gone)", tt.name, err)
+		case tt.want != nil && !errors.Is(err, tt.want):
+			t.Errorf("%s: Serial: %v, want %v", tt.name, err, tt.want)
+		case !strings.Contains(err.Error(), tt.says):
+			t.Errorf("%s: Serial: %v, want it to say %q", tt.name, err, tt.says)
+		}
+		if got := r.commands(); !slices.Equal(got, []string{"showzone"}) {
+			t.Errorf("%s: rndc commands %q, want showzone alone", tt.name, got)
+		}
 	}
 }

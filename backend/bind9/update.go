@@ -227,12 +227,12 @@ func (b *Backend) installFrom(ctx context.Context, produce func(context.Context)
 // before named has finished writing the zone out (named dumps to a temp file and renames
 // it over the zone file), and a file renamed into place before that would be overwritten.
 func (b *Backend) waitDumped(ctx context.Context, zone string) error {
-	serving, served, err := b.querySOA(ctx, zone)
+	serving, unserved, err := b.querySOA(ctx, zone)
 	if err != nil {
 		return err
 	}
-	if !served {
-		return errors.New("named does not serve the zone")
+	if unserved != "" {
+		return fmt.Errorf("named does not serve the zone: it answers %s", unserved)
 	}
 	var inFile uint32
 	if poll(ctx, b.cfg.RNDCTimeout, func() bool {
