@@ -77,6 +77,7 @@ type catalogState struct {
 	broken      *BrokenError
 	pending     *PendingRemoval
 	ignored     map[string]string // listed members left alone, and why
+	loops       map[string]string // owned members whose coo leads round a loop, and the coo's target
 	failed      map[string]string // member zones whose change failed, and why; retried
 	ensure      map[string]bool   // owned members to make sure exist at the next pass
 	retries     int
@@ -534,6 +535,13 @@ func (c *Consumer) finishLocked(st *catalogState, cat *Catalog, p *plan, errs []
 			c.log.Warn("member zone ignored", zap.String("catalog", st.name), zap.String("zone", zone), zap.String("reason", why))
 		}
 	}
+	for zone, target := range p.loops {
+		if st.loops[zone] != target { // logged once, not at every pass
+			c.log.Warn("member zone's coo not followed: it leads round a loop of catalogs back to this one (coo loop); "+
+				"this catalog keeps the zone", zap.String("catalog", st.name), zap.String("zone", zone), zap.String("coo", target))
+		}
+	}
+	st.loops = p.loops
 	if st.applied == nil || !sameMembers(st.applied, cat) {
 		st.lastChange = c.now()
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -330,6 +331,50 @@ func TestConsumerChangeOfOwnership(t *testing.T) {
 	e.publish(catB, 3, "2", members("b1"))
 	e.waitApplied(catB, 3)
 	e.waitZones(zones("a1", "b1")...)
+}
+
+// Issue 12 item 6: two catalogs whose coos point at each other do not hand the member
+// back and forth: the owner keeps it, the state file is written no more, and the loop is
+// logged once.
+func TestConsumerCOOLoopIsNotFollowed(t *testing.T) {
+	p := primaryWith(t, "x", "a1", "b1")
+	p.setZone(catA, catalogRRs(t, catA, 1, "2", members("x", "a1")))
+	p.setZone(catB, catalogRRs(t, catB, 1, "2", members("b1", "x")))
+	e := startEnv(t, p, memory.New(), Config{Zones: []string{catA, catB}})
+	e.waitApplied(catA, 1)
+	e.waitApplied(catB, 1)
+	e.waitZones(zones("a1", "b1", "x")...)
+	owner := func() string {
+		st, _ := loadState(e.cfg.StateFile)
+		return st["x.test."].Catalog
+	}
+	first := owner()
+
+	e.publish(catB, 2, "2", members("b1", "x"), "coo.lx.zones 0 IN PTR "+catA)
+	e.waitApplied(catB, 2)
+	e.publish(catA, 2, "2", members("x", "a1"), "coo.lx.zones 0 IN PTR "+catB)
+	e.waitApplied(catA, 2)
+	time.Sleep(200 * time.Millisecond)
+	info, err := os.Stat(e.cfg.StateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handOffs := e.logs.FilterMessageSnippet("handed over").Len()
+	time.Sleep(time.Second)
+
+	if now := owner(); now != first {
+		t.Errorf("x is owned by %s, was %s: ownership must stay put", now, first)
+	}
+	if n := e.logs.FilterMessageSnippet("handed over").Len(); n != handOffs || n > 1 {
+		t.Errorf("%d hand-overs logged (%d a second earlier): x goes round the loop", n, handOffs)
+	}
+	if later, err := os.Stat(e.cfg.StateFile); err != nil || !later.ModTime().Equal(info.ModTime()) {
+		t.Errorf("the state file was rewritten (%v, %v): x goes round the loop", later.ModTime(), err)
+	}
+	if n := e.logs.FilterMessageSnippet("coo loop").Len(); n != 1 {
+		t.Errorf("the coo loop was logged %d times, want once", n)
+	}
+	e.waitZones(zones("a1", "b1", "x")...)
 }
 
 func TestConsumerOwnershipSurvivesRestart(t *testing.T) {

@@ -51,6 +51,7 @@ type plan struct {
 	actions  []action
 	claims   map[string]owner  // ownership to record before acting: new members, new labels, hand-overs to us
 	handOffs map[string]owner  // members handed over to another catalog (coo)
+	loops    map[string]string // owned members whose coo chain comes back here: kept, not handed on
 	ignored  map[string]string // listed members left alone, and why
 	retry    map[string]string // listed members the backend could not tell about
 	owned    int               // members this catalog owned before this version
@@ -63,7 +64,8 @@ type plan struct {
 // a member whose unique label changed is reset; a member owned by another catalog is
 // taken over only when that catalog's coo names this one.
 func makePlan(in planInput) *plan {
-	p := &plan{claims: map[string]owner{}, handOffs: map[string]owner{}, ignored: map[string]string{}, retry: map[string]string{}}
+	p := &plan{claims: map[string]owner{}, handOffs: map[string]owner{}, loops: map[string]string{},
+		ignored: map[string]string{}, retry: map[string]string{}}
 	for zone, reason := range in.next.Unusable {
 		p.ignored[zone] = reason
 	}
@@ -110,11 +112,19 @@ func (p *plan) member(in planInput, m Member) {
 		}
 	case o.Catalog == in.catalog:
 		if target, ok := in.cooTarget(in.next, zone); ok {
-			p.handOffs[zone] = owner{Catalog: target, Label: o.Label}
-			return
+			if !in.cooCycle(zone, in.catalog) {
+				p.handOffs[zone] = owner{Catalog: target, Label: o.Label}
+				return
+			}
+			p.loops[zone] = target
 		}
 		p.keepOrReset(in, zone, o, m)
 	case in.others[o.Catalog] != nil && in.others[o.Catalog].Members[zone].COO == in.catalog:
+		if in.cooCycle(zone, o.Catalog) {
+			p.ignored[zone] = fmt.Sprintf("catalog %s owns the zone and keeps it: its coo names this catalog, "+
+				"whose coo leads back to it (coo loop)", o.Catalog)
+			return
+		}
 		p.keepOrReset(in, zone, o, m) // handed over to us by the owner's coo (RFC 9432 §5.6)
 	default:
 		p.ignored[zone] = fmt.Sprintf("catalog %s owns the zone (a coo there naming this catalog would hand it over)", o.Catalog)
@@ -155,6 +165,32 @@ func (in planInput) cooTarget(v *Catalog, zone string) (string, bool) {
 	return target, listed
 }
 
+// cooCycle tells whether following the member's coo from catalog start, through the
+// catalogs consumed here that list the member, comes back to start. Following such a coo
+// would hand the member round the cycle without end, so the owner keeps it.
+func (in planInput) cooCycle(zone, start string) bool {
+	seen := map[string]bool{}
+	for cur := start; !seen[cur]; {
+		seen[cur] = true
+		v := in.others[cur]
+		if cur == in.catalog {
+			v = in.next
+		}
+		if v == nil {
+			return false
+		}
+		m, listed := v.Members[zone]
+		if !listed || m.COO == "" {
+			return false
+		}
+		if m.COO == start {
+			return true
+		}
+		cur = m.COO
+	}
+	return false
+}
+
 // held tells whether applying the plan must wait: it would delete more than maxRemoval
 // of the members this catalog owns.
 func (p *plan) tooManyDeletes(maxRemoval float64) bool {
@@ -192,6 +228,9 @@ func (p *plan) String() string {
 	}
 	for zone, o := range p.handOffs {
 		lines = append(lines, "hand-off "+zone+" to "+o.Catalog)
+	}
+	for zone, target := range p.loops {
+		lines = append(lines, "coo loop "+zone+" via "+target)
 	}
 	for zone := range p.ignored {
 		lines = append(lines, "ignore "+zone)
