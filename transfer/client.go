@@ -37,7 +37,7 @@ type session struct {
 	zone   string
 	master netip.AddrPort
 	id     uint16
-	mac    string // TSIG MAC of the previous message, chained into the next (RFC 8945 §5.3.1)
+	tsig   *tsigChain // verifies the replies when the client has a key
 
 	Records int // records received, for the caps and the transfer summary
 	Bytes   int // wire bytes received
@@ -79,7 +79,10 @@ func (s *session) pack(req *dns.Msg) ([]byte, error) {
 	}
 	req.SetTsig(key.Name, key.Algorithm, 300, time.Now().Unix())
 	packed, mac, err := dns.TsigGenerate(req, key.Secret, "", false)
-	s.mac = mac
+	if err != nil {
+		return nil, err
+	}
+	s.tsig, err = newTSIGChain(key, mac)
 	return packed, err
 }
 
@@ -145,26 +148,24 @@ func (s *session) read() (*dns.Msg, error) {
 	return msg, nil
 }
 
-// verify checks the TSIG of a reply. Every message must be signed: accepting unsigned
-// ones in between (RFC 8945 §5.3.1 allows up to 99) would let them be forged.
+// verify checks the TSIG of a reply (see tsigChain).
 func (s *session) verify(msg *dns.Msg) error {
-	key := s.client.Key
-	ts := msg.IsTsig()
 	switch {
-	case key == nil && ts == nil:
-		return nil
-	case key == nil:
+	case s.tsig != nil:
+		return s.tsig.verify(s.buf, msg)
+	case msg.IsTsig() != nil:
 		return errors.New("signed reply to an unsigned request")
-	case ts == nil:
-		return fmt.Errorf("unsigned reply, but TSIG key %s is configured (rcode %s)", key.Name, dns.RcodeToString[msg.Rcode])
-	case ts.Error != dns.RcodeSuccess:
-		return fmt.Errorf("primary rejected TSIG key %s: %s", key.Name, dns.RcodeToString[int(ts.Error)])
 	}
-	if err := dns.TsigVerify(s.buf, key.Secret, s.mac, false); err != nil {
-		return fmt.Errorf("reply signature does not verify with TSIG key %s: %w", key.Name, err)
-	}
-	s.mac = ts.MAC
 	return nil
+}
+
+// complete is called when the answer's last record was read: it must not end in unsigned
+// messages.
+func (s *session) complete() error {
+	if s.tsig == nil {
+		return nil
+	}
+	return s.tsig.complete()
 }
 
 // SOA asks master for the zone's SOA over TCP. The answer must be authoritative.
@@ -296,6 +297,11 @@ func (st *Stream) take(rrs []dns.RR) error {
 			continue
 		}
 		batch = append(batch, rr)
+	}
+	if st.done {
+		if err := st.complete(); err != nil {
+			return err
+		}
 	}
 	if len(batch) > 0 {
 		st.batch = batch

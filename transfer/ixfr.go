@@ -78,6 +78,9 @@ func decodeIXFR(s *session, serial uint32) (*IXFRResult, error) {
 			}
 		}
 		if d.done {
+			if err := s.complete(); err != nil {
+				return nil, err
+			}
 			break
 		}
 		msg, err := s.read()

@@ -1,6 +1,10 @@
 package transfer
 
 import (
+	"crypto/hmac"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"net"
 	"net/netip"
 	"slices"
@@ -27,6 +31,7 @@ type fakePrimary struct {
 	ixfr     string        // "" answers IXFR properly; "notimp", "full", "badchain" or "cut" misbehave
 	down     bool          // close every connection at once, as a primary that is down
 	tsig     string        // when set, requests must be signed with this key name (secret tsigSecret)
+	signing  signing       // how the messages of a signed transfer are signed
 	cut      bool          // stop before the closing SOA and close the connection
 	hold     chan struct{} // when set, AXFRs wait until it is closed
 	extra    []dns.RR      // appended to the transfer (e.g. out-of-zone records)
@@ -74,13 +79,111 @@ func (p *fakePrimary) setZone(serial uint32, n int) {
 const tsigSecret = "c2VjcmV0LWZvci10ZXN0cy1vbmx5LTEyMzQ1Njc4"
 
 // send writes records in messages of 50, signed when the request was.
-func send(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR) {
-	for i := 0; i < len(rrs); i += 50 {
-		msg := new(dns.Msg).SetReply(r)
-		msg.Answer = rrs[i:min(i+50, len(rrs))]
-		sign(w, r, msg)
-		w.WriteMsg(msg)
+func send(w dns.ResponseWriter, r *dns.Msg, rrs []dns.RR, how signing) {
+	var signer *streamSigner
+	if t := r.IsTsig(); t != nil && w.TsigStatus() == nil {
+		signer = newStreamSigner(t)
 	}
+	n := (len(rrs) + 49) / 50
+	for i := range n {
+		msg := new(dns.Msg).SetReply(r)
+		msg.Answer = rrs[i*50 : min(i*50+50, len(rrs))]
+		if signer == nil {
+			w.WriteMsg(msg)
+			continue
+		}
+		wire := signer.sign(msg, how.signs(i, n))
+		if how.alter && i == n/2 {
+			wire[3] ^= 0x20 // the AD bit: parses the same, but covered by the MAC
+		}
+		w.Write(wire)
+	}
+}
+
+// signing says which messages of a signed transfer carry a TSIG. The zero value signs
+// every message.
+type signing struct {
+	every        int  // sign only message 0, every every-th message and the last
+	lastUnsigned bool // leave the last message unsigned (a stream that is not closed by a MAC)
+	alter        bool // flip a bit in the middle message after signing it
+}
+
+func (h signing) signs(i, n int) bool {
+	switch {
+	case i == n-1:
+		return !h.lastUnsigned
+	case h.every > 1:
+		return i%h.every == 0
+	}
+	return true
+}
+
+// streamSigner signs the messages of one answer as RFC 8945 §5.3.1 says, written here
+// from the RFC rather than with the client's code: a MAC covers the previous MAC (the
+// request's first), every unsigned message since, the message, and all TSIG variables
+// (first message) or the timers only (later ones).
+type streamSigner struct {
+	req      *dns.TSIG
+	prior    []byte // previous MAC
+	unsigned []byte // unsigned messages since
+	signed   int
+}
+
+func newStreamSigner(req *dns.TSIG) *streamSigner {
+	prior, _ := hex.DecodeString(req.MAC)
+	return &streamSigner{req: req, prior: prior}
+}
+
+func (s *streamSigner) sign(m *dns.Msg, signIt bool) []byte {
+	wire, err := m.Pack()
+	if err != nil {
+		panic(err)
+	}
+	if !signIt {
+		s.unsigned = append(s.unsigned, wire...)
+		return wire
+	}
+	secret, _ := base64.StdEncoding.DecodeString(tsigSecret)
+	h := hmac.New(tsigHashes[s.req.Algorithm], secret)
+	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(s.prior))))
+	h.Write(s.prior)
+	h.Write(s.unsigned)
+	h.Write(wire)
+	now := uint64(time.Now().Unix())
+	timers := binary.BigEndian.AppendUint16(nil, uint16(now>>32))
+	timers = binary.BigEndian.AppendUint32(timers, uint32(now))
+	timers = binary.BigEndian.AppendUint16(timers, 300)
+	if s.signed == 0 { // RFC 8945 §4.3.3: name, class ANY, TTL 0, algorithm, timers, error, other len
+		h.Write(packName(s.req.Hdr.Name))
+		h.Write([]byte{0, dns.ClassANY, 0, 0, 0, 0})
+		h.Write(packName(s.req.Algorithm))
+		h.Write(timers)
+		h.Write([]byte{0, 0, 0, 0})
+	} else {
+		h.Write(timers)
+	}
+	mac := h.Sum(nil)
+	ts := &dns.TSIG{Hdr: dns.RR_Header{Name: s.req.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: s.req.Algorithm, TimeSigned: now, Fudge: 300, MACSize: uint16(len(mac)), MAC: hex.EncodeToString(mac), OrigId: m.Id}
+	rr := make([]byte, dns.Len(ts))
+	off, err := dns.PackRR(ts, rr, 0, nil, false)
+	if err != nil {
+		panic(err)
+	}
+	wire = append(wire, rr[:off]...)
+	binary.BigEndian.PutUint16(wire[10:], binary.BigEndian.Uint16(wire[10:])+1) // ARCOUNT
+	s.prior, s.unsigned = mac, nil
+	s.signed++
+	return wire
+}
+
+func packName(name string) []byte {
+	b := make([]byte, 256)
+	n, err := dns.PackDomainName(dns.CanonicalName(name), b, 0, nil, false)
+	if err != nil {
+		panic(err)
+	}
+	return b[:n]
 }
 
 func sign(w dns.ResponseWriter, r, reply *dns.Msg) {
@@ -130,7 +233,7 @@ func missing(a, b []dns.RR) []dns.RR {
 
 func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	p.mu.Lock()
-	records, cut, hold, extra, mode, down := p.records, p.cut, p.hold, p.extra, p.ixfr, p.down
+	records, cut, hold, extra, mode, down, how := p.records, p.cut, p.hold, p.extra, p.ixfr, p.down, p.signing
 	var ixfr []dns.RR
 	if r.Question[0].Qtype == dns.TypeIXFR && len(r.Ns) == 1 {
 		ixfr = p.ixfrAnswer(r.Ns[0].(*dns.SOA).Serial)
@@ -163,10 +266,10 @@ func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 			reply.Rcode = dns.RcodeNotImplemented
 			w.WriteMsg(reply)
 		case "cut":
-			send(w, r, ixfr[:len(ixfr)/2])
+			send(w, r, ixfr[:len(ixfr)/2], how)
 			w.Close()
 		default:
-			send(w, r, ixfr)
+			send(w, r, ixfr, how)
 		}
 	case dns.TypeAXFR:
 		p.axfrs.Add(1)
@@ -177,7 +280,7 @@ func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 		if !cut {
 			body = append(body, records[0])
 		}
-		send(w, r, body)
+		send(w, r, body, how)
 		if cut {
 			w.Close()
 		}
