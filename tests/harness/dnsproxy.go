@@ -29,6 +29,9 @@ type DNSFault struct {
 	// Hang reads the query and never answers: a primary that accepts connections and
 	// then stalls. The connection stays open until the client gives up.
 	Hang bool
+	// Rewrite, when set, relays the reply stream message by message, each replaced by
+	// what Rewrite returns for it (i counts from 0; msg is without its length prefix).
+	Rewrite func(i int, msg []byte) []byte
 }
 
 // DNSProxyMode says what a DNSProxy does, by the type of a connection's first query.
@@ -145,18 +148,12 @@ func (p *DNSProxy) Close() { p.shutdown(p.ln) }
 // readQuery reads one length-prefixed message; it returns the raw bytes (prefix
 // included) and the message, nil if it does not parse.
 func readQuery(c net.Conn) ([]byte, *dns.Msg, error) {
-	c.SetReadDeadline(time.Now().Add(dnsProxyIdle))
-	var l [2]byte
-	if _, err := io.ReadFull(c, l[:]); err != nil {
-		return nil, nil, err
-	}
-	raw := make([]byte, 2+int(binary.BigEndian.Uint16(l[:])))
-	copy(raw, l[:])
-	if _, err := io.ReadFull(c, raw[2:]); err != nil {
+	raw, msg, err := readMessage(c)
+	if err != nil {
 		return nil, nil, err
 	}
 	m := new(dns.Msg)
-	if m.Unpack(raw[2:]) != nil || len(m.Question) != 1 {
+	if m.Unpack(msg) != nil || len(m.Question) != 1 {
 		return raw, nil, nil
 	}
 	return raw, m, nil
@@ -241,6 +238,10 @@ func (p *DNSProxy) relay(client net.Conn, query []byte, fault DNSFault) {
 }
 
 func (p *DNSProxy) relayReplies(client, up net.Conn, fault DNSFault) {
+	if fault.Rewrite != nil {
+		p.rewriteReplies(client, up, fault.Rewrite)
+		return
+	}
 	buf := make([]byte, 16<<10)
 	sent := 0
 	for first := true; ; first = false {
@@ -278,6 +279,40 @@ func (p *DNSProxy) relayReplies(client, up net.Conn, fault DNSFault) {
 			return
 		}
 	}
+}
+
+// rewriteReplies relays the upstream's messages one at a time through rewrite.
+func (p *DNSProxy) rewriteReplies(client, up net.Conn, rewrite func(int, []byte) []byte) {
+	for i := 0; ; i++ {
+		_, msg, err := readMessage(up)
+		if err != nil {
+			if tc, ok := client.(*net.TCPConn); ok && errors.Is(err, io.EOF) {
+				tc.CloseWrite()
+			}
+			return
+		}
+		out := rewrite(i, msg)
+		client.SetWriteDeadline(time.Now().Add(dnsProxyIdle))
+		if _, err := client.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(out))), out...)); err != nil {
+			return
+		}
+	}
+}
+
+// readMessage reads one length-prefixed message; it returns the raw bytes (prefix
+// included) and the message without its prefix.
+func readMessage(c net.Conn) (raw, msg []byte, err error) {
+	c.SetReadDeadline(time.Now().Add(dnsProxyIdle))
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		return nil, nil, err
+	}
+	raw = make([]byte, 2+int(binary.BigEndian.Uint16(l[:])))
+	copy(raw, l[:])
+	if _, err := io.ReadFull(c, raw[2:]); err != nil {
+		return nil, nil, err
+	}
+	return raw, raw[2:], nil
 }
 
 // sleep waits d unless the proxy closes first.

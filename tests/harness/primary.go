@@ -30,6 +30,31 @@ type PrimaryOptions struct {
 	IXFRFromDifferences bool
 	// ExtraOptions is added verbatim inside options { }.
 	ExtraOptions string
+	// TransferKeys, when set, are defined in named.conf and are the only way to transfer
+	// the zones: allow-transfer lists these keys instead of any.
+	TransferKeys []TSIGKey
+}
+
+// TSIGKey is a TSIG key as named.conf writes it.
+type TSIGKey struct {
+	Name      string // without the trailing dot
+	Algorithm string // hmac-sha1, hmac-sha256, hmac-sha512...
+	Secret    string // base64
+}
+
+// NewTSIGKey returns a key with a random 32-byte secret.
+func NewTSIGKey(t testing.TB, name, algorithm string) TSIGKey {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return TSIGKey{Name: name, Algorithm: algorithm, Secret: base64.StdEncoding.EncodeToString(b)}
+}
+
+// Section is the agent's [tsig:NAME] section for the key.
+func (k TSIGKey) Section() string {
+	return fmt.Sprintf("[tsig:%s]\nalgorithm = %s\nsecret = %s\n", k.Name, k.Algorithm, k.Secret)
 }
 
 // Primary is a private named acting as the primary the agent transfers from.
@@ -178,6 +203,9 @@ func (p *Primary) writeZone(name, text string) error {
 func (p *Primary) writeConf() error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "key \"rndc-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"%s\";\n};\n", p.secret)
+	for _, k := range p.opts.TransferKeys {
+		fmt.Fprintf(&b, "key %q {\n\talgorithm %s;\n\tsecret %q;\n};\n", k.Name, k.Algorithm, k.Secret)
+	}
 	fmt.Fprintf(&b, "controls {\n\tinet 127.0.0.1 port %d allow { 127.0.0.1; } keys { \"rndc-key\"; };\n};\n", p.ctlPort)
 	fmt.Fprintf(&b, "options {\n")
 	fmt.Fprintf(&b, "\tdirectory \"%s\";\n", p.dir)
@@ -188,7 +216,16 @@ func (p *Primary) writeConf() error {
 	fmt.Fprintf(&b, "\tmanaged-keys-directory \"%s\";\n", p.dir)
 	fmt.Fprintf(&b, "\tdump-file \"%s\";\n", filepath.Join(p.dir, "named_dump.db"))
 	fmt.Fprintf(&b, "\tstatistics-file \"%s\";\n", filepath.Join(p.dir, "named.stats"))
-	fmt.Fprintf(&b, "\trecursion no;\n\tallow-query { any; };\n\tallow-transfer { any; };\n")
+	fmt.Fprintf(&b, "\trecursion no;\n\tallow-query { any; };\n")
+	if len(p.opts.TransferKeys) == 0 {
+		fmt.Fprintf(&b, "\tallow-transfer { any; };\n")
+	} else {
+		fmt.Fprintf(&b, "\tallow-transfer {")
+		for _, k := range p.opts.TransferKeys {
+			fmt.Fprintf(&b, " key %q;", k.Name)
+		}
+		fmt.Fprintf(&b, " };\n")
+	}
 	fmt.Fprintf(&b, "\tdnssec-validation no;\n\tnotify explicit;\n\tnotify-delay 0;\n")
 	fmt.Fprintf(&b, "\tcheck-names primary ignore;\n")
 	if len(p.opts.AlsoNotify) > 0 {
