@@ -68,16 +68,17 @@ type Incremental interface {
 }
 
 // Key identifies a record the way RFC 1995 deletions name it: owner (case-folded), class,
-// type and data; the TTL is not part of it.
+// type and data; the TTL is not part of it. It is read from Presentation, so a stored line
+// (zonefile.Line) gives the same key without being parsed.
 func Key(rr dns.RR) string {
-	line := rr.String()
+	line := Presentation(rr)
 	if key, ok := KeyOfLine(line); ok {
 		return key
 	}
 	return line
 }
 
-// KeyOfLine is Key of the record whose presentation (rr.String()) is line: its first four
+// KeyOfLine is Key of the record whose presentation (Presentation) is line: its first four
 // tab-separated fields are owner, TTL, class and type, then comes the data. A backend that
 // stores such lines can match records without parsing them. ok is false for a line of
 // another shape.

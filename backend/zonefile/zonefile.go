@@ -222,24 +222,17 @@ func WriteRecords(w *bufio.Writer, rrs []dns.RR) error {
 }
 
 // LineKey returns backend.Key of the record a line written by Line holds, without parsing
-// it (backend.KeyOfLine, once Line's escape is undone). ok is false for a line of another
-// shape: a file someone else wrote.
+// it (backend.KeyOfLine). ok is false for a line of another shape: a file someone else wrote.
 func LineKey(line string) (key string, ok bool) {
-	if strings.HasPrefix(line, `\$`) {
-		line = line[1:]
-	}
 	return backend.KeyOfLine(line)
 }
 
-// Line is rr as a master-file line. An owner name starting with '$' is escaped: at the
-// start of a line "$INCLUDE" or "$ORIGIN" is a directive (RFC 1035 §5.1), and a primary
-// could otherwise make the DNS server read any file into the zone.
+// Line is rr as a master-file line that BIND, Knot and NSD all load (backend.Presentation).
+// An owner name starting with '$' comes out escaped: at the start of a line "$INCLUDE" or
+// "$ORIGIN" is a directive (RFC 1035 §5.1), and a primary could otherwise make the DNS
+// server read any file into the zone.
 func Line(rr dns.RR) string {
-	line := rr.String()
-	if strings.HasPrefix(line, "$") {
-		return `\` + line
-	}
-	return line
+	return backend.Presentation(rr)
 }
 
 // Install renames a temp file from WriteTemp over the zone's file and makes the rename

@@ -236,3 +236,61 @@ func TestLineKeyMatchesKey(t *testing.T) {
 		}
 	}
 }
+
+// The lines Knot DNS 3.2 refused (issue 12, item 7): each must come out in a form BIND,
+// Knot and NSD all read, and read back as the same record. tests/knot_test.go runs the real
+// checkers (named-checkzone, nsd-checkzone, kzonecheck) on a zone of every type.
+func TestLineKnotAccepts(t *testing.T) {
+	wire := func(name string) dns.RR { // from the wire nothing escapes a '$'
+		return &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 300}, Target: "t$x.example.com."}
+	}
+	for _, c := range []struct {
+		rr   dns.RR
+		want string
+	}{
+		{mustRR(t, `u.example.com. 300 IN TYPE65000 \# 4 0a000001`), "u.example.com.\t300\tIN\tTYPE65000\t\\# 4 0a000001"},
+		{mustRR(t, `u.example.com. 300 IN TYPE65001 \# 0`), "u.example.com.\t300\tIN\tTYPE65001\t\\# 0"},
+		// a type Knot or NSD does not know by name: generic form too (RFC 3597 §5)
+		{mustRR(t, `h.example.com. 300 IN AMTRELAY 10 0 1 203.0.113.15`), "h.example.com.\t300\tIN\tTYPE260\t\\# 6 0a01cb00710f"},
+		{mustRR(t, `n.example.com. 300 IN NSEC z.example.com. A AMTRELAY TYPE65000`), "n.example.com.\t300\tIN\tNSEC\tz.example.com. A TYPE260 TYPE65000"},
+		{mustRR(t, `s.example.com. 300 IN SVCB 1 . alpn=h2 no-default-alpn key65000 port=8443`), "s.example.com.\t300\tIN\tSVCB\t1 . alpn=\"h2\" no-default-alpn key65000 port=\"8443\""},
+		{mustRR(t, `s.example.com. 300 IN HTTPS 1 . no-default-alpn alpn=h3`), "s.example.com.\t300\tIN\tHTTPS\t1 . no-default-alpn alpn=\"h3\""},
+		{wire("a$b.example.com."), "a\\$b.example.com.\t300\tIN\tCNAME\tt\\$x.example.com."},
+		{mustRR(t, `a\$b.example.com. 300 IN TXT "$5 \$6"`), "a\\$b.example.com.\t300\tIN\tTXT\t\"$5 $6\""},
+	} {
+		line := Line(c.rr)
+		if line != c.want {
+			t.Errorf("Line(%s)\n = %q\nwant %q", c.rr, line, c.want)
+		}
+		back, err := dns.NewRR(line)
+		if err != nil || !sameWire(t, back, c.rr) {
+			t.Errorf("line %q reads back as %v (%v), want %s", line, back, err, c.rr)
+		}
+		if key, ok := LineKey(line); !ok || key != backend.Key(c.rr) {
+			t.Errorf("LineKey(%q) = %q, want backend.Key %q", line, key, backend.Key(c.rr))
+		}
+	}
+}
+
+func mustRR(t *testing.T, s string) dns.RR {
+	t.Helper()
+	rr, err := dns.NewRR(s)
+	if err != nil {
+		t.Fatalf("%s: %v", s, err)
+	}
+	return rr
+}
+
+// sameWire compares records in wire format (miekg keeps a name's escapes in its string).
+func sameWire(t *testing.T, a, b dns.RR) bool {
+	t.Helper()
+	pack := func(rr dns.RR) []byte {
+		buf := make([]byte, 4096)
+		n, err := dns.PackRR(rr, buf, 0, nil, false)
+		if err != nil {
+			t.Fatalf("pack %s: %v", rr, err)
+		}
+		return buf[:n]
+	}
+	return bytes.Equal(pack(a), pack(b))
+}
