@@ -362,10 +362,18 @@ func QuerySerial(server, zone string) (uint32, error) {
 }
 
 // AXFR transfers zone from server over TCP with miekg/dns, bounded in time.
-func AXFR(server, zone string) ([]dns.RR, error) {
+func AXFR(server, zone string) ([]dns.RR, error) { return AXFRSigned(server, zone, nil) }
+
+// AXFRSigned is AXFR signed with key (none if nil); miekg/dns checks every reply's TSIG.
+func AXFRSigned(server, zone string, key *TSIGKey) ([]dns.RR, error) {
 	m := new(dns.Msg)
 	m.SetAxfr(dns.Fqdn(zone))
 	tr := &dns.Transfer{DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 2 * time.Second}
+	if key != nil {
+		name := dns.Fqdn(key.Name)
+		m.SetTsig(name, dns.Fqdn(key.Algorithm), 300, time.Now().Unix())
+		tr.TsigSecret = map[string]string{name: key.Secret}
+	}
 	ch, err := tr.In(m, server)
 	if err != nil {
 		return nil, err
