@@ -110,6 +110,9 @@ func (s *Server) start(bin string, args ...string) {
 // Addr is the server's DNS address, 127.0.0.1:port (UDP and TCP).
 func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
 
+// Name is the server program's name: "knotd" or "nsd".
+func (s *Server) Name() string { return s.name }
+
 // Output is what the server logged so far.
 func (s *Server) Output() string { return s.out.String() }
 
