@@ -14,7 +14,8 @@ run: build
 	bin/dnsagent --config etc/agent.conf
 
 # Installs the Debian packages the tests need: bind9 (test primary, bind9 backend),
-# pdns-server, pdns-backend-mysql and mariadb-server (powerdns backend), knot-dnsutils.
+# pdns-server, pdns-backend-mysql and mariadb-server (powerdns backend), knot-dnsutils,
+# knot, knot-dnssecutils and nsd (other primaries; consumers of the file backend's files).
 deps:
 	./scripts/deps.sh
 

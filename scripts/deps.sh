@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages the tests need: BIND (test primary and bind9 backend),
-# PowerDNS with its MySQL backend and MariaDB (powerdns backend), dig and kdig (clients).
+# PowerDNS with its MySQL backend and MariaDB (powerdns backend), dig and kdig (clients),
+# Knot DNS and NSD (other primaries, and consumers of the file backend's zone files).
 # Idempotent: does nothing when every tool is there already.
 set -eu
 need() { # need PACKAGE COMMAND...: install PACKAGE unless every COMMAND is found
@@ -17,6 +18,9 @@ need bind9 named
 need bind9-utils rndc rndc-confgen named-checkzone
 need bind9-dnsutils dig nsupdate
 need knot-dnsutils kdig
+need knot knotd knotc
+need knot-dnssecutils kzonecheck
+need nsd nsd nsd-control nsd-checkzone
 need pdns-server pdns_server pdns_control pdnsutil
 need mariadb-server mariadbd mariadb-install-db mariadb
 [ -f /usr/share/pdns-backend-mysql/schema/schema.mysql.sql ] || missing="$missing pdns-backend-mysql"
