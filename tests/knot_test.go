@@ -58,17 +58,17 @@ func TestTSIGKnotLargeZone(t *testing.T) {
 	for _, alg := range []string{"hmac-sha1", "hmac-sha256", "hmac-sha512"} {
 		t.Run(alg, func(t *testing.T) {
 			t.Parallel()
-			key := &harness.TSIGKey{Name: "knot-" + alg, Algorithm: alg, Secret: xfrSecret(t)}
+			key := harness.NewTSIGKey(t, "knot-"+alg, alg)
 			listen := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 			z := harness.NewZone(zone, 2024120201, 20000)
 			s := harness.StartKnot(t, harness.ServerOptions{Zones: map[string]string{zone: z.Text()},
-				Notify: []string{listen}, TSIG: key})
+				Notify: []string{listen}, TSIG: &key})
 			if _, err := harness.AXFR(s.Addr(), zone); err == nil {
 				t.Fatalf("test setup: knotd serves an unsigned AXFR")
 			}
 			a := harness.StartAgent(t, harness.AgentConfig{Listen: listen, Masters: s.Addr(), AllowNotify: "127.0.0.1",
 				Service:  map[string]string{"log_format": "json", "masters_tsig_key": key.Name},
-				Sections: fmt.Sprintf("[tsig:%s]\nalgorithm = %s\nsecret = %s\n", key.Name, key.Algorithm, key.Secret)})
+				Sections: key.Section()})
 			create(t, a, 0x1202)
 			sameAsServer(t, s, a, z.Serial, "after the signed AXFR")
 			if l, ok := xfrTransferTo(a, zone, z.Serial); !ok || l.Type != "AXFR" || l.Records < 20000 {

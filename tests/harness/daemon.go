@@ -15,13 +15,6 @@ import (
 	"github.com/miekg/dns"
 )
 
-// TSIGKey is a TSIG key as knotd, nsd and the agent's [tsig:NAME] sections name it.
-type TSIGKey struct {
-	Name      string // key name, e.g. "xfr-key"
-	Algorithm string // hmac-sha1, hmac-sha256, hmac-sha512...
-	Secret    string // base64
-}
-
 // ServerOptions configures StartKnot and StartNSD: the zones served and whom to notify.
 type ServerOptions struct {
 	// Zones maps a zone name to the text of its zone file, written into the server's
