@@ -51,7 +51,7 @@ func patchRecords(ctx context.Context, w *bufio.Writer, in *os.File, zone string
 	if err := p.Start(soa); err != nil {
 		return err
 	}
-	w.WriteString(p.SOA().String())
+	w.WriteString(zonefile.Line(p.SOA()))
 	w.WriteByte('\n')
 	for n := 0; ; n++ {
 		rr, ok := zp.Next()
