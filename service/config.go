@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/zonediff"
 	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/middleware"
@@ -57,7 +58,12 @@ type Config struct {
 	ShutdownGrace    time.Duration // how long running transfers may finish at SIGTERM
 	Transfer         transfer.Config
 	Catalog          catalog.Config // catalog zones to consume (RFC 9432); none by default
+	DiffIndexDir     string         // per-zone indexes for applying full zones as differences; empty: off
+	DiffMaxRatio     float64        // a larger difference is applied as a full replace
 }
+
+// DefaultDiffIndexDir is where the per-zone indexes live unless diff_index_dir says otherwise.
+const DefaultDiffIndexDir = "/var/lib/dnsagent/index"
 
 // ReadConfig reads [service:agent] from f, reporting bad values through f.
 func ReadConfig(f *config.File) *Config {
@@ -120,6 +126,15 @@ func ReadConfig(f *config.File) *Config {
 	cfg.MaxTCPPerSource = s.Int("max_tcp_per_source", defaultMaxTCPPerSource, 0)
 	cfg.ShutdownGrace = s.Seconds("shutdown_grace", defaultShutdownGrace)
 	cfg.Catalog = readCatalog(s)
+	cfg.DiffIndexDir = s.String("diff_index_dir", DefaultDiffIndexDir)
+	cfg.DiffMaxRatio = zonediff.DefaultMaxRatio
+	if v := s.String("diff_max_ratio", ""); v != "" {
+		ratio, err := strconv.ParseFloat(v, 64)
+		if err != nil || ratio < 0 || ratio > 1 {
+			s.Errorf("diff_max_ratio", "%q: a share between 0 and 1, such as 0.3", v)
+		}
+		cfg.DiffMaxRatio = ratio
+	}
 	cfg.AllowNotify = readACL(s, "allow_notify")
 	if cfg.AllowNotify.Empty() {
 		if !loopbackOnly {

@@ -15,6 +15,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend/file"
 	"github.com/dnsagent/dnsagent/backend/memory"
 	"github.com/dnsagent/dnsagent/backend/powerdns"
+	"github.com/dnsagent/dnsagent/backend/zonediff"
 	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/handler"
@@ -52,6 +53,13 @@ func Load(path string) (*Config, backend.Backend, error) {
 		if err := catalog.CheckStateFile(cfg.Catalog.StateFile); err != nil {
 			f.Section("service:agent").Errorf("catalog_state_file", "%v", err)
 		}
+	}
+	if cfg.DiffIndexDir != "" && f.Err() == nil {
+		idx, err := zonediff.Open(cfg.DiffIndexDir, cfg.DiffMaxRatio)
+		if err != nil {
+			f.Section("service:agent").Errorf("diff_index_dir", "%v", err)
+		}
+		cfg.Transfer.Index = idx
 	}
 	be, beErr := Backends.New(cfg.BackendDriver, section)
 	if err := errors.Join(f.Err(), beErr); err != nil {

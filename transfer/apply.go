@@ -24,6 +24,13 @@ type Summary struct {
 	Bytes    int           `json:"bytes"`
 	Transfer time.Duration `json:"transfer_ns"` // waiting for the primary
 	Apply    time.Duration `json:"apply_ns"`    // working in the backend
+	// How a full zone was applied to a held zone: "diff" (only the difference, Deleted
+	// and Added records) or "replace" (the whole zone, for PathReason); "create" for a new
+	// zone, "ixfr" for an incremental transfer.
+	Path       string `json:"apply,omitempty"`
+	PathReason string `json:"apply_reason,omitempty"`
+	Deleted    int    `json:"deleted,omitempty"`
+	Added      int    `json:"added,omitempty"`
 	Result   string        `json:"result"`      // "applied", or what went wrong
 	At       time.Time     `json:"at"`
 }
@@ -91,7 +98,14 @@ func (m *Manager) incremental(ctx context.Context, z *zone, gen uint64, master n
 		return nil
 	}
 	sum.To = res.Changes.To()
-	return m.applying(ctx, z, gen, sum, func() error { return inc.Apply(ctx, z.name, res.Changes) })
+	sum.Path = "ixfr"
+	sum.Deleted, sum.Added = res.Changes.Size()
+	return m.applying(ctx, z, gen, sum, func() error {
+		if m.cfg.Index != nil {
+			m.cfg.Index.Drop(z.name) // it describes the version before the change set
+		}
+		return inc.Apply(ctx, z.name, res.Changes)
+	})
 }
 
 // applyFull streams a full zone into the backend, unless it is not newer than ours.
@@ -103,9 +117,16 @@ func (m *Manager) applyFull(ctx context.Context, z *zone, gen uint64, stream *St
 	}
 	src := &timedSource{src: stream}
 	err := m.applying(ctx, z, gen, sum, func() error {
+		if m.cfg.Index != nil {
+			res, err := m.cfg.Index.Full(ctx, m.backend, z.name, exists, current, src)
+			sum.Path, sum.PathReason, sum.Deleted, sum.Added = res.Apply, res.Reason, res.Deleted, res.Added
+			return err
+		}
 		if exists {
+			sum.Path = "replace"
 			return m.backend.Replace(ctx, z.name, src)
 		}
+		sum.Path = "create"
 		return m.backend.Create(ctx, z.name, src)
 	})
 	// Records stream while the backend writes them: time spent waiting for the primary
@@ -164,6 +185,15 @@ func (m *Manager) logSummary(s *Summary, err error) {
 		zap.String("result", s.Result)}
 	if s.Fallback != "" {
 		fields = append(fields, zap.String("fallback_reason", s.Fallback))
+	}
+	if s.Path != "" {
+		fields = append(fields, zap.String("apply", s.Path))
+	}
+	if s.PathReason != "" {
+		fields = append(fields, zap.String("apply_reason", s.PathReason))
+	}
+	if s.Path == "diff" || s.Path == "ixfr" {
+		fields = append(fields, zap.Int("deleted", s.Deleted), zap.Int("added", s.Added))
 	}
 	if s.Result == "applied" {
 		m.log.Info("transfer", fields...)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/zonediff"
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
@@ -53,6 +54,9 @@ type Config struct {
 	// before any CREATE waiting for the check is released, and must return quickly. The
 	// catalog consumer uses it to learn about new versions of catalog zones.
 	OnChecked func(zone string, changed bool)
+	// Index, when set, applies full zones for held zones as their difference from the
+	// held version (diff_index_dir); nil: every full zone is a replace.
+	Index *zonediff.Index
 }
 
 // Validate checks the settings the engine cannot run without.
@@ -312,6 +316,9 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete %s: waiting for a running apply: %w", name, err)
 	}
 	err := m.backend.Delete(ctx, name)
+	if m.cfg.Index != nil {
+		m.cfg.Index.Drop(name)
+	}
 	unlock(z.apply)
 	if err != nil && !errors.Is(err, backend.ErrNotFound) {
 		backendErrorsTotal.WithLabelValues("delete").Inc()

@@ -14,6 +14,10 @@ type Options struct {
 	// LenientDeletes: the backend cannot tell that a change set deletes a record the
 	// zone does not hold (BIND's dynamic update ignores such deletions, RFC 2136 §3.4.2.4).
 	LenientDeletes bool
+	// Contents reads back what the backend holds of a zone, SOA included, so the diff
+	// cases can compare it with the version they applied. Without it they check serials
+	// and what zonediff reports only.
+	Contents func(t *testing.T, b backend.Backend, zone string) []dns.RR
 }
 
 // runIncremental checks backend.Incremental: change sets apply all or nothing, chain over
@@ -35,6 +39,7 @@ func runIncremental(t *testing.T, newBackend func(t *testing.T) backend.Backend,
 		}
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newBackend(t).(backend.Incremental)) })
 	}
+	t.Run("Diff", func(t *testing.T) { runDiff(t, newBackend, opts) })
 }
 
 func soaAt(serial uint32) *dns.SOA {

@@ -176,3 +176,17 @@ var _ backend.Sweeper = (*Backend)(nil)
 
 // Sweep implements backend.Sweeper: partial temp files of a killed run go.
 func (b *Backend) Sweep(context.Context) error { return b.dir.SweepTemps() }
+
+// Fingerprint implements zonediff.Fingerprinter: the zone file's size and modification
+// time, which any edit behind the agent's back changes.
+func (b *Backend) Fingerprint(_ context.Context, zone string) (string, error) {
+	zone, err := canonical("fingerprint", zone)
+	if err != nil {
+		return "", err
+	}
+	info, err := os.Stat(b.dir.Path(zone))
+	if err != nil {
+		return "", fmt.Errorf("file backend: fingerprint %s: %w", zone, err)
+	}
+	return fmt.Sprintf("size %d, mtime %d", info.Size(), info.ModTime().UnixNano()), nil
+}

@@ -46,10 +46,31 @@ func create(t *testing.T, b *Backend, name string, serial uint32) {
 }
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(t *testing.T) backend.Backend {
+	backendtest.RunWith(t, func(t *testing.T) backend.Backend {
 		b, _ := newTestBackend(t, nil)
 		return b
-	})
+	}, backendtest.Options{Contents: func(t *testing.T, b backend.Backend, zone string) []dns.RR {
+		return readZoneFile(t, b.(*Backend).dir.Path(zone), zone)
+	}})
+}
+
+// readZoneFile parses a zone file the way a DNS server loading it would.
+func readZoneFile(t *testing.T, path, zone string) []dns.RR {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var rrs []dns.RR
+	zp := dns.NewZoneParser(f, zone, path)
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		rrs = append(rrs, rr)
+	}
+	if err := zp.Err(); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rrs
 }
 
 func TestOpen(t *testing.T) {

@@ -4,12 +4,19 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/miekg/dns"
+
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 )
 
 func TestConformance(t *testing.T) {
-	backendtest.Run(t, func(*testing.T) backend.Backend { return New() })
+	backendtest.RunWith(t, func(*testing.T) backend.Backend { return New() }, backendtest.Options{
+		Contents: func(t *testing.T, b backend.Backend, zone string) []dns.RR {
+			rrs, _ := b.(*Backend).Records(zone)
+			return rrs
+		},
+	})
 }
 
 func TestRecordsAreACompleteCopy(t *testing.T) {

@@ -93,6 +93,7 @@ type AgentConfig struct {
 	ZoneFilePath     string // default: a new t.TempDir()
 	QueryDestination string // written even when empty
 	MetricsListen    string // default: a free loopback port (the agent's default 9358 would clash)
+	DiffIndexDir     string // default: a new t.TempDir()
 	// Service and Backend add or override options of [service:agent] and
 	// [agent:<driver>]; a key mapped to "-" is left out altogether.
 	Service map[string]string
@@ -131,6 +132,9 @@ func (c *AgentConfig) defaults(t testing.TB) {
 	}
 	if c.MetricsListen == "" {
 		c.MetricsListen = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	}
+	if c.DiffIndexDir == "" {
+		c.DiffIndexDir = t.TempDir()
 	}
 }
 
@@ -184,6 +188,7 @@ func (c *AgentConfig) Text() string {
 		kv{"create_timeout", c.CreateTimeout},
 		kv{"tcp_recv_timeout", c.TCPRecvTimeout},
 		kv{"metrics_listen", c.MetricsListen},
+		kv{"diff_index_dir", c.DiffIndexDir},
 	)
 	render(&b, "service:agent", svc, c.Service)
 	render(&b, "agent:"+c.BackendDriver, []kv{

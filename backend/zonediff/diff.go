@@ -1,0 +1,249 @@
+package zonediff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+)
+
+// DefaultMaxRatio is the share of a zone's records a difference may touch (deleted plus
+// added, over the larger version) and still be applied as a difference rather than a full
+// replace. Measured on the powerdns backend, the slowest per changed record: see README.
+const DefaultMaxRatio = 0.3
+
+// Index keeps the per-zone index files in one directory, owned by the agent.
+type Index struct {
+	dir      string
+	maxRatio float64
+}
+
+// Open creates dir if needed, checks it is writable and removes the temp files of an
+// interrupted run. maxRatio is diff_max_ratio.
+func Open(dir string, maxRatio float64) (*Index, error) {
+	if maxRatio < 0 || maxRatio > 1 {
+		return nil, fmt.Errorf("diff_max_ratio %v: must be between 0 and 1", maxRatio)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("diff_index_dir %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return nil, fmt.Errorf("diff_index_dir: %w", err)
+	}
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		return nil, fmt.Errorf("diff_index_dir: %w", err)
+	}
+	for _, e := range entries {
+		if isTemp(e.Name()) {
+			os.Remove(filepath.Join(abs, e.Name()))
+		}
+	}
+	probe, err := os.CreateTemp(abs, ".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("diff_index_dir %s is not writable: %w", abs, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return &Index{dir: abs, maxRatio: maxRatio}, nil
+}
+
+// Result says how a full zone was applied.
+type Result struct {
+	Apply   string // "create", "diff" or "replace"
+	Reason  string // why a held zone was replaced instead of diffed
+	Deleted int    // records deleted by a diff
+	Added   int    // records added by a diff
+}
+
+// Fingerprinter is the optional capability of a backend to tell cheaply whether a held
+// zone changed since the agent last wrote it (the file's size and time, the row count):
+// the index then no longer describes it and the next full zone is applied as a replace.
+type Fingerprinter interface {
+	Fingerprint(ctx context.Context, zone string) (string, error)
+}
+
+// Drop forgets the index of zone: it no longer describes what the backend holds (the zone
+// was deleted, or changed by an IXFR).
+func (x *Index) Drop(zone string) {
+	os.Remove(filepath.Join(x.dir, fileName(zone)))
+}
+
+// Full brings zone to the complete version src streams: a Create when the backend does not
+// hold it (exists false), else the difference from the held version (at serial current)
+// applied through backend.Incremental, or a Replace when there is no usable index, the
+// difference is too large, or it does not fit what the backend holds. The index is
+// rewritten after every success. On error the backend keeps its previous version.
+func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists bool, current uint32, src backend.Source) (Result, error) {
+	w, err := newWriter(x.dir, zone)
+	if err != nil {
+		return Result{}, fmt.Errorf("diff index: %w", err)
+	}
+	defer w.discard()
+	if !exists {
+		if err := b.Create(ctx, zone, tee(w, src)); err != nil {
+			return Result{}, err
+		}
+		return Result{Apply: "create"}, x.finish(ctx, b, w)
+	}
+	old, reason := x.usable(ctx, b, zone, current)
+	if old == nil {
+		return x.replace(ctx, b, w, tee(w, src), reason)
+	}
+	defer old.close()
+	res, err := x.diff(ctx, b, w, old, src)
+	if err != nil {
+		return res, err
+	}
+	return res, x.finish(ctx, b, w)
+}
+
+// usable loads the index of zone if it describes what the backend holds; else it says why not.
+func (x *Index) usable(ctx context.Context, b backend.Backend, zone string, current uint32) (*held, string) {
+	if _, ok := b.(backend.Incremental); !ok {
+		return nil, "the backend cannot apply changes in place"
+	}
+	old, err := load(filepath.Join(x.dir, fileName(zone)), zone)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "no index of the held version (first transfer, or the last change was an IXFR)"
+	}
+	if err != nil {
+		return nil, "index unreadable: " + err.Error()
+	}
+	if old.soa.Serial != current {
+		old.close()
+		return nil, fmt.Sprintf("index is of serial %d, the backend holds %d", old.soa.Serial, current)
+	}
+	if fp, ok := b.(Fingerprinter); ok {
+		now, err := fp.Fingerprint(ctx, zone)
+		if err != nil || now != old.t.Fingerprint {
+			old.close()
+			if err != nil {
+				return nil, "reading the held zone's fingerprint: " + err.Error()
+			}
+			return nil, fmt.Sprintf("the held zone changed behind the agent's back (%s, index says %s)", now, old.t.Fingerprint)
+		}
+	}
+	return old, ""
+}
+
+// diff reads the new zone, comparing each record with the held version's table, and
+// applies the difference, or replaces the zone when the difference is not worth it.
+func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *held, src backend.Source) (Result, error) {
+	var added []dns.RR
+	addedSet := map[uint64]bool{}
+	tooMany := false
+	limit := int(x.maxRatio*float64(len(old.table))) + 1
+	soa, err := backend.StreamCheck{Zone: w.zone}.Read(ctx, src, func(batch []dns.RR) error {
+		for _, rr := range batch {
+			if _, ok := rr.(*dns.SOA); ok && w.soa == nil {
+				w.soa = rr.(*dns.SOA)
+				continue
+			}
+			wire, hash, err := w.canonical(rr)
+			if err != nil {
+				return err
+			}
+			if i := old.find(hash); i >= 0 {
+				if old.mark(i) {
+					continue // a duplicate: one RR (RFC 2181 §5)
+				}
+			} else {
+				if addedSet[hash] {
+					continue
+				}
+				if !tooMany {
+					addedSet[hash] = true
+					added = append(added, rr)
+					tooMany = len(added) > limit
+				}
+			}
+			if err := w.add(wire, hash); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	deleted := old.unseenCount()
+	size := max(len(old.table), len(w.table))
+	if tooMany || float64(deleted+len(added)) > x.maxRatio*float64(size) {
+		return x.replayReplace(ctx, b, w, fmt.Sprintf("the difference (%d deleted, %d or more added) is over diff_max_ratio %.2f of %d records",
+			deleted, len(added), x.maxRatio, size))
+	}
+	gone, err := old.unseen()
+	if err != nil {
+		return x.replayReplace(ctx, b, w, err.Error())
+	}
+	cs := &backend.ChangeSet{Zone: w.zone, Steps: []backend.Step{{Old: old.soa, New: soa, Deleted: gone, Added: added}}}
+	err = b.(backend.Incremental).Apply(ctx, w.zone, cs)
+	if errors.Is(err, backend.ErrInconsistent) {
+		return x.replayReplace(ctx, b, w, "the difference does not fit the held zone: "+err.Error())
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Apply: "diff", Deleted: len(gone), Added: len(added)}, nil
+}
+
+// replayReplace replaces the zone with the new version read back from the index file.
+func (x *Index) replayReplace(ctx context.Context, b backend.Backend, w *writer, reason string) (Result, error) {
+	r, err := w.replay()
+	if err != nil {
+		return Result{}, fmt.Errorf("diff index: %w", err)
+	}
+	defer r.Close()
+	if err := b.Replace(ctx, w.zone, r); err != nil {
+		return Result{}, err
+	}
+	return Result{Apply: "replace", Reason: reason}, nil
+}
+
+func (x *Index) replace(ctx context.Context, b backend.Backend, w *writer, src backend.Source, reason string) (Result, error) {
+	if err := b.Replace(ctx, w.zone, src); err != nil {
+		return Result{}, err
+	}
+	return Result{Apply: "replace", Reason: reason}, x.finish(ctx, b, w)
+}
+
+// finish writes the new index once the backend holds the new version. Failing to write
+// it costs the next transfer a replace, never correctness, so the old one is dropped first.
+func (x *Index) finish(ctx context.Context, b backend.Backend, w *writer) error {
+	x.Drop(w.zone)
+	fingerprint := ""
+	if fp, ok := b.(Fingerprinter); ok {
+		var err error
+		if fingerprint, err = fp.Fingerprint(ctx, w.zone); err != nil {
+			return nil
+		}
+	}
+	w.finish(fingerprint) //nolint:errcheck // see above: a missing index is a replace next time
+	return nil
+}
+
+// tee passes src through to the backend, writing every record to the index as it goes.
+func tee(w *writer, src backend.Source) backend.Source { return &teeSource{w: w, src: src} }
+
+type teeSource struct {
+	w   *writer
+	src backend.Source
+}
+
+func (t *teeSource) Next() ([]dns.RR, error) {
+	batch, err := t.src.Next()
+	for _, rr := range batch {
+		if t.w.failed || t.w.record(rr) != nil {
+			break
+		}
+	}
+	return batch, err
+}

@@ -1,0 +1,397 @@
+// Package zonediff applies a full zone transfer for a zone the backend already holds as its
+// difference from the held version, so a primary that always sends the whole zone
+// (Designate's MiniDNS, NSD, any primary without a journal) costs the backend only what
+// changed. It keeps one compact index file per zone, written by the agent after every full
+// apply: the zone's records in canonical wire form, in transfer order, and a table of their
+// 64-bit hashes sorted for lookup. Neither version of the zone is ever held whole in Go
+// objects: a 1M-record zone costs 16 bytes a record of table while it is diffed.
+package zonediff
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/miekg/dns"
+)
+
+// magic ends every index file; the trailer before it says what the file holds.
+const magic = "DNSAGIX1"
+
+// entry is one record of the table: its hash and where its wire form starts.
+type entry struct {
+	hash uint64
+	off  uint64
+}
+
+// trailer describes an index file. It is written last, so a file cut short has none.
+type trailer struct {
+	Zone        string `json:"zone"`
+	SOA         string `json:"soa"`         // the zone's SOA at this version, presentation form
+	Records     int    `json:"records"`     // unique records, the SOA left out
+	TableOffset int64  `json:"table"`       // where the sorted table starts
+	TableSum    uint64 `json:"table_sum"`   // xxhash of the table bytes
+	Fingerprint string `json:"fingerprint"` // the backend's Fingerprint after the apply, if it has one
+}
+
+// held is a loaded index: the table in memory, the records read from the file on demand.
+type held struct {
+	f     *os.File
+	soa   *dns.SOA
+	t     trailer
+	table []entry // sorted by hash, unique
+	seen  []uint64
+}
+
+func (h *held) close() { h.f.Close() }
+
+// find returns the table position of hash, or -1.
+func (h *held) find(hash uint64) int {
+	i, ok := slices.BinarySearchFunc(h.table, hash, func(e entry, hash uint64) int {
+		switch {
+		case e.hash < hash:
+			return -1
+		case e.hash > hash:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return -1
+	}
+	return i
+}
+
+// mark records that the new zone holds table entry i; it reports whether it already did.
+func (h *held) mark(i int) (already bool) {
+	word, bit := i/64, uint64(1)<<(i%64)
+	already = h.seen[word]&bit != 0
+	h.seen[word] |= bit
+	return already
+}
+
+// unseen returns the records of the held version the new zone does not hold.
+func (h *held) unseen() ([]dns.RR, error) {
+	var out []dns.RR
+	r := recordReader{f: h.f}
+	for i, e := range h.table {
+		if h.seen[i/64]&(uint64(1)<<(i%64)) != 0 {
+			continue
+		}
+		rr, err := r.at(int64(e.off))
+		if err != nil {
+			return nil, fmt.Errorf("index of %s: record at %d: %w", h.t.Zone, e.off, err)
+		}
+		out = append(out, rr)
+	}
+	return out, nil
+}
+
+func (h *held) unseenCount() int {
+	n := len(h.table)
+	for _, w := range h.seen {
+		n -= popcount(w)
+	}
+	return n
+}
+
+func popcount(w uint64) int {
+	n := 0
+	for ; w != 0; w &= w - 1 {
+		n++
+	}
+	return n
+}
+
+// fileName is the index file of zone: a hash of the name, as a zone name of 253
+// characters plus a suffix would pass the 255-byte limit of a file name.
+func fileName(zone string) string {
+	return fmt.Sprintf("%016x.idx", xxhash.Sum64String(zone))
+}
+
+// load opens the index of zone and checks it is whole and for this zone.
+func load(path, zone string) (*held, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	h, err := readIndex(f, zone)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func readIndex(f *os.File, zone string) (*held, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := info.Size()
+	var end [4 + len(magic)]byte
+	if size < int64(len(end)) {
+		return nil, errors.New("index file cut short")
+	}
+	if _, err := f.ReadAt(end[:], size-int64(len(end))); err != nil {
+		return nil, err
+	}
+	if string(end[4:]) != magic {
+		return nil, errors.New("index file cut short or not an index")
+	}
+	tlen := int64(binary.BigEndian.Uint32(end[:4]))
+	tstart := size - int64(len(end)) - tlen
+	if tstart < 0 {
+		return nil, errors.New("index trailer out of bounds")
+	}
+	raw := make([]byte, tlen)
+	if _, err := f.ReadAt(raw, tstart); err != nil {
+		return nil, err
+	}
+	h := &held{f: f}
+	if err := json.Unmarshal(raw, &h.t); err != nil {
+		return nil, fmt.Errorf("index trailer: %w", err)
+	}
+	if h.t.Zone != zone {
+		return nil, fmt.Errorf("index is for %s", h.t.Zone)
+	}
+	if h.t.TableOffset < 0 || h.t.TableOffset+int64(h.t.Records)*16 != tstart {
+		return nil, errors.New("index table out of bounds")
+	}
+	rr, err := dns.NewRR(h.t.SOA)
+	soa, ok := rr.(*dns.SOA)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("index SOA %q unreadable", h.t.SOA)
+	}
+	h.soa = soa
+	table := make([]byte, h.t.Records*16)
+	if _, err := f.ReadAt(table, h.t.TableOffset); err != nil {
+		return nil, err
+	}
+	if xxhash.Sum64(table) != h.t.TableSum {
+		return nil, errors.New("index table checksum mismatch")
+	}
+	h.table = make([]entry, h.t.Records)
+	for i := range h.table {
+		h.table[i] = entry{binary.BigEndian.Uint64(table[i*16:]), binary.BigEndian.Uint64(table[i*16+8:])}
+	}
+	h.seen = make([]uint64, (len(h.table)+63)/64)
+	return h, nil
+}
+
+// recordReader reads records of the records section by offset.
+type recordReader struct {
+	f   *os.File
+	buf []byte
+}
+
+func (r *recordReader) at(off int64) (dns.RR, error) {
+	var l [2]byte
+	if _, err := r.f.ReadAt(l[:], off); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(l[:]))
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n)
+	}
+	if _, err := r.f.ReadAt(r.buf[:n], off+2); err != nil {
+		return nil, err
+	}
+	rr, _, err := dns.UnpackRR(r.buf[:n], 0)
+	return rr, err
+}
+
+// writer builds a new index file while a zone streams through: records are appended in
+// the order they come, their table entries kept in memory and sorted at the end.
+type writer struct {
+	dir, zone string
+	f         *os.File
+	w         *bufio.Writer
+	off       uint64
+	table     []entry
+	buf       []byte
+	soa       *dns.SOA
+	failed    bool // a record could not be indexed: no index is written
+}
+
+func newWriter(dir, zone string) (*writer, error) {
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	return &writer{dir: dir, zone: zone, f: f, w: bufio.NewWriterSize(f, 256<<10), buf: make([]byte, 0, 512)}, nil
+}
+
+// canonical packs rr into w.buf uncompressed, owner name lowercased (owner names compare
+// case-insensitively, RFC 4343), and returns the bytes and their hash. TTL and data are
+// part of it: a TTL change is a change.
+func (w *writer) canonical(rr dns.RR) ([]byte, uint64, error) {
+	buf := w.buf[:cap(w.buf)]
+	n, err := dns.PackRR(rr, buf, 0, nil, false)
+	if errors.Is(err, dns.ErrBuf) {
+		buf = make([]byte, 65535+512)
+		n, err = dns.PackRR(rr, buf, 0, nil, false)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("record %s: %w", rr.Header().Name, err)
+	}
+	w.buf = buf
+	lowerOwner(buf[:n])
+	return buf[:n], xxhash.Sum64(buf[:n]), nil
+}
+
+// lowerOwner lowercases the owner name at the start of a packed record. Label lengths
+// (at most 63) never fall in 'A'..'Z', so only the label bytes change.
+func lowerOwner(wire []byte) {
+	for i := 0; i < len(wire) && wire[i] != 0; i += int(wire[i]) + 1 {
+		for j := i + 1; j <= i+int(wire[i]) && j < len(wire); j++ {
+			if c := wire[j]; c >= 'A' && c <= 'Z' {
+				wire[j] = c + 'a' - 'A'
+			}
+		}
+	}
+}
+
+// add appends a packed record and its table entry.
+func (w *writer) add(wire []byte, hash uint64) error {
+	var l [2]byte
+	binary.BigEndian.PutUint16(l[:], uint16(len(wire)))
+	w.w.Write(l[:]) //nolint:errcheck // bufio keeps the first error for Flush
+	if _, err := w.w.Write(wire); err != nil {
+		return err
+	}
+	w.table = append(w.table, entry{hash, w.off})
+	w.off += uint64(len(wire)) + 2
+	return nil
+}
+
+// record adds rr; the zone's SOA (the first record) goes to the trailer instead.
+func (w *writer) record(rr dns.RR) error {
+	if soa, ok := rr.(*dns.SOA); ok && w.soa == nil {
+		w.soa = soa
+		return nil
+	}
+	wire, hash, err := w.canonical(rr)
+	if err == nil {
+		err = w.add(wire, hash)
+	}
+	w.failed = w.failed || err != nil
+	return err
+}
+
+// finish sorts the table, drops duplicate records (RFC 2181 §5: one RR), writes table and
+// trailer and renames the file into place.
+func (w *writer) finish(fingerprint string) error {
+	if w.soa == nil || w.failed {
+		return errors.New("index incomplete")
+	}
+	slices.SortFunc(w.table, func(a, b entry) int {
+		switch {
+		case a.hash < b.hash:
+			return -1
+		case a.hash > b.hash:
+			return 1
+		}
+		return 0
+	})
+	w.table = slices.CompactFunc(w.table, func(a, b entry) bool { return a.hash == b.hash })
+	t := trailer{Zone: w.zone, SOA: w.soa.String(), Records: len(w.table), TableOffset: int64(w.off), Fingerprint: fingerprint}
+	sum := xxhash.New()
+	var e [16]byte
+	for _, en := range w.table {
+		binary.BigEndian.PutUint64(e[:], en.hash)
+		binary.BigEndian.PutUint64(e[8:], en.off)
+		w.w.Write(e[:]) //nolint:errcheck // bufio keeps the first error for Flush
+		sum.Write(e[:]) //nolint:errcheck // never fails
+	}
+	t.TableSum = sum.Sum64()
+	raw, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	w.w.Write(raw) //nolint:errcheck // as above
+	var end [4]byte
+	binary.BigEndian.PutUint32(end[:], uint32(len(raw)))
+	w.w.Write(end[:])      //nolint:errcheck // as above
+	w.w.WriteString(magic) //nolint:errcheck // as above
+	if err := w.w.Flush(); err != nil {
+		return err
+	}
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(w.f.Name(), filepath.Join(w.dir, fileName(w.zone)))
+}
+
+// discard removes the unfinished file.
+func (w *writer) discard() {
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+// replay reads the records written so far back as a backend.Source, the SOA first: the
+// new zone, for a full replace when the difference is not worth applying.
+func (w *writer) replay() (*replay, error) {
+	if err := w.w.Flush(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(w.f.Name())
+	if err != nil {
+		return nil, err
+	}
+	return &replay{f: f, in: bufio.NewReaderSize(io.LimitReader(f, int64(w.off)), 256<<10), first: w.soa}, nil
+}
+
+// replay is a records section read back in order, as a backend.Source.
+type replay struct {
+	f     *os.File
+	in    *bufio.Reader
+	first dns.RR
+	buf   []byte
+}
+
+func (r *replay) Next() ([]dns.RR, error) {
+	batch := make([]dns.RR, 0, 1024)
+	if r.first != nil {
+		batch = append(batch, r.first)
+		r.first = nil
+	}
+	for len(batch) < cap(batch) {
+		var l [2]byte
+		if _, err := io.ReadFull(r.in, l[:]); err == io.EOF {
+			r.f.Close()
+			if len(batch) > 0 {
+				return batch, nil
+			}
+			return nil, io.EOF
+		} else if err != nil {
+			return nil, err
+		}
+		n := int(binary.BigEndian.Uint16(l[:]))
+		if cap(r.buf) < n {
+			r.buf = make([]byte, n)
+		}
+		if _, err := io.ReadFull(r.in, r.buf[:n]); err != nil {
+			return nil, err
+		}
+		rr, _, err := dns.UnpackRR(r.buf[:n], 0)
+		if err != nil {
+			return nil, err
+		}
+		batch = append(batch, rr)
+	}
+	return batch, nil
+}
+
+func (r *replay) Close() { r.f.Close() }
+
+// isTemp tells the temp files an interrupted run leaves behind.
+func isTemp(name string) bool { return strings.HasPrefix(name, ".tmp-") }
