@@ -1,0 +1,184 @@
+package zonediff_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/backendtest"
+	"github.com/dnsagent/dnsagent/backend/file"
+	"github.com/dnsagent/dnsagent/backend/zonediff"
+)
+
+const zone = "example.com."
+
+// setup creates a 200-record zone at serial 1 through a fresh index over a file backend.
+func setup(t *testing.T) (*file.Backend, *zonediff.Index, string, string) {
+	t.Helper()
+	zonesDir, idxDir := t.TempDir(), t.TempDir()
+	b, err := file.New(file.Config{ZoneFilePath: zonesDir, FileMode: 0o644, CommandTimeout: 1e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := zonediff.Open(idxDir, zonediff.DefaultMaxRatio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := idx.Full(t.Context(), b, zone, false, 0, version(1)); err != nil || res.Apply != "create" {
+		t.Fatalf("create: %+v %v", res, err)
+	}
+	return b, idx, filepath.Join(zonesDir, "example.com.zone"), idxDir
+}
+
+// version is the zone at serial: 200 records, and at serial n ≥ 2 one more TXT per step.
+func version(serial uint32) backend.Source {
+	rrs := backendtest.Zone(zone, 1, 200)
+	rrs[0].(*dns.SOA).Serial = serial
+	for i := uint32(2); i <= serial; i++ {
+		rrs = append(rrs, &dns.TXT{Hdr: dns.RR_Header{Name: fmt.Sprintf("v%d.%s", i, zone), Rrtype: dns.TypeTXT,
+			Class: dns.ClassINET, Ttl: 60}, Txt: []string{"added"}})
+	}
+	return backendtest.Stream(backendtest.Batches(rrs, 50)...)
+}
+
+func wantLines(t *testing.T, path string, want int) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(raw), "\n") - 1; got != want { // the comment line
+		t.Fatalf("%s holds %d records, want %d", path, got, want)
+	}
+}
+
+func TestDiffThenReplaceWhenTheIndexCannotBeTrusted(t *testing.T) {
+	tests := []struct {
+		name   string
+		spoil  func(t *testing.T, zoneFile, idxDir string)
+		reason string
+	}{
+		{"Trusted", func(*testing.T, string, string) {}, ""},
+		{"LineRemovedBehindOurBack", func(t *testing.T, zoneFile, _ string) {
+			raw, _ := os.ReadFile(zoneFile)
+			lines := strings.Split(string(raw), "\n")
+			lines = append(lines[:10], lines[11:]...)
+			if err := os.WriteFile(zoneFile, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "changed behind the agent's back"},
+		{"IndexMissing", func(t *testing.T, _, idxDir string) {
+			removeAll(t, idxDir)
+		}, "no index"},
+		{"IndexCutShort", func(t *testing.T, _, idxDir string) {
+			for _, p := range indexFiles(t, idxDir) {
+				if err := os.Truncate(p, 100); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, "index unreadable"},
+		{"IndexTableAltered", func(t *testing.T, _, idxDir string) {
+			for _, p := range indexFiles(t, idxDir) {
+				f, err := os.OpenFile(p, os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				info, _ := f.Stat()
+				f.WriteAt([]byte{0xff, 0xfe}, info.Size()-300) //nolint:errcheck // checked by the outcome
+				f.Close()
+			}
+		}, "index unreadable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, idx, zoneFile, idxDir := setup(t)
+			tt.spoil(t, zoneFile, idxDir)
+			res, err := idx.Full(t.Context(), b, zone, true, 1, version(2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.reason == "" {
+				if res.Apply != "diff" || res.Added != 1 || res.Deleted != 0 {
+					t.Fatalf("got %+v, want a diff adding one record", res)
+				}
+			} else if res.Apply != "replace" || !strings.Contains(res.Reason, tt.reason) {
+				t.Fatalf("got %+v, want a replace because %q", res, tt.reason)
+			}
+			wantLines(t, zoneFile, 1+1+200+1)
+			// Whatever happened, the new index is trusted again.
+			if res, err := idx.Full(t.Context(), b, zone, true, 2, version(3)); err != nil || res.Apply != "diff" {
+				t.Fatalf("the next version: %+v, %v; want a diff", res, err)
+			}
+			wantLines(t, zoneFile, 1+1+200+2)
+		})
+	}
+}
+
+func TestSerialMismatchReplaces(t *testing.T) {
+	b, idx, zoneFile, _ := setup(t)
+	res, err := idx.Full(t.Context(), b, zone, true, 7, version(8))
+	if err != nil || res.Apply != "replace" || !strings.Contains(res.Reason, "serial 1, the backend holds 7") {
+		t.Fatalf("got %+v, %v; want a replace naming both serials", res, err)
+	}
+	wantLines(t, zoneFile, 1+1+200+7)
+}
+
+func TestFailedTransferChangesNothing(t *testing.T) {
+	b, idx, zoneFile, _ := setup(t)
+	before, _ := os.ReadFile(zoneFile)
+	cut := errors.New("connection reset")
+	rrs := backendtest.Zone(zone, 1, 100)
+	rrs[0].(*dns.SOA).Serial = 2
+	if _, err := idx.Full(t.Context(), b, zone, true, 1, backendtest.FailingStream(cut, rrs)); !errors.Is(err, cut) {
+		t.Fatalf("Full with a failing source: %v, want the source's error", err)
+	}
+	if after, _ := os.ReadFile(zoneFile); string(after) != string(before) {
+		t.Fatal("the zone file changed")
+	}
+	if res, err := idx.Full(t.Context(), b, zone, true, 1, version(2)); err != nil || res.Apply != "diff" {
+		t.Fatalf("after the failure: %+v, %v; want a diff from the index kept", res, err)
+	}
+}
+
+func TestDropForgets(t *testing.T) {
+	b, idx, _, _ := setup(t)
+	idx.Drop(zone)
+	if res, _ := idx.Full(t.Context(), b, zone, true, 1, version(2)); res.Apply != "replace" {
+		t.Fatalf("after Drop: %+v, want a replace", res)
+	}
+}
+
+func TestTempFilesSweptAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	left := filepath.Join(dir, ".tmp-123")
+	if err := os.WriteFile(left, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zonediff.Open(dir, 0.3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Fatalf("temp file left: %v", err)
+	}
+}
+
+func indexFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.idx"))
+	if len(paths) == 0 {
+		t.Fatal("no index file")
+	}
+	return paths
+}
+
+func removeAll(t *testing.T, dir string) {
+	for _, p := range indexFiles(t, dir) {
+		os.Remove(p)
+	}
+}
