@@ -54,7 +54,7 @@ func Load(path string) (*Config, backend.Backend, error) {
 			f.Section("service:agent").Errorf("catalog_state_file", "%v", err)
 		}
 	}
-	if cfg.DiffIndexDir != "" && f.Err() == nil {
+	if cfg.DiffIndexDir != "" {
 		idx, err := zonediff.Open(cfg.DiffIndexDir, cfg.DiffMaxRatio)
 		if err != nil {
 			f.Section("service:agent").Errorf("diff_index_dir", "%v", err)
