@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -52,10 +53,15 @@ func testConfig() Config {
 func TestMariaDB(t *testing.T) {
 	m := startMariaDB(t)
 	t.Run("Conformance", func(t *testing.T) {
-		backendtest.Run(t, func(t *testing.T) backend.Backend {
-			b, _ := m.backend(t)
+		var dbs sync.Map // *Backend -> *sql.DB
+		backendtest.RunWith(t, func(t *testing.T) backend.Backend {
+			b, db := m.backend(t)
+			dbs.Store(b, db)
 			return b
-		})
+		}, backendtest.Options{Contents: func(t *testing.T, b backend.Backend, zone string) []dns.RR {
+			db, _ := dbs.Load(b)
+			return rowRecords(t, db.(*sql.DB), zone)
+		}})
 	})
 	t.Run("StorageFacts", func(t *testing.T) { testStorageFacts(t, m) })
 	t.Run("Ownership", func(t *testing.T) { testOwnership(t, m) })
@@ -64,6 +70,35 @@ func TestMariaDB(t *testing.T) {
 	t.Run("ApplyInconsistent", func(t *testing.T) { testApplyInconsistent(t, m) })
 	t.Run("Batches", func(t *testing.T) { testBatches(t, m) })
 	t.Run("LargeZone", func(t *testing.T) { testLargeZone(t, m) })
+}
+
+// rowRecords reads the zone's record rows back as records, the way pdns_server serves
+// them (names get their trailing dot back, MX and SRV their prio).
+func rowRecords(t *testing.T, db *sql.DB, zone string) []dns.RR {
+	t.Helper()
+	rows, err := db.Query(`SELECT r.name, r.type, r.content, r.ttl, r.prio FROM records r
+		JOIN domains d ON d.id = r.domain_id WHERE d.name = ? AND r.type IS NOT NULL`, strings.TrimSuffix(zone, "."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var rrs []dns.RR
+	for rows.Next() {
+		var name, typ, content string
+		var ttl, prio int
+		if err := rows.Scan(&name, &typ, &content, &ttl, &prio); err != nil {
+			t.Fatal(err)
+		}
+		if typ == "MX" || typ == "SRV" {
+			content = fmt.Sprintf("%d %s", prio, content)
+		}
+		rr, err := dns.NewRR(fmt.Sprintf("%s. %d IN %s %s", name, ttl, typ, content))
+		if err != nil {
+			t.Fatalf("row %s %s %q: %v", name, typ, content, err)
+		}
+		rrs = append(rrs, rr)
+	}
+	return rrs
 }
 
 // dbRows returns the zone's records rows as sorted strings, every column shown.
