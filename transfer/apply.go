@@ -27,12 +27,12 @@ type Summary struct {
 	// How a full zone was applied to a held zone: "diff" (only the difference, Deleted
 	// and Added records) or "replace" (the whole zone, for PathReason); "create" for a new
 	// zone, "ixfr" for an incremental transfer.
-	Path       string `json:"apply,omitempty"`
-	PathReason string `json:"apply_reason,omitempty"`
-	Deleted    int    `json:"deleted,omitempty"`
-	Added      int    `json:"added,omitempty"`
-	Result   string        `json:"result"`      // "applied", or what went wrong
-	At       time.Time     `json:"at"`
+	Path       string    `json:"apply,omitempty"`
+	PathReason string    `json:"apply_reason,omitempty"`
+	Deleted    int       `json:"deleted,omitempty"`
+	Added      int       `json:"added,omitempty"`
+	Result     string    `json:"result"` // "applied", or what went wrong
+	At         time.Time `json:"at"`
 }
 
 func (s *Summary) setResult(err error) {
