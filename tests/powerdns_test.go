@@ -526,11 +526,12 @@ func TestPDNS04EngineRetriesAfterOutage(t *testing.T) {
 	e := startPDNSEnv(t, harness.PDNSOptions{})
 	const zone, n = "example.com.", 40000
 	z := harness.NewZone(zone, 1, n)
-	// No IXFR history at the primary: the change arrives as a full transfer, a Replace.
+	// No IXFR history at the primary: the change arrives as a full transfer, and with the
+	// diff index off (diff_index_dir empty) it is a Replace.
 	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
 	cfg := harness.AgentConfig{
 		BackendDriver: "powerdns", Masters: p.Addr(), AllowNotify: "127.0.0.1",
-		Service: map[string]string{"retry_min": "1"},
+		Service: map[string]string{"retry_min": "1", "diff_index_dir": ""},
 		Backend: map[string]string{"zone_file_path": "-", "dsn": e.m.DSN(e.dbname),
 			"pdns_control": harness.LookPath("pdns_control"), "pdns_socket_dir": e.p.SocketDir()},
 	}
