@@ -36,7 +36,10 @@ func (h *Handler) command(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 		err = h.Zones.Delete(ctx, zone)
 	}
 	if err != nil {
-		rcode, werr := middleware.WriteReply(w, r, dns.RcodeServerFailure, false)
+		// Designate's agent sets AA on a DELETE before it calls the backend, so its failed
+		// DELETE is SERVFAIL with AA (0xf402); a failed CREATE has no AA (0xf002). Either
+		// way the worker retries: it counts only NOERROR with AA as done.
+		rcode, werr := middleware.WriteReply(w, r, dns.RcodeServerFailure, q.Qtype == TypeDelete)
 		return rcode, errors.Join(err, werr)
 	}
 	return middleware.WriteReply(w, r, dns.RcodeSuccess, true)

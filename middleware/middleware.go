@@ -45,18 +45,15 @@ func (s Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	s.Handler.ServeDNS(s.Base, w, r) //nolint:errcheck // logged by the logging layer
 }
 
-// AcceptRequests is the listener's MsgAcceptFunc. miekg/dns's default answers NOTIMP to
-// every opcode but QUERY and NOTIFY before any handler runs, without echoing the question;
-// Designate's agent answered REFUSED with the question echoed, so other request opcodes are
-// admitted here and refused by the handler. Responses are still ignored, and the default's
-// section-count checks still apply to QUERY and NOTIFY (Validate re-checks the others).
+// AcceptRequests is the listener's MsgAcceptFunc: it ignores responses and admits every
+// request. miekg/dns's default answers NOTIMP to every opcode but QUERY and NOTIFY, and
+// FORMERR to wrong section counts, from the header alone: opcode QUERY, no question.
+// Designate's agent echoed opcode, RD and question in every reply, so the chain answers:
+// Validate gives FORMERR to malformed requests (and re-checks the section counts), the
+// handler REFUSED to other opcodes.
 func AcceptRequests(dh dns.Header) dns.MsgAcceptAction {
-	action := dns.DefaultMsgAcceptFunc(dh)
-	if action == dns.MsgRejectNotImplemented {
-		return dns.MsgAccept
+	if dh.Bits&(1<<15) != 0 { // QR: answering responses is how reflection loops start
+		return dns.MsgIgnore
 	}
-	if action == dns.MsgReject {
-		CountMalformed() // miekg/dns answers FORMERR itself; the chain never sees it
-	}
-	return action
+	return dns.MsgAccept
 }

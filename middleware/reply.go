@@ -2,10 +2,15 @@ package middleware
 
 import "github.com/miekg/dns"
 
+// designatePayload is the EDNS UDP payload size Designate's agent announces: dnspython's
+// make_response answers an EDNS request with use_edns(0, 0, our_payload=8192).
+const designatePayload = 8192
+
 // Reply builds an answer the way Designate's agent (dnspython's make_response) does: the
-// request's id and opcode, QR, the RD bit copied, the question echoed, the rcode, and AA
-// only when the agent answers authoritatively. Its unit tests compare such replies byte for
-// byte, so nothing else is set. A request with EDNS gets an OPT back (RFC 6891 §7).
+// request's id and opcode, QR, the RD bit copied, the question section echoed, the rcode,
+// and AA only when the agent answers authoritatively. Its unit tests compare such replies
+// byte for byte, so nothing else is set. A request with EDNS gets an OPT back (RFC 6891 §7)
+// with payload 8192, version 0 and no flags, as make_response builds it.
 func Reply(req *dns.Msg, rcode int, authoritative bool) *dns.Msg {
 	m := &dns.Msg{MsgHdr: dns.MsgHdr{
 		Id:               req.Id,
@@ -15,11 +20,9 @@ func Reply(req *dns.Msg, rcode int, authoritative bool) *dns.Msg {
 		Authoritative:    authoritative,
 		Rcode:            rcode,
 	}}
-	if len(req.Question) > 0 {
-		m.Question = req.Question[:1]
-	}
+	m.Question = append([]dns.Question(nil), req.Question...) // one, unless the request is malformed
 	if req.IsEdns0() != nil {
-		m.SetEdns0(dns.DefaultMsgSize, false)
+		m.SetEdns0(designatePayload, false)
 	}
 	return m
 }

@@ -203,16 +203,14 @@ func (a *fuzzAgent) serve(in []byte, source, network string) result {
 }
 
 // malformed reports whether the listener must count raw as malformed before any handler
-// runs: too short for a header, rejected by its section counts, or not unpackable (a
-// response is ignored, not malformed).
+// runs: too short for a header, or not unpackable (a response is ignored, not malformed).
+// Wrong section counts reach the chain, which answers FORMERR unless a rate limit drops
+// the request first.
 func malformed(raw []byte, unpacks bool) bool {
 	if len(raw) < 12 {
 		return true
 	}
-	switch dns.DefaultMsgAcceptFunc(header(raw)) {
-	case dns.MsgReject:
-		return true
-	case dns.MsgIgnore:
+	if middleware.AcceptRequests(header(raw)) == dns.MsgIgnore {
 		return false
 	}
 	return !unpacks

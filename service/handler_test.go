@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/handler"
@@ -65,6 +66,9 @@ func (z *fakeZones) Create(_ context.Context, zone string) error {
 
 func (z *fakeZones) Delete(_ context.Context, zone string) error {
 	z.calls = append(z.calls, "delete "+zone)
+	if z.failing {
+		return errors.New("backend unreachable")
+	}
 	return nil
 }
 
@@ -209,4 +213,87 @@ func TestPanicAnswersServfailAndServingGoesOn(t *testing.T) {
 func newTestHandler(t *testing.T, zones handler.Zones) middleware.Handler {
 	cfg := testConfig(t, "")
 	return NewHandler(cfg, zones, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), zap.NewNop())
+}
+
+// Issue 12 item 8. Designate's agent sets AA before it calls the backend to delete, so a
+// failed DELETE is SERVFAIL with AA (0xf402), unlike a failed CREATE (0xf002).
+func TestDeleteFailureIsServfailWithAA(t *testing.T) {
+	zones := &fakeZones{failing: true}
+	got := serve(t, zones, "735d74000001000000000000"+exampleQuestion+"ff03ff00", "192.0.2.1")
+	if want := "735df4020001000000000000" + exampleQuestion + "ff03ff00"; got != want {
+		t.Errorf("reply\n got %s\nwant %s", got, want)
+	}
+}
+
+// A request with EDNS gets an OPT back as dnspython's make_response builds it for
+// Designate's agent: payload 8192, extended rcode 0, version 0, no flags (DO is not
+// echoed), no options (RFC 6891 §6.1.2-6.1.3). The OPT is root (00), TYPE41 (0029),
+// payload as the class, then TTL (rcode, version, flags) and RDLENGTH.
+func TestEDNSReplyCarriesDesignatesPayload(t *testing.T) {
+	for _, tt := range []struct{ name, request, reply string }{
+		{"notify, payload 1232, DO",
+			"1a7220000001000000000001" + exampleQuestion + "00060001" + "00002904d000008000" + "0000",
+			"1a72a4000001000000000001" + exampleQuestion + "00060001" + "0000292000000000000000"},
+		{"create, payload 4096",
+			"735d74000001000000000001" + exampleQuestion + "ff02ff00" + "000029100000000000" + "0000",
+			"735df4000001000000000001" + exampleQuestion + "ff02ff00" + "0000292000000000000000"},
+		{"refused opcode, payload 512",
+			"000128000001000000000001" + exampleQuestion + "00060001" + "000029020000000000" + "0000",
+			"0001a8050001000000000001" + exampleQuestion + "00060001" + "0000292000000000000000"},
+	} {
+		zones := &fakeZones{known: map[string]bool{"example.com.": true}}
+		if got := serve(t, zones, tt.request, "192.0.2.1"); got != tt.reply {
+			t.Errorf("%s: reply\n got %s\nwant %s", tt.name, got, tt.reply)
+		}
+	}
+}
+
+// A request with two questions (or none) gets FORMERR from the agent itself, as any other
+// malformed request: id, QR, its opcode and RD echoed, its question section echoed as
+// dnspython's make_response copies it. Over a real listener, so miekg/dns's own FORMERR
+// (opcode QUERY, no question) cannot stand in for it.
+func TestTwoQuestionsFormerrEchoesOpcode(t *testing.T) {
+	cfg := testConfig(t, "")
+	zones := &fakeZones{known: map[string]bool{"example.com.": true}}
+	s := &Service{cfg: cfg, log: zap.NewNop()}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := middleware.Server{Base: context.Background(), Handler: NewHandler(cfg, zones, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), zap.NewNop())}
+	srv := s.server(&dns.Server{PacketConn: pc, Handler: base}, false)
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+
+	const soa, create = exampleQuestion + "00060001", exampleQuestion + "ff02ff00"
+	for _, tt := range []struct{ name, request, reply string }{
+		{"NOTIFY with RD, two questions", "082121000002000000000000" + soa + soa, "0821a1010002000000000000" + soa + soa},
+		{"NOTIFY, no question", "082020000000000000000000", "0820a0010000000000000000"},
+		{"QUERY with RD, two questions", "082401000002000000000000" + soa + soa, "082481010002000000000000" + soa + soa},
+		{"CREATE, two questions", "082374000002000000000000" + create + create, "0823f0010002000000000000" + create + create},
+	} {
+		raw, err := hex.DecodeString(tt.request)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("udp", pc.LocalAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write(raw)
+		buf := make([]byte, 1500)
+		n, err := c.Read(buf)
+		c.Close()
+		if err != nil {
+			t.Errorf("%s: no reply: %v", tt.name, err)
+			continue
+		}
+		if got := hex.EncodeToString(buf[:n]); got != tt.reply {
+			t.Errorf("%s: reply\n got %s\nwant %s", tt.name, got, tt.reply)
+		}
+	}
+	if len(zones.calls) != 0 {
+		t.Errorf("engine calls %v for malformed requests", zones.calls)
+	}
 }

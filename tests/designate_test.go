@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/dnsagent/dnsagent/tests/harness"
 )
 
@@ -149,5 +151,34 @@ func TestAT04RefusedSource(t *testing.T) {
 			t.Errorf("after the allowed CREATE: %s", d)
 		}
 	})
+	a.CheckAlive(t)
+}
+
+// Issue 12 item 8, over the wire: the replies Designate's agent gives where ours differed.
+// A failed DELETE is SERVFAIL with AA (0xf402: Designate sets AA before calling the
+// backend); a reply to an EDNS request carries Designate's OPT (payload 8192, version 0,
+// no flags); a request with two questions is FORMERR with its opcode, RD and questions
+// echoed, over UDP and TCP.
+func TestDesignateByteCompatibility(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envOpts{records: 20, allowLocal: true,
+		agent: harness.AgentConfig{Backend: map[string]string{"delete_command": "false"}}})
+	a := e.a
+	expectBytes(t, "CREATE", udp(t, a.Addr(), vecCreate, 25*time.Second), vecCreateOK)
+
+	del := harness.Hex("735e74000001000000000000076578616d706c6503636f6d00ff03ff00")
+	expectBytes(t, "DELETE whose delete_command fails", udp(t, a.Addr(), del, 25*time.Second),
+		harness.Hex("735ef4020001000000000000076578616d706c6503636f6d00ff03ff00"))
+
+	// NOTIFY with an OPT: payload 1232, DO set.
+	notifyEDNS := harness.Hex("1a74 2000 0001 0000 0000 0001 076578616d706c6503636f6d00 0006 0001 00 0029 04d0 00008000 0000")
+	expectBytes(t, "NOTIFY with EDNS", udp(t, a.Addr(), notifyEDNS, 3*time.Second),
+		harness.Hex("1a74 a400 0001 0000 0000 0001 076578616d706c6503636f6d00 0006 0001 00 0029 2000 00000000 0000"))
+
+	q := harness.Question(zone, dns.TypeSOA, dns.ClassINET)
+	two := harness.RawMessage(0x0821, 0x2100, q, q)
+	want := harness.RawMessage(0x0821, 0xa101, q, q)
+	expectBytes(t, "NOTIFY with two questions over UDP", udp(t, a.Addr(), two, 3*time.Second), want)
+	expectBytes(t, "NOTIFY with two questions over TCP", tcp(t, a.Addr(), two, 3*time.Second), want)
 	a.CheckAlive(t)
 }
