@@ -56,20 +56,49 @@ func fallsBack(err error) bool {
 	return errors.As(err, &te) || errors.Is(err, backend.ErrInconsistent) || errors.Is(err, errIXFRHistory)
 }
 
+// axfrLater is an IXFR from master that failed on the wire (stall, cut, error rcode) while
+// another master serves the same version: that one is tried before this one's AXFR, for a
+// master that hung once is likely to hang again, and each hang costs a stall timeout.
+type axfrLater struct {
+	master netip.AddrPort
+	err    error
+}
+
+func (e *axfrLater) Error() string { return e.err.Error() }
+func (e *axfrLater) Unwrap() error { return e.err }
+
 // update brings the zone to master's version: by IXFR when the zone exists and the backend
-// can apply changes in place, falling back to AXFR when that fails.
-func (m *Manager) update(ctx context.Context, z *zone, gen uint64, master netip.AddrPort, exists bool, current uint32) (*Summary, error) {
-	sum := &Summary{Zone: z.name, Master: master.String(), From: current, At: m.now()}
-	if inc, ok := m.backend.(backend.Incremental); ok && exists {
-		err := m.incremental(ctx, z, gen, master, current, inc, sum)
-		if err == nil || !fallsBack(err) || ctx.Err() != nil {
-			sum.setResult(err)
-			return sum, err
-		}
-		m.log.Info("IXFR failed, falling back to AXFR", zap.String("zone", z.name), zap.Stringer("master", master), zap.Error(err))
-		*sum = Summary{Zone: z.name, Master: master.String(), From: current, At: m.now(), Fallback: err.Error()}
+// can apply changes in place, falling back to AXFR when that fails. With elsewhere (another
+// master serves the same version), an IXFR failing on the wire returns an *axfrLater
+// instead of falling back at once.
+func (m *Manager) update(ctx context.Context, z *zone, gen uint64, master netip.AddrPort, exists bool, current uint32,
+	elsewhere bool) (*Summary, error) {
+	inc, ok := m.backend.(backend.Incremental)
+	if !ok || !exists {
+		return m.full(ctx, z, gen, master, exists, current, "")
 	}
-	sum.Type = "AXFR"
+	sum := &Summary{Zone: z.name, Master: master.String(), From: current, At: m.now()}
+	err := m.incremental(ctx, z, gen, master, current, inc, sum)
+	if err == nil || !fallsBack(err) || ctx.Err() != nil {
+		sum.setResult(err)
+		return sum, err
+	}
+	var te *transferError
+	if elsewhere && errors.As(err, &te) && !errors.Is(err, errIXFRHistory) {
+		m.log.Info("IXFR failed, trying another master with this version before an AXFR from this one",
+			zap.String("zone", z.name), zap.Stringer("master", master), zap.Error(err))
+		sum.setResult(err)
+		return sum, &axfrLater{master, err}
+	}
+	m.log.Info("IXFR failed, falling back to AXFR", zap.String("zone", z.name), zap.Stringer("master", master), zap.Error(err))
+	return m.full(ctx, z, gen, master, exists, current, err.Error())
+}
+
+// full transfers the whole zone from master by AXFR; fallback says why an IXFR was
+// abandoned for it, if one was.
+func (m *Manager) full(ctx context.Context, z *zone, gen uint64, master netip.AddrPort, exists bool, current uint32,
+	fallback string) (*Summary, error) {
+	sum := &Summary{Zone: z.name, Master: master.String(), Type: "AXFR", From: current, At: m.now(), Fallback: fallback}
 	start := m.now()
 	stream, err := m.client.AXFR(ctx, master, z.name)
 	sum.Transfer = m.now().Sub(start)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,6 +76,8 @@ type Notify struct {
 	Source    netip.Addr // who sent it; tried first if it is one of the masters
 	Serial    uint32     // the serial it carried, if HasSerial
 	HasSerial bool
+
+	received bool // set by Manager.Notify: the check was asked for by a NOTIFY, not a timer
 }
 
 // Manager runs the transfers. It owns one goroutine per zone with work, bounded in
@@ -217,7 +220,9 @@ func (m *Manager) enqueueLocked(z *zone, hint Notify) *job {
 	}
 	if j := z.job; j != nil {
 		j.pending = true
-		j.hint = hint
+		if hint.received || !j.hint.received { // a timer never hides a NOTIFY's hint
+			j.hint = hint
+		}
 		return j
 	}
 	if z.timer != nil {
@@ -234,6 +239,7 @@ func (m *Manager) enqueueLocked(z *zone, hint Notify) *job {
 // Notify schedules a check of the zone and returns at once; the transfer runs later.
 // A NOTIFY for a zone with work under way (a CREATE among it) folds into that work.
 func (m *Manager) Notify(ctx context.Context, name string, n Notify) error {
+	n.received = true
 	m.mu.Lock()
 	if z := m.zones[name]; z != nil && (z.job != nil || z.sched.hasApplied) {
 		// Work under way folds the NOTIFY in; a zone checked before is known, with its
@@ -459,23 +465,32 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		return outcome{gone: true}
 	}
 
-	masters, err := m.candidates(ctx, z.name, hint.Source)
+	m.mu.Lock()
+	// Only a periodic refresh after a successful check may leave out masters backing off:
+	// a NOTIFY, a CREATE or a retry asks them all, so none holding a newer version is
+	// missed when it matters (README, Transfers).
+	skipBackedOff := !hint.received && !create && z.sched.failures == 0
+	m.mu.Unlock()
+	masters, err := m.candidates(ctx, z.name, soaQuery{hint: hint, skipBackedOff: skipBackedOff, exists: exists, held: current})
 	if err != nil {
 		return outcome{err: err, gone: !exists, applied: current}
 	}
 	res := outcome{primary: masters[0].soa, applied: current, gone: !exists}
-	var errs []error
-	for _, master := range masters {
-		if exists && !Newer(master.soa.Serial, current) {
-			if len(errs) > 0 {
-				break // the masters with newer data failed; the rest cannot help
-			}
-			m.log.Debug("zone is up to date", zap.String("zone", z.name), zap.Stringer("master", master.addr),
-				zap.Uint32("serial", current))
+	if exists {
+		// The zone is up to date only when no master that answered has a newer serial.
+		masters = slices.DeleteFunc(masters, func(c candidate) bool { return !Newer(c.soa.Serial, current) })
+		if len(masters) == 0 {
+			m.log.Debug("zone is up to date", zap.String("zone", z.name), zap.Uint32("serial", current))
 			return res
 		}
-		summary, err := m.update(ctx, z, gen, master.addr, exists, current)
-		m.noteMaster(master.addr, err)
+	}
+	var (
+		errs  []error
+		later []*axfrLater // masters whose IXFR failed on the wire: their AXFR comes last
+	)
+	// done tells whether the check ends with this transfer's outcome.
+	done := func(summary *Summary, master netip.AddrPort, err error) bool {
+		m.noteMaster(master, err)
 		if summary != nil {
 			res.summary = summary
 			m.logSummary(summary, err)
@@ -483,13 +498,33 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		if err == nil {
 			res.changed = !exists || Newer(summary.To, current)
 			res.gone, res.applied = false, summary.To
-			return res
+			return true
 		}
 		if errors.Is(err, errDeleted) || ctx.Err() != nil {
 			res.err = err
-			return res
+			return true
+		}
+		var l *axfrLater
+		if errors.As(err, &l) {
+			later = append(later, l)
 		}
 		errs = append(errs, err)
+		return false
+	}
+	for i, master := range masters {
+		// Masters are sorted by serial: when the next one serves the same version, it goes
+		// before this one's AXFR should this one's IXFR fail on the wire.
+		elsewhere := i+1 < len(masters) && masters[i+1].soa.Serial == master.soa.Serial
+		summary, err := m.update(ctx, z, gen, master.addr, exists, current, elsewhere)
+		if done(summary, master.addr, err) {
+			return res
+		}
+	}
+	for _, l := range later {
+		summary, err := m.full(ctx, z, gen, l.master, exists, current, l.err.Error())
+		if done(summary, l.master, err) {
+			return res
+		}
 	}
 	res.err = errors.Join(errs...)
 	return res
