@@ -471,7 +471,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 	// missed when it matters (README, Transfers).
 	skipBackedOff := !hint.received && !create && z.sched.failures == 0
 	m.mu.Unlock()
-	masters, err := m.candidates(ctx, z.name, soaQuery{hint: hint, skipBackedOff: skipBackedOff, exists: exists, held: current})
+	masters, err := m.candidates(ctx, z.name, hint.Source, skipBackedOff)
 	if err != nil {
 		return outcome{err: err, gone: !exists, applied: current}
 	}

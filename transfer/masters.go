@@ -75,24 +75,15 @@ func (m *Manager) mastersToAsk(skipBackedOff bool) []candidate {
 	return all
 }
 
-// soaQuery says what a check wants to know from the masters.
-type soaQuery struct {
-	hint          Notify // the NOTIFY that asked for the check, if any
-	skipBackedOff bool   // a periodic refresh: masters backing off need not be asked
-	exists        bool   // the backend holds the zone, at serial held
-	held          uint32
-}
-
 // candidates returns the masters that answered the zone's SOA query, highest serial (RFC
 // 1982) first; among equal serials, those on the NOTIFY sender's address, then those not
-// backing off, then in the configured order. Every master to ask is asked at once. Once one has answered,
-// the others get a short grace to answer too, so a master that hangs costs one grace
-// period, not a timeout, and is then backed off like one that failed. The wait ends
-// earlier only when every master on the NOTIFY sender's address has answered and the best
-// of them is newer than the zone held (and not older than the serial the NOTIFY carried):
-// the transfer can start, and no master that answered is left behind with a newer serial.
-func (m *Manager) candidates(ctx context.Context, zoneName string, q soaQuery) ([]candidate, error) {
-	masters := m.mastersToAsk(q.skipBackedOff)
+// backing off, then in the configured order. Every master to ask is asked at once, and the
+// check waits for all of them: taking the first answer, even the notifier's, could miss a
+// newer serial, or leave out the master to fall back to. Once one has answered, the others
+// get a short grace, so a master that hangs costs one grace period, not a timeout, and is
+// then backed off like one that failed.
+func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr, skipBackedOff bool) ([]candidate, error) {
+	masters := m.mastersToAsk(skipBackedOff)
 	queryCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type answer struct {
@@ -101,12 +92,8 @@ func (m *Manager) candidates(ctx context.Context, zoneName string, q soaQuery) (
 	}
 	answers := make(chan answer, len(masters))
 	pending := map[netip.AddrPort]bool{}
-	onNotifier := 0 // masters on the notifier's address still to answer
 	for _, master := range masters {
 		pending[master.addr] = true
-		if master.addr.Addr() == q.hint.Source {
-			onNotifier++
-		}
 		go func() {
 			soa, err := m.client.SOA(queryCtx, master.addr, zoneName)
 			if queryCtx.Err() == nil {
@@ -117,34 +104,22 @@ func (m *Manager) candidates(ctx context.Context, zoneName string, q soaQuery) (
 		}()
 	}
 	var (
-		found    []candidate
-		errs     []error
-		grace    <-chan time.Time
-		notified *dns.SOA // the best SOA from the notifier's address
+		found []candidate
+		errs  []error
+		grace <-chan time.Time
 	)
 collect:
 	for len(pending) > 0 {
 		select {
 		case a := <-answers:
 			delete(pending, a.addr)
-			fromNotifier := a.addr.Addr() == q.hint.Source
-			if fromNotifier {
-				onNotifier--
-			}
 			if a.err != nil {
 				errs = append(errs, a.err)
-			} else {
-				found = append(found, a.candidate)
-				if fromNotifier && (notified == nil || Newer(a.soa.Serial, notified.Serial)) {
-					notified = a.soa
-				}
-				if grace == nil {
-					grace = time.After(masterAnswerGrace)
-				}
+				continue
 			}
-			if onNotifier == 0 && notified != nil && (!q.exists || Newer(notified.Serial, q.held)) &&
-				(!q.hint.HasSerial || !Newer(q.hint.Serial, notified.Serial)) {
-				break collect
+			found = append(found, a.candidate)
+			if grace == nil {
+				grace = time.After(masterAnswerGrace)
 			}
 		case <-grace:
 			for master := range pending {
@@ -164,7 +139,7 @@ collect:
 			return 1
 		}
 		return cmp.Or(
-			cmpBool(a.addr.Addr() == q.hint.Source, b.addr.Addr() == q.hint.Source),
+			cmpBool(a.addr.Addr() == notifier, b.addr.Addr() == notifier),
 			cmpBool(!a.backedOff, !b.backedOff),
 			a.index-b.index)
 	})

@@ -28,12 +28,13 @@ type fakePrimary struct {
 	zone     string
 	records  []dns.RR
 	versions [][]dns.RR    // every version served, oldest first, for IXFR
-	ixfr     string        // "" answers IXFR properly; "notimp", "full", "badchain" or "cut" misbehave
+	ixfr     string        // "" answers IXFR properly; "notimp", "full", "badchain", "cut" or "stall" misbehave
 	down     bool          // close every connection at once, as a primary that is down
 	tsig     string        // when set, requests must be signed with this key name (secret tsigSecret)
 	signing  signing       // how the messages of a signed transfer are signed
 	cut      bool          // stop before the closing SOA and close the connection
-	hold     chan struct{} // when set, AXFRs wait until it is closed
+	hold     chan struct{} // when set, AXFRs wait until it is closed (and IXFRs: at once, or mid-way when "stall")
+	soaDelay time.Duration // SOA answers wait this long
 	extra    []dns.RR      // appended to the transfer (e.g. out-of-zone records)
 
 	axfrs atomic.Int32
@@ -43,9 +44,16 @@ type fakePrimary struct {
 
 func startPrimary(t *testing.T, zone string, serial uint32, n int) *fakePrimary {
 	t.Helper()
+	return startPrimaryOn(t, "127.0.0.1", zone, serial, n)
+}
+
+// startPrimaryOn is startPrimary listening on ip (any loopback address), so that masters
+// can differ in address, not only in port.
+func startPrimaryOn(t *testing.T, ip, zone string, serial uint32, n int) *fakePrimary {
+	t.Helper()
 	p := &fakePrimary{zone: zone}
 	p.setZone(serial, n)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +241,7 @@ func missing(a, b []dns.RR) []dns.RR {
 
 func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	p.mu.Lock()
-	records, cut, hold, extra, mode, down, how := p.records, p.cut, p.hold, p.extra, p.ixfr, p.down, p.signing
+	records, cut, hold, extra, mode, down, how, soaDelay := p.records, p.cut, p.hold, p.extra, p.ixfr, p.down, p.signing, p.soaDelay
 	var ixfr []dns.RR
 	if r.Question[0].Qtype == dns.TypeIXFR && len(r.Ns) == 1 {
 		ixfr = p.ixfrAnswer(r.Ns[0].(*dns.SOA).Serial)
@@ -253,12 +261,13 @@ func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	switch r.Question[0].Qtype {
 	case dns.TypeSOA:
 		p.soas.Add(1)
+		time.Sleep(soaDelay)
 		reply.Answer = records[:1]
 		sign(w, r, reply)
 		w.WriteMsg(reply)
 	case dns.TypeIXFR:
 		p.ixfrs.Add(1)
-		if hold != nil {
+		if hold != nil && mode != "stall" {
 			<-hold
 		}
 		switch mode {
@@ -268,6 +277,9 @@ func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 		case "cut":
 			send(w, r, ixfr[:len(ixfr)/2], how)
 			w.Close()
+		case "stall": // a primary that hangs mid-transfer, connection open
+			send(w, r, ixfr[:len(ixfr)/2], how)
+			<-hold
 		default:
 			send(w, r, ixfr, how)
 		}

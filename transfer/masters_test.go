@@ -1,0 +1,154 @@
+package transfer
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/dnsagent/dnsagent/backend/memory"
+)
+
+// Issue 12, item 2: a NOTIFY must never end "up to date" while a master that answered has
+// a newer serial.
+
+// 2a: a master still backing off after a failure is asked anyway when a NOTIFY comes, and
+// its newer version is transferred.
+func TestNotifyAsksMasterInBackoff(t *testing.T) {
+	ctx := context.Background()
+	stale := startPrimary(t, "example.com.", 1, 10)
+	back := startPrimary(t, "example.com.", 1, 10)
+	back.set(func(p *fakePrimary) { p.down = true })
+	m, be := newManager(t, stale.addr, back.addr)
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	if asked := m.mastersToAsk(true); len(asked) != 1 || asked[0].addr != stale.addr {
+		t.Fatalf("a refresh would ask %v; the master that was down must be backing off", asked)
+	}
+	back.set(func(p *fakePrimary) { p.down = false })
+	back.setZone(2, 10) // back ahead of the other master, within its 5 s backoff
+	if err := m.Notify(ctx, "example.com.", Notify{Source: netip.MustParseAddr("192.0.2.53")}); err != nil {
+		t.Fatal(err)
+	}
+	waitSerial(t, be, "example.com.", 2)
+	if back.transfers() != 1 {
+		t.Errorf("%d transfers from the master that came back, want 1", back.transfers())
+	}
+}
+
+// A retry after a failed check asks every master too: the master whose transfer failed is
+// backing off, and skipping it would let the retry find the others "up to date" and wait
+// for the SOA refresh.
+func TestRetryAsksMasterInBackoff(t *testing.T) {
+	ctx := context.Background()
+	stale := startPrimary(t, "example.com.", 1, 200)
+	fresh := startPrimaryOn(t, "127.0.0.2", "example.com.", 1, 200)
+	m, be := newManagerWith(t, Config{Masters: []netip.AddrPort{stale.addr, fresh.addr}, RetryMin: 200 * time.Millisecond}, memory.New())
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	fresh.set(func(p *fakePrimary) { p.cut, p.ixfr = true, "cut" })
+	fresh.setZone(2, 200)
+	axfrs := fresh.axfrs.Load() // the CREATE's, if it went there
+	if err := m.Notify(ctx, "example.com.", Notify{Source: fresh.addr.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	for fresh.axfrs.Load() == axfrs { // IXFR cut, then AXFR cut: the check fails
+		time.Sleep(5 * time.Millisecond)
+	}
+	fresh.set(func(p *fakePrimary) { p.cut, p.ixfr = false, "" })
+	waitSerial(t, be, "example.com.", 2)
+}
+
+// 2b: several masters on the NOTIFY sender's address (different ports): the first one to
+// answer does not win when another there has a newer serial.
+func TestNotifyWaitsForEveryMasterOnSendersAddress(t *testing.T) {
+	ctx := context.Background()
+	old := startPrimary(t, "example.com.", 1, 10)
+	fresh := startPrimary(t, "example.com.", 1, 10)
+	m, be := newManager(t, old.addr, fresh.addr)
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	fresh.setZone(2, 10)
+	fresh.set(func(p *fakePrimary) { p.soaDelay = 100 * time.Millisecond }) // old answers first
+	if err := m.Notify(ctx, "example.com.", Notify{Source: netip.MustParseAddr("127.0.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	waitSerial(t, be, "example.com.", 2)
+}
+
+// 2c: the NOTIFY's sender answers with the serial already held while another master has
+// already answered with a newer one: the newer one is transferred.
+func TestNotifierNotNewerDoesNotHideNewerMaster(t *testing.T) {
+	ctx := context.Background()
+	notifier := startPrimary(t, "example.com.", 1, 10)
+	other := startPrimaryOn(t, "127.0.0.2", "example.com.", 1, 10)
+	m, be := newManager(t, notifier.addr, other.addr)
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	other.setZone(2, 10)
+	notifier.set(func(p *fakePrimary) { p.soaDelay = 100 * time.Millisecond }) // the other answers first
+	if err := m.Notify(ctx, "example.com.", Notify{Source: notifier.addr.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitSerial(t, be, "example.com.", 2)
+	if other.ixfrs.Load() != 1 {
+		t.Errorf("%d IXFRs from the master with the newer serial, want 1", other.ixfrs.Load())
+	}
+}
+
+// Item 3: a master that hangs mid-IXFR costs one stall timeout: the next master with the
+// same version is asked before the hung one's AXFR, which is never tried. The hung master
+// comes first either as the NOTIFY's sender or, with the NOTIFY from elsewhere, by the
+// configured order (it also answers the SOA query first).
+func TestHungIXFRFallsBackToAnotherMasterFirst(t *testing.T) {
+	for _, fromHung := range []bool{true, false} {
+		name := map[bool]string{true: "notify-from-hung-master", false: "notify-from-elsewhere"}[fromHung]
+		t.Run(name, func(t *testing.T) { testHungIXFR(t, fromHung) })
+	}
+}
+
+func testHungIXFR(t *testing.T, fromHung bool) {
+	const stall = time.Second
+	ctx := context.Background()
+	hung := startPrimary(t, "example.com.", 1, 200)
+	good := startPrimaryOn(t, "127.0.0.2", "example.com.", 1, 200)
+	m, be := newManager(t, hung.addr, good.addr)
+	m.client.StallTimeout = stall
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	defer close(hold)
+	hung.set(func(p *fakePrimary) { p.hold, p.ixfr = hold, "stall" }) // AXFRs hang from the start
+	good.set(func(p *fakePrimary) { p.soaDelay = 50 * time.Millisecond })
+	hung.setZone(2, 200)
+	good.setZone(2, 200)
+	axfrs := hung.axfrs.Load() // the CREATE's, if it went there
+	n := Notify{Source: netip.MustParseAddr("192.0.2.53")}
+	if fromHung {
+		n.Source = hung.addr.Addr()
+	}
+	start := time.Now()
+	if err := m.Notify(ctx, "example.com.", n); err != nil {
+		t.Fatal(err)
+	}
+	waitSerial(t, be, "example.com.", 2)
+	took := time.Since(start)
+	if took < stall || took > stall*3/2 {
+		t.Errorf("new version applied %v after the NOTIFY, want one stall timeout (%v), not two", took, stall)
+	}
+	if hung.ixfrs.Load() != 1 || hung.axfrs.Load() != axfrs {
+		t.Errorf("hung master: %d IXFRs, %d AXFRs after the NOTIFY; want only the one IXFR that hung",
+			hung.ixfrs.Load(), hung.axfrs.Load()-axfrs)
+	}
+	m.mu.Lock()
+	last := m.zones["example.com."].sched.lastTransfer
+	m.mu.Unlock()
+	if last == nil || last.Master != good.addr.String() || last.Type != "IXFR" {
+		t.Errorf("last transfer %+v, want an IXFR from %s", last, good.addr)
+	}
+}
