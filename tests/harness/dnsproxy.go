@@ -70,7 +70,14 @@ const dnsProxyIdle = 30 * time.Second
 // closes it in t.Cleanup.
 func StartDNSProxy(t testing.TB, upstream string) *DNSProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return StartDNSProxyOn(t, "127.0.0.1", upstream)
+}
+
+// StartDNSProxyOn is StartDNSProxy listening on ip (another loopback address, such as
+// 127.0.0.2, gives a master an address of its own).
+func StartDNSProxyOn(t testing.TB, ip, upstream string) *DNSProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatalf("DNS proxy: %v", err)
 	}
