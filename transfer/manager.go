@@ -469,7 +469,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 	// Only a periodic refresh after a successful check may leave out masters backing off:
 	// a NOTIFY, a CREATE or a retry asks them all, so none holding a newer version is
 	// missed when it matters (README, Transfers).
-	skipBackedOff := !hint.received && !create && z.sched.failures == 0
+	skipBackedOff := !hint.received && !create && z.sched.failures == 0 && !z.sched.behindLocked()
 	m.mu.Unlock()
 	masters, err := m.candidates(ctx, z.name, hint.Source, skipBackedOff)
 	if err != nil {

@@ -61,6 +61,32 @@ func TestRetryAsksMasterInBackoff(t *testing.T) {
 	waitSerial(t, be, "example.com.", 2)
 }
 
+// The master with the newest version fails its transfers while another, with a version
+// between ours and the newest, works: that version is applied, and the newest is tried
+// again at the retry delay, not one SOA refresh later.
+func TestBestMasterFailingIsRetriedAfterOlderVersionApplied(t *testing.T) {
+	ctx := context.Background()
+	best := startPrimary(t, "example.com.", 1, 200)
+	older := startPrimaryOn(t, "127.0.0.2", "example.com.", 1, 200)
+	m, be := newManagerWith(t, Config{Masters: []netip.AddrPort{best.addr, older.addr}, RetryMin: 200 * time.Millisecond}, memory.New())
+	m.client.StallTimeout = 300 * time.Millisecond
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	best.set(func(p *fakePrimary) { p.hold = hold })
+	best.setZone(2, 200)
+	best.setZone(3, 200)
+	older.setZone(2, 200)
+	if err := m.Notify(ctx, "example.com.", Notify{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSerial(t, be, "example.com.", 2)
+	best.set(func(p *fakePrimary) { p.hold = nil })
+	close(hold)
+	waitSerial(t, be, "example.com.", 3)
+}
+
 // 2b: several masters on the NOTIFY sender's address (different ports): the first one to
 // answer does not win when another there has a newer serial.
 func TestNotifyWaitsForEveryMasterOnSendersAddress(t *testing.T) {

@@ -56,6 +56,13 @@ func (m *Manager) afterCheckLocked(z *zone, o outcome) {
 	}
 	if o.err == nil {
 		s.failures, s.expired, s.lastSuccess = 0, false, now
+		if s.behindLocked() {
+			// The best master's transfer failed and another master's version, newer than
+			// ours but older than the best, was applied: try the best one again soon, not
+			// one SOA refresh later.
+			m.armLocked(z, m.retryDelay(s))
+			return
+		}
 		m.armLocked(z, jitter(m.refreshInterval(s), 0.1))
 		return
 	}
@@ -82,6 +89,12 @@ func (m *Manager) armLocked(z *zone, d time.Duration) {
 			m.enqueueLocked(z, Notify{})
 		}
 	})
+}
+
+// behindLocked tells whether a master answered the last check with a serial newer than
+// the one applied.
+func (s *schedule) behindLocked() bool {
+	return s.primary != nil && s.hasApplied && Newer(s.primary.Serial, s.applied)
 }
 
 func (m *Manager) refreshInterval(s *schedule) time.Duration {
