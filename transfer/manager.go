@@ -73,7 +73,7 @@ func (c Config) Validate() error {
 
 // Notify is what a NOTIFY tells about a zone.
 type Notify struct {
-	Source    netip.Addr // who sent it; tried first if it is one of the masters
+	Source    netip.Addr // who sent it; masters on this address come first among equal serials
 	Serial    uint32     // the serial it carried, if HasSerial
 	HasSerial bool
 
