@@ -88,20 +88,26 @@ func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists
 	}
 	defer w.discard()
 	if !exists {
-		if err := b.Create(ctx, zone, tee(w, src)); err != nil {
+		t := tee(w, src)
+		err := b.Create(ctx, zone, t)
+		t.wait()
+		if err != nil {
 			return Result{}, err
 		}
 		return Result{Apply: "create"}, x.finish(ctx, b, w)
 	}
 	old, reason := x.usable(ctx, b, zone, current)
 	if old == nil {
-		return x.replace(ctx, b, w, tee(w, src), reason)
+		return x.replace(ctx, b, w, src, reason)
 	}
 	defer old.close()
-	res, err := x.diff(ctx, b, w, old, src)
+	in := readAhead(src)
+	defer in.close()
+	res, err := x.diff(ctx, b, w, old, in)
 	if err != nil {
 		return res, err
 	}
+	old.table, old.seen = nil, nil // memory for the new table
 	return res, x.finish(ctx, b, w)
 }
 
@@ -139,8 +145,10 @@ func (x *Index) usable(ctx context.Context, b backend.Backend, zone string, curr
 func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *held, src backend.Source) (Result, error) {
 	var added []dns.RR
 	addedSet := map[uint64]bool{}
+	// The new version is about as large as the old: no growing copies of the table.
+	w.hashes, w.offs = make([]uint64, 0, old.size()+old.size()/16), make([]uint32, 0, old.size()+old.size()/16)
 	tooMany := false
-	limit := int(x.maxRatio*float64(len(old.table))) + 1
+	limit := int(x.maxRatio*float64(old.size())) + 1
 	soa, err := backend.StreamCheck{Zone: w.zone}.Read(ctx, src, func(batch []dns.RR) error {
 		for _, rr := range batch {
 			if _, ok := rr.(*dns.SOA); ok && w.soa == nil {
@@ -175,7 +183,7 @@ func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *hel
 		return Result{}, err
 	}
 	deleted := old.unseenCount()
-	size := max(len(old.table), len(w.table))
+	size := max(old.size(), len(w.hashes))
 	if tooMany || float64(deleted+len(added)) > x.maxRatio*float64(size) {
 		return x.replayReplace(ctx, b, w, fmt.Sprintf("the difference (%d deleted, %d or more added) is over diff_max_ratio %.2f of %d records",
 			deleted, len(added), x.maxRatio, size))
@@ -209,7 +217,10 @@ func (x *Index) replayReplace(ctx context.Context, b backend.Backend, w *writer,
 }
 
 func (x *Index) replace(ctx context.Context, b backend.Backend, w *writer, src backend.Source, reason string) (Result, error) {
-	if err := b.Replace(ctx, w.zone, src); err != nil {
+	t := tee(w, src)
+	err := b.Replace(ctx, w.zone, t)
+	t.wait()
+	if err != nil {
 		return Result{}, err
 	}
 	return Result{Apply: "replace", Reason: reason}, x.finish(ctx, b, w)
@@ -228,22 +239,4 @@ func (x *Index) finish(ctx context.Context, b backend.Backend, w *writer) error 
 	}
 	w.finish(fingerprint) //nolint:errcheck // see above: a missing index is a replace next time
 	return nil
-}
-
-// tee passes src through to the backend, writing every record to the index as it goes.
-func tee(w *writer, src backend.Source) backend.Source { return &teeSource{w: w, src: src} }
-
-type teeSource struct {
-	w   *writer
-	src backend.Source
-}
-
-func (t *teeSource) Next() ([]dns.RR, error) {
-	batch, err := t.src.Next()
-	for _, rr := range batch {
-		if t.w.failed || t.w.record(rr) != nil {
-			break
-		}
-	}
-	return batch, err
 }

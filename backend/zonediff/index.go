@@ -14,9 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
@@ -26,18 +26,12 @@ import (
 // magic ends every index file; the trailer before it says what the file holds.
 const magic = "DNSAGIX1"
 
-// entry is one record of the table: its hash and where its wire form starts.
-type entry struct {
-	hash uint64
-	off  uint64
-}
-
 // trailer describes an index file. It is written last, so a file cut short has none.
 type trailer struct {
 	Zone        string `json:"zone"`
 	SOA         string `json:"soa"`         // the zone's SOA at this version, presentation form
 	Records     int    `json:"records"`     // unique records, the SOA left out
-	TableOffset int64  `json:"table"`       // where the sorted table starts
+	TableOffset int64  `json:"table"`       // where the table starts: the sorted hashes, then the offsets
 	TableSum    uint64 `json:"table_sum"`   // xxhash of the table bytes
 	Fingerprint string `json:"fingerprint"` // the backend's Fingerprint after the apply, if it has one
 }
@@ -47,28 +41,15 @@ type held struct {
 	f     *os.File
 	soa   *dns.SOA
 	t     trailer
-	table []entry // sorted by hash, unique
-	seen  []uint64
+	table *table
+	seen  []uint64 // one bit per table entry: the new zone holds the record
 }
 
 func (h *held) close() { h.f.Close() }
 
-// find returns the table position of hash, or -1.
-func (h *held) find(hash uint64) int {
-	i, ok := slices.BinarySearchFunc(h.table, hash, func(e entry, hash uint64) int {
-		switch {
-		case e.hash < hash:
-			return -1
-		case e.hash > hash:
-			return 1
-		}
-		return 0
-	})
-	if !ok {
-		return -1
-	}
-	return i
-}
+func (h *held) find(hash uint64) int { return h.table.find(hash) }
+
+func (h *held) size() int { return len(h.table.hashes) }
 
 // mark records that the new zone holds table entry i; it reports whether it already did.
 func (h *held) mark(i int) (already bool) {
@@ -82,13 +63,13 @@ func (h *held) mark(i int) (already bool) {
 func (h *held) unseen() ([]dns.RR, error) {
 	var out []dns.RR
 	r := recordReader{f: h.f}
-	for i, e := range h.table {
+	for i, off := range h.table.offs {
 		if h.seen[i/64]&(uint64(1)<<(i%64)) != 0 {
 			continue
 		}
-		rr, err := r.at(int64(e.off))
+		rr, err := r.at(int64(off))
 		if err != nil {
-			return nil, fmt.Errorf("index of %s: record at %d: %w", h.t.Zone, e.off, err)
+			return nil, fmt.Errorf("index of %s: record at %d: %w", h.t.Zone, off, err)
 		}
 		out = append(out, rr)
 	}
@@ -96,7 +77,7 @@ func (h *held) unseen() ([]dns.RR, error) {
 }
 
 func (h *held) unseenCount() int {
-	n := len(h.table)
+	n := h.size()
 	for _, w := range h.seen {
 		n -= popcount(w)
 	}
@@ -163,7 +144,7 @@ func readIndex(f *os.File, zone string) (*held, error) {
 	if h.t.Zone != zone {
 		return nil, fmt.Errorf("index is for %s", h.t.Zone)
 	}
-	if h.t.TableOffset < 0 || h.t.TableOffset+int64(h.t.Records)*16 != tstart {
+	if h.t.TableOffset < 0 || h.t.TableOffset+int64(h.t.Records)*entrySize != tstart {
 		return nil, errors.New("index table out of bounds")
 	}
 	rr, err := dns.NewRR(h.t.SOA)
@@ -172,19 +153,44 @@ func readIndex(f *os.File, zone string) (*held, error) {
 		return nil, fmt.Errorf("index SOA %q unreadable", h.t.SOA)
 	}
 	h.soa = soa
-	table := make([]byte, h.t.Records*16)
-	if _, err := f.ReadAt(table, h.t.TableOffset); err != nil {
+	if h.table, err = readTable(f, h.t.TableOffset, h.t.Records, h.t.TableSum); err != nil {
 		return nil, err
 	}
-	if xxhash.Sum64(table) != h.t.TableSum {
+	h.seen = make([]uint64, (h.size()+63)/64)
+	return h, nil
+}
+
+// entrySize is the bytes a record takes in the table: its hash and its offset.
+const entrySize = 12
+
+// readTable reads and checks the table section: n hashes, then n offsets.
+func readTable(f *os.File, at int64, n int, sum uint64) (*table, error) {
+	in := bufio.NewReaderSize(io.NewSectionReader(f, at, int64(n)*entrySize), 256<<10)
+	check := xxhash.New()
+	t := &table{hashes: make([]uint64, n), offs: make([]uint32, n)}
+	var b [8]byte
+	for i := range t.hashes {
+		if _, err := io.ReadFull(in, b[:]); err != nil {
+			return nil, err
+		}
+		check.Write(b[:]) //nolint:errcheck // never fails
+		t.hashes[i] = binary.BigEndian.Uint64(b[:])
+		if i > 0 && t.hashes[i] <= t.hashes[i-1] {
+			return nil, errors.New("index table not sorted")
+		}
+	}
+	for i := range t.offs {
+		if _, err := io.ReadFull(in, b[:4]); err != nil {
+			return nil, err
+		}
+		check.Write(b[:4]) //nolint:errcheck // never fails
+		t.offs[i] = binary.BigEndian.Uint32(b[:4])
+	}
+	if check.Sum64() != sum {
 		return nil, errors.New("index table checksum mismatch")
 	}
-	h.table = make([]entry, h.t.Records)
-	for i := range h.table {
-		h.table[i] = entry{binary.BigEndian.Uint64(table[i*16:]), binary.BigEndian.Uint64(table[i*16+8:])}
-	}
-	h.seen = make([]uint64, (len(h.table)+63)/64)
-	return h, nil
+	t.index()
+	return t, nil
 }
 
 // recordReader reads records of the records section by offset.
@@ -216,7 +222,8 @@ type writer struct {
 	f         *os.File
 	w         *bufio.Writer
 	off       uint64
-	table     []entry
+	hashes    []uint64 // of the records written, in their order
+	offs      []uint32
 	buf       []byte
 	soa       *dns.SOA
 	failed    bool // a record could not be indexed: no index is written
@@ -230,22 +237,34 @@ func newWriter(dir, zone string) (*writer, error) {
 	return &writer{dir: dir, zone: zone, f: f, w: bufio.NewWriterSize(f, 256<<10), buf: make([]byte, 0, 512)}, nil
 }
 
-// canonical packs rr into w.buf uncompressed, owner name lowercased (owner names compare
+// canonical packs rr uncompressed, owner name lowercased (owner names compare
 // case-insensitively, RFC 4343), and returns the bytes and their hash. TTL and data are
 // part of it: a TTL change is a change.
 func (w *writer) canonical(rr dns.RR) ([]byte, uint64, error) {
-	buf := w.buf[:cap(w.buf)]
-	n, err := dns.PackRR(rr, buf, 0, nil, false)
-	if errors.Is(err, dns.ErrBuf) {
-		buf = make([]byte, 65535+512)
-		n, err = dns.PackRR(rr, buf, 0, nil, false)
-	}
+	packed, err := appendPacked(w.buf[:0], rr)
 	if err != nil {
-		return nil, 0, fmt.Errorf("record %s: %w", rr.Header().Name, err)
+		return nil, 0, err
 	}
-	w.buf = buf
-	lowerOwner(buf[:n])
-	return buf[:n], xxhash.Sum64(buf[:n]), nil
+	w.buf = packed
+	wire := packed[2:]
+	lowerOwner(wire)
+	return wire, xxhash.Sum64(wire), nil
+}
+
+// appendPacked appends rr's uncompressed wire form, behind its 2-byte length, to buf.
+func appendPacked(buf []byte, rr dns.RR) ([]byte, error) {
+	start := len(buf)
+	need := start + 2 + dns.Len(rr) + 64
+	if cap(buf) < need {
+		buf = append(make([]byte, 0, max(need, 2*cap(buf), 64<<10)), buf...)
+	}
+	full := buf[:cap(buf)]
+	n, err := dns.PackRR(rr, full, start+2, nil, false)
+	if err != nil {
+		return buf, fmt.Errorf("record %s: %w", rr.Header().Name, err)
+	}
+	binary.BigEndian.PutUint16(full[start:], uint16(n-start-2))
+	return full[:n], nil
 }
 
 // lowerOwner lowercases the owner name at the start of a packed record. Label lengths
@@ -268,23 +287,13 @@ func (w *writer) add(wire []byte, hash uint64) error {
 	if _, err := w.w.Write(wire); err != nil {
 		return err
 	}
-	w.table = append(w.table, entry{hash, w.off})
+	if w.off > math.MaxUint32 {
+		return errors.New("records section over 4 GiB")
+	}
+	w.hashes = append(w.hashes, hash)
+	w.offs = append(w.offs, uint32(w.off))
 	w.off += uint64(len(wire)) + 2
 	return nil
-}
-
-// record adds rr; the zone's SOA (the first record) goes to the trailer instead.
-func (w *writer) record(rr dns.RR) error {
-	if soa, ok := rr.(*dns.SOA); ok && w.soa == nil {
-		w.soa = soa
-		return nil
-	}
-	wire, hash, err := w.canonical(rr)
-	if err == nil {
-		err = w.add(wire, hash)
-	}
-	w.failed = w.failed || err != nil
-	return err
 }
 
 // finish sorts the table, drops duplicate records (RFC 2181 §5: one RR), writes table and
@@ -293,24 +302,19 @@ func (w *writer) finish(fingerprint string) error {
 	if w.soa == nil || w.failed {
 		return errors.New("index incomplete")
 	}
-	slices.SortFunc(w.table, func(a, b entry) int {
-		switch {
-		case a.hash < b.hash:
-			return -1
-		case a.hash > b.hash:
-			return 1
-		}
-		return 0
-	})
-	w.table = slices.CompactFunc(w.table, func(a, b entry) bool { return a.hash == b.hash })
-	t := trailer{Zone: w.zone, SOA: w.soa.String(), Records: len(w.table), TableOffset: int64(w.off), Fingerprint: fingerprint}
+	tab := sorted(w.hashes, w.offs)
+	w.hashes, w.offs = nil, nil
+	t := trailer{Zone: w.zone, SOA: w.soa.String(), Records: len(tab.hashes), TableOffset: int64(w.off), Fingerprint: fingerprint}
 	sum := xxhash.New()
-	var e [16]byte
-	for _, en := range w.table {
-		binary.BigEndian.PutUint64(e[:], en.hash)
-		binary.BigEndian.PutUint64(e[8:], en.off)
-		w.w.Write(e[:]) //nolint:errcheck // bufio keeps the first error for Flush
-		sum.Write(e[:]) //nolint:errcheck // never fails
+	out := io.MultiWriter(w.w, sum)
+	var b [8]byte
+	for _, h := range tab.hashes {
+		binary.BigEndian.PutUint64(b[:], h)
+		out.Write(b[:]) //nolint:errcheck // bufio keeps the first error for Flush
+	}
+	for _, o := range tab.offs {
+		binary.BigEndian.PutUint32(b[:4], o)
+		out.Write(b[:4]) //nolint:errcheck // as above
 	}
 	t.TableSum = sum.Sum64()
 	raw, err := json.Marshal(t)

@@ -1,0 +1,112 @@
+package zonediff
+
+import (
+	"github.com/cespare/xxhash/v2"
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+)
+
+// Reading the transfer (unpacking the primary's messages) and hashing its records run on
+// two goroutines, so the two cores share the work instead of taking turns.
+
+// aheadBatches bounds the batches read ahead: a few messages' worth of records.
+const aheadBatches = 16
+
+type batchOrErr struct {
+	batch []dns.RR
+	err   error
+}
+
+// ahead is a backend.Source reading its source in a goroutine of its own.
+type ahead struct {
+	ch   chan batchOrErr
+	stop chan struct{}
+	err  error // sticky, once the source ended
+}
+
+// readAhead starts reading src. Call close when done with it; a goroutine blocked in
+// src.Next ends when the source is closed by its owner (the transfer stream).
+func readAhead(src backend.Source) *ahead {
+	a := &ahead{ch: make(chan batchOrErr, aheadBatches), stop: make(chan struct{})}
+	go func() {
+		for {
+			batch, err := src.Next()
+			select {
+			case a.ch <- batchOrErr{batch, err}:
+			case <-a.stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return a
+}
+
+func (a *ahead) Next() ([]dns.RR, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
+	r := <-a.ch
+	a.err = r.err
+	return r.batch, r.err
+}
+
+func (a *ahead) close() { close(a.stop) }
+
+// indexing is a backend.Source passing src through to the backend while a goroutine of
+// its own hashes every record and writes it to the index. The records are packed here,
+// before the backend sees them: packing sets the header's Rdlength.
+type indexing struct {
+	w    *writer
+	src  backend.Source
+	ch   chan []byte // packed records, each behind its 2-byte length
+	done chan struct{}
+}
+
+func tee(w *writer, src backend.Source) *indexing {
+	t := &indexing{w: w, src: src, ch: make(chan []byte, aheadBatches), done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		for chunk := range t.ch {
+			for len(chunk) > 0 && !w.failed {
+				n := int(chunk[0])<<8 | int(chunk[1])
+				wire := chunk[2 : 2+n]
+				lowerOwner(wire)
+				w.failed = w.add(wire, xxhash.Sum64(wire)) != nil
+				chunk = chunk[2+n:]
+			}
+		}
+	}()
+	return t
+}
+
+func (t *indexing) Next() ([]dns.RR, error) {
+	batch, err := t.src.Next()
+	rrs := batch
+	if t.w.soa == nil && len(rrs) > 0 {
+		if soa, ok := rrs[0].(*dns.SOA); ok {
+			t.w.soa, rrs = soa, rrs[1:]
+		}
+	}
+	var chunk []byte
+	for _, rr := range rrs {
+		var packErr error
+		if chunk, packErr = appendPacked(chunk, rr); packErr != nil {
+			t.w.failed = true // no index this time; the transfer itself goes on
+			break
+		}
+	}
+	if len(chunk) > 0 {
+		t.ch <- chunk
+	}
+	return batch, err
+}
+
+// wait lets the index writer finish what it was given.
+func (t *indexing) wait() {
+	close(t.ch)
+	<-t.done
+}
