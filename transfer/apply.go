@@ -195,6 +195,13 @@ type timedSource struct {
 	err    error // the source's own failure, if any
 }
 
+// Close closes the transfer stream: a reader blocked on it returns.
+func (t *timedSource) Close() {
+	if c, ok := t.src.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
+
 func (t *timedSource) Next() ([]dns.RR, error) {
 	start := time.Now()
 	batch, err := t.src.Next()

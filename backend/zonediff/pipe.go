@@ -20,16 +20,18 @@ type batchOrErr struct {
 
 // ahead is a backend.Source reading its source in a goroutine of its own.
 type ahead struct {
+	src  backend.Source
 	ch   chan batchOrErr
 	stop chan struct{}
+	done chan struct{}
 	err  error // sticky, once the source ended
 }
 
-// readAhead starts reading src. Call close when done with it; a goroutine blocked in
-// src.Next ends when the source is closed by its owner (the transfer stream).
+// readAhead starts reading src. Call close when done with it.
 func readAhead(src backend.Source) *ahead {
-	a := &ahead{ch: make(chan batchOrErr, aheadBatches), stop: make(chan struct{})}
+	a := &ahead{src: src, ch: make(chan batchOrErr, aheadBatches), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
+		defer close(a.done)
 		for {
 			batch, err := src.Next()
 			select {
@@ -54,7 +56,20 @@ func (a *ahead) Next() ([]dns.RR, error) {
 	return r.batch, r.err
 }
 
-func (a *ahead) close() { close(a.stop) }
+// close stops the reader and waits for it. A reader blocked in src.Next is freed by
+// closing src, when it can be closed (a transfer stream can): the caller then reads the
+// source's counters without a race.
+func (a *ahead) close() {
+	close(a.stop)
+	if c, ok := a.src.(interface{ Close() }); ok {
+		select {
+		case <-a.done:
+		default:
+			c.Close()
+		}
+	}
+	<-a.done
+}
 
 // indexing is a backend.Source passing src through to the backend while a goroutine of
 // its own hashes every record and writes it to the index. The records are packed here,
