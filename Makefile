@@ -48,8 +48,9 @@ clean:
 .PHONY: bench bench-quick
 bench:
 	DNSAGENT_BENCH=1 $(GO) test -run '^TestBenchTable$$' -count=1 -v -timeout 50m ./bench \
-		-args -sizes=10000,100000,1000000 -runs=3 -out=$(CURDIR)/bench/RESULTS.md
+		-args -sizes=10000,100000,1000000 -runs=3 -out=$(CURDIR)/bench/RESULTS.md \
+		-baseline=$(CURDIR)/bench/RESULTS.md
 
 bench-quick:
 	DNSAGENT_BENCH=1 $(GO) test -run '^TestBenchTable$$' -count=1 -v -timeout 5m ./bench \
-		-args -sizes=10000 -runs=3
+		-args -sizes=10000 -runs=3 -baseline=$(CURDIR)/bench/RESULTS.md

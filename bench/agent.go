@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,10 +61,13 @@ func moduleRoot() (string, error) {
 }
 
 // agent is a running agent process. Unlike harness.Agent it exposes its PID (for VmHWM)
-// and can run any binary (the profiling build), with extra environment.
+// and can run any binary (the profiling build), with extra environment, and be restarted
+// on another configuration.
 type agent struct {
 	t    testing.TB
 	name string
+	bin  string
+	env  []string
 	cfg  harness.AgentConfig
 	cmd  *exec.Cmd
 	out  *harness.Buffer
@@ -75,27 +79,39 @@ type agent struct {
 // it answers DNS. It is stopped in t.Cleanup or by stop.
 func startAgent(t testing.TB, name, bin string, cfg harness.AgentConfig, env ...string) *agent {
 	t.Helper()
+	a := &agent{t: t, name: name, bin: bin, env: env}
+	a.launch(cfg)
+	t.Cleanup(func() { a.stop() })
+	return a
+}
+
+// launch starts the process on cfg (its defaults filled in and kept, so a relaunch keeps
+// the ports and the diff index directory).
+func (a *agent) launch(cfg harness.AgentConfig) {
+	t := a.t
+	t.Helper()
+	cfg.Service = maps.Clone(cfg.Service)
 	if cfg.Service == nil {
 		cfg.Service = map[string]string{}
 	}
 	cfg.Service["log_format"] = "json"
 	path := harness.WriteAgentConfig(t, &cfg)
-	a := &agent{t: t, name: name, cfg: cfg, out: harness.NewBuffer(4 << 20), done: make(chan struct{})}
-	a.cmd = exec.Command(bin, "--config", path)
+	a.cfg, a.out, a.done, a.once = cfg, harness.NewBuffer(4<<20), make(chan struct{}), sync.Once{}
+	a.cmd = exec.Command(a.bin, "--config", path)
 	a.cmd.Dir = filepath.Dir(path)
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(strings.ToUpper(e), "DNSAGENT_") {
 			a.cmd.Env = append(a.cmd.Env, e)
 		}
 	}
-	a.cmd.Env = append(a.cmd.Env, env...)
+	a.cmd.Env = append(a.cmd.Env, a.env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start agent %s: %v", name, err)
+		t.Fatalf("start agent %s: %v", a.name, err)
 	}
-	go func() { a.cmd.Wait(); close(a.done) }()
-	t.Cleanup(a.stop)
+	cmd, done := a.cmd, a.done
+	go func() { cmd.Wait(); close(done) }()
 	probe := harness.QueryMsg(0x5eed, ".", dns.TypeSOA, false)
 	ok := harness.Eventually(15*time.Second, 20*time.Millisecond, func() bool {
 		if a.exited() {
@@ -105,9 +121,21 @@ func startAgent(t testing.TB, name, bin string, cfg harness.AgentConfig, env ...
 		return err == nil
 	})
 	if a.exited() || !ok {
-		t.Fatalf("agent %s did not start; config:\n%s\noutput:\n%s", name, cfg.Text(), a.out)
+		t.Fatalf("agent %s did not start; config:\n%s\noutput:\n%s", a.name, cfg.Text(), a.out)
 	}
-	return a
+}
+
+// restart stops the agent and starts it again on its configuration changed by edit
+// (same ports, same backend, same diff index directory unless edit changes them).
+func (a *agent) restart(edit func(*harness.AgentConfig)) {
+	a.stop()
+	cfg := a.cfg
+	cfg.Service = maps.Clone(cfg.Service)
+	cfg.Backend = maps.Clone(cfg.Backend)
+	if edit != nil {
+		edit(&cfg)
+	}
+	a.launch(cfg)
 }
 
 func (a *agent) addr() string { return strings.Split(a.cfg.Listen, ",")[0] }
@@ -183,6 +211,11 @@ type lastTransfer struct {
 	Apply    int64  `json:"apply_ns"`
 	Result   string `json:"result"`
 	To       uint32 `json:"serial_to"`
+	// How a full zone was applied (issue 13): diff, replace, create or ixfr, and why.
+	Path       string `json:"apply"`
+	PathReason string `json:"apply_reason"`
+	Deleted    int    `json:"deleted"`
+	Added      int    `json:"added"`
 }
 
 func (a *agent) lastTransfer(zone string) (lastTransfer, error) {

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +21,8 @@ var (
 	flagQueryFor   = flag.Duration("query-for", 5*time.Second, "passthrough load per path")
 	flagChange     = flag.Int("change", 5, "records deleted, and as many added, by each change")
 	flagAgent      = flag.String("agent", "", "measure this agent binary instead of building ./cmd/agent")
+	flagCases      = flag.String("cases", "", "comma-separated parts to run (limits, full, passthrough, ixfr, fullzone, notify); all when empty")
+	flagBaseline   = flag.String("baseline", "", "an earlier report (RESULTS.md) the new-zone rows are compared with")
 )
 
 // agentBin and profBin are built once by TestMain when the benchmarks are enabled.
@@ -63,6 +66,20 @@ func parseSizes(t *testing.T, s string) []int {
 	return sizes
 }
 
+func parseCases(t *testing.T, s string) map[string]bool {
+	cases := map[string]bool{}
+	for _, c := range strings.Split(s, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		if !slices.Contains(caseNames, c) {
+			t.Fatalf("-cases: %q is not one of %s", c, strings.Join(caseNames, ", "))
+		}
+		cases[c] = true
+	}
+	return cases
+}
+
 // TestBenchTable runs the whole comparison and prints (and with -out writes) the table.
 // It runs only with DNSAGENT_BENCH=1: make bench / make bench-quick.
 func TestBenchTable(t *testing.T) {
@@ -70,7 +87,14 @@ func TestBenchTable(t *testing.T) {
 		t.Skip("benchmarks run with DNSAGENT_BENCH=1 (make bench, make bench-quick)")
 	}
 	opt := Options{Sizes: parseSizes(t, *flagSizes), Runs: *flagRuns, LongRun: *flagLongRun,
-		NotifyRate: *flagNotifyRate, NotifyFor: *flagNotifyFor, QueryFor: *flagQueryFor, Change: *flagChange}
+		NotifyRate: *flagNotifyRate, NotifyFor: *flagNotifyFor, QueryFor: *flagQueryFor, Change: *flagChange,
+		Cases: parseCases(t, *flagCases)}
+	if *flagBaseline != "" {
+		var err error
+		if opt.Baseline, opt.BaselineFrom, err = readBaseline(*flagBaseline); err != nil {
+			t.Fatalf("-baseline: %v", err)
+		}
+	}
 	res := Run(t, opt, agentBin)
 	if t.Failed() {
 		return

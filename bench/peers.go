@@ -167,13 +167,18 @@ func openDB(t testing.TB, m *harness.MariaDB, dbname string) *sql.DB {
 // namedSecondary is the BIND way: a private named (harness.BackendNamed: rndc,
 // allow-new-zones) given the zone as `type secondary` with rndc addzone.
 type namedSecondary struct {
-	n *harness.BackendNamed
+	n   *harness.BackendNamed
+	ixd bool // ixfr-from-differences: a full zone received is turned into a difference
 }
 
 func (s namedSecondary) add(zone string, primaryPort int) error {
 	name := strings.TrimSuffix(zone, ".")
-	conf := fmt.Sprintf(`{ type secondary; primaries { 127.0.0.1 port %d; }; file "%s"; check-names ignore; };`,
-		primaryPort, filepath.Join(s.n.ZoneDir(), name+".db"))
+	extra := ""
+	if s.ixd {
+		extra = " ixfr-from-differences yes;"
+	}
+	conf := fmt.Sprintf(`{ type secondary; primaries { 127.0.0.1 port %d; }; file "%s"; check-names ignore;%s };`,
+		primaryPort, filepath.Join(s.n.ZoneDir(), name+".db"), extra)
 	out, err := s.n.Rndc("addzone", name, conf)
 	if err != nil {
 		return fmt.Errorf("rndc addzone %s: %v: %s", name, err, out)

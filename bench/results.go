@@ -23,6 +23,7 @@ type Results struct {
 	Records    map[int]int // records in the zone (AXFR count, without the closing SOA)
 	times      map[string]map[int][]time.Duration
 	rss, heap  map[string]map[int][]int64
+	rows       map[string]map[int][]int64 // MariaDB rows written per run
 	split      map[string]map[int][]lastTransfer
 	Notify     []notifyResult
 	NotifySize int
@@ -33,7 +34,7 @@ type Results struct {
 func newResults(opt Options) *Results {
 	return &Results{opt: opt, Started: time.Now(), LoadStart: loadAvg(), Records: map[int]int{},
 		times: map[string]map[int][]time.Duration{}, rss: map[string]map[int][]int64{},
-		heap: map[string]map[int][]int64{}, split: map[string]map[int][]lastTransfer{}}
+		heap: map[string]map[int][]int64{}, rows: map[string]map[int][]int64{}, split: map[string]map[int][]lastTransfer{}}
 }
 
 func addTo[V any](m map[string]map[int][]V, key string, n int, v V) {
@@ -60,6 +61,22 @@ func (r *Results) addSplit(key string, n int, lt lastTransfer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	addTo(r.split, key, n, lt)
+}
+
+func (r *Results) addRows(key string, n int, rows int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	addTo(r.rows, key, n, rows)
+}
+
+// lastSplit is the agent's account of the latest run of a case (zero if none).
+func (r *Results) lastSplit(key string, n int) lastTransfer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l := r.split[key][n]; len(l) > 0 {
+		return l[len(l)-1]
+	}
+	return lastTransfer{}
 }
 
 func (r *Results) note(format string, args ...any) {
@@ -91,6 +108,9 @@ func (r *Results) cell(key string, n int, refs ...[2]string) string {
 	if len(parts) > 0 {
 		s += "<br>" + strings.Join(parts, ", ")
 	}
+	if rows := r.rows[key][n]; len(rows) > 0 {
+		s += fmt.Sprintf("<br>%d rows written", medianInt(rows))
+	}
 	return s
 }
 
@@ -117,6 +137,7 @@ var (
 	refPDNSIXFR  = [2]string{"pdns IXFR=1", peerPDNS + ".ixfr"}
 	refPDNSNoIX  = [2]string{"pdns AXFR", peerPDNSNoIX}
 	refFileFull  = [2]string{"own full", agFile + ".full"}
+	refReplace   = [2]string{"replace", agPDNSOff}
 )
 
 // Markdown renders the whole report.
@@ -174,16 +195,39 @@ func (r *Results) Markdown() string {
 	row("**agent + bind9 (update mode)**", agUpdate+".ixfr", refNamedIXFR)
 	row("**agent + powerdns**", agPDNS+".ixfr", refPDNSIXFR, refPDNSNoIX)
 
+	fmt.Fprintf(&b, "\n## %d-record change delivered as a full zone (issue 13)\n\n", 2*r.opt.Change)
+	fmt.Fprintf(&b, "What a Designate pool produces: the primary (BIND) runs with `provide-ixfr no;`, so it answers every IXFR "+
+		"with the whole zone, as MiniDNS does; it deletes %d generated records and adds %d, and from the NOTIFY sent to the "+
+		"target until it answers the new serial (file backend: the new file in place). Ratios to the raw AXFR read of the "+
+		"same zone above and, for powerdns, to the same agent applying the same change with its diff index off "+
+		"(`diff_index_dir` empty: the full replace it did before issue 13), in this run. Rows written: the MariaDB server's "+
+		"`Handler_write + Handler_delete + Handler_update` (SHOW GLOBAL STATUS) after minus before, median of the runs.\n\n",
+		r.opt.Change, r.opt.Change)
+	header("")
+	row("limit: raw AXFR read (miekg/dns, discarded)", limAXFR)
+	row("peer: named, type secondary", peerNamed+fullZone, refAXFR)
+	row("peer: named, type secondary, ixfr-from-differences", peerNamedIXD+fullZone, refAXFR)
+	row("peer: pdns_server, secondary (IXFR=1 metadata)", peerPDNS+fullZone, refAXFR)
+	row("**agent + file**", agFile+fullZone, refAXFR)
+	row("**agent + bind9 (reload mode)**", agReload+fullZone, refAXFR)
+	row("**agent + bind9 (update mode)**", agUpdate+fullZone, refAXFR)
+	row("**agent + powerdns**", agPDNS+fullZone, refAXFR, refReplace)
+	row("agent + powerdns, diff index off (full replace)", agPDNSOff, refAXFR)
+
 	b.WriteString("\n## Agent memory and its own account of the time\n\n")
 	b.WriteString("Peak RSS (VmHWM, reset before each case) and peak Go heap in use (`go_memstats_heap_inuse_bytes` " +
 		"scraped every 50 ms), the largest over the runs; transfer / apply time as the agent reports them " +
-		"(`/zones/NAME`: waiting for the primary / working in the backend), medians.\n\n")
+		"(`/zones/NAME`: waiting for the primary / working in the backend), medians; how the last run's transfer was " +
+		"applied (`apply`: create, ixfr, diff with records deleted/added, replace).\n\n")
 	header("case")
 	for _, c := range []struct{ label, key string }{
 		{"file, full", agFile + ".full"}, {"file, change", agFile + ".ixfr"},
 		{"bind9 reload, full", agReload + ".full"}, {"bind9 reload, change", agReload + ".ixfr"},
 		{"bind9 update, full", agUpdate + ".full"}, {"bind9 update, change", agUpdate + ".ixfr"},
 		{"powerdns, full", agPDNS + ".full"}, {"powerdns, change", agPDNS + ".ixfr"},
+		{"file, change as full zone", agFile + fullZone}, {"bind9 reload, change as full zone", agReload + fullZone},
+		{"bind9 update, change as full zone", agUpdate + fullZone}, {"powerdns, change as full zone", agPDNS + fullZone},
+		{"powerdns, change as full zone, diff index off", agPDNSOff},
 	} {
 		b.WriteString("| " + c.label + " |")
 		for _, n := range sizes {
@@ -218,18 +262,25 @@ func (r *Results) Markdown() string {
 		}
 	}
 
-	b.WriteString("\n## Targets (tracker issue 8)\n\n")
-	b.WriteString("| target | measured | verdict |\n|---|---|---|\n")
-	for _, c := range r.Targets() {
-		verdict := "**missed**"
-		if c.Met {
-			verdict = "met"
+	checks := func(title string, cs []Check) {
+		if len(cs) == 0 {
+			return
 		}
-		if c.Info {
-			verdict = "reported"
+		b.WriteString("\n## " + title + "\n\n")
+		b.WriteString("| target | measured | verdict |\n|---|---|---|\n")
+		for _, c := range cs {
+			verdict := "**missed**"
+			if c.Met {
+				verdict = "met"
+			}
+			if c.Info {
+				verdict = "reported"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", c.Target, c.Measured, verdict)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", c.Target, c.Measured, verdict)
 	}
+	checks("Targets (tracker issue 8)", r.Targets())
+	checks("Targets (issue 13: a full zone costs only its difference)", r.Targets13())
 	if len(r.Notes) > 0 {
 		b.WriteString("\n## Notes\n\n")
 		for _, n := range r.Notes {
@@ -252,6 +303,15 @@ func (r *Results) memCell(key string, n int) string {
 	}
 	if len(tr) > 0 {
 		s += fmt.Sprintf("<br>transfer %s / apply %s", fmtDur(median(tr)), fmtDur(median(ap)))
+	}
+	if l := r.split[key][n]; len(l) > 0 && l[len(l)-1].Path != "" {
+		lt := l[len(l)-1]
+		s += "<br>apply " + lt.Path
+		if lt.Path == "diff" {
+			s += fmt.Sprintf(" −%d +%d", lt.Deleted, lt.Added)
+		} else if lt.PathReason != "" && lt.Path != "create" && lt.Path != "ixfr" {
+			s += " (" + lt.PathReason + ")"
+		}
 	}
 	return s
 }

@@ -21,9 +21,19 @@ type Options struct {
 	LongRun    time.Duration // a case whose first run takes longer runs once
 	NotifyRate int           // NOTIFYs per second for the acknowledgement latency
 	NotifyFor  time.Duration
-	QueryFor   time.Duration // per path, for the passthrough throughput
-	Change     int           // records deleted and as many added per change
+	QueryFor   time.Duration   // per path, for the passthrough throughput
+	Change     int             // records deleted and as many added per change
+	Cases      map[string]bool // which parts run (caseNames); all when empty
+	// Baseline holds the medians of an earlier report (-baseline), by key and size: the
+	// new-zone rows are compared with it (issue 13: "must not get slower").
+	Baseline     map[string]map[int]time.Duration
+	BaselineFrom string
 }
+
+// caseNames are the parts of a run -cases selects from.
+var caseNames = []string{"limits", "full", "passthrough", "ixfr", "fullzone", "notify"}
+
+func (o Options) has(c string) bool { return len(o.Cases) == 0 || o.Cases[c] }
 
 // Case keys: limits, peers and agent targets; a target's full and change cases are
 // KEY.full and KEY.ixfr.
@@ -34,11 +44,17 @@ const (
 	peerNamed    = "peer.named"
 	peerPDNS     = "peer.pdns"
 	peerPDNSNoIX = "peer.pdns.noixfr" // the change case without IXFR metadata: AXFR
+	peerNamedIXD = "peer.named-ixd"   // named secondary with ixfr-from-differences (fullzone only)
 	agFile       = "agent.file"
 	agReload     = "agent.bind9-reload"
 	agUpdate     = "agent.bind9-update"
 	agPDNS       = "agent.powerdns"
+	agPDNSOff    = "agent.powerdns-nodiff.fullzone" // the powerdns agent with diff_index_dir empty
 )
+
+// A target's case keys: KEY.full (new zone), KEY.ixfr (change by IXFR), KEY.fullzone (the
+// change delivered as a full zone: issue 13).
+const fullZone = ".fullzone"
 
 // env is everything that lives across sizes: the backend servers and the peers.
 type env struct {
@@ -48,6 +64,7 @@ type env struct {
 	namedReload *harness.BackendNamed // bind9 backend, update_mode reload
 	namedUpdate *harness.BackendNamed // bind9 backend, update_mode update
 	namedSec    namedSecondary
+	namedSecIXD namedSecondary // with ixfr-from-differences
 	agentDB     *harness.MariaDB
 	agentDBName string
 	agentPDNS   *harness.PDNS
@@ -62,7 +79,10 @@ func Run(t *testing.T, opt Options, agentBin string) *Results {
 	start := time.Now()
 	e.namedReload = harness.StartBackendNamed(t, harness.BackendOptions{})
 	e.namedUpdate = harness.StartBackendNamed(t, harness.BackendOptions{})
-	e.namedSec = namedSecondary{harness.StartBackendNamed(t, harness.BackendOptions{})}
+	e.namedSec = namedSecondary{n: harness.StartBackendNamed(t, harness.BackendOptions{})}
+	if opt.has("fullzone") {
+		e.namedSecIXD = namedSecondary{n: harness.StartBackendNamed(t, harness.BackendOptions{}), ixd: true}
+	}
 	e.agentDB = harness.StartMariaDB(t)
 	e.agentDBName = e.agentDB.NewPDNSDatabase(t)
 	e.agentPDNS = harness.StartPDNS(t, e.agentDB, e.agentDBName, harness.PDNSOptions{})
@@ -87,6 +107,10 @@ type target struct {
 	remove func() error // forget the zone (returns once asked)
 	notify func() error // tell it the primary has a new serial
 	agent  *agent
+	rows   *sql.DB // the MariaDB it writes to: rows written are counted
+	// fullZoneOnly: the target takes part in the fullzone case only (it is given the
+	// zone unmeasured first).
+	fullZoneOnly bool
 }
 
 // sizeRun is the state of one size: its primary, zone versions and targets.
@@ -109,14 +133,26 @@ func (e *env) runSize(t *testing.T, n int, first, last bool) {
 	s.z = harness.NewZone(s.zone, 1000, n)
 	s.startPrimary()
 	s.startTargets()
-	s.limits()
-	s.fullTransfers()
-	if first {
+	if s.opt.has("limits") {
+		s.limits()
+	}
+	if s.opt.has("full") {
+		s.fullTransfers()
+	}
+	if first && s.opt.has("passthrough") {
 		s.passthrough()
 	}
-	s.changes()
+	if s.opt.has("ixfr") {
+		s.changes()
+	}
+	if s.opt.has("fullzone") {
+		s.fullZoneChanges()
+	}
 	if last {
-		s.notifyLatency()
+		if s.opt.has("notify") {
+			s.sync()
+			s.notifyLatency()
+		}
 		return // everything is stopped at the end; no need to delete a 1M zone first
 	}
 	for _, tg := range s.targets {
@@ -208,12 +244,19 @@ func (s *sizeRun) startTargets() {
 		add:    func() error { return ns.add(zone, s.p.Port()) },
 		remove: untilGone(nsProbe, func() error { return ns.remove(zone) }),
 		notify: notifyDNS(ns.n.Addr())})
+	if ix := s.namedSecIXD; ix.n != nil {
+		ixProbe := dnsProbe(ix.n.Addr(), zone)
+		s.targets = append(s.targets, target{key: peerNamedIXD, probe: ixProbe, fullZoneOnly: true,
+			add:    func() error { return ix.add(zone, s.p.Port()) },
+			remove: untilGone(ixProbe, func() error { return ix.remove(zone) }),
+			notify: notifyDNS(ix.n.Addr())})
+	}
 	ps := s.pdnsSec
 	psProbe := dnsProbe(ps.addr(), zone)
 	s.targets = append(s.targets, target{key: peerPDNS, probe: psProbe,
 		add:    func() error { return ps.add(zone, s.p.Addr()) },
 		remove: thenPurged(t, ps.m, untilGone(psProbe, func() error { return ps.remove(zone) })),
-		notify: notifyDNS(ps.addr())})
+		notify: notifyDNS(ps.addr()), rows: ps.m.DB(t, "")})
 
 	agentTarget := func(key string, a *agent, probe serialProbe) target {
 		return target{key: key, probe: probe, agent: a,
@@ -253,6 +296,7 @@ func (s *sizeRun) startTargets() {
 	aPDNS := startAgent(t, "powerdns", s.agentBin, pcfg)
 	pt := agentTarget(agPDNS, aPDNS, dnsProbe(s.agentPDNS.Addr(), zone))
 	pt.remove = thenPurged(t, s.agentDB, pt.remove)
+	pt.rows = s.agentDB.DB(t, "")
 	s.targets = append(s.targets, pt)
 }
 
@@ -359,6 +403,13 @@ func (s *sizeRun) measure(tg target, key string, trigger func() error, serial ui
 		tg.agent.checkAlive()
 		w = watchMemory(tg.agent)
 	}
+	var rows0 int64
+	if tg.rows != nil {
+		var err error
+		if rows0, err = rowsWritten(tg.rows); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+	}
 	start := time.Now()
 	if err := trigger(); err != nil {
 		t.Fatalf("%s at %s: %v", key, sizeName(s.n), err)
@@ -378,7 +429,21 @@ func (s *sizeRun) measure(tg target, key string, trigger func() error, serial ui
 		t.Fatalf("%s at %s: serial %d: %v", key, sizeName(s.n), serial, err)
 	}
 	s.res.add(key, s.n, d)
-	t.Logf("%s: %-26s %s", sizeName(s.n), key, fmtDur(d))
+	msg := fmt.Sprintf("%s: %-32s %s", sizeName(s.n), key, fmtDur(d))
+	if tg.rows != nil {
+		rows1, err := rowsWritten(tg.rows)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		s.res.addRows(key, s.n, rows1-rows0)
+		msg += fmt.Sprintf(", %d rows written", rows1-rows0)
+	}
+	if tg.agent != nil {
+		if lt := s.res.lastSplit(key, s.n); lt.Path != "" {
+			msg += fmt.Sprintf(", apply %s %s (-%d +%d)", lt.Path, lt.PathReason, lt.Deleted, lt.Added)
+		}
+	}
+	t.Log(msg)
 	return d
 }
 
@@ -388,7 +453,7 @@ func (s *sizeRun) fullTransfers() {
 	once := map[string]bool{}
 	for r := 0; r < s.opt.Runs; r++ {
 		for _, tg := range s.targets {
-			if once[tg.key] {
+			if once[tg.key] || tg.fullZoneOnly {
 				continue
 			}
 			if r > 0 {
@@ -416,7 +481,9 @@ func (s *sizeRun) changes() {
 	for r := 0; r < s.opt.Runs; r++ {
 		s.setZone(s.z.Next(s.opt.Change, s.opt.Change))
 		for _, tg := range s.targets {
-			s.measure(tg, tg.key+".ixfr", tg.notify, s.z.Serial)
+			if !tg.fullZoneOnly {
+				s.measure(tg, tg.key+".ixfr", tg.notify, s.z.Serial)
+			}
 		}
 	}
 	if err := ps.setIXFR(s.zone, false); err != nil {

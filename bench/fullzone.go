@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// fullZoneChanges is the case a Designate pool produces (issue 13): the primary answers
+// every IXFR with the whole zone, as MiniDNS does, so a 10-record change reaches every
+// target as a full zone. Each target follows Runs changes by NOTIFY; then the powerdns
+// agent does the same with its diff index off (diff_index_dir empty): today's full
+// replace, the reference the diff is measured against.
+func (s *sizeRun) fullZoneChanges() {
+	t := s.t
+	s.sync()
+	s.fullZonePrimary()
+	// PowerDNS asks for IXFR, as it would be configured for a primary that had it; the
+	// answer is the whole zone either way.
+	if err := s.pdnsSec.setIXFR(s.zone, true); err != nil {
+		t.Fatal(err)
+	}
+	once := map[string]bool{}
+	for r := 0; r < s.opt.Runs; r++ {
+		s.setZone(s.z.Next(s.opt.Change, s.opt.Change))
+		if r == 0 {
+			s.checkFullAnswer(s.z.Serial - 1)
+		}
+		for _, tg := range s.targets {
+			if once[tg.key] {
+				continue // it fell behind; the notes say why
+			}
+			key := tg.key + fullZone
+			d := s.measure(tg, key, tg.notify, s.z.Serial)
+			if r == 0 && d > s.opt.LongRun && s.opt.Runs > 1 {
+				once[tg.key] = true
+				s.res.note("%s at %s: one run only (the first took %s, over %s)", key, sizeName(s.n), fmtDur(d), fmtDur(s.opt.LongRun))
+			}
+			if tg.agent != nil {
+				if lt := s.res.lastSplit(key, s.n); lt.Path != "diff" {
+					s.res.note("%s at %s, run %d: applied as %q (%s), not as a diff", key, sizeName(s.n), r+1, lt.Path, lt.PathReason)
+				}
+			}
+		}
+	}
+
+	// The reference: the same change applied by the powerdns agent without its index.
+	pt := s.target(agPDNS)
+	pt.agent.restart(func(c *harness.AgentConfig) { c.Service["diff_index_dir"] = "" })
+	db := s.agentDB.DB(t, "")
+	s.repeat("powerdns agent with the diff index off (full replace)", func(int) time.Duration {
+		waitPurged(t, db) // the previous replace's million deletes are not this one's to pay
+		s.setZone(s.z.Next(s.opt.Change, s.opt.Change))
+		d := s.measure(pt, agPDNSOff, pt.notify, s.z.Serial)
+		if lt := s.res.lastSplit(agPDNSOff, s.n); lt.Path != "replace" {
+			s.res.note("%s at %s: applied as %q (%s), not as a replace", agPDNSOff, sizeName(s.n), lt.Path, lt.PathReason)
+		}
+		return d
+	})
+	// Back to the configuration of the other cases (its index is now stale: the next full
+	// zone would be a replace, which the agent would say).
+	pt.agent.restart(func(c *harness.AgentConfig) { delete(c.Service, "diff_index_dir") })
+	waitPurged(t, db)
+}
+
+// target returns the target with key.
+func (s *sizeRun) target(key string) target {
+	for _, tg := range s.targets {
+		if tg.key == key {
+			return tg
+		}
+	}
+	s.t.Fatalf("no target %s", key)
+	return target{}
+}
+
+// sync brings every target to the primary's serial outside any measurement: a target
+// that does not hold the zone is given it, the others are told by NOTIFY.
+func (s *sizeRun) sync() {
+	t := s.t
+	for _, tg := range s.targets {
+		serial, held := tg.probe()
+		if held && serial == s.z.Serial {
+			continue
+		}
+		start := time.Now()
+		trigger := tg.add
+		if held {
+			trigger = tg.notify
+		}
+		if err := trigger(); err != nil {
+			t.Fatalf("%s: bringing it to serial %d: %v", tg.key, s.z.Serial, err)
+		}
+		d, err := waitFor(start, 30*time.Minute, servesSerial(tg.probe, s.z.Serial))
+		if err != nil {
+			t.Fatalf("%s: bringing it to serial %d: %v", tg.key, s.z.Serial, err)
+		}
+		t.Logf("%s: %s brought to serial %d (unmeasured) in %s", sizeName(s.n), tg.key, s.z.Serial, fmtDur(d))
+	}
+}
+
+// fullZonePrimary makes the primary answer every IXFR with the whole zone: `provide-ixfr
+// no;` in its options (BIND 9 ARM, "provide-ixfr"), applied by rndc reconfig.
+func (s *sizeRun) fullZonePrimary() {
+	t := s.t
+	conf := filepath.Join(s.p.Dir(), "named.conf")
+	data, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	if !strings.Contains(text, "provide-ixfr no;") {
+		text = strings.Replace(text, "options {\n", "options {\n\tprovide-ixfr no;\n", 1)
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := s.p.Rndc("reconfig"); err != nil {
+		t.Fatalf("rndc reconfig: %v: %s", err, out)
+	}
+}
+
+// checkFullAnswer fails the test unless the primary answers an IXFR from serial (one it
+// has a journal for: ixfr-from-differences) with the whole zone (RFC 1995 §4: an
+// AXFR-style answer, the second record not a SOA).
+func (s *sizeRun) checkFullAnswer(from uint32) {
+	m := new(dns.Msg)
+	m.SetIxfr(s.zone, from, "ns1."+s.zone, "hostmaster."+s.zone)
+	tr := &dns.Transfer{DialTimeout: 5 * time.Second, ReadTimeout: 60 * time.Second}
+	ch, err := tr.In(m, s.p.Addr())
+	if err != nil {
+		s.t.Fatalf("IXFR from %d: %v", from, err)
+	}
+	var first []dns.RR
+	n := 0
+	for env := range ch {
+		if env.Error != nil {
+			s.t.Fatalf("IXFR from %d: %v", from, env.Error)
+		}
+		if len(first) < 2 {
+			first = append(first, env.RR...)
+		}
+		n += len(env.RR)
+	}
+	if len(first) < 2 || first[1].Header().Rrtype == dns.TypeSOA {
+		s.t.Fatalf("the primary answers an IXFR from %d incrementally (%d records): provide-ixfr no did not apply", from, n)
+	}
+	s.t.Logf("%s: IXFR from %d answered with the whole zone (%d records)", sizeName(s.n), from, n)
+}
+
+// rowsWritten is the MariaDB server's count of rows written since it started:
+// Handler_write + Handler_delete + Handler_update (SHOW GLOBAL STATUS; MariaDB counts
+// internal temporary tables apart, in Handler_tmp_*).
+func rowsWritten(db *sql.DB) (int64, error) {
+	rs, err := db.Query(`SHOW GLOBAL STATUS WHERE Variable_name IN ('Handler_write', 'Handler_delete', 'Handler_update')`)
+	if err != nil {
+		return 0, fmt.Errorf("SHOW GLOBAL STATUS: %w", err)
+	}
+	defer rs.Close()
+	var sum int64
+	n := 0
+	for rs.Next() {
+		var name string
+		var v int64
+		if err := rs.Scan(&name, &v); err != nil {
+			return 0, err
+		}
+		sum += v
+		n++
+	}
+	if n != 3 {
+		return 0, fmt.Errorf("SHOW GLOBAL STATUS: %d of the 3 Handler_ counters", n)
+	}
+	return sum, rs.Err()
+}
