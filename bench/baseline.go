@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -92,9 +93,9 @@ func readBaseline(path string) (map[string]map[int]time.Duration, string, error)
 		return nil, "", err
 	}
 	text := string(data)
-	from := path
+	from := "the previous " + filepath.Base(path)
 	if _, rest, ok := strings.Cut(text, "Agent built from "); ok {
-		from = fmt.Sprintf("%s (built from %s)", path, strings.SplitN(rest, ".", 2)[0])
+		from += " (agent built from " + strings.SplitN(rest, ".", 2)[0] + ")"
 	}
 	_, section, ok := strings.Cut(text, "## Full transfer of a new zone")
 	if !ok {

@@ -39,7 +39,7 @@ func TestReadBaseline(t *testing.T) {
 	if len(b) != len(want) {
 		t.Errorf("rows %v, want only the new-zone table's %d", b, len(want))
 	}
-	if from != path+" (built from `abc123`)" {
+	if from != "the previous RESULTS.md (agent built from `abc123`)" {
 		t.Errorf("from %q", from)
 	}
 }
