@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dnsagent/dnsagent/backend/fanout"
 	"github.com/dnsagent/dnsagent/config"
 )
 
@@ -95,5 +96,46 @@ func TestLoadSampleConfig(t *testing.T) {
 	}
 	if cfg.BackendDriver != "file" || be == nil {
 		t.Errorf("sample backend %q", cfg.BackendDriver)
+	}
+}
+
+// backend_driver listing several backends opens the fan-out, each member with its own
+// [agent:NAME] section and its own diff index under diff_index_dir; a backend listed
+// twice or unknown is refused with the option named.
+func TestLoadFanout(t *testing.T) {
+	dir := t.TempDir()
+	write := func(drivers string) string {
+		path := filepath.Join(dir, "agent.conf")
+		text := "[service:agent]\nmasters = 192.0.2.1\nbackend_driver = " + drivers + "\ndiff_index_dir = " + filepath.Join(dir, "index") +
+			"\n[agent:file]\nzone_file_path = " + filepath.Join(dir, "zones") + "\nquery_destination = 127.0.0.1:5353\n"
+		os.WriteFile(path, []byte(text), 0o600)
+		return path
+	}
+	cfg, be, err := Load(write("memory, file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := be.(*fanout.Backend); !ok || cfg.Transfer.Index != nil {
+		t.Fatalf("backend %T, engine index %v: want the fan-out, the indexes its members'", be, cfg.Transfer.Index)
+	}
+	if cfg.QueryDestination != "127.0.0.1:5353" {
+		t.Errorf("query_destination %q, want the file section's", cfg.QueryDestination)
+	}
+	for _, sub := range []string{"memory", "file"} {
+		if _, err := os.Stat(filepath.Join(dir, "index", sub)); err != nil {
+			t.Errorf("no diff index directory for %s: %v", sub, err)
+		}
+	}
+	for drivers, want := range map[string]string{
+		"file, file":   `backend_driver: backend "file" is listed twice`,
+		"file, nosuch": `backend_driver: unknown backend "nosuch"`,
+	} {
+		if _, _, err := Load(write(drivers)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("backend_driver = %s: error %v, want %q", drivers, err, want)
+		}
+	}
+	// One backend: exactly as before, the engine holds the index.
+	if cfg, be, err := Load(write("file")); err != nil || cfg.Transfer.Index == nil {
+		t.Errorf("single backend: %T, index %v, %v", be, cfg.Transfer.Index, err)
 	}
 }

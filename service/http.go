@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/fanout"
 	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/transfer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -40,7 +42,12 @@ func (s *Service) httpHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /zones", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, s.transfer.Statuses())
+		all := s.transfer.Statuses()
+		out := make([]zoneStatus, len(all))
+		for i, st := range all {
+			out[i] = s.zoneStatus(st)
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /zones/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := backend.CanonicalZone(r.PathValue("name"))
@@ -49,7 +56,7 @@ func (s *Service) httpHandler() http.Handler {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "zone " + name + " is not known to the agent"})
 			return
 		}
-		writeJSON(w, http.StatusOK, st)
+		writeJSON(w, http.StatusOK, s.zoneStatus(st))
 	})
 	mux.HandleFunc("GET /catalogs", func(w http.ResponseWriter, _ *http.Request) {
 		statuses := []catalog.Status{}
@@ -69,6 +76,21 @@ func (s *Service) httpHandler() http.Handler {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "catalog " + name + " is not consumed (catalog_zones)"})
 	})
 	return mux
+}
+
+// zoneStatus is a zone's status with, for a fan-out (several backend_driver), what
+// each backend holds: the zone is fresh only when every one holds the primary's serial.
+type zoneStatus struct {
+	transfer.Status
+	Backends map[string]fanout.Status `json:"backends,omitempty"`
+}
+
+func (s *Service) zoneStatus(st transfer.Status) zoneStatus {
+	out := zoneStatus{Status: st}
+	if fo, ok := s.backend.(*fanout.Backend); ok {
+		out.Backends = fo.Status(st.Zone)
+	}
+	return out
 }
 
 // readyz answers 200 once the listeners are bound and while the backend answers.

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/bind9"
+	"github.com/dnsagent/dnsagent/backend/fanout"
 	"github.com/dnsagent/dnsagent/backend/file"
 	"github.com/dnsagent/dnsagent/backend/memory"
 	"github.com/dnsagent/dnsagent/backend/powerdns"
@@ -34,38 +37,91 @@ var Backends = backend.Registry{
 	"powerdns": powerdns.Open,
 }
 
-// Load reads and checks the whole configuration and opens the backend. The error lists
-// every problem found, each naming its section and option.
+// Load reads and checks the whole configuration and opens the backend (the fan-out over
+// them when backend_driver lists several). The error lists every problem found, each
+// naming its section and option.
 func Load(path string) (*Config, backend.Backend, error) {
 	f, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg := ReadConfig(f)
-	section := f.Section("agent:"+cfg.BackendDriver, "backend:agent:"+cfg.BackendDriver)
-	if dest := section.String("query_destination", ""); dest != "" {
-		if _, err := parseHostPort(dest, defaultMasterPort); err != nil {
-			section.Errorf("query_destination", "%v", err)
+	drivers := strings.Split(cfg.BackendDriver, ",")
+	for i, driver := range drivers {
+		drivers[i] = strings.TrimSpace(driver)
+		section := backendSection(f, drivers[i])
+		// With several backends, queries go to the first one's query_destination that is set.
+		if dest := section.String("query_destination", ""); dest != "" && cfg.QueryDestination == "" {
+			if _, err := parseHostPort(dest, defaultMasterPort); err != nil {
+				section.Errorf("query_destination", "%v", err)
+			}
+			cfg.QueryDestination = dest
 		}
-		cfg.QueryDestination = dest
 	}
 	if len(cfg.Catalog.Zones) > 0 {
 		if err := catalog.CheckStateFile(cfg.Catalog.StateFile); err != nil {
 			f.Section("service:agent").Errorf("catalog_state_file", "%v", err)
 		}
 	}
-	if cfg.DiffIndexDir != "" {
-		idx, err := zonediff.Open(cfg.DiffIndexDir, cfg.DiffMaxRatio)
-		if err != nil {
-			f.Section("service:agent").Errorf("diff_index_dir", "%v", err)
+	var be backend.Backend
+	var beErr error
+	if len(drivers) == 1 {
+		if cfg.DiffIndexDir != "" {
+			cfg.Transfer.Index = openIndex(f, cfg.DiffIndexDir, cfg.DiffMaxRatio)
 		}
-		cfg.Transfer.Index = idx
+		be, beErr = Backends.New(drivers[0], backendSection(f, drivers[0]))
+	} else {
+		be, beErr = openFanout(f, cfg, drivers)
 	}
-	be, beErr := Backends.New(cfg.BackendDriver, section)
 	if err := errors.Join(f.Err(), beErr); err != nil {
 		return nil, nil, err
 	}
 	return cfg, be, nil
+}
+
+func backendSection(f *config.File, driver string) *config.Section {
+	return f.Section("agent:"+driver, "backend:agent:"+driver)
+}
+
+// openIndex opens a diff index directory, reporting a problem as diff_index_dir's.
+func openIndex(f *config.File, dir string, maxRatio float64) *zonediff.Index {
+	idx, err := zonediff.Open(dir, maxRatio)
+	if err != nil {
+		f.Section("service:agent").Errorf("diff_index_dir", "%v", err)
+	}
+	return idx
+}
+
+// openFanout builds every listed backend and the fan-out over them. Each member has its
+// own diff index, in diff_index_dir/DRIVER: members may hold different versions of a zone.
+// The engine then has none; the fan-out applies full zones through the members' indexes.
+func openFanout(f *config.File, cfg *Config, drivers []string) (backend.Backend, error) {
+	var (
+		members     []fanout.Member
+		errs        []error
+		indexFailed bool
+	)
+	for _, driver := range drivers {
+		be, err := Backends.New(driver, backendSection(f, driver))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m := fanout.Member{Name: driver, Backend: be}
+		if cfg.DiffIndexDir != "" && !indexFailed {
+			m.Index = openIndex(f, filepath.Join(cfg.DiffIndexDir, driver), cfg.DiffMaxRatio)
+			indexFailed = m.Index == nil // reported once, not once per member
+		}
+		members = append(members, m)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	fo, err := fanout.New(members)
+	if err != nil {
+		return nil, fmt.Errorf("[service:agent] backend_driver: %w", err)
+	}
+	return fo, nil
 }
 
 // Service is a configured agent, ready to Run.
