@@ -48,7 +48,7 @@ func (b *Backend) store(ctx context.Context, zone string, src backend.Source, cr
 		switch {
 		case errors.Is(err, backend.ErrNotFound):
 			missing++
-			plans[i] = work{err: fmt.Errorf("backend %s: %w", b.members[i].Name, err)}
+			plans[i] = work{err: err}
 			if create {
 				plans[i] = work{}
 			}
@@ -64,11 +64,11 @@ func (b *Backend) store(ctx context.Context, zone string, src backend.Source, cr
 		}
 	}
 	if create && missing == 0 {
-		failed := []error{fmt.Errorf("create %s: the zone exists in every backend that answered", zone)}
-		for _, p := range plans {
-			failed = append(failed, p.err)
+		failed := make([]error, len(plans))
+		for i, p := range plans {
+			failed[i] = p.err
 		}
-		return errors.Join(failed...)
+		return errors.Join(fmt.Errorf("create %s: the zone exists in every backend that answered", zone), b.join(failed))
 	}
 	var s *splitter
 	if busy > 0 {
@@ -94,13 +94,10 @@ func (b *Backend) store(ctx context.Context, zone string, src backend.Source, cr
 		default:
 			results[i], errs[i] = full(ctx, m, zone, p, tapOf[i])
 			tapOf[i].Close()
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("backend %s: %w", m.Name, errs[i])
-			}
 		}
 	})
 	b.record(zone, serial, results, errs)
-	return errors.Join(errs...)
+	return b.join(errs)
 }
 
 // full applies the zone to one member, through its diff index when it has one.
@@ -173,16 +170,12 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	b.each(func(i int, m Member) {
 		switch {
 		case errs[i] != nil:
-			if errors.Is(errs[i], backend.ErrNotFound) {
-				errs[i] = fmt.Errorf("backend %s: %w", m.Name, errs[i])
-			}
 		case serials[i] == cs.From():
 			results[i].Apply = "ixfr"
 		case !backend.Newer(cs.To(), serials[i]):
 			results[i].Apply = "held"
 		default:
-			errs[i] = fmt.Errorf("backend %s: %w: it holds serial %d, the change set starts at %d",
-				m.Name, backend.ErrInconsistent, serials[i], cs.From())
+			errs[i] = fmt.Errorf("%w: it holds serial %d, the change set starts at %d", backend.ErrInconsistent, serials[i], cs.From())
 		}
 	})
 	// Backends may set fields of the records they are given (packing sets the length):
@@ -202,18 +195,16 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 		}
 		inc, ok := m.Backend.(backend.Incremental)
 		if !ok {
-			errs[i] = fmt.Errorf("backend %s: %w: it applies full zones only", m.Name, backend.ErrInconsistent)
+			errs[i] = fmt.Errorf("%w: it applies full zones only", backend.ErrInconsistent)
 			return
 		}
 		if m.Index != nil {
 			m.Index.Drop(zone) // it describes the version before the change set
 		}
-		if err := inc.Apply(ctx, zone, sets[i]); err != nil {
-			errs[i] = fmt.Errorf("backend %s: %w", m.Name, err)
-		}
+		errs[i] = inc.Apply(ctx, zone, sets[i])
 	})
 	b.record(zone, cs.To(), results, errs)
-	return errors.Join(errs...)
+	return b.join(errs)
 }
 
 func copyChangeSet(cs *backend.ChangeSet) *backend.ChangeSet {

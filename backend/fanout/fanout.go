@@ -95,9 +95,6 @@ func (b *Backend) serials(ctx context.Context, zone string) ([]uint32, []error) 
 	serials, errs := make([]uint32, len(b.members)), make([]error, len(b.members))
 	b.each(func(i int, m Member) {
 		serials[i], errs[i] = m.Backend.Serial(ctx, zone)
-		if errs[i] != nil && !errors.Is(errs[i], backend.ErrNotFound) {
-			errs[i] = fmt.Errorf("backend %s: %w", m.Name, errs[i])
-		}
 	})
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -121,7 +118,7 @@ func (b *Backend) serials(ctx context.Context, zone string) ([]uint32, []error) 
 		case errors.Is(err, backend.ErrNotFound):
 			st[i].Serial = nil
 		default:
-			b.failedLocked(&st[i], err)
+			st[i].State, st[i].LastError, st[i].LastErrorAt = "failing", err.Error(), b.now()
 		}
 	}
 	return serials, errs
@@ -141,6 +138,18 @@ func (b *Backend) statusLocked(zone string, create bool) []Status {
 	return st
 }
 
+// join names each member's error; nil when there is none.
+func (b *Backend) join(errs []error) error {
+	var named []error
+	for i, err := range errs {
+		if err != nil {
+			named = append(named, fmt.Errorf("backend %s: %w", b.members[i].Name, err))
+		}
+	}
+	return errors.Join(named...)
+}
+
+// failedLocked records a failed operation (a transfer applied, a delete) on a member.
 func (b *Backend) failedLocked(st *Status, err error) {
 	st.State, st.LastError, st.LastErrorAt = "failing", err.Error(), b.now()
 	st.Failures++
@@ -159,14 +168,14 @@ func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
 	var (
 		oldest  uint32
 		known   bool
-		missing error
-		failed  []error
+		missing bool
+		failed  = make([]error, len(errs))
 	)
 	for i, err := range errs {
 		s := serials[i]
 		switch {
 		case errors.Is(err, backend.ErrNotFound):
-			missing = fmt.Errorf("backend %s: %w", b.members[i].Name, err)
+			missing = true
 			continue
 		case err != nil:
 			b.mu.Lock()
@@ -176,7 +185,7 @@ func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
 			}
 			b.mu.Unlock()
 			if !last {
-				failed = append(failed, err)
+				failed[i] = err
 				continue
 			}
 		}
@@ -184,11 +193,11 @@ func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
 			oldest, known = s, true
 		}
 	}
-	switch {
-	case failed != nil:
-		return 0, errors.Join(failed...)
-	case missing != nil:
-		return 0, missing
+	if err := b.join(failed); err != nil {
+		return 0, err
+	}
+	if missing {
+		return 0, b.join(errs) // the members lacking the zone, each named
 	}
 	return oldest, nil
 }
@@ -198,11 +207,9 @@ func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
 func (b *Backend) Zones(ctx context.Context) ([]string, error) {
 	lists, errs := make([][]string, len(b.members)), make([]error, len(b.members))
 	b.each(func(i int, m Member) {
-		if lists[i], errs[i] = m.Backend.Zones(ctx); errs[i] != nil {
-			errs[i] = fmt.Errorf("backend %s: %w", m.Name, errs[i])
-		}
+		lists[i], errs[i] = m.Backend.Zones(ctx)
 	})
-	if err := errors.Join(errs...); err != nil {
+	if err := b.join(errs); err != nil {
 		return nil, err
 	}
 	var all []string
@@ -223,7 +230,6 @@ func (b *Backend) Delete(ctx context.Context, zone string) error {
 		}
 	})
 	notFound := 0
-	var failed []error
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.zones[zone]
@@ -231,16 +237,13 @@ func (b *Backend) Delete(ctx context.Context, zone string) error {
 		switch {
 		case errors.Is(err, backend.ErrNotFound):
 			notFound++
-		case err != nil:
-			err = fmt.Errorf("backend %s: %w", b.members[i].Name, err)
-			failed = append(failed, err)
-			if st != nil {
-				b.failedLocked(&st[i], err)
-			}
+			errs[i] = nil
+		case err != nil && st != nil:
+			b.failedLocked(&st[i], err)
 		}
 	}
-	if failed != nil {
-		return errors.Join(failed...)
+	if err := b.join(errs); err != nil {
+		return err
 	}
 	delete(b.zones, zone)
 	if notFound == len(b.members) {
@@ -273,12 +276,10 @@ func (b *Backend) Check(ctx context.Context) error {
 	errs := make([]error, len(b.members))
 	b.each(func(i int, m Member) {
 		if c, ok := m.Backend.(backend.Checker); ok {
-			if err := c.Check(ctx); err != nil {
-				errs[i] = fmt.Errorf("backend %s: %w", m.Name, err)
-			}
+			errs[i] = c.Check(ctx)
 		}
 	})
-	return errors.Join(errs...)
+	return b.join(errs)
 }
 
 // Sweep clears what an earlier run left half-written in every member.
@@ -286,10 +287,8 @@ func (b *Backend) Sweep(ctx context.Context) error {
 	errs := make([]error, len(b.members))
 	b.each(func(i int, m Member) {
 		if s, ok := m.Backend.(backend.Sweeper); ok {
-			if err := s.Sweep(ctx); err != nil {
-				errs[i] = fmt.Errorf("backend %s: %w", m.Name, err)
-			}
+			errs[i] = s.Sweep(ctx)
 		}
 	})
-	return errors.Join(errs...)
+	return b.join(errs)
 }
