@@ -91,3 +91,15 @@ type Checker interface {
 type Sweeper interface {
 	Sweep(ctx context.Context) error
 }
+
+// Reader is the optional capability of reading a zone back as the backend really holds it
+// (the file, the database rows, what named serves), not as the agent last wrote it: verify,
+// dump and resync compare that with the primary. Read calls each with batches of records,
+// the SOA first, every record once; it stops at the first error each returns. A zone the
+// backend does not hold is ErrNotFound.
+type Reader interface {
+	Read(ctx context.Context, zone string, each func([]dns.RR) error) error
+}
+
+// ReadBatch is how many records a Reader hands over at once.
+const ReadBatch = 1000

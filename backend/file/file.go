@@ -16,6 +16,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/zonefile"
 	"github.com/dnsagent/dnsagent/config"
+	"github.com/miekg/dns"
 )
 
 var _ backend.Backend = (*Backend)(nil)
@@ -189,4 +190,23 @@ func (b *Backend) Fingerprint(_ context.Context, zone string) (string, error) {
 		return "", fmt.Errorf("file backend: fingerprint %s: %w", zone, err)
 	}
 	return fmt.Sprintf("size %d, mtime %d", info.Size(), info.ModTime().UnixNano()), nil
+}
+
+var _ backend.Reader = (*Backend)(nil)
+
+// Read implements backend.Reader: the zone file as it is on disk now, edits made behind
+// the agent's back included.
+func (b *Backend) Read(ctx context.Context, zone string, each func([]dns.RR) error) error {
+	zone, err := canonical("read", zone)
+	if err != nil {
+		return err
+	}
+	err = b.dir.Read(ctx, zone, each)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("file backend: read %s: %w", zone, backend.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("file backend: read %s: %w", zone, err)
+	}
+	return nil
 }

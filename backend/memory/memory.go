@@ -179,3 +179,17 @@ func copyRecords(rrs []dns.RR) []dns.RR {
 	}
 	return out
 }
+
+var _ backend.Reader = (*Backend)(nil)
+
+// Read implements backend.Reader.
+func (b *Backend) Read(ctx context.Context, zone string, each func([]dns.RR) error) error {
+	if _, err := b.begin("read", zone); err != nil {
+		return err
+	}
+	rrs, ok := b.Records(zone)
+	if !ok {
+		return fmt.Errorf("memory backend: read %s: %w", zone, backend.ErrNotFound)
+	}
+	return each(rrs)
+}

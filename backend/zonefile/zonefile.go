@@ -297,3 +297,36 @@ func (d *Dir) Sync() error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// Read parses the zone's file and hands its records to each in batches of
+// backend.ReadBatch, in file order (the agent writes the SOA first). The file is never
+// held whole in memory. A missing file is an error that matches fs.ErrNotExist.
+func (d *Dir) Read(ctx context.Context, zone string, each func([]dns.RR) error) error {
+	path := d.Path(zone)
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zp := dns.NewZoneParser(bufio.NewReaderSize(f, 256<<10), zone, path)
+	batch := make([]dns.RR, 0, backend.ReadBatch)
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		batch = append(batch, rr)
+		if len(batch) == cap(batch) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := each(batch); err != nil {
+				return err
+			}
+			batch = make([]dns.RR, 0, backend.ReadBatch)
+		}
+	}
+	if err := zp.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return each(batch)
+	}
+	return nil
+}
