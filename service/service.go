@@ -40,7 +40,13 @@ var Backends = backend.Registry{
 // Load reads and checks the whole configuration and opens the backend (the fan-out over
 // them when backend_driver lists several). The error lists every problem found, each
 // naming its section and option.
-func Load(path string) (*Config, backend.Backend, error) {
+func Load(path string) (*Config, backend.Backend, error) { return load(path, true) }
+
+// LoadForTool is Load for the command-line tools that run beside an agent (verify, dump,
+// resync): the index directories are not swept, as the agent may be writing in them.
+func LoadForTool(path string) (*Config, backend.Backend, error) { return load(path, false) }
+
+func load(path string, agent bool) (*Config, backend.Backend, error) {
 	f, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
@@ -67,11 +73,11 @@ func Load(path string) (*Config, backend.Backend, error) {
 	var beErr error
 	if len(drivers) == 1 {
 		if cfg.DiffIndexDir != "" {
-			cfg.Transfer.Index = openIndex(f, cfg.DiffIndexDir, cfg.DiffMaxRatio)
+			cfg.Transfer.Index = openIndex(f, cfg.DiffIndexDir, cfg.DiffMaxRatio, agent)
 		}
 		be, beErr = Backends.New(drivers[0], backendSection(f, drivers[0]))
 	} else {
-		be, beErr = openFanout(f, cfg, drivers)
+		be, beErr = openFanout(f, cfg, drivers, agent)
 	}
 	if err := errors.Join(f.Err(), beErr); err != nil {
 		return nil, nil, err
@@ -83,8 +89,12 @@ func backendSection(f *config.File, driver string) *config.Section {
 	return f.Section("agent:"+driver, "backend:agent:"+driver)
 }
 
-// openIndex opens a diff index directory, reporting a problem as diff_index_dir's.
-func openIndex(f *config.File, dir string, maxRatio float64) *zonediff.Index {
+// openIndex opens a diff index directory, reporting a problem as diff_index_dir's. A tool
+// (not the agent) only drops indexes, and leaves the agent's temp files alone.
+func openIndex(f *config.File, dir string, maxRatio float64, agent bool) *zonediff.Index {
+	if !agent {
+		return zonediff.At(dir, maxRatio)
+	}
 	idx, err := zonediff.Open(dir, maxRatio)
 	if err != nil {
 		f.Section("service:agent").Errorf("diff_index_dir", "%v", err)
@@ -95,7 +105,7 @@ func openIndex(f *config.File, dir string, maxRatio float64) *zonediff.Index {
 // openFanout builds every listed backend and the fan-out over them. Each member has its
 // own diff index, in diff_index_dir/DRIVER: members may hold different versions of a zone.
 // The engine then has none; the fan-out applies full zones through the members' indexes.
-func openFanout(f *config.File, cfg *Config, drivers []string) (backend.Backend, error) {
+func openFanout(f *config.File, cfg *Config, drivers []string, agent bool) (backend.Backend, error) {
 	var (
 		members     []fanout.Member
 		errs        []error
@@ -109,7 +119,7 @@ func openFanout(f *config.File, cfg *Config, drivers []string) (backend.Backend,
 		}
 		m := fanout.Member{Name: driver, Backend: be}
 		if cfg.DiffIndexDir != "" && !indexFailed {
-			m.Index = openIndex(f, filepath.Join(cfg.DiffIndexDir, driver), cfg.DiffMaxRatio)
+			m.Index = openIndex(f, filepath.Join(cfg.DiffIndexDir, driver), cfg.DiffMaxRatio, agent)
 			indexFailed = m.Index == nil // reported once, not once per member
 		}
 		members = append(members, m)

@@ -44,7 +44,10 @@ func (b *Backend) apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	if err := b.ensureOwned(ctx, zone); err != nil {
 		return err
 	}
-	if b.cfg.UpdateMode == ModeUpdate {
+	// named renumbers a zone whose UPDATE does not raise the serial (serial-update-method),
+	// so a change set that keeps or lowers it (a resync repairing the served zone) goes
+	// through the file, which named loads as it is.
+	if b.cfg.UpdateMode == ModeUpdate && int32(cs.To()-cs.From()) > 0 {
 		if m := updateMsg(zone, cs); m.Len() <= maxUpdateSize {
 			err := b.sendUpdate(ctx, zone, m, cs.To())
 			if !errors.Is(err, errUpdateRefused) {

@@ -55,6 +55,17 @@ func Open(dir string, maxRatio float64) (*Index, error) {
 	return &Index{dir: abs, maxRatio: maxRatio}, nil
 }
 
+// At returns the index kept in dir for a command-line tool that only drops indexes
+// (dnsagent resync): unlike Open it neither creates the directory nor sweeps temp files,
+// which a running agent may be writing.
+func At(dir string, maxRatio float64) *Index {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
+	return &Index{dir: abs, maxRatio: maxRatio}
+}
+
 // Result says how a full zone was applied.
 type Result struct {
 	Apply   string // "create", "diff" or "replace"

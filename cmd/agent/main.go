@@ -49,8 +49,17 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "send" {
-		return send(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "send":
+			return send(args[1:], stdout, stderr)
+		case "verify":
+			return verifyCmd(args[1:], stdout, stderr)
+		case "dump":
+			return dumpCmd(args[1:], stdout, stderr)
+		case "resync":
+			return resyncCmd(args[1:], stdout, stderr)
+		}
 	}
 	check := len(args) > 0 && args[0] == "check-config"
 	if check {
