@@ -12,6 +12,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend/zonediff"
 	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/control"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/transfer"
 )
@@ -60,6 +61,7 @@ type Config struct {
 	Catalog          catalog.Config // catalog zones to consume (RFC 9432); none by default
 	DiffIndexDir     string         // per-zone indexes for applying full zones as differences; empty: off
 	DiffMaxRatio     float64        // a larger difference is applied as a full replace
+	Control          control.Config // the HTTP control API; off unless control_listen is set
 }
 
 // DefaultDiffIndexDir is where the per-zone indexes live unless diff_index_dir says otherwise.
@@ -126,6 +128,7 @@ func ReadConfig(f *config.File) *Config {
 	cfg.MaxTCPPerSource = s.Int("max_tcp_per_source", defaultMaxTCPPerSource, 0)
 	cfg.ShutdownGrace = s.Seconds("shutdown_grace", defaultShutdownGrace)
 	cfg.Catalog = readCatalog(s)
+	cfg.Control = control.ReadConfig(s)
 	cfg.DiffIndexDir = s.String("diff_index_dir", DefaultDiffIndexDir)
 	cfg.DiffMaxRatio = zonediff.DefaultMaxRatio
 	if v := s.String("diff_max_ratio", ""); v != "" {

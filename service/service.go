@@ -21,6 +21,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend/zonediff"
 	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/control"
 	"github.com/dnsagent/dnsagent/handler"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/transfer"
@@ -143,6 +144,7 @@ type Service struct {
 	catalogs *catalog.Consumer // nil unless catalog_zones is set
 	allow    *middleware.AllowLists
 	handler  middleware.Handler
+	commands control.Commands // CREATE and DELETE, through the catalog router if any
 	ready    atomic.Bool // the DNS listeners are bound
 }
 
@@ -159,6 +161,7 @@ func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 		zones = s.catalogs.Router()
 	}
 	s.handler = NewHandler(cfg, zones, allow, log)
+	s.commands = zones
 	return s
 }
 
@@ -220,6 +223,18 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Warn("could not remove what an earlier run left half-written", zap.Error(err))
 		}
 	}
+	var controlLn net.Listener
+	if s.cfg.Control.Listen != "" {
+		ln, err := net.Listen("tcp", s.cfg.Control.Listen)
+		if err != nil {
+			if metricsLn != nil {
+				metricsLn.Close()
+			}
+			return fmt.Errorf("control_listen %s: %w", s.cfg.Control.Listen, err)
+		}
+		defer ln.Close()
+		controlLn = ln
+	}
 	servers, err := s.listen(ctx)
 	if err == nil {
 		if err = s.transfer.Start(ctx); err == nil && s.catalogs != nil {
@@ -240,6 +255,12 @@ func (s *Service) Run(ctx context.Context) error {
 		go s.serveHTTP(ctx, metricsLn)
 		s.log.Info("HTTP endpoints", zap.String("url", metricsURL(metricsLn)))
 	}
+	if controlLn != nil {
+		if err := s.serveControl(ctx, controlLn); err != nil {
+			closeListeners(servers)
+			return err
+		}
+	}
 	errc := make(chan error, len(servers))
 	for _, srv := range servers {
 		go func() { errc <- srv.ActivateAndServe() }()
@@ -259,6 +280,22 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.log.Info("stopped")
 	return err
+}
+
+// serveControl starts the control API on ln; it stops when ctx ends.
+func (s *Service) serveControl(ctx context.Context, ln net.Listener) error {
+	api, err := control.New(s.cfg.Control, s.transfer, s.commands, s.cfg.CreateTimeout, s.log.Named("audit"))
+	if err != nil {
+		return fmt.Errorf("control API: %w", err)
+	}
+	go func() {
+		if err := api.Serve(ctx, ln); err != nil {
+			s.log.Error("control API stopped", zap.Error(err))
+		}
+	}()
+	s.log.Info("control API", zap.String("listen", ln.Addr().String()), zap.Bool("tls", s.cfg.Control.TLSCert != ""),
+		zap.Stringer("allow", s.cfg.Control.Allow))
+	return nil
 }
 
 func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {

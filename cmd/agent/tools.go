@@ -259,5 +259,3 @@ func printResync(w io.Writer, res *zonecompare.Result, sum *transfer.Summary) {
 			sum.Zone, sum.Records, sum.PathReason, sum.From, sum.To, sum.Master)
 	}
 }
-
-
