@@ -145,7 +145,7 @@ type Service struct {
 	allow    *middleware.AllowLists
 	handler  middleware.Handler
 	commands control.Commands // CREATE and DELETE, through the catalog router if any
-	ready    atomic.Bool // the DNS listeners are bound
+	ready    atomic.Bool      // the DNS listeners are bound
 }
 
 // New builds the agent around a backend.

@@ -192,6 +192,14 @@ func TestControlAPI(t *testing.T) {
 	os.WriteFile(tokens, []byte("ops "+controlToken+"\nnext "+controlNewToken+"\n"), 0o600)
 	do(ok, "GET", "/"+zone, controlNewToken, 200)
 
+	// dnsagent send --http, the same certificates.
+	calls++
+	code, out := harness.RunAgentCommand(t, 30*time.Second, "send", "verify", zone, "--http", "https://127.0.0.1:"+fmt.Sprint(port),
+		"--token-file", tokens, "--cacert", ca.ca, "--cert", ca.ccert, "--key", ca.ckey)
+	if code != 0 || !strings.Contains(out, `"equal": true`) {
+		t.Errorf("send verify --http: exit %d:\n%s", code, out)
+	}
+
 	// curl, the same certificates.
 	curl := func(args ...string) string {
 		t.Helper()

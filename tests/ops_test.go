@@ -200,8 +200,8 @@ func TestOpsSendBehavesLikeDesignatesWorker(t *testing.T) {
 	p := harness.StartPrimary(t, map[string]string{zone: harness.GenerateZone(zone, 1, 10)})
 	a := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1"})
 	code, out := harness.RunAgentCommand(t, 30*time.Second, "send", "create", zone, "--server", a.Addr())
-	if code != 0 || !strings.Contains(out, "NOERROR") {
-		t.Errorf("send create: exit %d, output %q; want 0 and NOERROR", code, out)
+	if code != 0 || !strings.Contains(out, "opcode: CC, status: NOERROR") {
+		t.Errorf("send create: exit %d, output %q; want 0 and opcode CC (14) with NOERROR", code, out)
 	}
 	if _, err := harness.ParseZoneFile(a.ZoneFile(zone), "invalid."); err != nil {
 		t.Errorf("send create did not create the zone: %v", err)

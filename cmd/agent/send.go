@@ -28,6 +28,12 @@ func send(args []string, stdout, stderr io.Writer) int {
 	tcp := flags.Bool("tcp", false, "send over TCP (Designate's all_tcp)")
 	tsig := flags.String("tsig", "", "sign with [ALG:]NAME:SECRET (ALG: hmac-sha256 by default)")
 	timeout := flags.Duration("timeout", 30*time.Second, "how long to wait (Designate's poll_timeout)")
+	var h httpOptions
+	flags.StringVar(&h.url, "http", "", "use the control API at this URL (https://HOST:PORT) instead of DNS")
+	flags.StringVar(&h.tokenFile, "token-file", "", "--http: bearer token file (the last field of its first line)")
+	flags.StringVar(&h.ca, "cacert", "", "--http: CA certificate to verify the agent with")
+	flags.StringVar(&h.cert, "cert", "", "--http: client certificate")
+	flags.StringVar(&h.key, "key", "", "--http: client key")
 	// Flags may come after the positional arguments, as in the documented usage.
 	var positional []string
 	for len(args) > 0 {
@@ -40,8 +46,12 @@ func send(args []string, stdout, stderr io.Writer) int {
 		positional = append(positional, flags.Arg(0))
 		args = flags.Args()[1:]
 	}
+	if h.url != "" && len(positional) == 2 {
+		return sendHTTP(h, positional[0], positional[1], *timeout, stdout, stderr)
+	}
 	if len(positional) != 2 {
-		fmt.Fprintln(stderr, "usage: dnsagent send notify|create|delete ZONE --server HOST:PORT [--tcp] [--tsig [ALG:]NAME:SECRET]")
+		fmt.Fprintln(stderr, "usage: dnsagent send notify|create|delete ZONE --server HOST:PORT [--tcp] [--tsig [ALG:]NAME:SECRET]\n"+
+			"       dnsagent send status|create|delete|resync|verify ZONE --http URL --token-file FILE [--cacert F] [--cert F --key F]")
 		return 2
 	}
 	msg, err := designateMessage(positional[0], positional[1])
@@ -66,6 +76,10 @@ func send(args []string, stdout, stderr io.Writer) int {
 	if reply == nil {
 		fmt.Fprintf(stderr, "dnsagent send: no answer from %s: %v\n", *server, err)
 		return 3
+	}
+	// miekg/dns names the standard opcodes only; 14 is Designate's private CC opcode.
+	if _, ok := dns.OpcodeToString[opcodeCC]; !ok {
+		dns.OpcodeToString[opcodeCC] = "CC"
 	}
 	fmt.Fprintf(stdout, ";; answer from %s in %v\n%s", *server, rtt.Round(time.Microsecond), reply)
 	if err != nil { // an answer that failed TSIG verification, e.g. BADKEY
