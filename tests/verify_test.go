@@ -129,3 +129,18 @@ func TestVerify1Bind9(t *testing.T) {
 		}
 	})
 }
+
+// TestVerify4HelpListsTheCommands: --help names each command and control API route.
+func TestVerify4HelpListsTheCommands(t *testing.T) {
+	t.Parallel()
+	code, out := harness.RunAgentCommand(t, 20*time.Second, "--help")
+	if code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	for _, want := range []string{"dnsagent verify ZONE | --all", "dnsagent dump ZONE", "dnsagent resync ZONE", "--http URL",
+		"GET /v1/zones", "GET|POST|DELETE /v1/zones/NAME", "POST /v1/zones/NAME/resync", "GET /v1/zones/NAME/verify"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--help does not mention %q", want)
+		}
+	}
+}

@@ -30,11 +30,22 @@ Usage:
   dnsagent check-config [--config FILE]  validate the configuration and exit
   dnsagent send notify|create|delete ZONE --server HOST:PORT [--tcp] [--tsig [ALG:]NAME:SECRET]
                                          send what Designate's worker sends, print the reply
+  dnsagent send status|create|delete|resync|verify ZONE --http URL --token-file FILE
+                [--cacert F] [--cert F --key F]  call the control API of a running agent
+  dnsagent verify ZONE | --all [--config FILE]
+                                         compare what the backend holds with the primary's
+                                         zone: +/-/~ per RRset; exit 0 equal, 1 differs, 2 error
+  dnsagent dump ZONE [--config FILE]     print the zone as the backend holds it (zone file)
+  dnsagent resync ZONE [--config FILE]   transfer the zone and repair what the backend holds
   dnsagent --version | --help
 
 Options:
   --config FILE  INI configuration (default %s; if that file does not exist,
                  built-in defaults and the environment are used)
+
+Control API (control_listen, bearer tokens from control_tokens_file):
+  GET /v1/zones, GET|POST|DELETE /v1/zones/NAME, POST /v1/zones/NAME/resync,
+  GET /v1/zones/NAME/verify
 
 Signals: SIGTERM/SIGINT stop the agent (running transfers get shutdown_grace to finish,
 then are abandoned, never half applied); SIGHUP re-reads allow_notify and allow_query
