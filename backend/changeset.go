@@ -96,25 +96,37 @@ func KeyOfLine(line string) (key string, ok bool) {
 type Patcher struct {
 	from     uint32
 	soa      *dns.SOA
-	deleted  map[string]bool // net deletions; true once the stored record was seen
+	deleted  map[string]*deletion // net deletions
 	added    []dns.RR
 	addedKey map[string]int // index into added
 }
 
+type deletion struct {
+	rr       dns.RR
+	seen     bool // the stored zone holds it
+	optional bool // an earlier step added it: deleted if the zone held it before, else nothing to do
+}
+
 // Patcher folds the steps into their net effect. A record added by one step and deleted by
-// a later one is neither written nor looked for; one deleted and then added again (a TTL
-// change) is replaced.
+// a later one is not written, and removed only if the zone held it before (adding a record
+// held already changes nothing, RFC 2181 §5); one deleted and then added again (a TTL
+// change) is replaced. Records equal but for the owner's case are one record.
 func (c *ChangeSet) Patcher() *Patcher {
-	p := &Patcher{from: c.From(), soa: c.Steps[len(c.Steps)-1].New, deleted: map[string]bool{}, addedKey: map[string]int{}}
+	p := &Patcher{from: c.From(), soa: c.Steps[len(c.Steps)-1].New, deleted: map[string]*deletion{}, addedKey: map[string]int{}}
 	for _, step := range c.Steps {
 		for _, rr := range step.Deleted {
 			k := Key(rr)
 			if i, ok := p.addedKey[k]; ok {
 				p.added[i] = nil
 				delete(p.addedKey, k)
+				if p.deleted[k] == nil {
+					p.deleted[k] = &deletion{rr: rr, optional: true}
+				}
 				continue
 			}
-			p.deleted[k] = false
+			if p.deleted[k] == nil {
+				p.deleted[k] = &deletion{rr: rr}
+			}
 		}
 		for _, rr := range step.Added {
 			k := Key(rr)
@@ -142,8 +154,8 @@ func (p *Patcher) Keep(rr dns.RR) bool { return p.KeepKey(Key(rr)) }
 
 // KeepKey is Keep for the record whose Key is k.
 func (p *Patcher) KeepKey(k string) bool {
-	if _, ok := p.deleted[k]; ok {
-		p.deleted[k] = true
+	if d, ok := p.deleted[k]; ok {
+		d.seen = true
 		return false
 	}
 	_, replaced := p.addedKey[k]
@@ -164,10 +176,24 @@ func (p *Patcher) Added() []dns.RR {
 	return out
 }
 
+// Deleted lists the net deletions: the records the stored zone must hold, and those to
+// remove only if it holds them. For a backend that deletes by record rather than streaming
+// its copy through Keep.
+func (p *Patcher) Deleted() (must, ifHeld []dns.RR) {
+	for _, d := range p.deleted {
+		if d.optional {
+			ifHeld = append(ifHeld, d.rr)
+		} else {
+			must = append(must, d.rr)
+		}
+	}
+	return must, ifHeld
+}
+
 // Err reports deletions of records the zone did not hold, once every record went through Keep.
 func (p *Patcher) Err() error {
-	for k, seen := range p.deleted {
-		if !seen {
+	for k, d := range p.deleted {
+		if !d.seen && !d.optional {
 			return fmt.Errorf("%w: deleted record %q is not in the zone", ErrInconsistent, k)
 		}
 	}

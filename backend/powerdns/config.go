@@ -64,6 +64,11 @@ type Config struct {
 	// BatchSize is the number of rows per multi-row INSERT.
 	BatchSize int
 
+	// NameIndex adds (once, when missing) a virtual column of reversed owner names and
+	// its index to the records table, so an incremental change finds out which empty
+	// non-terminals are still needed in O(change) instead of scanning the zone's rows.
+	NameIndex bool
+
 	// DNSSEC runs PDNSUtil rectify-zone once per change, so ordername and the empty
 	// non-terminals are what PowerDNS's signer expects for NSEC and NSEC3 alike.
 	DNSSEC bool
@@ -88,6 +93,7 @@ func ConfigFrom(s *config.Section) Config {
 		PDNSControl:        strings.Fields(s.String("pdns_control", DefaultPDNSControl)),
 		PDNSSocketDir:      s.String("pdns_socket_dir", ""),
 		BatchSize:          s.Int("batch_size", DefaultBatchSize, 1),
+		NameIndex:          s.Bool("name_index", true),
 		DNSSEC:             s.Bool("dnssec", false),
 		PDNSUtil:           strings.Fields(s.String("pdnsutil", DefaultPDNSUtil)),
 	}

@@ -18,8 +18,10 @@ type fakeStore struct {
 	mu      sync.Mutex
 	domains map[string]*fakeDomain
 	nextID  int64
-	commits int
-	fail    func(op string) error
+	// nextRowID numbers rows as records.id does.
+	nextRowID int64
+	commits   int
+	fail      func(op string) error
 	// lostCommitReplies: this many commits succeed but report a lost connection.
 	lostCommitReplies int
 }
@@ -78,11 +80,24 @@ func (s *fakeStore) zones(_ context.Context, account string) ([]string, error) {
 	return names, nil
 }
 
-func (s *fakeStore) ping(context.Context) error { return s.check("ping") }
-func (s *fakeStore) close() error               { return nil }
+// withID gives a row the next id, as AUTO_INCREMENT does.
+func (s *fakeStore) withID(r row) row {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextRowID++
+	r.ID = s.nextRowID
+	return r
+}
+
+func (s *fakeStore) prepare(context.Context) error { return s.check("prepare") }
+func (s *fakeStore) ping(context.Context) error    { return s.check("ping") }
+func (s *fakeStore) close() error                  { return nil }
 
 // put adds a domain directly, as an operator or another tool would.
 func (s *fakeStore) put(name, account string, rows ...row) *fakeDomain {
+	for i := range rows {
+		rows[i] = s.withID(rows[i])
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nextID++
@@ -183,29 +198,29 @@ func (t *fakeTx) insertRecords(_ context.Context, id int64, rows []row) error {
 		return err
 	}
 	d := t.byID(id)
-	d.rows = append(d.rows, rows...)
+	for _, r := range rows {
+		d.rows = append(d.rows, t.s.withID(r))
+	}
 	return nil
 }
 
-func sameRow(a, b row) bool {
-	if b.Type == "" {
-		return a.Type == "" && a.Name == b.Name
-	}
-	return a.Name == b.Name && a.Type == b.Type && a.Content == b.Content && a.Prio == b.Prio
-}
-
-func (t *fakeTx) deleteRecord(_ context.Context, id int64, r row) (bool, error) {
-	if err := t.s.check("deleteRecord"); err != nil {
-		return false, err
+func (t *fakeTx) deleteIDs(_ context.Context, id int64, ids []int64) error {
+	if err := t.s.check("deleteIDs"); err != nil {
+		return err
 	}
 	d := t.byID(id)
-	for i, have := range d.rows {
-		if sameRow(have, r) {
-			d.rows = slices.Delete(d.rows, i, i+1)
-			return true, nil
+	d.rows = slices.DeleteFunc(d.rows, func(r row) bool { return slices.Contains(ids, r.ID) })
+	return nil
+}
+
+func (t *fakeTx) setAuthIDs(_ context.Context, id int64, ids []int64, auth bool) error {
+	d := t.byID(id)
+	for i, r := range d.rows {
+		if slices.Contains(ids, r.ID) {
+			d.rows[i].Auth = auth
 		}
 	}
-	return false, nil
+	return t.s.check("setAuthIDs")
 }
 
 func (t *fakeTx) addENTCandidates(_ context.Context, rows []row) error {
@@ -232,7 +247,7 @@ func (t *fakeTx) insertMissingENTs(_ context.Context, id int64) error {
 	}
 	for _, n := range sortedNames(t.ents) {
 		if !have[n] {
-			d.rows = append(d.rows, row{Name: n, Auth: t.ents[n]})
+			d.rows = append(d.rows, t.s.withID(row{Name: n, Auth: t.ents[n]}))
 		}
 	}
 	t.ents = nil

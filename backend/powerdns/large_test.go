@@ -227,16 +227,40 @@ func inverse(cs *backend.ChangeSet) *backend.ChangeSet {
 //
 //	DNSAGENT_BENCH_RECORDS=1000000 go test ./backend/powerdns -run '^$' -bench 'Apply10$' -benchtime=20x -timeout 30m
 func BenchmarkApply10(b *testing.B) {
+	benchApply(b, func(zone string, serial uint32, _ int) *backend.ChangeSet { return tenChanges(zone, serial) })
+}
+
+// BenchmarkApplyMany times a change set of DNSAGENT_BENCH_CHANGE records (default 10,000:
+// half deleted, half added beyond the zone's records, new ENTs included), the size a full
+// zone's difference may reach.
+func BenchmarkApplyMany(b *testing.B) {
+	k := benchEnv(b, "DNSAGENT_BENCH_CHANGE", 10000)
+	benchApply(b, func(zone string, serial uint32, n int) *backend.ChangeSet {
+		cs := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{Old: genSOA(zone, serial), New: genSOA(zone, serial+1)}}}
+		for i := range k / 2 {
+			cs.Steps[0].Deleted = append(cs.Steps[0].Deleted, genRecord(zone, i*(n/(k/2))))
+			cs.Steps[0].Added = append(cs.Steps[0].Added, genRecord(zone, n+i))
+		}
+		return cs
+	})
+}
+
+func benchEnv(b *testing.B, name string, def int) int {
+	if s := os.Getenv(name); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatalf("%s: %v", name, err)
+		}
+		return n
+	}
+	return def
+}
+
+func benchApply(b *testing.B, change func(zone string, serial uint32, n int) *backend.ChangeSet) {
 	if testing.Short() {
 		b.Skip("needs MariaDB")
 	}
-	n := largeZoneRecords
-	if s := os.Getenv("DNSAGENT_BENCH_RECORDS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
+	n := benchEnv(b, "DNSAGENT_BENCH_RECORDS", largeZoneRecords)
 	m := mariadb{harnessMariaDB(b)}
 	be, _ := m.backend(b)
 	ctx := context.Background()
@@ -248,7 +272,7 @@ func BenchmarkApply10(b *testing.B) {
 	b.Logf("Create of %d records: %v", n, time.Since(start).Round(time.Millisecond))
 	serial := uint32(1)
 	for b.Loop() {
-		cs := tenChanges(zone, serial)
+		cs := change(zone, serial, n)
 		if err := be.Apply(ctx, zone, cs); err != nil {
 			b.Fatal(err)
 		}

@@ -35,8 +35,12 @@ func harnessMariaDB(t testing.TB) *harness.MariaDB {
 // backend returns a backend on a new database and a handle to inspect it.
 func (m mariadb) backend(t testing.TB) (*Backend, *sql.DB) {
 	t.Helper()
+	return m.backendWith(t, testConfig())
+}
+
+func (m mariadb) backendWith(t testing.TB, cfg Config) (*Backend, *sql.DB) {
+	t.Helper()
 	name := m.NewPDNSDatabase(t)
-	cfg := testConfig()
 	cfg.DSN = m.DSN(name)
 	b, err := New(cfg)
 	if err != nil {
@@ -47,7 +51,7 @@ func (m mariadb) backend(t testing.TB) (*Backend, *sql.DB) {
 }
 
 func testConfig() Config {
-	return Config{Account: DefaultAccount, ZoneKind: DefaultZoneKind, BatchSize: DefaultBatchSize}
+	return Config{Account: DefaultAccount, ZoneKind: DefaultZoneKind, BatchSize: DefaultBatchSize, NameIndex: true}
 }
 
 func TestMariaDB(t *testing.T) {
@@ -68,6 +72,20 @@ func TestMariaDB(t *testing.T) {
 	t.Run("DeleteEveryTable", func(t *testing.T) { testDeleteEveryTable(t, m) })
 	t.Run("Apply", func(t *testing.T) { testApply(t, m) })
 	t.Run("ApplyInconsistent", func(t *testing.T) { testApplyInconsistent(t, m) })
+	t.Run("Duplicates", func(t *testing.T) {
+		runDuplicates(t, func(t *testing.T) (*Backend, func() []string) {
+			b, db := m.backend(t)
+			return b, dumpFor(t, db)
+		})
+	})
+	t.Run("ApplyWithoutNameIndex", func(t *testing.T) {
+		runScenarios(t, func(t *testing.T) (*Backend, func() []string) {
+			cfg := testConfig()
+			cfg.NameIndex = false
+			b, db := m.backendWith(t, cfg)
+			return b, dumpFor(t, db)
+		})
+	})
 	t.Run("Batches", func(t *testing.T) { testBatches(t, m) })
 	t.Run("LargeZone", func(t *testing.T) { testLargeZone(t, m) })
 }

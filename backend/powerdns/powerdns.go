@@ -26,6 +26,7 @@ import (
 var (
 	_ backend.Backend     = (*Backend)(nil)
 	_ backend.Incremental = (*Backend)(nil)
+	_ backend.Sweeper     = (*Backend)(nil)
 )
 
 // maxBatchBytes bounds one multi-row INSERT well under MariaDB's default
@@ -69,7 +70,7 @@ func New(cfg Config) (*Backend, error) {
 	db := sql.OpenDB(connector)
 	// MariaDB closes idle connections after wait_timeout; recycle ours before that.
 	db.SetConnMaxIdleTime(time.Minute)
-	return newBackend(&sqlStore{db: db}, cfg, runCommand), nil
+	return newBackend(&sqlStore{db: db, nameIndex: cfg.NameIndex}, cfg, runCommand), nil
 }
 
 func newBackend(st store, cfg Config, run runner) *Backend {
@@ -98,6 +99,10 @@ func (b *Backend) Check(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Sweep runs at start: it creates the name index when it is missing (name_index), before
+// any change needs it. Apply tries again if the database was not up yet.
+func (b *Backend) Sweep(ctx context.Context) error { return b.store.prepare(ctx) }
 
 // Serial returns the serial of the stored SOA.
 func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
@@ -292,6 +297,7 @@ func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone st
 	rows := make([]row, 0, b.batch)
 	var ents []row
 	seen := map[string]bool{} // candidates of this batch only: the database deduplicates
+	once := sp.dedup()
 	size := 0
 	flush := func() error {
 		if err := tx.insertRecords(ctx, id, rows); err != nil {
@@ -314,9 +320,12 @@ func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone st
 		if err != nil {
 			return err
 		}
+		if !once(r) {
+			continue
+		}
 		r.Auth = sp.cuts.auth(zone, r.Name, r.Type)
 		rows = append(rows, r)
-		size += len(r.Name) + len(r.Content) + 64
+		size += r.size()
 		between(zone, r.Name, func(n string) {
 			if !seen[n] {
 				seen[n] = true

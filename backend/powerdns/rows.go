@@ -11,6 +11,7 @@ import (
 // row is one line of the records table as PowerDNS reads it. Type "" is an empty
 // non-terminal (type SQL NULL, no content).
 type row struct {
+	ID      int64  // records.id, when read from the database
 	Name    string // PowerDNS text form: lower case, escaped, no trailing dot
 	Type    string
 	Content string
@@ -18,6 +19,16 @@ type row struct {
 	Prio    int
 	Auth    bool
 }
+
+// key identifies the record a row holds: RFC 2181 §5 makes records equal in owner, type and
+// data one record, whatever their TTL. Content compares byte for byte (TXT data is
+// case-sensitive); the owner is lower case already.
+func (r row) key() string {
+	return r.Name + "\x00" + r.Type + "\x00" + strconv.Itoa(r.Prio) + "\x00" + r.Content
+}
+
+// size estimates the bytes a row takes in an INSERT statement.
+func (r row) size() int { return len(r.Name) + len(r.Content) + 64 }
 
 // Column sizes of schema.mysql.sql (PowerDNS 4.7). A longer value would be cut or refused
 // by MariaDB depending on sql_mode; we refuse it ourselves, with the record in the message.

@@ -32,6 +32,9 @@ ns.deeper.sub.example.com. 300 IN A 192.0.2.55
 host.zone2.example.com. 300 IN A 192.0.2.6
 txt.example.com. 300 IN TXT "Case"
 txt.example.com. 300 IN TXT "case"
+a\.e.example.com. 300 IN A 192.0.2.40
+x\\.e.example.com. 300 IN A 192.0.2.41
+deep.e.example.com. 300 IN A 192.0.2.42
 `
 
 const scenarioDS = "sub.example.com. 300 IN DS 12345 8 2 49fd46e6c4b45c55d4ac69cbd3cd34ac1afe51de9f6a1cfdd27b8e0f2a8f4e6a"
@@ -63,6 +66,26 @@ var scenarios = []struct {
 		"x.y.sub.example.com. 300 IN A 192.0.2.54", "deeper.sub.example.com. 300 IN NS ns.deeper.sub.example.com.",
 		"ns.deeper.sub.example.com. 300 IN A 192.0.2.55",
 	}}}},
+	// RFC 2181 §5: a record twice, or with its owner in another case, is one record.
+	{"same record added twice", []scenarioStep{{add: []string{"dup.example.com. 300 IN A 192.0.2.8", "DUP.Example.com. 300 IN A 192.0.2.8"}}}},
+	{"case-differing owner deletes", []scenarioStep{{del: []string{"WWW.EXAMPLE.COM. 300 IN A 192.0.2.2"}}}},
+	{"added by one step in another case, deleted by the next", []scenarioStep{
+		{add: []string{"Dup.example.com. 300 IN A 192.0.2.8", "dup.example.com. 300 IN A 192.0.2.8"}},
+		{del: []string{"DUP.example.com. 300 IN A 192.0.2.8"}},
+	}},
+	{"held record added again, then deleted", []scenarioStep{
+		{add: []string{"www.example.com. 300 IN A 192.0.2.2"}},
+		{del: []string{"www.example.com. 300 IN A 192.0.2.2"}},
+	}},
+	// Only the net change must be storable (issue 12 item 4).
+	{"type PowerDNS cannot store added, then deleted", []scenarioStep{
+		{add: []string{`tmp.example.com. 300 IN TYPE65280 \# 2 abcd`, "tmp.example.com. 300 IN NSEC www.example.com. A RRSIG NSEC"}},
+		{del: []string{`tmp.example.com. 300 IN TYPE65280 \# 2 abcd`, "tmp.example.com. 300 IN NSEC www.example.com. A RRSIG NSEC"},
+			add: []string{"w9.example.com. 300 IN A 192.0.2.9"}},
+	}},
+	// "a\.e" (label "a.e") is not below e; "x\\.e" (label "x\") is.
+	{"escaped backslash keeps an ENT", []scenarioStep{{del: []string{"deep.e.example.com. 300 IN A 192.0.2.42"}}}},
+	{"escaped dot does not keep an ENT", []scenarioStep{{del: []string{"deep.e.example.com. 300 IN A 192.0.2.42", `x\\.e.example.com. 300 IN A 192.0.2.41`}}}},
 	{"ten changes", []scenarioStep{{
 		del: []string{"www.example.com. 300 IN A 192.0.2.2", "host.zone2.example.com. 300 IN A 192.0.2.6", "leaf.mid.example.com. 300 IN A 192.0.2.5"},
 		add: []string{"www.example.com. 300 IN A 192.0.2.20", "w1.example.com. 300 IN A 192.0.2.21", "w2.deep.example.com. 300 IN A 192.0.2.22",

@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/miekg/dns"
 
@@ -27,6 +29,47 @@ type spool struct {
 	// on them and they may come after their glue in the stream. Only they are kept in
 	// memory, never every owner name.
 	cuts cuts
+	// Duplicates (RFC 2181 §5: one record, however often the stream repeats it, whatever
+	// its owner's case) are found without holding every record: a 32-bit hash of each
+	// row's key while spooling (4 bytes a record), sorted once at the end; only rows whose
+	// hash occurs twice are compared in full when inserting.
+	seed   maphash.Seed
+	hashes []uint32
+	dups   map[uint32]bool
+}
+
+func (s *spool) hash(r row) uint32 {
+	return uint32(maphash.String(s.seed, r.key()))
+}
+
+// findDups turns the hashes into the set of those seen more than once.
+func (s *spool) findDups() {
+	slices.Sort(s.hashes)
+	for i := 1; i < len(s.hashes); i++ {
+		if s.hashes[i] == s.hashes[i-1] {
+			if s.dups == nil {
+				s.dups = map[uint32]bool{}
+			}
+			s.dups[s.hashes[i]] = true
+		}
+	}
+	s.hashes = nil
+}
+
+// dedup returns a filter that passes each record once, for one pass over the rows.
+func (s *spool) dedup() func(row) bool {
+	seen := map[string]bool{}
+	return func(r row) bool {
+		if len(s.dups) == 0 || !s.dups[s.hash(r)] {
+			return true
+		}
+		k := r.key()
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+		return true
+	}
 }
 
 // spoolZone reads src to the end, checking it as it goes: the zone's SOA first, every
@@ -39,7 +82,7 @@ func spoolZone(ctx context.Context, zone string, src backend.Source) (_ *spool, 
 	}
 	// Unlinked at once: nothing is left behind whatever happens to the process.
 	os.Remove(f.Name())
-	s := &spool{f: f, cuts: cuts{}}
+	s := &spool{f: f, cuts: cuts{}, seed: maphash.MakeSeed()}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -59,6 +102,7 @@ func spoolZone(ctx context.Context, zone string, src backend.Source) (_ *spool, 
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	s.serial = soa.Serial
+	s.findDups()
 	return s, nil
 }
 
@@ -75,6 +119,7 @@ func (s *spool) add(w *bufio.Writer, apex string, rrs []dns.RR) error {
 		if err := writeRow(w, r); err != nil {
 			return fmt.Errorf("spool: %w", err)
 		}
+		s.hashes = append(s.hashes, s.hash(r))
 		s.rows++
 	}
 	return nil

@@ -5,15 +5,30 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/go-sql-driver/mysql"
 )
 
-// sqlStore is the store on PowerDNS 4.7's schema.mysql.sql. It only adds a temporary
-// table of its own (per connection, for ENT candidates), so the agent's database user
-// needs SELECT, INSERT, UPDATE, DELETE and CREATE TEMPORARY TABLES.
-type sqlStore struct{ db *sql.DB }
+// sqlStore is the store on PowerDNS 4.7's schema.mysql.sql. It adds a temporary table of
+// its own (per connection, for ENT candidates) and, with name_index, one virtual column
+// and its index to records (see prepare), so the agent's database user needs SELECT,
+// INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, and ALTER and INDEX for name_index.
+type sqlStore struct {
+	db *sql.DB
+	// nameIndex: use (and create when missing) the index of reversed names.
+	nameIndex bool
+	// index: 0 not checked yet, indexReady, or indexRefused (the server said no: not
+	// asked again until the agent restarts).
+	index atomic.Int32
+}
+
+const (
+	indexReady   = 1
+	indexRefused = 2
+)
 
 func (s *sqlStore) begin(ctx context.Context) (storeTx, error) {
 	// READ COMMITTED, as PowerDNS itself uses (gmysql-innodb-read-committed): without gap
@@ -22,7 +37,38 @@ func (s *sqlStore) begin(ctx context.Context) (storeTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sqlTx{tx: tx}, nil
+	return &sqlTx{tx: tx, nameIndex: s.nameIndex && s.index.Load() == indexReady}, nil
+}
+
+// prepare creates the name index when it is missing: a virtual column holding the owner
+// name reversed, indexed with domain_id, so "is there a record below X" is a prefix range
+// of the index (REVERSE(name) LIKE REVERSE('.X')%) instead of a scan of the zone's rows
+// for name LIKE '%.X'. The column is VIRTUAL: its value lives in the index only, and
+// PowerDNS's gmysql queries, which name their columns, neither see nor fill it. ADD ...
+// IF NOT EXISTS makes two agents starting at once harmless (ALTERs serialize; the second
+// finds it done). A failure leaves the store on the scan.
+func (s *sqlStore) prepare(ctx context.Context) error {
+	if !s.nameIndex || s.index.Load() != 0 {
+		return nil
+	}
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'records' AND INDEX_NAME = 'dnsagent_rname'`).Scan(&n)
+	if err == nil && n == 0 {
+		_, err = s.db.ExecContext(ctx, `ALTER TABLE records
+			ADD COLUMN IF NOT EXISTS dnsagent_rname VARCHAR(255) CHARACTER SET latin1 COLLATE latin1_bin AS (REVERSE(name)) VIRTUAL,
+			ADD INDEX IF NOT EXISTS dnsagent_rname (domain_id, dnsagent_rname)`)
+	}
+	if err != nil {
+		var me *mysql.MySQLError
+		if errors.As(err, &me) {
+			s.index.Store(indexRefused)
+		}
+		return fmt.Errorf("powerdns backend: name_index: creating column and index dnsagent_rname on records failed "+
+			"(changes then scan the zone's rows to find empty non-terminals; grant ALTER and INDEX, or set name_index = false): %w", err)
+	}
+	s.index.Store(indexReady)
+	return nil
 }
 
 func (s *sqlStore) lookup(ctx context.Context, zone string) (domain, string, error) {
@@ -51,7 +97,8 @@ func (s *sqlStore) ping(ctx context.Context) error { return s.db.PingContext(ctx
 func (s *sqlStore) close() error                   { return s.db.Close() }
 
 type sqlTx struct {
-	tx *sql.Tx
+	tx        *sql.Tx
+	nameIndex bool // records.dnsagent_rname exists
 	// entTable: the ENT candidate table was (re)created in this transaction. Temporary
 	// tables outlive a rollback on a pooled connection, so each transaction starts its
 	// own.
@@ -129,24 +176,28 @@ func (t *sqlTx) insertRecords(ctx context.Context, id int64, rows []row) error {
 	return err
 }
 
-func (t *sqlTx) deleteRecord(ctx context.Context, id int64, r row) (bool, error) {
-	var res sql.Result
-	var err error
-	if r.Type == "" {
-		res, err = t.tx.ExecContext(ctx,
-			`DELETE FROM records WHERE domain_id = ? AND name = ? AND type IS NULL LIMIT 1`, id, r.Name)
-	} else {
-		// BINARY: content compares case-insensitively in latin1_swedish_ci, and two TXT
-		// records may differ in case only.
-		res, err = t.tx.ExecContext(ctx,
-			`DELETE FROM records WHERE domain_id = ? AND name = ? AND type = ? AND BINARY content = ? AND prio = ? LIMIT 1`,
-			id, r.Name, r.Type, r.Content, r.Prio)
+func (t *sqlTx) deleteIDs(ctx context.Context, id int64, ids []int64) error {
+	return t.byIDs(ctx, `DELETE FROM records WHERE domain_id = ? AND id IN `, []any{id}, ids)
+}
+
+func (t *sqlTx) setAuthIDs(ctx context.Context, id int64, ids []int64, auth bool) error {
+	return t.byIDs(ctx, `UPDATE records SET auth = ? WHERE domain_id = ? AND id IN `, []any{auth, id}, ids)
+}
+
+// byIDs runs stmt, which ends in "id IN ", for the ids, 1000 at a time.
+func (t *sqlTx) byIDs(ctx context.Context, stmt string, args []any, ids []int64) error {
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 1000)]
+		ids = ids[len(chunk):]
+		a := slices.Clone(args)
+		for _, n := range chunk {
+			a = append(a, n)
+		}
+		if _, err := t.tx.ExecContext(ctx, stmt+`(?`+strings.Repeat(", ?", len(chunk)-1)+`)`, a...); err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n > 0, err
+	return nil
 }
 
 func (t *sqlTx) addENTCandidates(ctx context.Context, rows []row) error {
@@ -203,14 +254,14 @@ func (t *sqlTx) rowsAt(ctx context.Context, id int64, names []string) ([]row, er
 			args = append(args, n)
 		}
 		rows, err := t.tx.QueryContext(ctx,
-			`SELECT name, COALESCE(type, ''), COALESCE(content, ''), COALESCE(ttl, 0), COALESCE(prio, 0), auth
+			`SELECT id, name, COALESCE(type, ''), COALESCE(content, ''), COALESCE(ttl, 0), COALESCE(prio, 0), auth
 			 FROM records WHERE domain_id = ? AND name IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
 			var r row
-			if err := rows.Scan(&r.Name, &r.Type, &r.Content, &r.TTL, &r.Prio, &r.Auth); err != nil {
+			if err := rows.Scan(&r.ID, &r.Name, &r.Type, &r.Content, &r.TTL, &r.Prio, &r.Auth); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -227,23 +278,39 @@ func (t *sqlTx) rowsAt(ctx context.Context, id int64, names []string) ([]row, er
 }
 
 // below returns the distinct names strictly below name holding a row of the given kind.
-// LIKE narrows the scan to the zone's rows ending in ".name"; isBelow then drops the
-// rare false match (an escaped dot in a label).
+// The name index (or, without it, LIKE '%.name', a scan of the zone's rows) narrows the
+// rows to those ending in ".name"; isBelow then drops the rare false match (an escaped
+// dot in a label).
 func (t *sqlTx) below(ctx context.Context, id int64, name, kind string) ([]string, error) {
+	cond, arg := `name LIKE ?`, "%."+likeEscape(name)
+	if t.nameIndex {
+		cond, arg = `dnsagent_rname LIKE ?`, likeEscape(reverse("."+name))+"%"
+	}
 	rows, err := t.tx.QueryContext(ctx,
-		`SELECT DISTINCT name FROM records WHERE domain_id = ? AND name LIKE ? AND `+kind, id, "%."+likeEscape(name))
+		`SELECT DISTINCT name FROM records WHERE domain_id = ? AND `+cond+` AND `+kind, id, arg)
 	if err != nil {
 		return nil, err
 	}
 	return scanNames(rows, func(n string) bool { return isBelow(n, name) })
 }
 
-// dataBelow reads the names of the zone's records once, narrowed by LIKE when there are
-// few names to answer for, and stops as soon as every name has a descendant.
+// dataBelow reports which of names have a record (not an ENT row) below them.
 func (t *sqlTx) dataBelow(ctx context.Context, id int64, names []string) (map[string]bool, error) {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
+	}
+	found := map[string]bool{}
+	// mark credits a name read from the database to the wanted names above it.
+	mark := func(n string) {
+		for a, ok := parent(n); ok; a, ok = parent(a) {
+			if want[a] {
+				found[a] = true
+			}
+		}
+	}
+	if t.nameIndex {
+		return found, t.dataBelowIndexed(ctx, id, names, mark)
 	}
 	q := `SELECT name FROM records WHERE domain_id = ? AND type IS NOT NULL`
 	args := []any{id}
@@ -260,19 +327,55 @@ func (t *sqlTx) dataBelow(ctx context.Context, id int64, names []string) (map[st
 		return nil, err
 	}
 	defer rows.Close()
-	found := map[string]bool{}
 	for rows.Next() && len(found) < len(want) {
 		var n string
 		if err := rows.Scan(&n); err != nil {
 			return nil, err
 		}
-		for a, ok := parent(n); ok; a, ok = parent(a) {
-			if want[a] {
-				found[a] = true
-			}
-		}
+		mark(n)
 	}
 	return found, rows.Err()
+}
+
+// dataBelowIndexed asks, per name X, for one record whose reversed owner starts with the
+// reversed ".X": one probe of the index each, many names per round trip. Such an owner
+// ends in ".X", and is below X unless that dot is escaped ("a\.X"); those rare owners
+// are all read and checked in Go.
+func (t *sqlTx) dataBelowIndexed(ctx context.Context, id int64, names []string, mark func(string)) error {
+	for len(names) > 0 {
+		chunk := names[:min(len(names), 100)]
+		names = names[len(chunk):]
+		var q strings.Builder
+		var args []any
+		for i, n := range chunk {
+			if i > 0 {
+				q.WriteString(` UNION ALL `)
+			}
+			prefix := likeEscape(reverse("." + n))
+			q.WriteString(`(SELECT name FROM records WHERE domain_id = ? AND dnsagent_rname LIKE ? AND dnsagent_rname NOT LIKE ? AND type IS NOT NULL LIMIT 1)
+				UNION ALL (SELECT name FROM records WHERE domain_id = ? AND dnsagent_rname LIKE ? AND type IS NOT NULL)`)
+			args = append(args, id, prefix+"%", prefix+`\\%`, id, prefix+`\\%`)
+		}
+		rows, err := t.tx.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return err
+		}
+		got, err := scanNames(rows, nil)
+		if err != nil {
+			return err
+		}
+		for _, n := range got {
+			mark(n)
+		}
+	}
+	return nil
+}
+
+// reverse reverses a name byte by byte, as MariaDB's REVERSE() does on latin1.
+func reverse(s string) string {
+	b := []byte(s)
+	slices.Reverse(b)
+	return string(b)
 }
 
 // maxLikes: above this many names, reading every name of the zone once is cheaper than

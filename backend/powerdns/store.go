@@ -17,6 +17,9 @@ type store interface {
 	lookup(ctx context.Context, zone string) (domain, string, error)
 	// zones lists the names of the domains whose account is account.
 	zones(ctx context.Context, account string) ([]string, error)
+	// prepare makes sure, once, that what speeds up incremental changes exists (the
+	// name_index); when it cannot, the store works without it.
+	prepare(ctx context.Context) error
 	ping(ctx context.Context) error
 	close() error
 }
@@ -41,22 +44,23 @@ type storeTx interface {
 	deleteDomain(ctx context.Context, id int64) error
 	clearRecords(ctx context.Context, id int64) error
 	insertRecords(ctx context.Context, id int64, rows []row) error
-	// deleteRecord removes one row equal to r in name, type, content and prio (an empty
-	// non-terminal when r.Type is ""); false if there is none.
-	deleteRecord(ctx context.Context, id int64, r row) (bool, error)
+	// deleteIDs removes the zone's rows with these ids.
+	deleteIDs(ctx context.Context, id int64, ids []int64) error
 
 	// Empty non-terminals of a full load: candidates are collected in the database (never
 	// all in Go memory), then those without any row of their own become ENT rows.
 	addENTCandidates(ctx context.Context, rows []row) error
 	insertMissingENTs(ctx context.Context, id int64) error
 
-	// For incremental changes, which touch few names.
+	// For incremental changes, which touch few names. rowsAt returns rows with their ids.
 	rowsAt(ctx context.Context, id int64, names []string) ([]row, error)
 	// dataBelow reports which of names have a record (not an ENT) somewhere below them.
 	dataBelow(ctx context.Context, id int64, names []string) (map[string]bool, error)
 	cutsBelow(ctx context.Context, id int64, name string) ([]string, error)
 	// setAuthAt sets auth on the rows at name; DS rows keep theirs when skipDS is set.
 	setAuthAt(ctx context.Context, id int64, name string, auth, skipDS bool) error
+	// setAuthIDs sets auth on the zone's rows with these ids.
+	setAuthIDs(ctx context.Context, id int64, ids []int64, auth bool) error
 	// setAuthBelow sets auth on every row strictly below name.
 	setAuthBelow(ctx context.Context, id int64, name string, auth bool) error
 
