@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -46,6 +47,7 @@ func (e *pdnsEnv) backendConfig() powerdns.Config {
 		PDNSControlEnabled: true,
 		PDNSControl:        []string{harness.LookPath("pdns_control")},
 		PDNSSocketDir:      e.p.SocketDir(),
+		NameIndex:          true,
 	}
 }
 
@@ -669,7 +671,7 @@ func TestPDNS06Conformance(t *testing.T) {
 	m := harness.StartMariaDB(t)
 	backendtest.Run(t, func(t *testing.T) backend.Backend {
 		cfg := powerdns.Config{DSN: m.DSN(m.NewPDNSDatabase(t)), Account: powerdns.DefaultAccount,
-			ZoneKind: powerdns.DefaultZoneKind, BatchSize: powerdns.DefaultBatchSize}
+			ZoneKind: powerdns.DefaultZoneKind, BatchSize: powerdns.DefaultBatchSize, NameIndex: true}
 		b, err := powerdns.New(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -763,5 +765,171 @@ func TestPDNSDNSSECRectify(t *testing.T) {
 	signedDenial("after Apply")
 	if r := e.p.Query(t, "y."+zone, dns.TypeA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
 		t.Errorf("new empty non-terminal y.%s: %s %v", zone, dns.RcodeToString[r.Rcode], r.Answer)
+	}
+}
+
+// Issue 12 item 4, against pdns_server reading the rows: a record the primary's stream
+// repeats (or repeats with its owner in another case) is one record (RFC 2181 §5), so one
+// delete makes pdns_server stop serving it; an IXFR whose intermediate step holds a type
+// PowerDNS cannot store applies its net change; a change whose result holds such a type
+// fails naming it, and pdns_server keeps serving the old version.
+func TestPDNSDuplicatesAndNetChange(t *testing.T) {
+	t.Parallel()
+	e := startPDNSEnv(t, harness.PDNSOptions{})
+	b := e.backend(t)
+	ctx := t.Context()
+	const zone = "dup.test."
+	soa := func(serial uint32) *dns.SOA {
+		return pdnsParse(t, fmt.Sprintf("dup.test. 3600 IN SOA ns1.dup.test. hostmaster.dup.test. %d 3600 600 86400 300", serial))[0].(*dns.SOA)
+	}
+	rrs := append([]dns.RR{soa(1)}, pdnsParse(t, `
+dup.test. 3600 IN NS ns1.dup.test.
+ns1.dup.test. 3600 IN A 192.0.2.1
+www.dup.test. 300 IN A 192.0.2.2
+WWW.Dup.Test. 300 IN A 192.0.2.2
+www.dup.test. 300 IN A 192.0.2.2
+`)...)
+	if err := b.Create(ctx, zone, backendtest.Stream(rrs)); err != nil {
+		t.Fatal(err)
+	}
+	answers := func(name string, typ uint16) []dns.RR {
+		t.Helper()
+		r := e.p.Query(t, name, typ)
+		if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+			t.Fatalf("%s %s: rcode %s", name, dns.TypeToString[typ], dns.RcodeToString[r.Rcode])
+		}
+		return r.Answer
+	}
+	db := e.m.DB(t, e.dbname)
+	rowsOf := func(name string) int {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM records WHERE name = ? AND type IS NOT NULL`, name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := rowsOf("www.dup.test"); n != 1 {
+		t.Errorf("a record three times in the zone: %d rows, want 1", n)
+	}
+
+	// An IXFR adding the same record twice in two cases, then deleting it once.
+	apply := func(from uint32, steps ...backend.Step) error {
+		cs := &backend.ChangeSet{Zone: zone}
+		for i, s := range steps {
+			s.Old, s.New = soa(from+uint32(i)), soa(from+uint32(i)+1)
+			cs.Steps = append(cs.Steps, s)
+		}
+		return b.Apply(ctx, zone, cs)
+	}
+	if err := apply(1, backend.Step{Added: pdnsParse(t, "new.dup.test. 300 IN A 192.0.2.3\nNEW.dup.test. 300 IN A 192.0.2.3")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := rowsOf("new.dup.test"); n != 1 {
+		t.Errorf("a record added twice: %d rows, want 1", n)
+	}
+	if err := apply(2, backend.Step{Deleted: pdnsParse(t, "www.dup.test. 300 IN A 192.0.2.2\nNew.Dup.Test. 300 IN A 192.0.2.3")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"www.dup.test.", "new.dup.test."} {
+		if got := answers(name, dns.TypeA); len(got) != 0 {
+			t.Errorf("%s A after its delete: pdns_server still answers %v", name, got)
+		}
+	}
+
+	// Step 1 adds records PowerDNS cannot store, step 2 deletes them again: the net change
+	// (one A under a new empty non-terminal) is applied and served.
+	odd := pdnsParse(t, "tmp.dup.test. 300 IN TYPE65280 \\# 2 abcd\ntmp.dup.test. 300 IN NSEC www.dup.test. A RRSIG NSEC")
+	if err := apply(3,
+		backend.Step{Added: odd},
+		backend.Step{Deleted: odd, Added: pdnsParse(t, "host.ent.dup.test. 300 IN A 192.0.2.4")},
+	); err != nil {
+		t.Fatalf("IXFR whose intermediate step holds unstorable types: %v", err)
+	}
+	if s, err := harness.QuerySerial(e.p.Addr(), zone); err != nil || s != 5 {
+		t.Errorf("pdns_server serves serial %d (%v), want 5", s, err)
+	}
+	if got := answers("host.ent.dup.test.", dns.TypeA); len(got) != 1 {
+		t.Errorf("host.ent.dup.test. A: %v, want the added record", got)
+	}
+	if r := e.p.Query(t, "ent.dup.test.", dns.TypeA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
+		t.Errorf("empty non-terminal ent.dup.test.: %s %v, want NOERROR without data", dns.RcodeToString[r.Rcode], r.Answer)
+	}
+
+	// A result PowerDNS cannot store: refused naming the type, the old version served.
+	err := apply(5, backend.Step{Added: odd[:1]})
+	if err == nil || errors.Is(err, backend.ErrInconsistent) || !strings.Contains(err.Error(), "type TYPE65280 cannot be stored in PowerDNS") {
+		t.Errorf("Apply of a change leaving a TYPE65280 record = %v, want an error naming the type", err)
+	}
+	if s, err := harness.QuerySerial(e.p.Addr(), zone); err != nil || s != 5 {
+		t.Errorf("after the refused change pdns_server serves serial %d (%v), want 5", s, err)
+	}
+}
+
+// The name index (name_index, on by default) is a virtual column and an index the agent
+// adds to PowerDNS's records table: created once, by two backends at once without harm,
+// and pdns_server and pdnsutil, whose queries name their columns, serve and check zones
+// as before.
+func TestPDNSNameIndex(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "pdnsutil")
+	e := startPDNSEnv(t, harness.PDNSOptions{})
+	db := e.m.DB(t, e.dbname)
+	indexed := func() bool {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.STATISTICS
+			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'records' AND INDEX_NAME = 'dnsagent_rname'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
+	cfg := e.backendConfig()
+	cfg.NameIndex = false
+	off, err := powerdns.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	const zone = "idx.test."
+	ctx := t.Context()
+	if err := off.Create(ctx, zone, backendtest.Stream(backendtest.Zone(zone, 1, 50))); err != nil {
+		t.Fatal(err)
+	}
+	if err := off.Sweep(ctx); err != nil || indexed() {
+		t.Fatalf("name_index = false: Sweep = %v, index created %v; want neither", err, indexed())
+	}
+	// Two agents starting at once.
+	errs := make(chan error, 2)
+	for range 2 {
+		b := e.backend(t)
+		go func() { errs <- b.Sweep(ctx) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("Sweep creating the name index: %v", err)
+		}
+	}
+	if !indexed() {
+		t.Fatal("no index dnsagent_rname on records after Sweep")
+	}
+	b := e.backend(t)
+	cs := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{
+		Old: backendtest.Zone(zone, 1, 0)[0].(*dns.SOA), New: backendtest.Zone(zone, 2, 0)[0].(*dns.SOA),
+		Added: pdnsParse(t, "x.y.idx.test. 300 IN A 192.0.2.9"),
+	}}}
+	if err := b.Apply(ctx, zone, cs); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := harness.QuerySerial(e.p.Addr(), zone); err != nil || s != 2 {
+		t.Errorf("pdns_server serves serial %d (%v), want 2", s, err)
+	}
+	if r := e.p.Query(t, "x.y.idx.test.", dns.TypeA); len(r.Answer) != 1 {
+		t.Errorf("x.y.idx.test. A: %v", r.Answer)
+	}
+	if r := e.p.Query(t, "y.idx.test.", dns.TypeA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 {
+		t.Errorf("empty non-terminal y.idx.test.: %s %v", dns.RcodeToString[r.Rcode], r.Answer)
+	}
+	out, err := exec.CommandContext(ctx, harness.LookPath("pdnsutil"), "--config-dir="+e.p.ConfigDir(), "check-zone", "idx.test").CombinedOutput()
+	if err != nil {
+		t.Errorf("pdnsutil check-zone with the extra column: %v\n%s", err, out)
 	}
 }
