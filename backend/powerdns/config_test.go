@@ -32,7 +32,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Account != "dnsagent" || cfg.ZoneKind != "NATIVE" || cfg.BatchSize != 1000 || !cfg.PDNSControlEnabled ||
-		!slices.Equal(cfg.PDNSControl, []string{"pdns_control"}) || cfg.DNSSEC {
+		!slices.Equal(cfg.PDNSControl, []string{"pdns_control"}) || cfg.DNSSEC || !cfg.NameIndex {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	mc, err := cfg.mysqlConfig()
@@ -58,11 +58,12 @@ pdns_socket_dir = /run/pdns
 batch_size = 500
 dnssec = true
 pdnsutil = pdnsutil --config-dir=/etc/powerdns
+name_index = false
 `)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Password != "se;cr#et" || cfg.ZoneKind != "MASTER" || cfg.Account != "designate" || cfg.BatchSize != 500 || !cfg.DNSSEC {
+	if cfg.Password != "se;cr#et" || cfg.ZoneKind != "MASTER" || cfg.Account != "designate" || cfg.BatchSize != 500 || !cfg.DNSSEC || cfg.NameIndex {
 		t.Errorf("options: %+v", cfg)
 	}
 	mc, _ := cfg.mysqlConfig()

@@ -38,8 +38,18 @@ type spool struct {
 	dups   map[uint32]bool
 }
 
+// hash is a hash of r.key(), without building the key.
 func (s *spool) hash(r row) uint32 {
-	return uint32(maphash.String(s.seed, r.key()))
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	for _, f := range []string{r.Name, r.Type, r.Content} {
+		h.WriteString(f)
+		h.WriteByte(0)
+	}
+	var prio [8]byte
+	binary.LittleEndian.PutUint64(prio[:], uint64(r.Prio))
+	h.Write(prio[:])
+	return uint32(h.Sum64())
 }
 
 // findDups turns the hashes into the set of those seen more than once.

@@ -339,11 +339,13 @@ func (t *sqlTx) dataBelow(ctx context.Context, id int64, names []string) (map[st
 
 // dataBelowIndexed asks, per name X, for one record whose reversed owner starts with the
 // reversed ".X": one probe of the index each, many names per round trip. Such an owner
-// ends in ".X", and is below X unless that dot is escaped ("a\.X"); those rare owners
-// are all read and checked in Go.
+// ends in ".X", and is below X unless that dot is escaped ("a\.X", label "a.X"); for
+// the rare X whose probe found only such an owner, every owner ending in "\.X" is read
+// and checked in Go.
 func (t *sqlTx) dataBelowIndexed(ctx context.Context, id int64, names []string, mark func(string)) error {
+	var recheck []string
 	for len(names) > 0 {
-		chunk := names[:min(len(names), 100)]
+		chunk := names[:min(len(names), 200)]
 		names = names[len(chunk):]
 		var q strings.Builder
 		var args []any
@@ -351,12 +353,38 @@ func (t *sqlTx) dataBelowIndexed(ctx context.Context, id int64, names []string, 
 			if i > 0 {
 				q.WriteString(` UNION ALL `)
 			}
-			prefix := likeEscape(reverse("." + n))
-			q.WriteString(`(SELECT name FROM records WHERE domain_id = ? AND dnsagent_rname LIKE ? AND dnsagent_rname NOT LIKE ? AND type IS NOT NULL LIMIT 1)
-				UNION ALL (SELECT name FROM records WHERE domain_id = ? AND dnsagent_rname LIKE ? AND type IS NOT NULL)`)
-			args = append(args, id, prefix+"%", prefix+`\\%`, id, prefix+`\\%`)
+			q.WriteString(`(SELECT ?, name FROM records WHERE domain_id = ? AND dnsagent_rname LIKE ? AND type IS NOT NULL LIMIT 1)`)
+			args = append(args, n, id, likeEscape(reverse("."+n))+"%")
 		}
 		rows, err := t.tx.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var x, n string
+			if err := rows.Scan(&x, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			if isBelow(n, x) {
+				mark(n)
+			} else {
+				recheck = append(recheck, x)
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	for _, x := range recheck {
+		prefix := likeEscape(reverse("." + x))
+		rows, err := t.tx.QueryContext(ctx,
+			`(SELECT name FROM records WHERE domain_id = ? AND dnsagent_rname LIKE ? AND dnsagent_rname NOT LIKE ? AND type IS NOT NULL LIMIT 1)
+			 UNION ALL (SELECT name FROM records WHERE domain_id = ? AND dnsagent_rname LIKE ? AND type IS NOT NULL)`,
+			id, prefix+"%", prefix+`\\%`, id, prefix+`\\%`)
 		if err != nil {
 			return err
 		}
