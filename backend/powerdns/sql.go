@@ -37,7 +37,7 @@ func (s *sqlStore) begin(ctx context.Context) (storeTx, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sqlTx{tx: tx, nameIndex: s.nameIndex && s.index.Load() == indexReady}, nil
+	return &sqlTx{tx: tx, store: s, nameIndex: s.nameIndex && s.index.Load() == indexReady}, nil
 }
 
 // prepare creates the name index when it is missing: a virtual column holding the owner
@@ -98,6 +98,7 @@ func (s *sqlStore) close() error                   { return s.db.Close() }
 
 type sqlTx struct {
 	tx        *sql.Tx
+	store     *sqlStore
 	nameIndex bool // records.dnsagent_rname exists
 	// entTable: the ENT candidate table was (re)created in this transaction. Temporary
 	// tables outlive a rollback on a pooled connection, so each transaction starts its
@@ -289,7 +290,7 @@ func (t *sqlTx) below(ctx context.Context, id int64, name, kind string) ([]strin
 	rows, err := t.tx.QueryContext(ctx,
 		`SELECT DISTINCT name FROM records WHERE domain_id = ? AND `+cond+` AND `+kind, id, arg)
 	if err != nil {
-		return nil, err
+		return nil, t.indexGone(err)
 	}
 	return scanNames(rows, func(n string) bool { return isBelow(n, name) })
 }
@@ -310,7 +311,7 @@ func (t *sqlTx) dataBelow(ctx context.Context, id int64, names []string) (map[st
 		}
 	}
 	if t.nameIndex {
-		return found, t.dataBelowIndexed(ctx, id, names, mark)
+		return found, t.indexGone(t.dataBelowIndexed(ctx, id, names, mark))
 	}
 	q := `SELECT name FROM records WHERE domain_id = ? AND type IS NOT NULL`
 	args := []any{id}
@@ -397,6 +398,16 @@ func (t *sqlTx) dataBelowIndexed(ctx context.Context, id int64, names []string, 
 		}
 	}
 	return nil
+}
+
+// indexGone notices that someone dropped the name index's column: the next change
+// creates it again (prepare) rather than failing for good.
+func (t *sqlTx) indexGone(err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1054 { // ER_BAD_FIELD_ERROR
+		t.store.index.Store(0)
+	}
+	return err
 }
 
 // reverse reverses a name byte by byte, as MariaDB's REVERSE() does on latin1.
