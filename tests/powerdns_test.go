@@ -877,7 +877,7 @@ func TestPDNSNameIndex(t *testing.T) {
 	indexed := func() bool {
 		var n int
 		if err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.STATISTICS
-			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'records' AND INDEX_NAME = 'dnsagent_rname'`).Scan(&n); err != nil {
+			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'records' AND INDEX_NAME = 'dnsagent_parent'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n > 0
@@ -909,7 +909,7 @@ func TestPDNSNameIndex(t *testing.T) {
 		}
 	}
 	if !indexed() {
-		t.Fatal("no index dnsagent_rname on records after Sweep")
+		t.Fatal("no index dnsagent_parent on records after Sweep")
 	}
 	b := e.backend(t)
 	cs := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{{

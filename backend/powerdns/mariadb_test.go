@@ -351,19 +351,19 @@ func TestMariaDBNameIndexDropped(t *testing.T) {
 	if err := b.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ExecContext(ctx, `ALTER TABLE records DROP INDEX dnsagent_rname, DROP COLUMN dnsagent_rname`); err != nil {
+	if _, err := db.ExecContext(ctx, `ALTER TABLE records DROP INDEX dnsagent_parent, DROP COLUMN dnsagent_parent`); err != nil {
 		t.Fatal(err)
 	}
 	// The delete leaves b.c and c without data: whether anything is below them is asked.
 	cs, _ := buildChange(t, base, []scenarioStep{{del: []string{"a.b.c.example.com. 300 IN A 192.0.2.3"}}})
-	if err := b.Apply(ctx, "example.com.", cs); err == nil || !strings.Contains(err.Error(), "dnsagent_rname") {
+	if err := b.Apply(ctx, "example.com.", cs); err == nil || !strings.Contains(err.Error(), "dnsagent_parent") {
 		t.Errorf("Apply with the index column gone = %v, want the database's complaint", err)
 	}
 	if err := b.Apply(ctx, "example.com.", cs); err != nil {
 		t.Fatalf("the same change again: %v", err)
 	}
 	var n int
-	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND INDEX_NAME = 'dnsagent_rname'`).Scan(&n)
+	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND INDEX_NAME = 'dnsagent_parent'`).Scan(&n)
 	if n == 0 {
 		t.Error("the name index was not created again")
 	}
