@@ -2,7 +2,7 @@ GO      ?= go
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run deps test unit e2e fuzz vet clean
+.PHONY: build run demo deps test unit e2e fuzz vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dnsagent ./cmd/agent
@@ -12,6 +12,13 @@ build:
 run: build
 	mkdir -p var/zones
 	bin/dnsagent --config etc/agent.conf
+
+# Shows the main job in under a minute (after `make test` or `make deps` installed named):
+# a private BIND primary on loopback, the agent on the file backend, a CREATE as Designate
+# sends it, the zone file, a change on the primary, a NOTIFY, the IXFR in the log and
+# /zones/NAME; then everything it started is stopped (scripts/demo.sh).
+demo: build
+	./scripts/demo.sh bin/dnsagent
 
 # Installs the Debian packages the tests need: bind9 (test primary, bind9 backend),
 # pdns-server, pdns-backend-mysql and mariadb-server (powerdns backend), knot-dnsutils,
