@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/zonediff"
 )
@@ -59,6 +61,7 @@ var (
 	_ backend.Incremental = (*Backend)(nil)
 	_ backend.Checker     = (*Backend)(nil)
 	_ backend.Sweeper     = (*Backend)(nil)
+	_ backend.Reader      = (*Backend)(nil)
 )
 
 // New returns the fan-out over members (at least two, distinct names).
@@ -291,4 +294,16 @@ func (b *Backend) Sweep(ctx context.Context) error {
 		}
 	})
 	return b.join(errs)
+}
+
+// ErrNotOneZone is what reading a fan-out back gives: its backends may hold different
+// versions, so there is no one zone to show or compare.
+var ErrNotOneZone = errors.New("a fan-out (several backend_driver) holds one copy per backend, not one zone: " +
+	"run verify, dump or resync with a configuration naming one of them")
+
+// Read implements backend.Reader by refusing: without it, resync would fall back to a
+// replace that every member at the primary's serial skips, and report a repair it never
+// made. verify, dump and resync thus fail clearly and change nothing.
+func (b *Backend) Read(context.Context, string, func([]dns.RR) error) error {
+	return ErrNotOneZone
 }

@@ -269,3 +269,13 @@ func TestFailingSourceKeepsEveryMemberOld(t *testing.T) {
 		}
 	}
 }
+
+// verify, dump and resync read the held zone back: a fan-out refuses clearly rather than
+// let resync replace nothing and report a repair.
+func TestReadRefused(t *testing.T) {
+	b := mustNew(t, Member{Name: "a", Backend: memory.New()}, Member{Name: "c", Backend: memory.New()})
+	err := b.Read(t.Context(), zone, func([]dns.RR) error { return nil })
+	if !errors.Is(err, ErrNotOneZone) {
+		t.Fatalf("Read = %v, want ErrNotOneZone", err)
+	}
+}
