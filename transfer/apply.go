@@ -172,10 +172,10 @@ func (m *Manager) applyFull(ctx context.Context, z *zone, gen uint64, stream *St
 // applying runs apply under the zone's apply lock, unless a DELETE came since the job
 // started, and adds the time it took to sum.Apply.
 func (m *Manager) applying(ctx context.Context, z *zone, gen uint64, sum *Summary, apply func() error) error {
-	if err := lock(ctx, z.apply); err != nil {
+	if err := m.lockApply(ctx, z); err != nil {
 		return err
 	}
-	defer unlock(z.apply)
+	defer m.unlockApply(z)
 	m.mu.Lock()
 	deleted := z.gen != gen
 	m.mu.Unlock()

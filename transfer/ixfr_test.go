@@ -148,7 +148,7 @@ func TestRetryAfterPrimaryComesBack(t *testing.T) {
 
 func TestRetryDelayIsBoundedBySOARetry(t *testing.T) {
 	m := NewManager(Config{Workers: 1, RetryMin: time.Second}, memory.New(), nil)
-	s := &schedule{primary: &dns.SOA{Retry: 10}}
+	s := &schedule{primary: soaTimes{retry: 10}, hasPrimary: true}
 	for failures, bound := range []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
 		if failures == 0 {
 			continue

@@ -5,6 +5,7 @@
 package transfer
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +18,6 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/zonediff"
 	"github.com/dnsagent/dnsagent/config"
-	"github.com/miekg/dns"
 	"go.uber.org/zap"
 )
 
@@ -44,7 +44,11 @@ type Config struct {
 	MaxBytes        int           // max_transfer_bytes; 0: no limit
 	RefreshInterval time.Duration // overrides the SOA refresh when set
 	RetryMin        time.Duration // first retry delay; doubles up to the SOA retry
-	StartupSpread   time.Duration // start-up checks are spread over this long
+	StartupSpread   time.Duration // start-up checks are spread over at least this long
+	// MaxChecksPerSecond caps the SOA queries and transfers sent to each master per
+	// second by background checks (start-up, refresh, retry); NOTIFYs and CREATEs go
+	// ahead of them but count against it. 0: no cap.
+	MaxChecksPerSecond int
 	// MinCheckInterval spaces the checks of one zone: NOTIFYs arriving sooner fold into
 	// the next check instead of each costing a SOA query. A CREATE is never held back.
 	MinCheckInterval time.Duration
@@ -81,8 +85,8 @@ type Notify struct {
 }
 
 // Manager runs the transfers. It owns one goroutine per zone with work, bounded in
-// concurrent transfers by Workers, and one timer per zone for its next check; Close
-// stops them all.
+// concurrent transfers by Workers, and a dispatcher starting the background checks from
+// one heap of due times (pace.go); Close stops them all.
 type Manager struct {
 	cfg     Config
 	client  *Client
@@ -96,19 +100,24 @@ type Manager struct {
 	wg       sync.WaitGroup
 	workers  chan struct{}
 
-	mu      sync.Mutex
-	closed  bool
-	zones   map[string]*zone
-	masters map[netip.AddrPort]*masterHealth
+	mu         sync.Mutex
+	closed     bool
+	zones      map[string]*zone
+	masters    map[netip.AddrPort]*masterHealth
+	pacers     map[netip.AddrPort]*pacer
+	due        dueQueue      // zones with a background check armed, soonest first
+	background int           // background jobs started and not yet ended
+	wake       chan struct{} // tells the dispatcher the heap's head or a slot changed
 }
 
-// zone is the scheduler's state for one zone. Fields are guarded by Manager.mu.
+// zone is the scheduler's state for one zone, kept small: with 100,000 zones every byte
+// here is 100 kB (README, Scale). Fields are guarded by Manager.mu.
 type zone struct {
 	name      string
 	gen       uint64        // bumped by every DELETE: work started before it must not apply
 	job       *job          // queued or running work; nil when idle
-	apply     chan struct{} // one-slot lock: applies and deletes of the zone never overlap
-	timer     *time.Timer   // the next periodic check or retry
+	applyBusy chan struct{} // non-nil while an apply or delete of the zone runs; closed at its end
+	slot      int32         // position in Manager.due plus one; 0: no check armed
 	lastCheck time.Time     // when the last check started (MinCheckInterval)
 	sched     schedule
 }
@@ -118,6 +127,9 @@ type job struct {
 	gen     uint64
 	cancel  context.CancelFunc
 	running bool    // a check is under way (else it waits for notify_delay or a worker)
+	// background: started by the dispatcher (start-up, refresh, retry), holding one of
+	// its slots until the job ends.
+	background bool
 	pending bool    // run one more check when the current one ends (a NOTIFY came)
 	hint    Notify  // the latest NOTIFY's hint
 	create  *waiter // a CREATE waits for the zone to be created
@@ -135,7 +147,7 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		cfg.RetryMin = 5 * time.Second // a zero delay would turn retries into a busy loop
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Manager{
+	m := &Manager{
 		cfg: cfg,
 		client: &Client{Source: cfg.Source, DialTimeout: cfg.DialTimeout, StallTimeout: cfg.StallTimeout,
 			Key: cfg.Key, MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes},
@@ -148,25 +160,34 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		workers:  make(chan struct{}, cfg.Workers),
 		zones:    map[string]*zone{},
 		masters:  map[netip.AddrPort]*masterHealth{},
+		pacers:   map[netip.AddrPort]*pacer{},
+		wake:     make(chan struct{}, 1),
 	}
+	m.wg.Add(1)
+	go m.dispatch()
+	return m
 }
 
-// Start schedules one check of every zone the backend holds, spread over StartupSpread
-// with jitter so thousands of zones do not hit the masters at once. A NOTIFY missed while
-// the agent was down heals this way, and each zone's periodic refresh starts from there.
+// Start schedules one check of every zone the backend holds, spread with jitter over
+// StartupSpread, or longer when MaxChecksPerSecond could not check them all in that time,
+// so thousands of zones do not hit the masters at once. A NOTIFY missed while the agent
+// was down heals this way, and each zone's periodic refresh starts from there.
 func (m *Manager) Start(ctx context.Context) error {
 	names, err := m.backend.Zones(ctx)
 	if err != nil {
 		return fmt.Errorf("listing the backend's zones: %w", err)
 	}
+	spread := m.startupSpread(len(names))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, name := range names {
 		z := m.zoneLocked(name)
 		z.sched.lastSuccess = m.now() // the baseline for expiry: we cannot know better
-		m.armLocked(z, jitter(m.cfg.StartupSpread, 1))
+		if z.job == nil {
+			m.armLocked(z, jitter(spread, 1))
+		}
 	}
-	m.log.Info("scheduled start-up checks", zap.Int("zones", len(names)), zap.Duration("spread", m.cfg.StartupSpread))
+	m.log.Info("scheduled start-up checks", zap.Int("zones", len(names)), zap.Duration("spread", spread))
 	return nil
 }
 
@@ -181,10 +202,8 @@ func (m *Manager) Shutdown(grace time.Duration) {
 	if !m.closed {
 		m.closed = true
 		close(m.draining)
-		for _, z := range m.zones {
-			if z.timer != nil {
-				z.timer.Stop()
-			}
+		for len(m.due) > 0 {
+			heap.Pop(&m.due)
 		}
 	}
 	m.mu.Unlock()
@@ -205,7 +224,7 @@ func (m *Manager) Shutdown(grace time.Duration) {
 func (m *Manager) zoneLocked(name string) *zone {
 	z := m.zones[name]
 	if z == nil {
-		z = &zone{name: name, apply: make(chan struct{}, 1)}
+		z = &zone{name: name}
 		m.zones[name] = z
 	}
 	return z
@@ -225,9 +244,7 @@ func (m *Manager) enqueueLocked(z *zone, hint Notify) *job {
 		}
 		return j
 	}
-	if z.timer != nil {
-		z.timer.Stop()
-	}
+	m.disarmLocked(z)
 	ctx, cancel := context.WithCancel(m.ctx)
 	j := &job{gen: z.gen, cancel: cancel, hint: hint}
 	z.job = j
@@ -313,19 +330,17 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 		j.cancel()
 		z.job = nil
 	}
-	if z.timer != nil {
-		z.timer.Stop()
-	}
+	m.disarmLocked(z)
 	m.mu.Unlock()
 
-	if err := lock(ctx, z.apply); err != nil {
+	if err := m.lockApply(ctx, z); err != nil {
 		return fmt.Errorf("delete %s: waiting for a running apply: %w", name, err)
 	}
 	err := m.backend.Delete(ctx, name)
 	if m.cfg.Index != nil {
 		m.cfg.Index.Drop(name)
 	}
-	unlock(z.apply)
+	m.unlockApply(z)
 	if err != nil && !errors.Is(err, backend.ErrNotFound) {
 		backendErrorsTotal.WithLabelValues("delete").Inc()
 		return fmt.Errorf("delete %s: %w", name, err)
@@ -338,21 +353,38 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-func lock(ctx context.Context, l chan struct{}) error {
-	select {
-	case l <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// lockApply waits until no apply or delete of the zone runs and marks one running. The
+// lock costs a channel only while held, not one per zone.
+func (m *Manager) lockApply(ctx context.Context, z *zone) error {
+	for {
+		m.mu.Lock()
+		busy := z.applyBusy
+		if busy == nil {
+			z.applyBusy = make(chan struct{})
+			m.mu.Unlock()
+			return nil
+		}
+		m.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
-func unlock(l chan struct{}) { <-l }
+func (m *Manager) unlockApply(z *zone) {
+	m.mu.Lock()
+	close(z.applyBusy)
+	z.applyBusy = nil
+	m.mu.Unlock()
+}
 
 // run works on the zone until no more checks are pending, then arms its next check.
 func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 	defer m.wg.Done()
 	defer j.cancel()
+	defer m.endBackground(j)
 	if m.cfg.NotifyDelay > 0 {
 		// Debounce: NOTIFYs arriving during the delay fold into this one check.
 		select {
@@ -408,6 +440,17 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 	}
 }
 
+// endBackground frees the dispatcher's slot a background job held.
+func (m *Manager) endBackground(j *job) {
+	m.mu.Lock()
+	if j.background {
+		j.background = false
+		m.background--
+		m.wakeDispatcher()
+	}
+	m.mu.Unlock()
+}
+
 // spaceChecks waits, unless a CREATE is waiting, until MinCheckInterval has passed since
 // the zone's last check: a flood of NOTIFYs (Designate's carry no serial) then costs one
 // SOA query per zone per interval, and every NOTIFY arriving meanwhile folds into the
@@ -430,7 +473,7 @@ func (m *Manager) spaceChecks(ctx context.Context, z *zone, j *job) {
 type outcome struct {
 	err     error
 	gone    bool     // the zone is not in the backend (deleted, or a create failed)
-	primary *dns.SOA // the best master's SOA, when one answered
+	primary *soaTimes // the best master's SOA, when one answered
 	applied uint32   // the serial the backend holds after the check
 	changed bool     // the check created the zone or applied a newer version
 	summary *Summary // the transfer made, if any
@@ -471,11 +514,12 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 	// missed when it matters (README, Transfers).
 	skipBackedOff := !hint.received && !create && z.sched.failures == 0 && !z.sched.behindLocked()
 	m.mu.Unlock()
-	masters, err := m.candidates(ctx, z.name, hint.Source, skipBackedOff)
+	urgent := hint.received || create // goes ahead of the background checks' pace
+	masters, err := m.candidates(ctx, z.name, hint.Source, skipBackedOff, urgent)
 	if err != nil {
 		return outcome{err: err, gone: !exists, applied: current}
 	}
-	res := outcome{primary: masters[0].soa, applied: current, gone: !exists}
+	res := outcome{primary: soaTimesOf(masters[0].soa), applied: current, gone: !exists}
 	if exists {
 		// The zone is up to date only when no master that answered has a newer serial.
 		masters = slices.DeleteFunc(masters, func(c candidate) bool { return !Newer(c.soa.Serial, current) })
@@ -515,12 +559,18 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		// Masters are sorted by serial: when the next one serves the same version, it goes
 		// before this one's AXFR should this one's IXFR fail on the wire.
 		elsewhere := i+1 < len(masters) && masters[i+1].soa.Serial == master.soa.Serial
+		if err := m.waitTurn(ctx, master.addr, urgent); err != nil {
+			return outcome{err: err, gone: !exists, applied: current}
+		}
 		summary, err := m.update(ctx, z, gen, master.addr, exists, current, elsewhere)
 		if done(summary, master.addr, err) {
 			return res
 		}
 	}
 	for _, l := range later {
+		if err := m.waitTurn(ctx, l.master, urgent); err != nil {
+			return outcome{err: err, gone: !exists, applied: current}
+		}
 		summary, err := m.full(ctx, z, gen, l.master, exists, current, l.err.Error())
 		if done(summary, l.master, err) {
 			return res

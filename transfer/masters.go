@@ -82,8 +82,15 @@ func (m *Manager) mastersToAsk(skipBackedOff bool) []candidate {
 // newer serial, or leave out the master to fall back to. Once one has answered, the others
 // get a short grace, so a master that hangs costs one grace period, not a timeout, and is
 // then backed off like one that failed.
-func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr, skipBackedOff bool) ([]candidate, error) {
+func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr, skipBackedOff, urgent bool) ([]candidate, error) {
 	masters := m.mastersToAsk(skipBackedOff)
+	// Every master's turn comes before any query goes out, so no master's answer grace
+	// starts while another still waits for its turn.
+	for _, master := range masters {
+		if err := m.waitTurn(ctx, master.addr, urgent); err != nil {
+			return nil, err
+		}
+	}
 	queryCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type answer struct {

@@ -18,11 +18,20 @@ const (
 	minRefresh     = 30 * time.Second // a zone with refresh 0 must not turn into a busy loop
 )
 
+// soaTimes is what the scheduler keeps of a master's SOA: 16 bytes, not a whole dns.SOA
+// with its three names.
+type soaTimes struct{ serial, refresh, retry, expire uint32 }
+
+func soaTimesOf(soa *dns.SOA) *soaTimes {
+	return &soaTimes{serial: soa.Serial, refresh: soa.Refresh, retry: soa.Retry, expire: soa.Expire}
+}
+
 // schedule is what the scheduler remembers of a zone between checks.
 type schedule struct {
 	applied      uint32
-	hasApplied   bool
-	primary      *dns.SOA // the latest SOA a master gave: serial and refresh/retry/expire
+	hasApplied   bool      // a check ended since the agent started
+	primary      soaTimes // the latest SOA a master gave, if hasPrimary
+	hasPrimary   bool
 	lastSuccess  time.Time
 	lastError    string
 	lastErrorAt  time.Time
@@ -38,7 +47,7 @@ func (m *Manager) afterCheckLocked(z *zone, o outcome) {
 	s := &z.sched
 	now := m.now()
 	if o.primary != nil {
-		s.primary = o.primary
+		s.primary, s.hasPrimary = *o.primary, true
 	}
 	if o.summary != nil {
 		s.lastTransfer = o.summary
@@ -63,7 +72,9 @@ func (m *Manager) afterCheckLocked(z *zone, o outcome) {
 			m.armLocked(z, m.retryDelay(s))
 			return
 		}
-		m.armLocked(z, jitter(m.refreshInterval(s), 0.1))
+		// A quarter of jitter: zones created together (a burst of CREATEs) refresh spread
+		// over a quarter of the interval instead of together.
+		m.armLocked(z, jitter(m.refreshInterval(s), 0.25))
 		return
 	}
 	s.failures++
@@ -76,25 +87,10 @@ func (m *Manager) afterCheckLocked(z *zone, o outcome) {
 	m.armLocked(z, m.retryDelay(s))
 }
 
-// armLocked schedules the zone's next check in d.
-func (m *Manager) armLocked(z *zone, d time.Duration) {
-	if z.timer != nil {
-		z.timer.Stop()
-	}
-	z.sched.next = m.now().Add(d)
-	z.timer = time.AfterFunc(d, func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if m.zones[z.name] == z {
-			m.enqueueLocked(z, Notify{})
-		}
-	})
-}
-
 // behindLocked tells whether a master answered the last check with a serial newer than
 // the one applied.
 func (s *schedule) behindLocked() bool {
-	return s.primary != nil && s.hasApplied && Newer(s.primary.Serial, s.applied)
+	return s.hasPrimary && s.hasApplied && Newer(s.primary.serial, s.applied)
 }
 
 func (m *Manager) refreshInterval(s *schedule) time.Duration {
@@ -124,10 +120,10 @@ const (
 )
 
 func (m *Manager) soaTimer(s *schedule, f soaField) time.Duration {
-	if s.primary == nil {
+	if !s.hasPrimary {
 		return [...]time.Duration{defaultRefresh, defaultRetry, defaultExpire}[f]
 	}
-	seconds := [...]uint32{s.primary.Refresh, s.primary.Retry, s.primary.Expire}[f]
+	seconds := [...]uint32{s.primary.refresh, s.primary.retry, s.primary.expire}[f]
 	return time.Duration(seconds) * time.Second
 }
 
@@ -200,8 +196,8 @@ func (z *zone) statusLocked() Status {
 	if s.hasApplied {
 		st.AppliedSerial = &s.applied
 	}
-	if s.primary != nil {
-		st.PrimarySerial = &s.primary.Serial
+	if s.hasPrimary {
+		st.PrimarySerial = &s.primary.serial
 	}
 	return st
 }
