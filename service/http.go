@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,14 +44,7 @@ func (s *Service) httpHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("GET /zones", func(w http.ResponseWriter, _ *http.Request) {
-		all := s.transfer.Statuses()
-		out := make([]zoneStatus, len(all))
-		for i, st := range all {
-			out[i] = s.zoneStatus(st)
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
+	mux.HandleFunc("GET /zones", s.zones)
 	mux.HandleFunc("GET /zones/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := backend.CanonicalZone(r.PathValue("name"))
 		st, ok := s.transfer.Status(name)
@@ -91,6 +87,52 @@ func (s *Service) zoneStatus(st transfer.Status) zoneStatus {
 		out.Backends = fo.Status(st.Zone)
 	}
 	return out
+}
+
+// /zones pages: a page of zonesDefaultLimit zones is about 400 kB of JSON; 100,000
+// zones at once would be 40 MB.
+const (
+	zonesDefaultLimit = 1000
+	zonesMaxLimit     = 10000
+)
+
+// zones answers GET /zones?state=&limit=&after=: a JSON array of zone statuses sorted by
+// name, at most limit of them after the zone named after. When more match, a Link header
+// (RFC 8288, rel="next") gives the URL of the next page.
+func (s *Service) zones(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	state, after := q.Get("state"), q.Get("after")
+	if after != "" {
+		after = backend.CanonicalZone(after)
+	}
+	if state != "" && !slices.Contains(transfer.ZoneStates, state) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{
+			"error": fmt.Sprintf("state %q: want one of %s", state, strings.Join(transfer.ZoneStates, ", "))})
+		return
+	}
+	limit := zonesDefaultLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > zonesMaxLimit {
+			writeJSON(w, http.StatusBadRequest, map[string]string{
+				"error": fmt.Sprintf("limit %q: want a number from 1 to %d", v, zonesMaxLimit)})
+			return
+		}
+		limit = n
+	}
+	page, more := s.transfer.StatusPage(state, after, limit)
+	if more && len(page) > 0 {
+		next := url.Values{"after": {page[len(page)-1].Zone}, "limit": {strconv.Itoa(limit)}}
+		if state != "" {
+			next.Set("state", state)
+		}
+		w.Header().Set("Link", fmt.Sprintf("</zones?%s>; rel=\"next\"", next.Encode()))
+	}
+	out := make([]zoneStatus, len(page))
+	for i, st := range page {
+		out[i] = s.zoneStatus(st)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // readyz answers 200 once the listeners are bound and while the backend answers.

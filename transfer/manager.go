@@ -126,13 +126,13 @@ type zone struct {
 type job struct {
 	gen     uint64
 	cancel  context.CancelFunc
-	running bool    // a check is under way (else it waits for notify_delay or a worker)
+	running bool // a check is under way (else it waits for notify_delay or a worker)
 	// background: started by the dispatcher (start-up, refresh, retry), holding one of
 	// its slots until the job ends.
 	background bool
-	pending bool    // run one more check when the current one ends (a NOTIFY came)
-	hint    Notify  // the latest NOTIFY's hint
-	create  *waiter // a CREATE waits for the zone to be created
+	pending    bool    // run one more check when the current one ends (a NOTIFY came)
+	hint       Notify  // the latest NOTIFY's hint
+	create     *waiter // a CREATE waits for the zone to be created
 }
 
 // waiter lets CREATE requests wait for the check that creates their zone.
@@ -472,11 +472,11 @@ func (m *Manager) spaceChecks(ctx context.Context, z *zone, j *job) {
 // outcome is what one check of a zone found.
 type outcome struct {
 	err     error
-	gone    bool     // the zone is not in the backend (deleted, or a create failed)
+	gone    bool      // the zone is not in the backend (deleted, or a create failed)
 	primary *soaTimes // the best master's SOA, when one answered
-	applied uint32   // the serial the backend holds after the check
-	changed bool     // the check created the zone or applied a newer version
-	summary *Summary // the transfer made, if any
+	applied uint32    // the serial the backend holds after the check
+	changed bool      // the check created the zone or applied a newer version
+	summary *Summary  // the transfer made, if any
 }
 
 // check brings the zone up to date with the masters (creating it if create is set).

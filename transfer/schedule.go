@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"errors"
+	"math"
 	"sort"
 	"time"
 
@@ -29,7 +30,7 @@ func soaTimesOf(soa *dns.SOA) *soaTimes {
 // schedule is what the scheduler remembers of a zone between checks.
 type schedule struct {
 	applied      uint32
-	hasApplied   bool      // a check ended since the agent started
+	hasApplied   bool     // a check ended since the agent started
 	primary      soaTimes // the latest SOA a master gave, if hasPrimary
 	hasPrimary   bool
 	lastSuccess  time.Time
@@ -169,30 +170,79 @@ func (m *Manager) Status(name string) (Status, bool) {
 	return z.statusLocked(), true
 }
 
-// Statuses reports on every zone the scheduler knows, sorted by name.
-func (m *Manager) Statuses() []Status {
+// ZoneStates are the states a zone's status can be in.
+var ZoneStates = []string{"idle", "queued", "transferring", "retrying"}
+
+// StatusPage reports on up to limit zones whose name sorts after after, sorted by name,
+// only those in state unless it is empty; more tells whether zones beyond the page match.
+// It copies the names it sorts, never every zone's status: the page is what costs.
+func (m *Manager) StatusPage(state, after string, limit int) (page []Status, more bool) {
 	m.mu.Lock()
-	all := make([]Status, 0, len(m.zones))
-	for _, z := range m.zones {
-		all = append(all, z.statusLocked())
+	names := make([]string, 0, min(len(m.zones), 1024))
+	for name, z := range m.zones {
+		if name > after && (state == "" || z.stateLocked() == state) {
+			names = append(names, name)
+		}
 	}
 	m.mu.Unlock()
-	sort.Slice(all, func(i, j int) bool { return all[i].Zone < all[j].Zone })
-	return all
+	sort.Strings(names)
+	if more = len(names) > limit; more {
+		names = names[:limit]
+	}
+	page = make([]Status, 0, len(names))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, name := range names {
+		if z, ok := m.zones[name]; ok { // not deleted meanwhile
+			page = append(page, z.statusLocked())
+		}
+	}
+	return page, more
+}
+
+// Statuses reports on every zone the scheduler knows, sorted by name.
+func (m *Manager) Statuses() []Status {
+	page, _ := m.StatusPage("", "", math.MaxInt)
+	return page
+}
+
+// counts tells how many zones are in each state, how many are expired and how many were
+// not checked since the agent started.
+func (m *Manager) counts() (states map[string]int, expired, unchecked int) {
+	states = make(map[string]int, len(ZoneStates))
+	for _, s := range ZoneStates {
+		states[s] = 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, z := range m.zones {
+		states[z.stateLocked()]++
+		if z.sched.expired {
+			expired++
+		}
+		if !z.sched.hasApplied {
+			unchecked++
+		}
+	}
+	return states, expired, unchecked
+}
+
+func (z *zone) stateLocked() string {
+	switch {
+	case z.job != nil && z.job.running:
+		return "transferring"
+	case z.job != nil:
+		return "queued"
+	case z.sched.failures > 0:
+		return "retrying"
+	}
+	return "idle"
 }
 
 func (z *zone) statusLocked() Status {
 	s := z.sched
-	st := Status{Zone: z.name, State: "idle", LastSuccess: s.lastSuccess, LastError: s.lastError,
+	st := Status{Zone: z.name, State: z.stateLocked(), LastSuccess: s.lastSuccess, LastError: s.lastError,
 		LastErrorAt: s.lastErrorAt, Failures: s.failures, NextCheck: s.next, Expired: s.expired, LastTransfer: s.lastTransfer}
-	switch {
-	case z.job != nil && z.job.running:
-		st.State = "transferring"
-	case z.job != nil:
-		st.State = "queued"
-	case s.failures > 0:
-		st.State = "retrying"
-	}
 	if s.hasApplied {
 		st.AppliedSerial = &s.applied
 	}
