@@ -38,45 +38,45 @@ func (m *Manager) paceInterval() time.Duration {
 	return time.Duration(float64(time.Second) * paceMargin / float64(m.cfg.MaxChecksPerSecond))
 }
 
-// waitTurn takes the next turn to query master and, for background work, waits for it.
-// Urgent work (a NOTIFY, a CREATE) never waits: its query counts against the cap, so the
-// background queries after it wait longer.
+// waitTurn waits, for background work, until a query to master may go; urgent work (a
+// NOTIFY, a CREATE) never waits, but its query counts against the cap all the same, so
+// the background queries after it wait longer. A turn is granted against the clock when
+// it is taken, not when it was promised: a waiter that wakes late does not send together
+// with the next one.
 func (m *Manager) waitTurn(ctx context.Context, master netip.AddrPort, urgent bool) error {
 	interval := m.paceInterval()
 	if interval == 0 {
 		return nil
 	}
-	m.mu.Lock()
-	p := m.pacers[master]
-	if p == nil {
-		p = &pacer{}
-		m.pacers[master] = p
-	}
-	now := m.now()
-	turn := p.next
-	if turn.Before(now) {
-		turn = now
-	}
-	if urgent {
-		p.next = turn.Add(interval)
-		if limit := now.Add(maxPaceDebt); p.next.After(limit) {
-			p.next = limit
+	for {
+		m.mu.Lock()
+		p := m.pacers[master]
+		if p == nil {
+			p = &pacer{}
+			m.pacers[master] = p
+		}
+		now := m.now()
+		wait := p.next.Sub(now)
+		if urgent || wait <= 0 {
+			if p.next.Before(now) {
+				p.next = now
+			}
+			p.next = p.next.Add(interval)
+			if limit := now.Add(maxPaceDebt); p.next.After(limit) {
+				p.next = limit
+			}
+			m.mu.Unlock()
+			return nil
 		}
 		m.mu.Unlock()
-		return nil
-	}
-	p.next = turn.Add(interval)
-	m.mu.Unlock()
-	if wait := turn.Sub(now); wait > 0 {
 		t := time.NewTimer(wait)
-		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
 		}
 	}
-	return nil
 }
 
 // startupSpread is how long the start-up checks of n zones are spread over: the
