@@ -33,6 +33,14 @@ type PrimaryOptions struct {
 	// TransferKeys, when set, are defined in named.conf and are the only way to transfer
 	// the zones: allow-transfer lists these keys instead of any.
 	TransferKeys []TSIGKey
+	// SharedZones are all served from one file holding SharedZoneText, written with names
+	// relative to the origin ("@", "www"): tens of thousands of zones load in seconds this
+	// way. StartPrimaryWith then waits (90 s at most) until named has loaded every zone.
+	SharedZones    []string
+	SharedZoneText string
+	// QueryLog makes named log every query it receives, timed to the millisecond
+	// (QueryTimes reads them).
+	QueryLog bool
 }
 
 // TSIGKey is a TSIG key as named.conf writes it.
@@ -108,6 +116,11 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 			t.Fatal(err)
 		}
 	}
+	if len(p.opts.SharedZones) > 0 {
+		if err := os.WriteFile(filepath.Join(p.dir, "db.shared"), []byte(p.opts.SharedZoneText), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := p.writeConf(); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +129,11 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 		t.Fatal(err)
 	}
 
-	p.cmd = exec.Command(named, "-g", "-n", "2", "-c", filepath.Join(p.dir, "named.conf"))
+	foreground := "-g"
+	if opts.QueryLog {
+		foreground = "-f"
+	}
+	p.cmd = exec.Command(named, foreground, "-n", "2", "-c", filepath.Join(p.dir, "named.conf"))
 	p.cmd.Dir = p.dir
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
@@ -136,11 +153,18 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 		probe = name
 		break
 	}
-	ready := Eventually(10*time.Second, 50*time.Millisecond, func() bool {
+	wait := 10 * time.Second
+	if len(p.opts.SharedZones) > 0 {
+		wait = 90 * time.Second
+	}
+	ready := Eventually(wait, 50*time.Millisecond, func() bool {
 		select {
 		case <-p.done:
 			return true
 		default:
+		}
+		if len(p.opts.SharedZones) > 0 && !strings.Contains(p.out.String(), "all zones loaded") {
+			return false
 		}
 		m := new(dns.Msg)
 		m.SetQuestion(dns.Fqdn(probe), dns.TypeSOA)
@@ -157,7 +181,7 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 	default:
 	}
 	if !ready {
-		t.Fatalf("named not answering SOA %s on %s after 10 s; output:\n%s", probe, p.Addr(), p.out)
+		t.Fatalf("named not answering SOA %s on %s after %v; output:\n%s", probe, p.Addr(), wait, p.out)
 	}
 	return p
 }
@@ -207,6 +231,12 @@ func (p *Primary) writeConf() error {
 		fmt.Fprintf(&b, "key %q {\n\talgorithm %s;\n\tsecret %q;\n};\n", k.Name, k.Algorithm, k.Secret)
 	}
 	fmt.Fprintf(&b, "controls {\n\tinet 127.0.0.1 port %d allow { 127.0.0.1; } keys { \"rndc-key\"; };\n};\n", p.ctlPort)
+	if p.opts.QueryLog {
+		// named runs with -f then (-g would send every category to stderr): the rest of
+		// its log still goes to stderr.
+		fmt.Fprintf(&b, "logging {\n\tchannel queries { file %q; print-time yes; };\n\tcategory queries { queries; };\n"+
+			"\tchannel out { stderr; print-time yes; };\n\tcategory default { out; };\n};\n", filepath.Join(p.dir, "queries.log"))
+	}
 	fmt.Fprintf(&b, "options {\n")
 	fmt.Fprintf(&b, "\tdirectory \"%s\";\n", p.dir)
 	fmt.Fprintf(&b, "\tlisten-on port %d { 127.0.0.1; };\n", p.port)
@@ -242,6 +272,9 @@ func (p *Primary) writeConf() error {
 	if p.opts.IXFRFromDifferences {
 		fmt.Fprintf(&b, "\tixfr-from-differences yes;\n")
 	}
+	if p.opts.QueryLog {
+		fmt.Fprintf(&b, "\tquerylog yes;\n")
+	}
 	if p.opts.ExtraOptions != "" {
 		fmt.Fprintf(&b, "\t%s\n", p.opts.ExtraOptions)
 	}
@@ -254,7 +287,34 @@ func (p *Primary) writeConf() error {
 	for _, n := range names {
 		fmt.Fprintf(&b, "zone \"%s\" {\n\ttype primary;\n\tfile \"%s\";\n};\n", strings.TrimSuffix(dns.Fqdn(n), "."), p.zonePath(n))
 	}
+	for _, n := range p.opts.SharedZones {
+		fmt.Fprintf(&b, "zone \"%s\" { type primary; file \"db.shared\"; };\n", strings.TrimSuffix(dns.Fqdn(n), "."))
+	}
 	return os.WriteFile(filepath.Join(p.dir, "named.conf"), []byte(b.String()), 0o644)
+}
+
+// QueryTimes returns when named received each query of type qtype ("SOA", "AXFR"...) at
+// or after since, from its query log (PrimaryOptions.QueryLog), in the order logged.
+func (p *Primary) QueryTimes(qtype string, since time.Time) ([]time.Time, error) {
+	data, err := os.ReadFile(filepath.Join(p.dir, "queries.log"))
+	if err != nil {
+		return nil, err
+	}
+	var out []time.Time
+	for _, line := range strings.Split(string(data), "\n") {
+		// 04-Dec-2026 19:35:59.886 client @0x... 127.0.0.1#41234 (z1.test): query: z1.test IN SOA -E(0)T (127.0.0.1)
+		if !strings.Contains(line, " IN "+qtype+" ") || len(line) < 24 {
+			continue
+		}
+		at, err := time.ParseInLocation("02-Jan-2006 15:04:05.000", line[:24], time.Local)
+		if err != nil {
+			return nil, fmt.Errorf("query log line %q: %w", line, err)
+		}
+		if !at.Before(since) {
+			out = append(out, at)
+		}
+	}
+	return out, nil
 }
 
 // Rndc runs rndc against this named and returns its output.
