@@ -44,6 +44,9 @@ www IN A 192.0.2.1
 `
 
 func TestScaleCreateRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("many zones: a minute or more")
+	}
 	n := scaleZones(t)
 	// The restart's cap: the checks of all zones take n/perSecond seconds (20 s).
 	perSecond := max(n/20, 100)
