@@ -1,0 +1,109 @@
+// Package relay owns the agent's connections to query_destination: a few UDP sockets
+// shared by every relayed query, each with its own table from upstream message id to the
+// query waiting for it, and a pool of TCP connections used one query at a time. Answers
+// come back as raw bytes in pooled buffers; nothing is rewritten but the id.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// udpSockets spreads the load over a few source ports (and the kernel's per-socket
+	// queues); each has its own 16-bit id space.
+	udpSockets = 4
+	// idleTimeout closes a UDP socket (and ends its reader) or a pooled TCP connection that
+	// carried nothing for this long; the next query opens a new one. named closes idle TCP
+	// connections after 30 s itself (tcp-idle-timeout).
+	idleTimeout = 20 * time.Second
+	// maxIdleTCP bounds the TCP connections kept open between queries.
+	maxIdleTCP = 16
+	// maxPending bounds the ids in use on one UDP socket (waiting or quarantined), far
+	// below 65536 so a free id is found in a few random draws.
+	maxPending = 16384
+)
+
+// Client relays queries to one server. The zero value is not usable: use New.
+type Client struct {
+	destination string
+	timeout     time.Duration
+	next        atomic.Uint32
+	udp         [udpSockets]udpSocket
+	tcp         tcpPool
+}
+
+// New returns a Client for destination (host:port). A query not answered within timeout
+// fails; its id stays reserved for another timeout, so an answer arriving that late is
+// dropped instead of reaching the query that reuses the id.
+func New(destination string, timeout time.Duration) *Client {
+	c := &Client{destination: destination, timeout: timeout}
+	for i := range c.udp {
+		c.udp[i].client = c
+	}
+	c.tcp.client = c
+	return c
+}
+
+// Answer is an upstream answer in a pooled buffer.
+type Answer struct {
+	Bytes []byte
+	buf   *[]byte
+}
+
+// Release gives the buffer back; Bytes must not be used afterwards.
+func (a *Answer) Release() {
+	if a != nil && a.buf != nil {
+		putBuffer(a.buf)
+		a.buf, a.Bytes = nil, nil
+	}
+}
+
+// Exchange sends query (a packed DNS message with one question) over UDP or TCP, as the
+// client used, and returns the answer to it with query's id. Over UDP a truncated answer is
+// returned as it is: the client retries over TCP itself (RFC 7766 §5). The query's
+// bytes are not kept.
+func (c *Client) Exchange(ctx context.Context, query []byte, tcp bool) (*Answer, error) {
+	q, err := parseQuery(query)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	network := "udp"
+	var a *Answer
+	if tcp {
+		network = "tcp"
+		a, err = c.tcp.exchange(ctx, query, q)
+	} else {
+		s := &c.udp[c.next.Add(1)%udpSockets]
+		a, err = s.exchange(ctx, query, q)
+	}
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("no answer within %v: %w", c.timeout, err)
+		}
+		return nil, fmt.Errorf("query %s over %s: %w", c.destination, network, err)
+	}
+	a.Bytes[0], a.Bytes[1] = query[0], query[1]
+	return a, nil
+}
+
+// buffers holds message buffers; most answers fit the initial size.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// getBuffer returns a pooled buffer of length n.
+func getBuffer(n int) *[]byte {
+	b := buffers.Get().(*[]byte)
+	if cap(*b) < n {
+		*b = make([]byte, n)
+	}
+	*b = (*b)[:n]
+	return b
+}
+
+func putBuffer(b *[]byte) { buffers.Put(b) }

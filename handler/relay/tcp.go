@@ -1,0 +1,129 @@
+package relay
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+// tcpPool keeps TCP connections to the destination open between queries. A connection
+// carries one query at a time and goes back to the pool only after a complete, matching
+// answer, so nothing of an earlier query can be read as the answer to a later one.
+type tcpPool struct {
+	client *Client
+
+	mu    sync.Mutex
+	idle  []idleConn // most recently used last
+	sweep *time.Timer
+}
+
+type idleConn struct {
+	conn  net.Conn
+	since time.Time
+}
+
+// exchange sends query over a pooled connection, or a new one. A pooled connection the
+// server closed meanwhile (named closes idle ones) fails at once; the query is then sent
+// again on a new connection: queries are idempotent.
+func (p *tcpPool) exchange(ctx context.Context, query []byte, q question) (*Answer, error) {
+	if conn := p.get(); conn != nil {
+		a, err := p.roundTrip(ctx, conn, query, q)
+		if err == nil || ctx.Err() != nil {
+			return a, err
+		}
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", p.client.destination)
+	if err != nil {
+		return nil, err
+	}
+	return p.roundTrip(ctx, conn, query, q)
+}
+
+// roundTrip writes query on conn with a fresh id and reads the answer. conn goes back to
+// the pool after a matching answer and is closed on any failure.
+func (p *tcpPool) roundTrip(ctx context.Context, conn net.Conn, query []byte, q question) (*Answer, error) {
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline) //nolint:errcheck // shows up as an I/O error
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) }) //nolint:errcheck
+	defer stop()
+	id := uint16(rand.Uint32())
+	out := getBuffer(2 + len(query)) // RFC 1035 §4.2.2: two-octet length prefix
+	binary.BigEndian.PutUint16(*out, uint16(len(query)))
+	copy((*out)[2:], query)
+	binary.BigEndian.PutUint16((*out)[2:], id)
+	_, err := conn.Write(*out)
+	putBuffer(out)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	var length [2]byte
+	if _, err := io.ReadFull(conn, length[:]); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	b := getBuffer(int(binary.BigEndian.Uint16(length[:])))
+	if _, err := io.ReadFull(conn, *b); err != nil {
+		putBuffer(b)
+		conn.Close()
+		return nil, err
+	}
+	if !answers(*b, id, q) {
+		putBuffer(b)
+		conn.Close()
+		return nil, errors.New("the answer does not match the query")
+	}
+	p.put(conn)
+	return &Answer{Bytes: *b, buf: b}, nil
+}
+
+// get returns the most recently used idle connection, or nil.
+func (p *tcpPool) get() net.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		return c.conn
+	}
+	return nil
+}
+
+// put keeps conn for the next query, or closes it if the pool is full.
+func (p *tcpPool) put(conn net.Conn) {
+	conn.SetDeadline(time.Time{}) //nolint:errcheck
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) >= maxIdleTCP {
+		conn.Close()
+		return
+	}
+	p.idle = append(p.idle, idleConn{conn: conn, since: time.Now()})
+	if p.sweep == nil {
+		p.sweep = time.AfterFunc(idleTimeout, p.closeIdle)
+	}
+}
+
+// closeIdle closes the connections unused for idleTimeout; the oldest come first.
+func (p *tcpPool) closeIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cutoff := time.Now().Add(-idleTimeout)
+	n := 0
+	for n < len(p.idle) && !p.idle[n].since.After(cutoff) {
+		p.idle[n].conn.Close()
+		n++
+	}
+	p.idle = append(p.idle[:0], p.idle[n:]...)
+	p.sweep = nil
+	if len(p.idle) > 0 {
+		p.sweep = time.AfterFunc(p.idle[0].since.Sub(cutoff), p.closeIdle)
+	}
+}
