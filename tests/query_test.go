@@ -1,6 +1,9 @@
 package tests
 
 import (
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,6 +206,67 @@ func TestAT10TruncationAndRefusals(t *testing.T) {
 	}
 	if n := dirEntries(t, a.Dir()); len(n) != 0 {
 		t.Errorf("refused requests wrote %v", n)
+	}
+	a.CheckAlive(t)
+}
+
+// Passthrough under concurrency (issue 15): clients over UDP and TCP query at once through
+// the agent, which shares its upstream sockets and connections among them. Every client
+// gets the answer to its own question with its own id, exactly as named gives it, and
+// named sees a handful of TCP connections, not one per relayed query.
+func TestQueryPassthroughConcurrent(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc")
+	const records, udpClients, tcpClients, perClient = 64, 24, 8, 40
+	z := harness.NewZone(zone, 2024150101, records)
+	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+	dest := harness.StartProxy(t, p.Addr()) // counts the TCP connections named sees
+	a := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: dest.Addr()})
+
+	want := map[string]string{} // question name -> named's answer
+	for i := 0; i < records; i++ {
+		name := fmt.Sprintf("r%d.%s", i, zone)
+		r, err := harness.Exchange("tcp", p.Addr(), new(dns.Msg).SetQuestion(name, dns.TypeA), 3*time.Second)
+		if err != nil {
+			t.Fatalf("direct query for %s: %v", name, err)
+		}
+		want[name] = msgString(r)
+	}
+	conns0 := dest.TCPConns()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	client := func(network string, c int) {
+		defer wg.Done()
+		for i := 0; i < perClient && failed.Load() < 5; i++ {
+			name := fmt.Sprintf("r%d.%s", (c*7+i)%records, zone)
+			q := new(dns.Msg).SetQuestion(name, dns.TypeA)
+			q.Id = uint16(c<<8 | i)
+			r, err := harness.Exchange(network, a.Addr(), q, 5*time.Second)
+			switch {
+			case err != nil:
+				t.Errorf("%s client %d, %s: %v", network, c, name, err)
+			case r.Id != q.Id:
+				t.Errorf("%s client %d, %s: reply id %#x, want %#x", network, c, name, r.Id, q.Id)
+			case msgString(r) != want[name]:
+				t.Errorf("%s client %d asked for %s and got:\n%s\nwant:\n%s", network, c, name, msgString(r), want[name])
+			default:
+				continue
+			}
+			failed.Add(1)
+		}
+	}
+	for c := 0; c < udpClients; c++ {
+		wg.Add(1)
+		go client("udp", c)
+	}
+	for c := 0; c < tcpClients; c++ {
+		wg.Add(1)
+		go client("tcp", udpClients+c)
+	}
+	wg.Wait()
+	if n := dest.TCPConns() - conns0; n > 2*tcpClients {
+		t.Errorf("%d TCP queries relayed over %d connections to named, want at most %d (reused)",
+			tcpClients*perClient, n, 2*tcpClients)
 	}
 	a.CheckAlive(t)
 }
