@@ -251,11 +251,12 @@ func (r *Results) Markdown() string {
 	if len(r.QPS) > 0 {
 		fmt.Fprintf(&b, "\n## Query passthrough\n\n")
 		fmt.Fprintf(&b, "Closed loop UDP clients (each waits for its answer), names of the %s zone, %s per path; the agent "+
-			"relays to the same named (bind9 backend).\n\n", sizeName(sizes[0]), fmtDur(r.opt.QueryFor))
+			"relays to the same named (bind9 backend), and so does dnsdist (no packet cache); the paths take turns, "+
+			"median of the runs.\n\n", sizeName(sizes[0]), fmtDur(r.opt.QueryFor))
 		b.WriteString("| clients | path | queries/s | p50 | p99 | errors | ratio |\n|---|---|---|---|---|---|---|\n")
 		var direct float64
 		for _, q := range r.QPS {
-			if q.Path == "named directly" {
+			if q.Path == pathDirect {
 				direct = q.QPS()
 			}
 			fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %d | %.2f× |\n", q.Clients, q.Path, q.QPS(), fmtDur(q.P50), fmtDur(q.P99), q.Errors, q.QPS()/direct)
@@ -365,6 +366,7 @@ func (r *Results) Targets() []Check {
 		cs = append(cs, Check{Target: fmt.Sprintf("Peak Go heap, powerdns backend, %s full transfer", sizeName(largest)),
 			Measured: fmt.Sprintf("%s (RSS %s)", fmtMiB(h), fmtMiB(maxInt(r.rss[agPDNS+".full"][largest]))), Info: true})
 	}
+	cs = append(cs, r.passthroughTargets()...)
 	for _, n := range r.Notify {
 		if !n.DuringTransfer {
 			continue

@@ -504,21 +504,10 @@ func (s *sizeRun) changes() {
 }
 
 // passthrough compares query throughput through the agent (bind9 backend, relayed to
-// named) with querying that named directly.
+// named) and through dnsdist relaying to the same named with querying that named directly.
 func (s *sizeRun) passthrough() {
-	qs := questions(s.z, 2000)
-	for _, workers := range []int{16, 1} {
-		for _, path := range []struct{ name, addr string }{{"named directly", s.namedReload.Addr()}, {"through the agent", s.aReload.addr()}} {
-			r, err := queryLoad(path.addr, qs, workers, s.opt.QueryFor)
-			if err != nil {
-				s.t.Fatal(err)
-			}
-			r.Path = path.name
-			r.Clients = workers
-			s.res.QPS = append(s.res.QPS, r)
-			s.t.Logf("passthrough %s, %d clients: %.0f q/s, p50 %s, p99 %s, %d errors", path.name, workers, r.QPS(), fmtDur(r.P50), fmtDur(r.P99), r.Errors)
-		}
-	}
+	dd := startDnsdist(s.t, s.res, s.namedReload.Addr())
+	measurePassthrough(s.t, s.res, questions(s.z, 2000), s.namedReload.Addr(), s.aReload.addr(), dd, s.opt.Runs, s.opt.QueryFor)
 }
 
 // questions are queries for the first k names of zone version z, each for its type.

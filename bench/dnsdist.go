@@ -1,0 +1,78 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// dnsdistConf relays UDP and TCP queries on a loopback port to one server. No packet
+// cache (none is configured unless asked for), so every query reaches named as through
+// the agent; the server is declared up so no health-check traffic competes; no security
+// polling (it would query the Internet).
+const dnsdistConf = `setLocal("%s")
+newServer({address="%s"}):setUp()
+setSecurityPollSuffix("")
+`
+
+// startDnsdist starts dnsdist relaying to upstream and returns its address, or "" (with a
+// note) when dnsdist is not installed: the bench installs it (make bench-deps), the tests
+// never need it. It is stopped in t.Cleanup.
+func startDnsdist(t testing.TB, res *Results, upstream string) string {
+	t.Helper()
+	bin := harness.LookPath("dnsdist")
+	if bin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("dnsdist is not installed (make bench-deps)")
+		}
+		res.note("dnsdist is not installed (`make bench-deps`): no passthrough peer")
+		return ""
+	}
+	ln, err := net.ListenPacket("udp", "127.0.0.1:0") // a free port for dnsdist (UDP and TCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.LocalAddr().String()
+	ln.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "dnsdist.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, dnsdistConf, addr, upstream), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := harness.NewBuffer(1 << 20)
+	cmd := exec.Command(bin, "--supervised", "--disable-syslog", "-C", conf)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dnsdist: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	probe := harness.QueryMsg(0x5eed, ".", dns.TypeSOA, false)
+	if !harness.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+		_, err := harness.ExchangeUDP(addr, probe, 300*time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("dnsdist did not answer on %s:\n%s", addr, out)
+	}
+	return addr
+}
+
+// dnsdistVersion is the first line of `dnsdist --version`, for the report.
+func dnsdistVersion() string {
+	out, err := exec.Command("dnsdist", "--version").Output()
+	if err != nil {
+		return ""
+	}
+	line, _, _ := bytes.Cut(out, []byte("\n"))
+	return string(line)
+}

@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Passthrough paths, as the table names them.
+const (
+	pathDirect  = "named directly"
+	pathAgent   = "through the agent"
+	pathDnsdist = "through dnsdist"
+)
+
+// measurePassthrough runs closed-loop UDP query load against named directly, through the
+// agent and through dnsdist (when it runs; dnsdist "" leaves it out), with 16 and then 1
+// clients. The paths take turns, runs rounds of d each, so a load change on the shared
+// cores hits all of them; each path's run with the median throughput is kept.
+func measurePassthrough(t testing.TB, res *Results, qs []dns.Question, direct, agent, dnsdist string, runs int, d time.Duration) {
+	paths := []struct{ name, addr string }{{pathDirect, direct}, {pathAgent, agent}}
+	if dnsdist != "" {
+		paths = append(paths, struct{ name, addr string }{pathDnsdist, dnsdist})
+	}
+	for _, workers := range []int{16, 1} {
+		got := make([][]qpsResult, len(paths))
+		for run := 0; run < max(runs, 1); run++ {
+			for i, path := range paths {
+				r, err := queryLoad(path.addr, qs, workers, d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Path, r.Clients = path.name, workers
+				got[i] = append(got[i], r)
+				t.Logf("passthrough %s, %d clients: %.0f q/s, p50 %s, p99 %s, %d errors", path.name, workers, r.QPS(), fmtDur(r.P50), fmtDur(r.P99), r.Errors)
+			}
+		}
+		for _, rs := range got {
+			slices.SortFunc(rs, func(a, b qpsResult) int { return cmp.Compare(a.QPS(), b.QPS()) })
+			res.QPS = append(res.QPS, rs[len(rs)/2])
+		}
+	}
+}
+
+// passthroughTargets are issue 15's: with 16 clients the agent relays at least half of
+// named's direct throughput and at least dnsdist's share of it, and its p99 is at most
+// twice the direct one.
+func (r *Results) passthroughTargets() []Check {
+	find := func(path string, clients int) (qpsResult, bool) {
+		for _, q := range r.QPS {
+			if q.Path == path && q.Clients == clients {
+				return q, true
+			}
+		}
+		return qpsResult{}, false
+	}
+	var cs []Check
+	for _, clients := range []int{16, 1} {
+		direct, ok1 := find(pathDirect, clients)
+		agent, ok2 := find(pathAgent, clients)
+		if !ok1 || !ok2 || direct.QPS() == 0 {
+			continue
+		}
+		ratio := agent.QPS() / direct.QPS()
+		if clients == 16 {
+			cs = append(cs, Check{Target: "Passthrough, 16 clients ≥ 0.5 × named directly",
+				Measured: fmt.Sprintf("%.0f / %.0f q/s = %.2f×", agent.QPS(), direct.QPS(), ratio), Met: ratio >= 0.5})
+			if dd, ok := find(pathDnsdist, clients); ok {
+				dr := dd.QPS() / direct.QPS()
+				cs = append(cs, Check{Target: "Passthrough, 16 clients ≥ dnsdist's ratio",
+					Measured: fmt.Sprintf("agent %.2f×, dnsdist %.2f×", ratio, dr), Met: ratio >= dr})
+			}
+		}
+		cs = append(cs, Check{Target: fmt.Sprintf("Passthrough p99, %d client(s) ≤ 2 × named directly", clients),
+			Measured: fmt.Sprintf("%s / %s = %.2f×", fmtDur(agent.P99), fmtDur(direct.P99), float64(agent.P99)/float64(direct.P99)),
+			Met:      agent.P99 <= 2*direct.P99})
+	}
+	return cs
+}

@@ -1,0 +1,37 @@
+package bench
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// TestBenchPassthrough measures the passthrough alone (issue 15), in about a minute: a
+// private named serving a 10k zone, queried directly, through the agent and through
+// dnsdist, with 16 and 1 clients; it prints the table and the targets. The full table
+// (make bench) measures the same against the bind9 backend's named.
+//
+//	DNSAGENT_BENCH=1 go test -run '^TestBenchPassthrough$' -count=1 -v ./bench -args -runs=3
+func TestBenchPassthrough(t *testing.T) {
+	if !enabled() {
+		t.Skip("benchmarks run with DNSAGENT_BENCH=1")
+	}
+	harness.Require(t, "named", "rndc")
+	z := harness.NewZone("passthrough.example.", 1, 10_000)
+	p := harness.StartPrimary(t, map[string]string{z.Name: z.Text()})
+	a := startAgent(t, "passthrough", agentBin, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: p.Addr()})
+	res := newResults(Options{Sizes: []int{10_000}, Runs: *flagRuns, QueryFor: *flagQueryFor})
+	dd := startDnsdist(t, res, p.Addr())
+	measurePassthrough(t, res, questions(z, 2000), p.Addr(), a.addr(), dd, *flagRuns, *flagQueryFor)
+	fmt.Printf("%-18s %7s %10s %10s %10s %7s\n", "path", "clients", "q/s", "p50", "p99", "errors")
+	for _, q := range res.QPS {
+		fmt.Printf("%-18s %7d %10.0f %10s %10s %7d\n", q.Path, q.Clients, q.QPS(), fmtDur(q.P50), fmtDur(q.P99), q.Errors)
+	}
+	for _, c := range res.passthroughTargets() {
+		fmt.Printf("%s: %s (met: %v)\n", c.Target, c.Measured, c.Met)
+	}
+	for _, n := range res.Notes {
+		fmt.Println("note:", n)
+	}
+}
