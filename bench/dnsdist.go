@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,12 +37,7 @@ func startDnsdist(t testing.TB, res *Results, upstream string) string {
 		res.note("dnsdist is not installed (`make bench-deps`): no passthrough peer")
 		return ""
 	}
-	ln, err := net.ListenPacket("udp", "127.0.0.1:0") // a free port for dnsdist (UDP and TCP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.LocalAddr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "dnsdist.conf")
 	if err := os.WriteFile(conf, fmt.Appendf(nil, dnsdistConf, addr, upstream), 0o644); err != nil {
