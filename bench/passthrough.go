@@ -17,15 +17,23 @@ const (
 	pathDnsdist = "through dnsdist"
 )
 
-// measurePassthrough runs closed-loop UDP query load against named directly, through the
-// agent and through dnsdist (when it runs; dnsdist "" leaves it out), with 16 and then 1
-// clients. The paths take turns, runs rounds of d each, so a load change on the shared
-// cores hits all of them; each path's run with the median throughput is kept.
-func measurePassthrough(t testing.TB, res *Results, qs []dns.Question, direct, agent, dnsdist string, runs int, d time.Duration) {
-	paths := []struct{ name, addr string }{{pathDirect, direct}, {pathAgent, agent}}
+// qpsPath is one way to reach named: directly, through the agent, through dnsdist.
+type qpsPath struct{ name, addr string }
+
+// passthroughPaths are named directly, through the agent and through dnsdist (when it
+// runs: dnsdist "" leaves it out).
+func passthroughPaths(direct, agent, dnsdist string) []qpsPath {
+	paths := []qpsPath{{pathDirect, direct}, {pathAgent, agent}}
 	if dnsdist != "" {
-		paths = append(paths, struct{ name, addr string }{pathDnsdist, dnsdist})
+		paths = append(paths, qpsPath{pathDnsdist, dnsdist})
 	}
+	return paths
+}
+
+// measurePassthrough runs closed-loop UDP query load against each path with 16 and then
+// 1 clients. The paths take turns, runs rounds of d each, so a load change on the shared
+// cores hits all of them; each path's run with the median throughput is kept.
+func measurePassthrough(t testing.TB, res *Results, qs []dns.Question, paths []qpsPath, runs int, d time.Duration) {
 	for _, workers := range []int{16, 1} {
 		got := make([][]qpsResult, len(paths))
 		for run := 0; run < max(runs, 1); run++ {

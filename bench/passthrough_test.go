@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"flag"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/dnsagent/dnsagent/tests/harness"
@@ -13,6 +15,10 @@ import (
 // (make bench) measures the same against the bind9 backend's named.
 //
 //	DNSAGENT_BENCH=1 go test -run '^TestBenchPassthrough$' -count=1 -v ./bench -args -runs=3
+//
+// -also-agents=/tmp/old-agent,... measures more agent builds side by side (e.g. main's).
+var flagAlsoAgents = flag.String("also-agents", "", "TestBenchPassthrough: more agent binaries to measure side by side (comma-separated)")
+
 func TestBenchPassthrough(t *testing.T) {
 	if !enabled() {
 		t.Skip("benchmarks run with DNSAGENT_BENCH=1")
@@ -23,10 +29,17 @@ func TestBenchPassthrough(t *testing.T) {
 	a := startAgent(t, "passthrough", agentBin, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: p.Addr()})
 	res := newResults(Options{Sizes: []int{10_000}, Runs: *flagRuns, QueryFor: *flagQueryFor})
 	dd := startDnsdist(t, res, p.Addr())
-	measurePassthrough(t, res, questions(z, 2000), p.Addr(), a.addr(), dd, *flagRuns, *flagQueryFor)
-	fmt.Printf("%-18s %7s %10s %10s %10s %7s\n", "path", "clients", "q/s", "p50", "p99", "errors")
+	paths := passthroughPaths(p.Addr(), a.addr(), dd)
+	for i, bin := range strings.Split(*flagAlsoAgents, ",") {
+		if bin != "" {
+			b := startAgent(t, fmt.Sprint("also", i), bin, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: p.Addr()})
+			paths = append(paths, qpsPath{"agent " + bin, b.addr()})
+		}
+	}
+	measurePassthrough(t, res, questions(z, 2000), paths, *flagRuns, *flagQueryFor)
+	fmt.Printf("%-30s %7s %10s %10s %10s %7s\n", "path", "clients", "q/s", "p50", "p99", "errors")
 	for _, q := range res.QPS {
-		fmt.Printf("%-18s %7d %10.0f %10s %10s %7d\n", q.Path, q.Clients, q.QPS(), fmtDur(q.P50), fmtDur(q.P99), q.Errors)
+		fmt.Printf("%-30s %7d %10.0f %10s %10s %7d\n", q.Path, q.Clients, q.QPS(), fmtDur(q.P50), fmtDur(q.P99), q.Errors)
 	}
 	for _, c := range res.passthroughTargets() {
 		fmt.Printf("%s: %s (met: %v)\n", c.Target, c.Measured, c.Met)

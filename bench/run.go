@@ -507,7 +507,8 @@ func (s *sizeRun) changes() {
 // named) and through dnsdist relaying to the same named with querying that named directly.
 func (s *sizeRun) passthrough() {
 	dd := startDnsdist(s.t, s.res, s.namedReload.Addr())
-	measurePassthrough(s.t, s.res, questions(s.z, 2000), s.namedReload.Addr(), s.aReload.addr(), dd, s.opt.Runs, s.opt.QueryFor)
+	paths := passthroughPaths(s.namedReload.Addr(), s.aReload.addr(), dd)
+	measurePassthrough(s.t, s.res, questions(s.z, 2000), paths, s.opt.Runs, s.opt.QueryFor)
 }
 
 // questions are queries for the first k names of zone version z, each for its type.
