@@ -24,10 +24,10 @@ newServer({address="%s"}):setUp()
 setSecurityPollSuffix("")
 `
 
-// startDnsdist starts dnsdist relaying to upstream and returns its address, or "" (with a
-// note) when dnsdist is not installed: the bench installs it (make bench-deps), the tests
-// never need it. It is stopped in t.Cleanup.
-func startDnsdist(t testing.TB, res *Results, upstream string) string {
+// startDnsdist starts dnsdist relaying to upstream and returns its address and pid, or ""
+// (with a note) when dnsdist is not installed: the bench installs it (make bench-deps),
+// the tests never need it. It is stopped in t.Cleanup.
+func startDnsdist(t testing.TB, res *Results, upstream string) (string, int) {
 	t.Helper()
 	bin := harness.LookPath("dnsdist")
 	if bin == "" {
@@ -35,7 +35,7 @@ func startDnsdist(t testing.TB, res *Results, upstream string) string {
 			t.Fatal("dnsdist is not installed (make bench-deps)")
 		}
 		res.note("dnsdist is not installed (`make bench-deps`): no passthrough peer")
-		return ""
+		return "", 0
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	dir := t.TempDir()
@@ -58,7 +58,7 @@ func startDnsdist(t testing.TB, res *Results, upstream string) string {
 	}) {
 		t.Fatalf("dnsdist did not answer on %s:\n%s", addr, out)
 	}
-	return addr
+	return addr, cmd.Process.Pid
 }
 
 // dnsdistVersion is the first line of `dnsdist --version`, for the report.

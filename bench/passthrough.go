@@ -3,7 +3,10 @@ package bench
 import (
 	"cmp"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,17 +20,38 @@ const (
 	pathDnsdist = "through dnsdist"
 )
 
-// qpsPath is one way to reach named: directly, through the agent, through dnsdist.
-type qpsPath struct{ name, addr string }
+// qpsPath is one way to reach named: directly, through the agent, through dnsdist; pid is
+// the relay's process (0: none), whose CPU time per query is logged.
+type qpsPath struct {
+	name, addr string
+	pid        int
+}
 
 // passthroughPaths are named directly, through the agent and through dnsdist (when it
 // runs: dnsdist "" leaves it out).
-func passthroughPaths(direct, agent, dnsdist string) []qpsPath {
-	paths := []qpsPath{{pathDirect, direct}, {pathAgent, agent}}
+func passthroughPaths(direct string, agent *agent, dnsdist string, dnsdistPID int) []qpsPath {
+	paths := []qpsPath{{pathDirect, direct, 0}, {pathAgent, agent.addr(), agent.pid()}}
 	if dnsdist != "" {
-		paths = append(paths, qpsPath{pathDnsdist, dnsdist})
+		paths = append(paths, qpsPath{pathDnsdist, dnsdist, dnsdistPID})
 	}
 	return paths
+}
+
+// cpuTime is the user + system time a process used so far (/proc/PID/stat, clock ticks
+// of 10 ms), 0 if unknown.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if pid == 0 || err != nil {
+		return 0
+	}
+	_, after, _ := strings.Cut(string(data), ") ") // the command name may hold spaces
+	f := strings.Fields(after)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // measurePassthrough runs closed-loop UDP query load against each path with 16 and then
@@ -38,13 +62,18 @@ func measurePassthrough(t testing.TB, res *Results, qs []dns.Question, paths []q
 		got := make([][]qpsResult, len(paths))
 		for run := 0; run < max(runs, 1); run++ {
 			for i, path := range paths {
+				cpu0 := cpuTime(path.pid)
 				r, err := queryLoad(path.addr, qs, workers, d)
 				if err != nil {
 					t.Fatal(err)
 				}
 				r.Path, r.Clients = path.name, workers
 				got[i] = append(got[i], r)
-				t.Logf("passthrough %s, %d clients: %.0f q/s, p50 %s, p99 %s, %d errors", path.name, workers, r.QPS(), fmtDur(r.P50), fmtDur(r.P99), r.Errors)
+				cpu := ""
+				if path.pid != 0 && r.Queries > 0 {
+					cpu = fmt.Sprintf(", relay CPU %s a query", fmtDur((cpuTime(path.pid)-cpu0)/time.Duration(r.Queries)))
+				}
+				t.Logf("passthrough %s, %d clients: %.0f q/s, p50 %s, p99 %s, %d errors%s", path.name, workers, r.QPS(), fmtDur(r.P50), fmtDur(r.P99), r.Errors, cpu)
 			}
 		}
 		for _, rs := range got {

@@ -28,12 +28,12 @@ func TestBenchPassthrough(t *testing.T) {
 	p := harness.StartPrimary(t, map[string]string{z.Name: z.Text()})
 	a := startAgent(t, "passthrough", agentBin, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: p.Addr()})
 	res := newResults(Options{Sizes: []int{10_000}, Runs: *flagRuns, QueryFor: *flagQueryFor})
-	dd := startDnsdist(t, res, p.Addr())
-	paths := passthroughPaths(p.Addr(), a.addr(), dd)
+	dd, pid := startDnsdist(t, res, p.Addr())
+	paths := passthroughPaths(p.Addr(), a, dd, pid)
 	for i, bin := range strings.Split(*flagAlsoAgents, ",") {
 		if bin != "" {
 			b := startAgent(t, fmt.Sprint("also", i), bin, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: p.Addr()})
-			paths = append(paths, qpsPath{"agent " + bin, b.addr()})
+			paths = append(paths, qpsPath{"agent " + bin, b.addr(), b.pid()})
 		}
 	}
 	measurePassthrough(t, res, questions(z, 2000), paths, *flagRuns, *flagQueryFor)

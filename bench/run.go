@@ -506,8 +506,8 @@ func (s *sizeRun) changes() {
 // passthrough compares query throughput through the agent (bind9 backend, relayed to
 // named) and through dnsdist relaying to the same named with querying that named directly.
 func (s *sizeRun) passthrough() {
-	dd := startDnsdist(s.t, s.res, s.namedReload.Addr())
-	paths := passthroughPaths(s.namedReload.Addr(), s.aReload.addr(), dd)
+	dd, pid := startDnsdist(s.t, s.res, s.namedReload.Addr())
+	paths := passthroughPaths(s.namedReload.Addr(), s.aReload, dd, pid)
 	measurePassthrough(s.t, s.res, questions(s.z, 2000), paths, s.opt.Runs, s.opt.QueryFor)
 }
 
