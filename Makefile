@@ -52,7 +52,11 @@ clean:
 
 # Benchmarks against BIND's and PowerDNS's own secondaries (tracker issue 8; bench/README.md).
 # Needs what `make deps` installs; everything runs on loopback with private servers.
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-deps
+# dnsdist, the passthrough peer: only the benchmarks need it.
+bench-deps:
+	./scripts/bench-deps.sh
+bench bench-quick: bench-deps
 bench:
 	DNSAGENT_BENCH=1 $(GO) test -run '^TestBenchTable$$' -count=1 -v -timeout 50m ./bench \
 		-args -sizes=10000,100000,1000000 -runs=3 -out=$(CURDIR)/bench/RESULTS.md \

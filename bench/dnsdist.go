@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,14 +58,4 @@ func startDnsdist(t testing.TB, res *Results, upstream string) (string, int) {
 		t.Fatalf("dnsdist did not answer on %s:\n%s", addr, out)
 	}
 	return addr, cmd.Process.Pid
-}
-
-// dnsdistVersion is the first line of `dnsdist --version`, for the report.
-func dnsdistVersion() string {
-	out, err := exec.Command("dnsdist", "--version").Output()
-	if err != nil {
-		return ""
-	}
-	line, _, _ := bytes.Cut(out, []byte("\n"))
-	return string(line)
 }

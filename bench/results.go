@@ -422,8 +422,8 @@ func machine() string {
 	if i := strings.Index(named, " ("); i >= 0 {
 		named = named[:i]
 	}
-	return fmt.Sprintf("%d CPUs (%s), %s, %s, %s, %s, %s", runtime.NumCPU(), model, mem, runtime.Version(),
-		named, pdns, version("mariadbd", "--version"))
+	return fmt.Sprintf("%d CPUs (%s), %s, %s, %s, %s, %s, %s", runtime.NumCPU(), model, mem, runtime.Version(),
+		named, pdns, version("mariadbd", "--version"), version("dnsdist", "--version"))
 }
 
 // builtFrom is the revision the measured agent was built from (revision at build time).
