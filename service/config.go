@@ -20,17 +20,22 @@ import (
 // Defaults (SPEC.md §5). The listen default is loopback, so the agent starts without an
 // allow_notify list; a management-network listener must name who may notify it.
 const (
-	DefaultListen           = "127.0.0.1:5358"
-	DefaultBackend          = "file"
-	defaultMetricsListen    = "127.0.0.1:9358"
-	defaultMasterPort       = 53
-	defaultTCPBacklog       = 100
-	defaultTCPRecvTimeout   = 500 * time.Millisecond
-	defaultCreateTimeout    = 20 * time.Second
-	defaultWorkers          = 8
-	defaultQueryTimeout     = 5 * time.Second
-	defaultDialTimeout      = 5 * time.Second
-	defaultStallTimeout     = 30 * time.Second
+	DefaultListen         = "127.0.0.1:5358"
+	DefaultBackend        = "file"
+	defaultMetricsListen  = "127.0.0.1:9358"
+	defaultMasterPort     = 53
+	defaultTCPBacklog     = 100
+	defaultTCPRecvTimeout = 500 * time.Millisecond
+	defaultCreateTimeout  = 20 * time.Second
+	defaultWorkers        = 8
+	defaultQueryTimeout   = 5 * time.Second
+	defaultDialTimeout    = 5 * time.Second
+	defaultStallTimeout   = 30 * time.Second
+	defaultMaxDuration    = time.Hour
+	// Sized for real zones: Designate zones hold thousands of records, the largest ones a
+	// few hundred thousand; a 1M-record zone is about 41 MB on the wire.
+	defaultMaxZoneRecords   = 5_000_000
+	defaultMaxTransferBytes = 1 << 30
 	defaultRetryMin         = 5 * time.Second
 	defaultStartupSpread    = 30 * time.Second
 	defaultMaxTCPPerSource  = 16
@@ -93,8 +98,10 @@ func ReadConfig(f *config.File) *Config {
 			DialTimeout:  s.Seconds("transfer_connect_timeout", defaultDialTimeout),
 			StallTimeout: s.Seconds("transfer_stall_timeout", defaultStallTimeout),
 			Key:          s.TSIGKey("masters_tsig_key"),
-			MaxRecords:   s.Int("max_zone_records", 0, 0),
-			MaxBytes:     s.Int("max_transfer_bytes", 0, 0),
+			MaxDuration:  s.Seconds("transfer_max_duration", defaultMaxDuration),
+			MaxRecords:   s.Int("max_zone_records", defaultMaxZoneRecords, 0),
+			MaxBytes:     s.Int("max_transfer_bytes", defaultMaxTransferBytes, 0),
+			SpoolDir:     s.String("transfer_spool_dir", ""),
 			// 0 means: use each zone's SOA refresh.
 			RefreshInterval:  s.Seconds("refresh_interval", 0),
 			RetryMin:         s.Seconds("retry_min", defaultRetryMin),

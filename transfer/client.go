@@ -16,16 +16,19 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Client talks to primaries over TCP: SOA queries and zone transfers. A transfer is
-// bounded by a stall timeout per message rather than a wall clock, so a large zone that
-// keeps flowing is never cut, and a primary that stops sending is.
+// Client talks to primaries over TCP: SOA queries and zone transfers. A transfer must make
+// progress: at least one record every StallTimeout (a stream of empty messages is no
+// progress), and it must end within MaxDuration, so a hostile or broken primary holds a
+// worker for a bounded time; the caps bound what it can make the agent store.
 type Client struct {
 	Source       netip.Addr      // local address to send from (transfer_source); zero: any
 	DialTimeout  time.Duration   // connect timeout
-	StallTimeout time.Duration   // longest wait for the next message
+	StallTimeout time.Duration   // longest wait for the next record
+	MaxDuration  time.Duration   // longest transfer, start to end; 0: no limit
 	Key          *config.TSIGKey // signs every request and verifies every reply, if set
 	MaxRecords   int             // a transfer with more records is refused; 0: no limit
 	MaxBytes     int             // a transfer with more wire bytes is refused; 0: no limit
+	SpoolDir     string          // where large IXFR change sets spill (SpoolChangeSet); "": os.TempDir
 }
 
 // session is one TCP exchange with a master: a request and the messages answering it.
@@ -41,6 +44,10 @@ type session struct {
 
 	Records int // records received, for the caps and the transfer summary
 	Bytes   int // wire bytes received
+
+	progress time.Time // when the last record arrived (or the request was sent)
+	deadline time.Time // start + MaxDuration; zero: none
+	empty    int       // messages without records since the last record
 }
 
 // open connects to master and sends req, signed when the client has a key.
@@ -55,8 +62,12 @@ func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg) 
 	}
 	// Cancelling the context (shutdown, DELETE of the zone) must interrupt a blocked read.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	now := time.Now()
 	s := &session{client: c, conn: &stoppableConn{Conn: conn, stop: stop}, in: bufio.NewReaderSize(conn, 64<<10),
-		zone: req.Question[0].Name, master: master, id: req.Id}
+		zone: req.Question[0].Name, master: master, id: req.Id, progress: now}
+	if c.MaxDuration > 0 {
+		s.deadline = now.Add(c.MaxDuration)
+	}
 	packed, err := s.pack(req)
 	if err == nil {
 		conn.SetWriteDeadline(time.Now().Add(c.StallTimeout)) //nolint:errcheck // shows up as a write error
@@ -103,13 +114,19 @@ func (s *session) Close() { s.conn.Close() }
 // read returns the next message, checked: it answers the request, with NOERROR, within
 // the caps, properly signed when a key is used, and its answer records are in the zone.
 func (s *session) read() (*dns.Msg, error) {
-	s.conn.SetReadDeadline(time.Now().Add(s.client.StallTimeout)) //nolint:errcheck // shows up as a read error
+	// The stall clock runs from the last record, not the last message: messages without
+	// records do not keep a transfer alive.
+	deadline, overall := s.progress.Add(s.client.StallTimeout), false
+	if !s.deadline.IsZero() && s.deadline.Before(deadline) {
+		deadline, overall = s.deadline, true
+	}
+	s.conn.SetReadDeadline(deadline) //nolint:errcheck // shows up as a read error
 	var length [2]byte
 	if _, err := io.ReadFull(s.in, length[:]); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("primary closed the connection")
 		}
-		return nil, err
+		return nil, s.timeout(err, overall)
 	}
 	n := int(binary.BigEndian.Uint16(length[:]))
 	if cap(s.buf) < n {
@@ -117,7 +134,7 @@ func (s *session) read() (*dns.Msg, error) {
 	}
 	s.buf = s.buf[:n]
 	if _, err := io.ReadFull(s.in, s.buf); err != nil {
-		return nil, fmt.Errorf("reading a %d-byte message: %w", n, err)
+		return nil, fmt.Errorf("reading a %d-byte message: %w", n, s.timeout(err, overall))
 	}
 	msg := new(dns.Msg)
 	if err := msg.Unpack(s.buf); err != nil {
@@ -134,6 +151,11 @@ func (s *session) read() (*dns.Msg, error) {
 	}
 	s.Bytes += n
 	s.Records += len(msg.Answer)
+	if len(msg.Answer) > 0 {
+		s.progress, s.empty = time.Now(), 0
+	} else {
+		s.empty++
+	}
 	if max := s.client.MaxRecords; max > 0 && s.Records > max {
 		return nil, fmt.Errorf("more than max_zone_records (%d) records", max)
 	}
@@ -146,6 +168,21 @@ func (s *session) read() (*dns.Msg, error) {
 		}
 	}
 	return msg, nil
+}
+
+// timeout names the limit a read deadline enforced; other errors pass unchanged.
+func (s *session) timeout(err error, overall bool) error {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return err
+	}
+	if overall {
+		return fmt.Errorf("the transfer took longer than transfer_max_duration (%s): %w", s.client.MaxDuration, err)
+	}
+	if s.empty > 0 {
+		return fmt.Errorf("no record for transfer_stall_timeout (%s), %d empty messages: %w", s.client.StallTimeout, s.empty, err)
+	}
+	return fmt.Errorf("no record for transfer_stall_timeout (%s): %w", s.client.StallTimeout, err)
 }
 
 // verify checks the TSIG of a reply (see tsigChain).

@@ -40,8 +40,10 @@ type Config struct {
 	NotifyDelay     time.Duration   // debounce before acting on a NOTIFY
 	DialTimeout     time.Duration
 	StallTimeout    time.Duration
+	MaxDuration     time.Duration // transfer_max_duration; 0: no limit
 	MaxRecords      int           // max_zone_records; 0: no limit
 	MaxBytes        int           // max_transfer_bytes; 0: no limit
+	SpoolDir        string        // transfer_spool_dir: large IXFR change sets spill here
 	RefreshInterval time.Duration // overrides the SOA refresh when set
 	RetryMin        time.Duration // first retry delay; doubles up to the SOA retry
 	StartupSpread   time.Duration // start-up checks are spread over at least this long
@@ -150,7 +152,8 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 	m := &Manager{
 		cfg: cfg,
 		client: &Client{Source: cfg.Source, DialTimeout: cfg.DialTimeout, StallTimeout: cfg.StallTimeout,
-			Key: cfg.Key, MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes},
+			MaxDuration: cfg.MaxDuration, Key: cfg.Key, MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes,
+			SpoolDir: cfg.SpoolDir},
 		backend:  be,
 		log:      log,
 		now:      time.Now,
