@@ -1,9 +1,12 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -16,18 +19,159 @@ var ErrInconsistent = errors.New("change set does not match the stored zone")
 
 // Step is one version step of an incremental transfer (RFC 1995 §4): the records deleted
 // from version Old and those added to reach version New. The SOAs are not in Deleted or
-// Added; applying the step replaces Old with New.
+// Added; applying the step replaces Old with New. In a spooled change set (Spool) the
+// records are on disk, not in Deleted and Added: read them with ChangeSet.Records.
 type Step struct {
 	Old, New *dns.SOA
 	Deleted  []dns.RR
 	Added    []dns.RR
+
+	spooledDeleted, spooledAdded int // records of the step in the spool
 }
 
 // ChangeSet is a whole incremental transfer: consecutive steps, each starting at the
-// serial the previous one ended with.
+// serial the previous one ended with. It is built in memory (Steps), or record by record
+// with StartStep and Append, which move the records to a spool file once the change set
+// outgrows its memory budget (Spool): a million-record IXFR then costs disk, not memory.
 type ChangeSet struct {
 	Zone  string
 	Steps []Step
+
+	spoolDir string // where to spill; "": os.TempDir
+	budget   int    // records held in memory before spilling; 0: never spill
+	held     int    // records in memory
+	spool    *spool // nil while everything is in memory
+}
+
+// Spool makes Append spill the change set's records to an unlinked temp file in dir
+// ("": os.TempDir) once more than budget records are held in memory. Call Close to
+// release the file; the system frees its space by itself should the process die.
+func (c *ChangeSet) Spool(dir string, budget int) {
+	c.spoolDir, c.budget = dir, budget
+}
+
+// StartStep begins a new step at version old.
+func (c *ChangeSet) StartStep(old *dns.SOA) {
+	c.Steps = append(c.Steps, Step{Old: old})
+}
+
+// Append adds a record to the last step: to its deletions, or to its additions.
+func (c *ChangeSet) Append(rr dns.RR, added bool) error {
+	if c.spool == nil && c.budget > 0 && c.held >= c.budget {
+		if err := c.spill(); err != nil {
+			return err
+		}
+	}
+	step := &c.Steps[len(c.Steps)-1]
+	switch {
+	case c.spool != nil:
+		if err := c.spool.write(rr); err != nil {
+			return fmt.Errorf("spooling the change set: %w", err)
+		}
+		if added {
+			step.spooledAdded++
+		} else {
+			step.spooledDeleted++
+		}
+		return nil
+	case added:
+		step.Added = append(step.Added, rr)
+	default:
+		step.Deleted = append(step.Deleted, rr)
+	}
+	c.held++
+	return nil
+}
+
+// spill moves the records held in memory to a new spool, in order.
+func (c *ChangeSet) spill() error {
+	sp, err := newSpool(c.spoolDir)
+	if err != nil {
+		return fmt.Errorf("spooling the change set: %w", err)
+	}
+	for i := range c.Steps {
+		s := &c.Steps[i]
+		for _, rr := range slices.Concat(s.Deleted, s.Added) {
+			if err := sp.write(rr); err != nil {
+				sp.close()
+				return fmt.Errorf("spooling the change set: %w", err)
+			}
+		}
+		s.spooledDeleted, s.spooledAdded = len(s.Deleted), len(s.Added)
+		s.Deleted, s.Added = nil, nil
+	}
+	c.spool, c.held = sp, 0
+	return nil
+}
+
+// Spooled reports whether the records are on disk.
+func (c *ChangeSet) Spooled() bool { return c.spool != nil }
+
+// Close releases the spool, if any.
+func (c *ChangeSet) Close() error {
+	if c.spool == nil {
+		return nil
+	}
+	err := c.spool.close()
+	c.spool = nil
+	return err
+}
+
+// Records calls fn for every record in order: step by step, its deletions, then its
+// additions. A spooled change set is read back from disk, one record at a time.
+func (c *ChangeSet) Records(fn func(step int, added bool, rr dns.RR) error) error {
+	if c.spool == nil {
+		for i, s := range c.Steps {
+			for _, rr := range s.Deleted {
+				if err := fn(i, false, rr); err != nil {
+					return err
+				}
+			}
+			for _, rr := range s.Added {
+				if err := fn(i, true, rr); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	r, err := c.spool.reader()
+	if err != nil {
+		return err
+	}
+	for i, s := range c.Steps {
+		for n := range s.spooledDeleted + s.spooledAdded {
+			rr, err := r.next()
+			if err != nil {
+				return err
+			}
+			if err := fn(i, n >= s.spooledDeleted, rr); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// InMemory returns the change set with every record in Deleted and Added: c itself unless
+// it is spooled. For backends whose apply holds the whole change anyway.
+func (c *ChangeSet) InMemory() (*ChangeSet, error) {
+	if c.spool == nil {
+		return c, nil
+	}
+	out := &ChangeSet{Zone: c.Zone, Steps: make([]Step, len(c.Steps))}
+	for i, s := range c.Steps {
+		out.Steps[i] = Step{Old: s.Old, New: s.New}
+	}
+	err := c.Records(func(i int, added bool, rr dns.RR) error {
+		if added {
+			out.Steps[i].Added = append(out.Steps[i].Added, rr)
+		} else {
+			out.Steps[i].Deleted = append(out.Steps[i].Deleted, rr)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // From is the serial the change set applies to; To the serial it produces.
@@ -39,8 +183,8 @@ func (c *ChangeSet) To() uint32 { return c.Steps[len(c.Steps)-1].New.Serial }
 // Size counts the records deleted and added over all steps.
 func (c *ChangeSet) Size() (deleted, added int) {
 	for _, s := range c.Steps {
-		deleted += len(s.Deleted)
-		added += len(s.Added)
+		deleted += len(s.Deleted) + s.spooledDeleted
+		added += len(s.Added) + s.spooledAdded
 	}
 	return deleted, added
 }
@@ -49,14 +193,21 @@ func (c *ChangeSet) Size() (deleted, added int) {
 func (c *ChangeSet) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "; change set for %s: %d step(s)\n", c.Zone, len(c.Steps))
-	for _, s := range c.Steps {
-		fmt.Fprintf(&b, "; serial %d -> %d\n", s.Old.Serial, s.New.Serial)
-		for _, rr := range s.Deleted {
-			fmt.Fprintf(&b, "- %s\n", rr)
+	last := -1
+	err := c.Records(func(i int, added bool, rr dns.RR) error {
+		if i != last {
+			fmt.Fprintf(&b, "; serial %d -> %d\n", c.Steps[i].Old.Serial, c.Steps[i].New.Serial)
+			last = i
 		}
-		for _, rr := range s.Added {
-			fmt.Fprintf(&b, "+ %s\n", rr)
+		sign := "-"
+		if added {
+			sign = "+"
 		}
+		fmt.Fprintf(&b, "%s %s\n", sign, rr)
+		return nil
+	})
+	if err != nil {
+		fmt.Fprintf(&b, "; %v\n", err)
 	}
 	return b.String()
 }
@@ -91,58 +242,86 @@ func KeyOfLine(line string) (key string, ok bool) {
 }
 
 // Patcher applies a change set to a stored zone read record by record, so a backend can
-// stream its old copy through it: Keep says which stored records stay, Added lists what to
-// write after them, SOA is the new SOA, and Err reports a change set that did not fit.
+// stream its old copy through it: Keep says which stored records stay, EachAdded gives
+// what to write after them, SOA is the new SOA, and Err reports a change set that did not
+// fit. Its memory is a few 64-bit hashes of keys per changed record, whatever the size of
+// the records, and the records to add are read again from the change set (from disk when
+// it is spooled). Keys are hashed with a random seed per Patcher: two keys of one apply
+// collide with probability about n²/2⁶⁴, and a primary cannot aim for it.
 type Patcher struct {
-	from     uint32
-	soa      *dns.SOA
-	deleted  map[string]*deletion // net deletions
-	added    []dns.RR
-	addedKey map[string]int // index into added
-}
-
-type deletion struct {
-	rr       dns.RR
-	seen     bool // the stored zone holds it
-	optional bool // an earlier step added it: deleted if the zone held it before, else nothing to do
+	cs      *ChangeSet
+	seed    maphash.Seed
+	from    uint32
+	soa     *dns.SOA
+	deleted []uint64 // sorted: keys whose net change removes the stored record
+	seen    []bool   // by index in deleted: the stored record was met
+	ifHeld  []bool   // by index in deleted: added first, then deleted: removed if held, no error if not
+	present []uint64 // sorted: keys the change set leaves in the zone (it writes their record)
+	write   []bool   // by record index in cs.Records: an addition to write
+	err     error    // reading the change set failed
 }
 
 // Patcher folds the steps into their net effect. A record added by one step and deleted by
 // a later one is not written, and removed only if the zone held it before (adding a record
 // held already changes nothing, RFC 2181 §5); one deleted and then added again (a TTL
-// change) is replaced. Records equal but for the owner's case are one record.
+// change) is replaced.
 func (c *ChangeSet) Patcher() *Patcher {
-	p := &Patcher{from: c.From(), soa: c.Steps[len(c.Steps)-1].New, deleted: map[string]*deletion{}, addedKey: map[string]int{}}
-	for _, step := range c.Steps {
-		for _, rr := range step.Deleted {
-			k := Key(rr)
-			if i, ok := p.addedKey[k]; ok {
-				p.added[i] = nil
-				delete(p.addedKey, k)
-				if p.deleted[k] == nil {
-					p.deleted[k] = &deletion{rr: rr, optional: true}
-				}
-				continue
-			}
-			if p.deleted[k] == nil {
-				p.deleted[k] = &deletion{rr: rr}
-			}
-		}
-		for _, rr := range step.Added {
-			k := Key(rr)
-			if i, ok := p.addedKey[k]; ok {
-				p.added[i] = rr
-				continue
-			}
-			p.addedKey[k] = len(p.added)
-			p.added = append(p.added, rr)
-		}
+	p := &Patcher{cs: c, seed: maphash.MakeSeed(), from: c.From(), soa: c.Steps[len(c.Steps)-1].New}
+	// Each change as (hash of its key, position<<1 | added), sorted: a key's changes in order.
+	type change struct {
+		h uint64
+		v uint32
 	}
+	d, a := c.Size()
+	changes := make([]change, 0, d+a)
+	n := uint32(0)
+	p.err = c.Records(func(_ int, added bool, rr dns.RR) error {
+		v := n << 1
+		if added {
+			v |= 1
+		}
+		changes = append(changes, change{p.hash(Key(rr)), v})
+		n++
+		return nil
+	})
+	slices.SortFunc(changes, func(x, y change) int {
+		if x.h != y.h {
+			return cmp.Compare(x.h, y.h)
+		}
+		return cmp.Compare(x.v, y.v)
+	})
+	p.write = make([]bool, n)
+	for i := 0; i < len(changes); {
+		j := i + 1
+		for j < len(changes) && changes[j].h == changes[i].h {
+			j++
+		}
+		first, last := changes[i].v, changes[j-1].v
+		switch {
+		case first&1 == 0:
+			p.deleted = append(p.deleted, changes[i].h)
+			p.ifHeld = append(p.ifHeld, false)
+		case last&1 == 0:
+			p.deleted = append(p.deleted, changes[i].h)
+			p.ifHeld = append(p.ifHeld, true)
+		}
+		if last&1 == 1 {
+			p.present = append(p.present, changes[i].h)
+			p.write[last>>1] = true
+		}
+		i = j
+	}
+	p.seen = make([]bool, len(p.deleted))
 	return p
 }
 
+func (p *Patcher) hash(key string) uint64 { return maphash.String(p.seed, key) }
+
 // Start checks the stored zone's SOA: the change set must start at its serial.
 func (p *Patcher) Start(stored *dns.SOA) error {
+	if p.err != nil {
+		return p.err
+	}
 	if stored.Serial != p.from {
 		return fmt.Errorf("%w: it starts at serial %d, the zone is at %d", ErrInconsistent, p.from, stored.Serial)
 	}
@@ -154,48 +333,96 @@ func (p *Patcher) Keep(rr dns.RR) bool { return p.KeepKey(Key(rr)) }
 
 // KeepKey is Keep for the record whose Key is k.
 func (p *Patcher) KeepKey(k string) bool {
-	if d, ok := p.deleted[k]; ok {
-		d.seen = true
+	h := p.hash(k)
+	if i, ok := slices.BinarySearch(p.deleted, h); ok {
+		p.seen[i] = true
 		return false
 	}
-	_, replaced := p.addedKey[k]
+	_, replaced := slices.BinarySearch(p.present, h)
 	return !replaced
 }
 
 // SOA is the zone's SOA after the change set.
 func (p *Patcher) SOA() *dns.SOA { return p.soa }
 
-// Added lists the records to write after the kept ones.
-func (p *Patcher) Added() []dns.RR {
-	out := make([]dns.RR, 0, len(p.addedKey))
-	for _, rr := range p.added {
-		if rr != nil {
-			out = append(out, rr)
-		}
+// EachAdded calls fn for every record to write after the kept ones.
+func (p *Patcher) EachAdded(fn func(dns.RR) error) error {
+	if p.err != nil {
+		return p.err
 	}
-	return out
+	n := 0
+	return p.cs.Records(func(_ int, added bool, rr dns.RR) error {
+		n++
+		if added && p.write[n-1] {
+			return fn(rr)
+		}
+		return nil
+	})
+}
+
+// Added lists the records to write after the kept ones (EachAdded, in memory).
+func (p *Patcher) Added() ([]dns.RR, error) {
+	var out []dns.RR
+	err := p.EachAdded(func(rr dns.RR) error {
+		out = append(out, rr)
+		return nil
+	})
+	return out, err
 }
 
 // Deleted lists the net deletions: the records the stored zone must hold, and those to
 // remove only if it holds them. For a backend that deletes by record rather than streaming
 // its copy through Keep.
-func (p *Patcher) Deleted() (must, ifHeld []dns.RR) {
-	for _, d := range p.deleted {
-		if d.optional {
-			ifHeld = append(ifHeld, d.rr)
-		} else {
-			must = append(must, d.rr)
-		}
+func (p *Patcher) Deleted() (must, ifHeld []dns.RR, err error) {
+	if p.err != nil {
+		return nil, nil, p.err
 	}
-	return must, ifHeld
+	listed := make([]bool, len(p.deleted))
+	err = p.cs.Records(func(_ int, added bool, rr dns.RR) error {
+		if added {
+			return nil
+		}
+		i, ok := slices.BinarySearch(p.deleted, p.hash(Key(rr)))
+		if !ok || listed[i] {
+			return nil
+		}
+		listed[i] = true
+		if p.ifHeld[i] {
+			ifHeld = append(ifHeld, rr)
+		} else {
+			must = append(must, rr)
+		}
+		return nil
+	})
+	return must, ifHeld, err
 }
 
 // Err reports deletions of records the zone did not hold, once every record went through Keep.
 func (p *Patcher) Err() error {
-	for k, d := range p.deleted {
-		if !d.seen && !d.optional {
-			return fmt.Errorf("%w: deleted record %q is not in the zone", ErrInconsistent, k)
+	if p.err != nil {
+		return p.err
+	}
+	missing := map[uint64]bool{}
+	for i, seen := range p.seen {
+		if !seen && !p.ifHeld[i] {
+			missing[p.deleted[i]] = true
 		}
 	}
-	return nil
+	if len(missing) == 0 {
+		return nil
+	}
+	// Name one of them: read the change set again for a deletion with that key.
+	name := fmt.Sprintf("%d record(s)", len(missing))
+	errFound := errors.New("found")
+	err := p.cs.Records(func(_ int, added bool, rr dns.RR) error {
+		if k := Key(rr); !added && missing[p.hash(k)] {
+			name = fmt.Sprintf("record %q", k)
+			return errFound
+		}
+		return nil
+	})
+	if err != nil && err != errFound {
+		return err
+	}
+	return fmt.Errorf("%w: deleted %s not in the zone", ErrInconsistent, name)
 }

@@ -34,7 +34,7 @@ const (
 	defaultMaxDuration    = time.Hour
 	// Sized for real zones: Designate zones hold thousands of records, the largest ones a
 	// few hundred thousand; a 1M-record zone is about 41 MB on the wire.
-	defaultMaxZoneRecords   = 5_000_000
+	defaultMaxZoneRecords   = 2_000_000
 	defaultMaxTransferBytes = 1 << 30
 	defaultRetryMin         = 5 * time.Second
 	defaultStartupSpread    = 30 * time.Second

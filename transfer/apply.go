@@ -126,6 +126,7 @@ func (m *Manager) incremental(ctx context.Context, z *zone, gen uint64, master n
 	if res.UpToDate {
 		return nil
 	}
+	defer res.Changes.Close()
 	sum.To = res.Changes.To()
 	sum.Path = "ixfr"
 	sum.Deleted, sum.Added = res.Changes.Size()

@@ -31,7 +31,7 @@ const fuzzZone = "example.com."
 func FuzzIXFRDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream []byte, serial uint32) {
 		s := fuzzSession(stream)
-		res, err := decodeIXFR(s, serial)
+		res, err := decodeIXFR(s, serial, "")
 		if err != nil {
 			return
 		}

@@ -21,6 +21,14 @@ type IXFRResult struct {
 	Bytes    int
 }
 
+// ixfrMemoryRecords is how many records of a change set are held in memory; beyond, the
+// change set spills to a file in Client.SpoolDir, so a huge IXFR costs disk, not memory.
+const ixfrMemoryRecords = 20000
+
+// maxIXFRSteps bounds the version steps of one IXFR: each costs its two SOAs in memory. A
+// longer history is fetched by AXFR instead (the IXFR fails and falls back).
+const maxIXFRSteps = 10000
+
 // errIXFRHistory marks an IXFR answer whose version history does not connect.
 var errIXFRHistory = errors.New("inconsistent IXFR history")
 
@@ -31,7 +39,7 @@ func (c *Client) IXFR(ctx context.Context, master netip.AddrPort, zone string, s
 	if err != nil {
 		return nil, fmt.Errorf("IXFR %s from %s: %w", zone, master, err)
 	}
-	res, err := decodeIXFR(s, serial)
+	res, err := decodeIXFR(s, serial, c.SpoolDir)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("IXFR %s from %s: %w", zone, master, err)
@@ -45,7 +53,8 @@ func (c *Client) IXFR(ctx context.Context, master netip.AddrPort, zone string, s
 // decodeIXFR reads the answer (RFC 1995 §4): the new SOA, then either nothing more (we are
 // current), the zone's other records (a full transfer), or difference sequences, each an
 // old SOA, deleted records, a new SOA and added records; and the new SOA again at the end.
-func decodeIXFR(s *session, serial uint32) (*IXFRResult, error) {
+// The change set is the caller's to Close.
+func decodeIXFR(s *session, serial uint32, spoolDir string) (_ *IXFRResult, err error) {
 	var rrs []dns.RR
 	for len(rrs) < 2 {
 		msg, err := s.read()
@@ -70,6 +79,12 @@ func decodeIXFR(s *session, serial uint32) (*IXFRResult, error) {
 	}
 
 	d := &ixfrDecoder{zone: s.zone, last: last, cs: &backend.ChangeSet{Zone: s.zone}}
+	d.cs.Spool(spoolDir, ixfrMemoryRecords)
+	defer func() {
+		if err != nil {
+			d.cs.Close()
+		}
+	}()
 	rrs = rrs[1:]
 	for {
 		for _, rr := range rrs {
@@ -113,13 +128,7 @@ func (d *ixfrDecoder) add(rr dns.RR) error {
 		if len(d.cs.Steps) == 0 {
 			return errIXFRHistory
 		}
-		step := &d.cs.Steps[len(d.cs.Steps)-1]
-		if d.adding {
-			step.Added = append(step.Added, rr)
-		} else {
-			step.Deleted = append(step.Deleted, rr)
-		}
-		return nil
+		return d.cs.Append(rr, d.adding)
 	}
 	n := len(d.cs.Steps)
 	switch {
@@ -138,7 +147,10 @@ func (d *ixfrDecoder) add(rr dns.RR) error {
 		if n > 0 && soa.Serial != d.cs.Steps[n-1].New.Serial {
 			return fmt.Errorf("%w: step starts at %d after one ending at %d", errIXFRHistory, soa.Serial, d.cs.Steps[n-1].New.Serial)
 		}
-		d.cs.Steps = append(d.cs.Steps, backend.Step{Old: soa})
+		if n == maxIXFRSteps {
+			return fmt.Errorf("%w: more than %d version steps", errIXFRHistory, maxIXFRSteps)
+		}
+		d.cs.StartStep(soa)
 		d.adding = false
 	}
 	return nil

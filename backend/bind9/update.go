@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -47,8 +46,12 @@ func (b *Backend) apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	// named renumbers a zone whose UPDATE does not raise the serial (serial-update-method),
 	// so a change set that keeps or lowers it (a resync repairing the served zone) goes
 	// through the file, which named loads as it is.
-	if b.cfg.UpdateMode == ModeUpdate && int32(cs.To()-cs.From()) > 0 {
-		if m := updateMsg(zone, cs); m.Len() <= maxUpdateSize {
+	if b.cfg.UpdateMode == ModeUpdate && int32(cs.To()-cs.From()) > 0 && fitsUpdate(cs) {
+		small, err := cs.InMemory()
+		if err != nil {
+			return err
+		}
+		if m := updateMsg(zone, small); m.Len() <= maxUpdateSize {
 			err := b.sendUpdate(ctx, zone, m, cs.To())
 			if !errors.Is(err, errUpdateRefused) {
 				return err
@@ -75,16 +78,24 @@ func checkChangeSet(zone string, cs *backend.ChangeSet) error {
 			return fmt.Errorf("%w: step %d starts at serial %d, the previous one ended at %d",
 				backend.ErrInconsistent, i, s.Old.Serial, cs.Steps[i-1].New.Serial)
 		}
-		for _, rr := range slices.Concat(s.Deleted, s.Added) {
-			if !dns.IsSubDomain(zone, rr.Header().Name) {
-				return fmt.Errorf("step %d: record %s is outside the zone", i, rr)
-			}
-			if rr.Header().Rrtype == dns.TypeSOA {
-				return fmt.Errorf("step %d: SOA among the changed records: %s", i, rr)
-			}
-		}
 	}
-	return nil
+	return cs.Records(func(i int, _ bool, rr dns.RR) error {
+		if !dns.IsSubDomain(zone, rr.Header().Name) {
+			return fmt.Errorf("step %d: record %s is outside the zone", i, rr)
+		}
+		if rr.Header().Rrtype == dns.TypeSOA {
+			return fmt.Errorf("step %d: SOA among the changed records: %s", i, rr)
+		}
+		return nil
+	})
+}
+
+// fitsUpdate tells whether the change set could fit one UPDATE at all: every record takes
+// at least 12 bytes even compressed (a name pointer, type, class, TTL and length), so a
+// larger one is not even loaded into memory to try.
+func fitsUpdate(cs *backend.ChangeSet) bool {
+	d, a := cs.Size()
+	return d+a+2*len(cs.Steps) <= maxUpdateSize/12
 }
 
 // updateMsg builds one RFC 2136 UPDATE for the whole change set. Its prerequisite is the

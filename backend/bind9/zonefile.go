@@ -75,7 +75,7 @@ func patchRecords(ctx context.Context, w *bufio.Writer, in *os.File, zone string
 	if err := p.Err(); err != nil {
 		return err
 	}
-	return zonefile.WriteRecords(w, p.Added())
+	return p.EachAdded(func(rr dns.RR) error { return zonefile.WriteRecords(w, []dns.RR{rr}) })
 }
 
 // install renames a finished temp file over the zone's file; on error the temp file is

@@ -100,7 +100,7 @@ func patch(ctx context.Context, stored io.Reader, zone string, p *backend.Patche
 	if err := p.Err(); err != nil {
 		return err
 	}
-	return zonefile.WriteRecords(w, p.Added())
+	return p.EachAdded(func(rr dns.RR) error { return zonefile.WriteRecords(w, []dns.RR{rr}) })
 }
 
 // startPatch checks the stored SOA line against the change set.

@@ -36,6 +36,10 @@ func (b *Backend) Apply(_ context.Context, zone string, cs *backend.ChangeSet) e
 	if err := p.Err(); err != nil {
 		return fmt.Errorf("memory backend: apply %s: %w", zone, err)
 	}
-	b.zones[zone] = append(patched, copyRecords(p.Added())...)
+	added, err := p.Added()
+	if err != nil {
+		return fmt.Errorf("memory backend: apply %s: %w", zone, err)
+	}
+	b.zones[zone] = append(patched, copyRecords(added)...)
 	return nil
 }

@@ -75,7 +75,10 @@ func convertChange(zone string, cs *backend.ChangeSet) (*change, error) {
 		return nil, err
 	}
 	p := cs.Patcher()
-	must, ifHeld := p.Deleted()
+	must, ifHeld, err := p.Deleted()
+	if err != nil {
+		return nil, err
+	}
 	for _, rr := range must {
 		r, err := recordRow(zone, rr)
 		if err != nil {
@@ -89,8 +92,12 @@ func convertChange(zone string, cs *backend.ChangeSet) (*change, error) {
 			c.ifHeld = append(c.ifHeld, r)
 		}
 	}
+	added, err := p.Added()
+	if err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
-	for _, rr := range p.Added() {
+	for _, rr := range added {
 		r, err := recordRow(zone, rr)
 		if err != nil {
 			return nil, fmt.Errorf("serial %d would hold a record PowerDNS cannot store: %w", c.to, err)
