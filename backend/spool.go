@@ -1,0 +1,83 @@
+package backend
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/miekg/dns"
+)
+
+// spool is an append-only file of records in wire format (uncompressed, each after its
+// 4-byte length), read back from the start as often as needed. The file is unlinked as
+// soon as it is created: its space is the system's to free when it is closed, even if the
+// agent dies first, and nothing is ever left to sweep.
+type spool struct {
+	f    *os.File
+	w    *bufio.Writer
+	size int64
+	buf  []byte
+}
+
+func newSpool(dir string) (*spool, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	f, err := os.CreateTemp(dir, ".dnsagent-ixfr-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &spool{f: f, w: bufio.NewWriterSize(f, 64<<10), buf: make([]byte, 4+dns.MaxMsgSize)}, nil
+}
+
+func (s *spool) write(rr dns.RR) error {
+	n, err := dns.PackRR(rr, s.buf, 4, nil, false)
+	if err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint32(s.buf, uint32(n-4))
+	_, err = s.w.Write(s.buf[:n])
+	s.size += int64(n)
+	return err
+}
+
+// reader starts reading the records from the first one.
+func (s *spool) reader() (*spoolReader, error) {
+	if err := s.w.Flush(); err != nil {
+		return nil, fmt.Errorf("spooling the change set: %w", err)
+	}
+	return &spoolReader{r: bufio.NewReaderSize(io.NewSectionReader(s.f, 0, s.size), 64<<10)}, nil
+}
+
+func (s *spool) close() error { return s.f.Close() }
+
+type spoolReader struct {
+	r   *bufio.Reader
+	buf []byte
+}
+
+func (r *spoolReader) next() (dns.RR, error) {
+	var l [4]byte
+	if _, err := io.ReadFull(r.r, l[:]); err != nil {
+		return nil, fmt.Errorf("reading the spooled change set: %w", err)
+	}
+	n := int(binary.BigEndian.Uint32(l[:]))
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n)
+	}
+	r.buf = r.buf[:n]
+	if _, err := io.ReadFull(r.r, r.buf); err != nil {
+		return nil, fmt.Errorf("reading the spooled change set: %w", err)
+	}
+	rr, _, err := dns.UnpackRR(r.buf, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading the spooled change set: %w", err)
+	}
+	return rr, nil
+}

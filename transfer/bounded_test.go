@@ -1,0 +1,207 @@
+package transfer
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// hostilePrimary answers every TCP request with what send writes, until send returns or
+// the client goes away.
+func hostilePrimary(t *testing.T, send func(q *dns.Msg, reply func(...dns.RR) error)) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var l [2]byte
+				if _, err := io.ReadFull(c, l[:]); err != nil {
+					return
+				}
+				raw := make([]byte, binary.BigEndian.Uint16(l[:]))
+				if _, err := io.ReadFull(c, raw); err != nil {
+					return
+				}
+				q := new(dns.Msg)
+				if q.Unpack(raw) != nil {
+					return
+				}
+				send(q, func(rrs ...dns.RR) error {
+					m := new(dns.Msg).SetReply(q)
+					m.Answer = rrs
+					b, err := m.Pack()
+					if err != nil {
+						return err
+					}
+					_, err = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
+					return err
+				})
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+func testSOA(serial uint32) *dns.SOA {
+	return &dns.SOA{Hdr: dns.RR_Header{Name: "example.com.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
+		Ns: "ns.example.com.", Mbox: "h.example.com.", Serial: serial, Refresh: 1, Retry: 1, Expire: 1, Minttl: 1}
+}
+
+func testA(i int) dns.RR {
+	return &dns.A{Hdr: dns.RR_Header{Name: fmt.Sprintf("h%d.example.com.", i), Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+		A: net.IPv4(10, byte(i>>16), byte(i>>8), byte(i))}
+}
+
+// A primary sending empty messages forever holds the transfer no longer than the stall
+// timeout: only records count as progress.
+func TestEmptyMessagesAreNoProgress(t *testing.T) {
+	addr := hostilePrimary(t, func(q *dns.Msg, reply func(...dns.RR) error) {
+		reply(testSOA(2), testA(1))
+		for reply() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	c := &Client{DialTimeout: time.Second, StallTimeout: 300 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	s, err := c.AXFR(ctx, addr, "example.com.")
+	if err == nil {
+		_, err = drain(s)
+	}
+	if err == nil || !strings.Contains(err.Error(), "empty messages") || time.Since(start) > 2*time.Second {
+		t.Errorf("after %v: %v; want a stall error naming the empty messages within about 300 ms", time.Since(start), err)
+	}
+}
+
+// A primary trickling records, each within the stall timeout, is cut at
+// transfer_max_duration.
+func TestTransferMaxDuration(t *testing.T) {
+	addr := hostilePrimary(t, func(q *dns.Msg, reply func(...dns.RR) error) {
+		reply(testSOA(2))
+		for i := 0; reply(testA(i)) == nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	c := &Client{DialTimeout: time.Second, StallTimeout: time.Second, MaxDuration: 500 * time.Millisecond}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	s, err := c.AXFR(ctx, addr, "example.com.")
+	if err == nil {
+		_, err = drain(s)
+	}
+	if err == nil || !strings.Contains(err.Error(), "transfer_max_duration") || time.Since(start) > 2*time.Second {
+		t.Errorf("after %v: %v; want transfer_max_duration after about 500 ms", time.Since(start), err)
+	}
+}
+
+// An IXFR whose difference sequence never ends stops at max_zone_records; what it
+// spooled is released. A long valid IXFR spills to disk and decodes completely.
+func TestIXFRSpoolsAndStopsAtCaps(t *testing.T) {
+	const n = 3 * ixfrMemoryRecords
+	endless := false
+	addr := hostilePrimary(t, func(q *dns.Msg, reply func(...dns.RR) error) {
+		if reply(testSOA(3), testSOA(1)) != nil {
+			return
+		}
+		for i := 0; i < n; i += 100 {
+			rrs := []dns.RR{}
+			for j := i; j < i+100; j++ {
+				rrs = append(rrs, testA(j))
+			}
+			if reply(rrs...) != nil {
+				return
+			}
+		}
+		reply(testSOA(3))
+		for i := n; endless && reply(testA(i), testA(i+1)) == nil; i += 2 {
+		}
+		reply(testSOA(3))
+	})
+	dir := t.TempDir()
+	c := &Client{DialTimeout: time.Second, StallTimeout: time.Second, MaxRecords: 2 * n, SpoolDir: dir}
+	res, err := c.IXFR(context.Background(), addr, "example.com.", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Changes.Spooled() {
+		t.Errorf("a %d-record change set is not spooled", n)
+	}
+	if d, a := res.Changes.Size(); d != n || a != 0 || res.Changes.To() != 3 {
+		t.Errorf("decoded %d deletions, %d additions to serial %d; want %d, 0, 3", d, a, res.Changes.To(), n)
+	}
+	res.Changes.Close()
+
+	endless = true
+	_, err = c.IXFR(context.Background(), addr, "example.com.", 1)
+	if err == nil || !strings.Contains(err.Error(), "max_zone_records") {
+		t.Errorf("endless IXFR: %v, want max_zone_records", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("spool dir holds %v", ents)
+	}
+	if spools := openSpools(t); spools != 0 {
+		t.Errorf("%d spool files still open", spools)
+	}
+}
+
+// openSpools counts the unlinked IXFR spools this process holds open.
+func openSpools(t *testing.T) int {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, _ := os.Readlink("/proc/self/fd/" + fd.Name()); strings.Contains(target, ".dnsagent-ixfr-") {
+			n++
+		}
+	}
+	return n
+}
+
+// An IXFR whose version steps never reach the announced serial (it skips it) stops after
+// maxIXFRSteps steps: each step costs memory.
+func TestIXFRStepsNeverReachingTheSerialStop(t *testing.T) {
+	addr := hostilePrimary(t, func(q *dns.Msg, reply func(...dns.RR) error) {
+		if reply(testSOA(3)) != nil {
+			return
+		}
+		for s := uint32(1); ; s++ {
+			next := s + 1
+			if next == 3 {
+				next = 4
+			}
+			if reply(testSOA(s), testA(int(s)), testSOA(next), testA(int(next))) != nil {
+				return
+			}
+			s = next - 1
+		}
+	})
+	c := &Client{DialTimeout: time.Second, StallTimeout: time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := c.IXFR(ctx, addr, "example.com.", 1)
+	if err == nil || !strings.Contains(err.Error(), "version steps") {
+		t.Errorf("IXFR of endless steps: %v, want a limit on version steps", err)
+	}
+}
