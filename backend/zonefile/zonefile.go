@@ -1,5 +1,6 @@
 // Package zonefile owns the directory of master files that the file and bind9 backends
-// write: one <zone>.zone file per zone with absolute names, only ever replaced by renaming a
+// write: one <zone>.zone file per zone (a shortened name for very long zones, see
+// fileBase) with absolute names, only ever replaced by renaming a
 // complete temp file over it, with the mode and group the DNS server needs to read it, and
 // made durable (file and directory fsync) before the backend reports success.
 package zonefile
@@ -7,6 +8,8 @@ package zonefile
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -81,9 +84,32 @@ func LookupGroup(group string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
-// Path is where the zone's file lives: <dir>/<zone without the final dot>.zone.
+// Path is where the zone's file lives: <dir>/<fileBase>.zone.
 func (d *Dir) Path(zone string) string {
-	return filepath.Join(d.path, strings.TrimSuffix(zone, ".")+suffix)
+	return filepath.Join(d.path, fileBase(zone)+suffix)
+}
+
+// maxPlainName is the longest zone name (final dot left out) whose files are named after
+// it in full: its temp file ".<name>.zone~<up to 10 digits>" (os.CreateTemp) must fit in
+// the 255 bytes a file name may have (NAME_MAX).
+const maxPlainName = 255 - len(".") - len(suffix) - len("~") - 10
+
+// hashedPrefix is how much of a longer name its files keep before the hash.
+const hashedPrefix = 200
+
+// fileBase is the zone's file name without ".zone": the zone name without its final dot,
+// or for a name longer than maxPlainName (up to 253 characters are valid) its first
+// hashedPrefix characters, '~' and 16 hex digits of its SHA-256. '~' never occurs in a
+// zone name, so a shortened name cannot be another zone's full one; every file of the zone
+// (".jnl" journal, temp files) then stays well under the limit. The file itself names the
+// zone: Zones reads it from the SOA.
+func fileBase(zone string) string {
+	name := strings.TrimSuffix(zone, ".")
+	if len(name) <= maxPlainName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:hashedPrefix] + "~" + hex.EncodeToString(sum[:8])
 }
 
 // Contains reports whether file is an absolute path below the directory.
@@ -95,7 +121,7 @@ func (d *Dir) Contains(file string) bool {
 // .zone, and '~' cannot occur in a zone name, so one zone's prefix never matches another
 // zone's temp files.
 func tempPrefix(zone string) string {
-	return "." + strings.TrimSuffix(zone, ".") + suffix + "~"
+	return "." + fileBase(zone) + suffix + "~"
 }
 
 // Zones lists the zones that have a file, sorted. Temp files and files whose name is not a
@@ -112,6 +138,12 @@ func (d *Dir) Zones() ([]string, error) {
 			continue
 		}
 		zone := base + "."
+		if strings.Contains(base, "~") {
+			// A shortened name: the zone is the owner of the file's SOA.
+			if zone, ok = d.owner(filepath.Join(d.path, e.Name())); !ok || fileBase(zone) != base {
+				continue
+			}
+		}
 		if backend.ValidateZoneName(zone) != nil || zone != strings.ToLower(zone) {
 			continue
 		}
@@ -119,6 +151,20 @@ func (d *Dir) Zones() ([]string, error) {
 	}
 	sort.Strings(zones)
 	return zones, nil
+}
+
+// owner reads the name of the SOA at the top of a zone file, lowercase.
+func (d *Dir) owner(path string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	rr, ok := dns.NewZoneParser(f, ".", path).Next()
+	if !ok || rr.Header().Rrtype != dns.TypeSOA {
+		return "", false
+	}
+	return strings.ToLower(rr.Header().Name), true
 }
 
 // Serial reads the SOA at the top of the zone's file, and nothing else of it. A missing

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -293,4 +294,73 @@ func sameWire(t *testing.T, a, b dns.RR) bool {
 		return buf[:n]
 	}
 	return bytes.Equal(pack(a), pack(b))
+}
+
+// longName builds a valid zone name of n characters (final dot left out) ending in suffix.
+func longName(n int, suffix string) string {
+	var b strings.Builder
+	for b.Len()+len(suffix) < n {
+		label := strings.Repeat("a", min(63, n-len(suffix)-b.Len()-1))
+		b.WriteString(label + ".")
+	}
+	name := b.String() + suffix
+	return strings.TrimPrefix(name[len(name)-n:], ".") + "."
+}
+
+// Every valid zone name gets files within the 255-byte name limit: names of up to 238
+// characters keep <zone>.zone, longer ones a shortened name that Zones maps back.
+func TestLongZoneNamesFit(t *testing.T) {
+	d, dir := open(t)
+	var want []string
+	for _, n := range []int{238, 239, 240, 250, 251, 253} {
+		z := longName(n, "example.com")
+		if len(z) != n+1 || backend.ValidateZoneName(z) != nil {
+			t.Fatalf("test name %q: %d characters, %v", z, len(z)-1, backend.ValidateZoneName(z))
+		}
+		writeLong(t, d, z, 7)
+		if serial, err := d.Serial(z); err != nil || serial != 7 {
+			t.Errorf("%d characters: Serial %d, %v", n, serial, err)
+		}
+		base := filepath.Base(d.Path(z))
+		if n <= 238 && base != strings.TrimSuffix(z, ".")+".zone" {
+			t.Errorf("%d characters: file %s, want the plain name", n, base)
+		}
+		if len(base)+len(".jnl") > 255 || len(tempPrefix(z))+10 > 255 {
+			t.Errorf("%d characters: file %s (%d bytes), temp prefix %d bytes", n, base, len(base), len(tempPrefix(z)))
+		}
+		want = append(want, z)
+	}
+	// Two long names alike in their first 200 characters get different files.
+	twin := longName(253, "example.net")
+	writeLong(t, d, twin, 1)
+	want = append(want, twin)
+	slices.Sort(want)
+	if got, err := d.Zones(); err != nil || !slices.Equal(got, want) {
+		t.Errorf("Zones: %v %q\nwant %q", err, got, want)
+	}
+	if got := backendtest.DirNames(t, dir); len(got) != len(want) {
+		t.Errorf("directory holds %q", got)
+	}
+	for _, z := range want {
+		if err := d.Remove(z); err != nil {
+			t.Errorf("Remove %s: %v", z, err)
+		}
+	}
+}
+
+// writeLong writes a zone of apex records only: names below a long zone would be too long.
+func writeLong(t *testing.T, d *Dir, zone string, serial uint32) {
+	t.Helper()
+	var rrs []dns.RR
+	for _, s := range []string{fmt.Sprintf("SOA ns.example. h.example. %d 1 1 1 1", serial), "NS ns.example.", `TXT "x"`} {
+		rr, err := dns.NewRR(zone + " 300 IN " + s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rrs = append(rrs, rr)
+	}
+	src := backendtest.Stream(backendtest.Batches(rrs, 3)...)
+	if err := d.Write(t.Context(), backend.StreamCheck{Zone: zone}, src); err != nil {
+		t.Fatal(err)
+	}
 }
