@@ -3,7 +3,9 @@ package harness
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -199,7 +201,18 @@ func (p *Primary) Dir() string { return p.dir }
 func (p *Primary) Output() string { return p.out.String() }
 
 func (p *Primary) zonePath(name string) string {
-	return filepath.Join(p.dir, "db."+strings.TrimSuffix(strings.ToLower(dns.Fqdn(name)), "."))
+	return filepath.Join(p.dir, primaryFileName(name))
+}
+
+// primaryFileName is db.<zone>, or db.<hash> for a name too long for a file name with
+// named's ".jnl" after it.
+func primaryFileName(name string) string {
+	name = strings.TrimSuffix(strings.ToLower(dns.Fqdn(name)), ".")
+	if len(name) > 200 {
+		sum := sha256.Sum256([]byte(name))
+		name = hex.EncodeToString(sum[:8])
+	}
+	return "db." + name
 }
 
 // writeZone writes the zone file atomically and gives it an mtime after the previous one,

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"sort"
@@ -249,9 +251,15 @@ func DiffSets(want, got []string, max int) string {
 }
 
 // ZoneFileName is where the file backend keeps zone (SPEC §4): zone name lower-cased,
-// without the trailing dot, plus ".zone".
+// without the trailing dot, plus ".zone"; for a name over 238 characters its first 200,
+// '~' and 16 hex digits of the SHA-256 of the whole name (README, zone files).
 func ZoneFileName(zone string) string {
-	return strings.TrimSuffix(strings.ToLower(dns.Fqdn(zone)), ".") + ".zone"
+	name := strings.TrimSuffix(strings.ToLower(dns.Fqdn(zone)), ".")
+	if len(name) > 238 {
+		sum := sha256.Sum256([]byte(name))
+		name = name[:200] + "~" + hex.EncodeToString(sum[:8])
+	}
+	return name + ".zone"
 }
 
 // MustZoneFileSet is ZoneFileSet failing the test on error.
