@@ -104,6 +104,32 @@ func (c *ChangeSet) spill() error {
 	return nil
 }
 
+// Copy returns a deep copy, for a consumer that may change its records. A spooled change
+// set shares its spool, read only (every Records call decodes fresh records); only the
+// original's Close releases it.
+func (c *ChangeSet) Copy() *ChangeSet {
+	out := &ChangeSet{Zone: c.Zone, Steps: make([]Step, len(c.Steps))}
+	copyAll := func(rrs []dns.RR) []dns.RR {
+		if rrs == nil {
+			return nil
+		}
+		cp := make([]dns.RR, len(rrs))
+		for i, rr := range rrs {
+			cp[i] = dns.Copy(rr)
+		}
+		return cp
+	}
+	for i, s := range c.Steps {
+		out.Steps[i] = Step{Old: dns.Copy(s.Old).(*dns.SOA), New: dns.Copy(s.New).(*dns.SOA), Deleted: copyAll(s.Deleted),
+			Added: copyAll(s.Added), spooledDeleted: s.spooledDeleted, spooledAdded: s.spooledAdded}
+	}
+	if c.spool != nil {
+		c.spool.w.Flush() //nolint:errcheck // a failed flush shows in the next read
+		out.spool = &spool{f: c.spool.f, w: c.spool.w, size: c.spool.size, shared: true}
+	}
+	return out
+}
+
 // Spooled reports whether the records are on disk.
 func (c *ChangeSet) Spooled() bool { return c.spool != nil }
 

@@ -106,6 +106,9 @@ func TestSpooledChangeSetAppliesLikeInMemory(t *testing.T) {
 	if err != nil || in.Spooled() || in.String() != mem.String() {
 		t.Errorf("InMemory: %v\n%s\nwant\n%s", err, in, mem)
 	}
+	if cp := disk.Copy(); cp.String() != mem.String() {
+		t.Errorf("Copy of a spooled change set:\n%s\nwant\n%s", cp, mem)
+	}
 	bad := build(2, true)
 	defer bad.Close()
 	if _, err := patched(t, bad, stored); err == nil || !errors.Is(err, ErrInconsistent) {

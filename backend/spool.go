@@ -15,10 +15,11 @@ import (
 // soon as it is created: its space is the system's to free when it is closed, even if the
 // agent dies first, and nothing is ever left to sweep.
 type spool struct {
-	f    *os.File
-	w    *bufio.Writer
-	size int64
-	buf  []byte
+	f      *os.File
+	w      *bufio.Writer
+	size   int64
+	buf    []byte
+	shared bool // a ChangeSet.Copy's: the original closes the file
 }
 
 func newSpool(dir string) (*spool, error) {
@@ -55,7 +56,12 @@ func (s *spool) reader() (*spoolReader, error) {
 	return &spoolReader{r: bufio.NewReaderSize(io.NewSectionReader(s.f, 0, s.size), 64<<10)}, nil
 }
 
-func (s *spool) close() error { return s.f.Close() }
+func (s *spool) close() error {
+	if s.shared {
+		return nil
+	}
+	return s.f.Close()
+}
 
 type spoolReader struct {
 	r   *bufio.Reader

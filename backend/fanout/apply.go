@@ -207,14 +207,7 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	return b.join(errs)
 }
 
-func copyChangeSet(cs *backend.ChangeSet) *backend.ChangeSet {
-	out := &backend.ChangeSet{Zone: cs.Zone, Steps: make([]backend.Step, len(cs.Steps))}
-	for i, s := range cs.Steps {
-		out.Steps[i] = backend.Step{Old: dns.Copy(s.Old).(*dns.SOA), New: dns.Copy(s.New).(*dns.SOA),
-			Deleted: copyBatch(s.Deleted), Added: copyBatch(s.Added)}
-	}
-	return out
-}
+func copyChangeSet(cs *backend.ChangeSet) *backend.ChangeSet { return cs.Copy() }
 
 func copyBatch(batch []dns.RR) []dns.RR {
 	if batch == nil {
