@@ -52,35 +52,39 @@ func (p *tcpPool) roundTrip(ctx context.Context, conn net.Conn, query []byte, q 
 		conn.SetDeadline(deadline) //nolint:errcheck // shows up as an I/O error
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) }) //nolint:errcheck
-	defer stop()
 	id := uint16(rand.Uint32())
 	out := getBuffer(2 + len(query)) // RFC 1035 §4.2.2: two-octet length prefix
 	binary.BigEndian.PutUint16(*out, uint16(len(query)))
 	copy((*out)[2:], query)
 	binary.BigEndian.PutUint16((*out)[2:], id)
-	_, err := conn.Write(*out)
-	putBuffer(out)
-	if err != nil {
+	fail := func(err error) (*Answer, error) {
+		stop()
 		conn.Close()
 		return nil, err
 	}
+	_, err := conn.Write(*out)
+	putBuffer(out)
+	if err != nil {
+		return fail(err)
+	}
 	var length [2]byte
 	if _, err := io.ReadFull(conn, length[:]); err != nil {
-		conn.Close()
-		return nil, err
+		return fail(err)
 	}
 	b := getBuffer(int(binary.BigEndian.Uint16(length[:])))
 	if _, err := io.ReadFull(conn, *b); err != nil {
 		putBuffer(b)
-		conn.Close()
-		return nil, err
+		return fail(err)
 	}
 	if !answers(*b, id, q) {
 		putBuffer(b)
-		conn.Close()
-		return nil, errors.New("the answer does not match the query")
+		return fail(errors.New("the answer does not match the query"))
 	}
-	p.put(conn)
+	if stop() {
+		p.put(conn)
+	} else { // cancelled meanwhile: the deadline may be set to the past at any moment
+		conn.Close()
+	}
 	return &Answer{Bytes: *b, buf: b}, nil
 }
 
