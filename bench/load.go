@@ -147,7 +147,8 @@ type qpsResult struct {
 func (r qpsResult) QPS() float64 { return float64(r.Queries) / r.Duration.Seconds() }
 
 // queryLoad runs workers closed loops (send a query, wait for its answer, next) against
-// addr for d, cycling through the questions.
+// addr for d, cycling through the questions. Only NOERROR answers count as answered; no
+// answer within 1 s or another rcode counts as an error.
 func queryLoad(addr string, questions []dns.Question, workers int, d time.Duration) (qpsResult, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -196,8 +197,12 @@ func queryLoad(addr string, questions []dns.Question, workers int, d time.Durati
 						e++
 						break
 					}
-					if n >= 2 && binary.BigEndian.Uint16(buf) == id {
-						lat = append(lat, time.Since(t0))
+					if n >= 4 && binary.BigEndian.Uint16(buf) == id {
+						if buf[3]&0x0f != dns.RcodeSuccess { // every name asked exists: SERVFAIL, REFUSED are failures
+							e++
+						} else {
+							lat = append(lat, time.Since(t0))
+						}
 						break
 					}
 				}

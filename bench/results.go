@@ -252,7 +252,8 @@ func (r *Results) Markdown() string {
 		fmt.Fprintf(&b, "\n## Query passthrough\n\n")
 		fmt.Fprintf(&b, "Closed loop UDP clients (each waits for its answer), names of the %s zone, %s per path; the agent "+
 			"relays to the same named (bind9 backend), and so does dnsdist (no packet cache); the paths take turns, "+
-			"median of the runs.\n\n", sizeName(sizes[0]), fmtDur(r.opt.QueryFor))
+			"median of the runs. Errors: no answer within 1 s, or an answer other than NOERROR (every name asked exists); "+
+			"only NOERROR answers count in queries/s.\n\n", sizeName(sizes[0]), fmtDur(r.opt.QueryFor))
 		b.WriteString("| clients | path | queries/s | p50 | p99 | errors | ratio |\n|---|---|---|---|---|---|---|\n")
 		var direct float64
 		for _, q := range r.QPS {
