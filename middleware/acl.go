@@ -89,11 +89,19 @@ func NewAllowLists(notify, query ACL) *AllowLists {
 // Set replaces both lists at once.
 func (l *AllowLists) Set(notify, query ACL) { l.p.Store(&[2]ACL{notify, query}) }
 
+// Known reports whether addr is in either list. Known sources are served first when
+// requests queue up, and only they may hold more than a small share of the TCP slots.
+func (l *AllowLists) Known(addr netip.Addr) bool {
+	acls := l.p.Load()
+	return acls[0].Allows(addr) || acls[1].Allows(addr)
+}
+
 // Allow refuses NOTIFY and commands (opcode 14) from sources outside the notify list, and
 // queries from sources outside the query list, with REFUSED and the question echoed, as
-// Designate does. Other opcodes pass through: the handler refuses them.
+// Designate does. Other opcodes pass through: the handler refuses them. A refused TCP
+// connection is closed after the reply, so it does not hold a connection slot.
 func Allow(lists *AllowLists, log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
-	sample := newSampler(interval, now)
+	sample := newSampler[netip.Addr](interval, now)
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			source := RequestFrom(ctx).Source.Addr()
@@ -111,6 +119,9 @@ func Allow(lists *AllowLists, log *zap.Logger, interval time.Duration, now func(
 				rcode, err := WriteReply(w, r, dns.RcodeRefused, false)
 				if err == nil {
 					err = Refused("acl", "%s from %s refused: not in the allow list", OpcodeName(r.Opcode), source)
+				}
+				if RequestFrom(ctx).Transport == "tcp" {
+					w.Close() //nolint:errcheck // the reply is written; the server stops reading
 				}
 				if n, ok := sample.due(source); ok {
 					log.Warn("refused: source not in the allow list", zap.Stringer("source", source),

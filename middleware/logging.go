@@ -13,8 +13,11 @@ import (
 
 // Logging writes one line per request once it is answered. Ordinary queries (SOA polling)
 // and accepted NOTIFYs are logged at debug level so they do not flood the log; commands at
-// info; failures at warn with their cause.
-func Logging(log *zap.Logger, now func() time.Time) Middleware {
+// info; failures at warn with their cause, sampled: one line per kind of failure (opcode,
+// rcode, reason) per interval, counting the failures since the last line, so a flood of
+// failing CREATEs makes a few lines, not one per request.
+func Logging(log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
+	sample := newSampler[failureKind](interval, now)
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			rcode, err := next.ServeDNS(ctx, w, r)
@@ -33,6 +36,18 @@ func Logging(log *zap.Logger, now func() time.Time) Middleware {
 				// leads to gets its own line (the transfer summary).
 				level = zapcore.DebugLevel
 			}
+			failures := 0
+			if level == zapcore.WarnLevel {
+				kind := failureKind{opcode: r.Opcode, rcode: rcode}
+				if refused != nil {
+					kind.reason = refused.Reason
+				}
+				n, due := sample.due(kind)
+				if !due {
+					return rcode, err
+				}
+				failures = n
+			}
 			if ce := log.Check(level, "request"); ce != nil {
 				fields := []zap.Field{
 					zap.Uint64("request", req.ID),
@@ -50,11 +65,20 @@ func Logging(log *zap.Logger, now func() time.Time) Middleware {
 				if err != nil {
 					fields = append(fields, zap.Error(err))
 				}
+				if failures > 0 {
+					fields = append(fields, zap.Int("failures_since_last_line", failures))
+				}
 				ce.Write(fields...)
 			}
 			return rcode, err
 		})
 	}
+}
+
+// failureKind is what the log samples failures by.
+type failureKind struct {
+	opcode, rcode int
+	reason        string
 }
 
 // OpcodeCC is Designate's private opcode for CREATE/DELETE commands.

@@ -1,22 +1,21 @@
 package middleware
 
 import (
-	"net/netip"
 	"sync"
 	"time"
 )
 
-// maxSampledSources bounds the sampler's memory; past it, the map starts over.
-const maxSampledSources = 10_000
+// maxSampledKeys bounds the sampler's memory; past it, the map starts over.
+const maxSampledKeys = 10_000
 
-// sampler lets a layer log an event once per source per interval, with the count of
-// events since its last line.
-type sampler struct {
+// sampler lets a layer log an event once per key (a source, a kind of failure) per
+// interval, with the count of events since its last line, so a flood makes a few lines.
+type sampler[K comparable] struct {
 	interval time.Duration
 	now      func() time.Time
 
 	mu   sync.Mutex
-	last map[netip.Addr]*sample
+	last map[K]*sample
 }
 
 type sample struct {
@@ -24,22 +23,23 @@ type sample struct {
 	count int
 }
 
-func newSampler(interval time.Duration, now func() time.Time) *sampler {
-	return &sampler{interval: interval, now: now, last: map[netip.Addr]*sample{}}
+func newSampler[K comparable](interval time.Duration, now func() time.Time) *sampler[K] {
+	return &sampler[K]{interval: interval, now: now, last: map[K]*sample{}}
 }
 
-// due counts an event from source and reports whether a line is due, with the count.
-func (s *sampler) due(source netip.Addr) (int, bool) {
+// due counts an event of key and reports whether a line is due, with the count of events
+// since the last line (this one included).
+func (s *sampler[K]) due(key K) (int, bool) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.last[source]
+	e := s.last[key]
 	if e == nil {
-		if len(s.last) >= maxSampledSources {
-			s.last = map[netip.Addr]*sample{}
+		if len(s.last) >= maxSampledKeys {
+			s.last = map[K]*sample{}
 		}
 		e = &sample{}
-		s.last[source] = e
+		s.last[key] = e
 	}
 	e.count++
 	if !e.at.IsZero() && now.Sub(e.at) < s.interval {

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/dnsagent/dnsagent/backend"
@@ -24,6 +25,17 @@ const (
 func Validate() Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			if err := validateEDNS(r); err != nil {
+				rcode := dns.RcodeFormatError
+				if errors.Is(err, errBadVersion) {
+					rcode = dns.RcodeBadVers
+				}
+				reply, werr := WriteReply(w, r, rcode, false)
+				if werr != nil {
+					err = fmt.Errorf("%w (reply: %v)", err, werr)
+				}
+				return reply, err
+			}
 			if err := validate(r); err != nil {
 				rcode, werr := WriteReply(w, r, dns.RcodeFormatError, false)
 				if werr != nil {
@@ -51,6 +63,35 @@ func validate(r *dns.Msg) error {
 		if err := backend.ValidateZoneName(r.Question[0].Name); err != nil {
 			return fmt.Errorf("malformed request: %w", err)
 		}
+	}
+	return nil
+}
+
+var errBadVersion = errors.New("EDNS version not supported")
+
+// validateEDNS applies RFC 6891: an OPT record anywhere but the additional section, or
+// more than one, is FORMERR (§6.1.1); an EDNS version above 0, the only one we speak, is
+// BADVERS (§6.1.3). The reply to either carries an OPT of version 0 (Reply), BADVERS in
+// its extended rcode.
+func validateEDNS(r *dns.Msg) error {
+	for _, section := range [][]dns.RR{r.Answer, r.Ns} {
+		for _, rr := range section {
+			if rr.Header().Rrtype == dns.TypeOPT {
+				return errors.New("malformed request: OPT record outside the additional section (RFC 6891 §6.1.1)")
+			}
+		}
+	}
+	var opt *dns.OPT
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			if opt != nil {
+				return errors.New("malformed request: more than one OPT record (RFC 6891 §6.1.1)")
+			}
+			opt = o
+		}
+	}
+	if opt != nil && opt.Version() > 0 {
+		return fmt.Errorf("%w: version %d, we speak 0 (BADVERS, RFC 6891 §6.1.3)", errBadVersion, opt.Version())
 	}
 	return nil
 }

@@ -148,7 +148,7 @@ func newFuzzAgent(tb testing.TB, errs zapcore.Core, dest, options string) *fuzzA
 	s := &Service{cfg: cfg, log: log}
 	a := &fuzzAgent{
 		handler: NewHandler(cfg, zones, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), log),
-		srv:     s.server(&dns.Server{}, false),
+		srv:     s.server(&dns.Server{}, nil),
 		zones:   zones,
 	}
 	if a.srv.TsigSecret != nil {

@@ -255,13 +255,14 @@ func TestEDNSReplyCarriesDesignatesPayload(t *testing.T) {
 func TestTwoQuestionsFormerrEchoesOpcode(t *testing.T) {
 	cfg := testConfig(t, "")
 	zones := &fakeZones{known: map[string]bool{"example.com.": true}}
-	s := &Service{cfg: cfg, log: zap.NewNop()}
+	allow := middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery)
+	s := &Service{cfg: cfg, log: zap.NewNop(), allow: allow}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := middleware.Server{Base: context.Background(), Handler: NewHandler(cfg, zones, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), zap.NewNop())}
-	srv := s.server(&dns.Server{PacketConn: pc, Handler: base}, false)
+	base := middleware.Server{Base: context.Background(), Handler: NewHandler(cfg, zones, allow, zap.NewNop())}
+	srv := s.udpServer(pc.(*net.UDPConn), base)
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown() })
 

@@ -34,6 +34,7 @@ func (s *Service) httpHandler() http.Handler {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.transfer.RegisterMetrics(reg)
 	middleware.RegisterMetrics(reg)
+	reg.MustRegister(udpDroppedTotal)
 	if s.catalogs != nil {
 		reg.MustRegister(s.catalogs.Collector())
 	}

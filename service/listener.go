@@ -8,51 +8,70 @@ import (
 	"go.uber.org/zap"
 )
 
-// perSourceListener closes a new TCP connection at once when its source already holds
-// max open ones, so one client cannot take every slot of tcp_backlog.
-type perSourceListener struct {
+// strangerTCPSlots is the share of tcp_backlog that sources in neither allow list may hold
+// together: a tenth, at least one. They are only ever refused, and a refused connection is
+// closed after its first reply, so a slowloris from many strangers cannot lock the allowed
+// sources out (README, Security).
+func strangerTCPSlots(backlog int) int { return max(1, backlog/10) }
+
+// sourceListener closes a new TCP connection at once when its source already holds
+// perSource open ones, or when it is a stranger (known says no) and strangers hold
+// strangers connections already.
+type sourceListener struct {
 	net.Listener
-	max int
-	log *zap.Logger
+	perSource int // 0: no per-source limit
+	strangers int
+	known     func(netip.Addr) bool
+	log       *zap.Logger
 
-	mu   sync.Mutex
-	open map[netip.Addr]int
+	mu            sync.Mutex
+	open          map[netip.Addr]int
+	strangersOpen int
 }
 
-func limitPerSource(ln net.Listener, max int, log *zap.Logger) net.Listener {
-	if max <= 0 {
-		return ln
-	}
-	return &perSourceListener{Listener: ln, max: max, log: log, open: map[netip.Addr]int{}}
+func limitSources(ln net.Listener, perSource, strangers int, known func(netip.Addr) bool, log *zap.Logger) net.Listener {
+	return &sourceListener{Listener: ln, perSource: perSource, strangers: strangers, known: known, log: log,
+		open: map[netip.Addr]int{}}
 }
 
-func (l *perSourceListener) Accept() (net.Conn, error) {
+func (l *sourceListener) Accept() (net.Conn, error) {
 	for {
 		conn, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
 		source := netip.MustParseAddrPort(conn.RemoteAddr().String()).Addr().Unmap()
+		stranger := !l.known(source)
 		l.mu.Lock()
-		full := l.open[source] >= l.max
+		full := l.perSource > 0 && l.open[source] >= l.perSource
+		if stranger && l.strangersOpen >= l.strangers {
+			full = true
+		}
 		if !full {
 			l.open[source]++
+			if stranger {
+				l.strangersOpen++
+			}
 		}
 		l.mu.Unlock()
 		if full {
-			l.log.Debug("TCP connection refused: too many from this source", zap.Stringer("source", source))
+			l.log.Debug("TCP connection closed at once: too many from this source, or from sources not allowed",
+				zap.Stringer("source", source), zap.Bool("allowed", !stranger))
 			conn.Close()
 			continue
 		}
-		return &countedConn{Conn: conn, release: func() { l.release(source) }}, nil
+		return &countedConn{Conn: conn, release: func() { l.release(source, stranger) }}, nil
 	}
 }
 
-func (l *perSourceListener) release(source netip.Addr) {
+func (l *sourceListener) release(source netip.Addr, stranger bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.open[source]--; l.open[source] <= 0 {
 		delete(l.open, source)
+	}
+	if stranger {
+		l.strangersOpen--
 	}
 }
 

@@ -173,13 +173,14 @@ func NewHandler(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, 
 	}
 	return middleware.Chain(h,
 		middleware.Metadata(time.Now),
-		middleware.Logging(log.Named("request"), time.Now),
+		middleware.Logging(log.Named("request"), refusalLogInterval, time.Now),
 		middleware.Metrics(),
 		middleware.Recover(log),
 		middleware.RateLimit(cfg.RateLimits, log.Named("ratelimit"), refusalLogInterval, time.Now),
 		middleware.Validate(),
 		middleware.TSIG(cfg.RequireTSIG, tsigAlgorithms(cfg.TSIGKeys), time.Now),
 		middleware.Allow(allow, log.Named("acl"), refusalLogInterval, time.Now),
+		middleware.Busy(map[string]int{middleware.KindCommand: maxCommandsServing, middleware.KindQuery: maxQueriesServing}),
 	)
 }
 
@@ -308,7 +309,7 @@ func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 			closeAll()
 			return nil, fmt.Errorf("listen %s/udp: %w", addr, err)
 		}
-		servers = append(servers, s.server(&dns.Server{PacketConn: pc, Handler: base}, false))
+		servers = append(servers, s.udpServer(pc.(*net.UDPConn), base))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			closeAll()
@@ -316,8 +317,8 @@ func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 		}
 		// tcp_backlog: at most this many TCP connections are served at once; more wait in
 		// the kernel's accept queue.
-		ln = netutil.LimitListener(limitPerSource(ln, s.cfg.MaxTCPPerSource, s.log), s.cfg.TCPBacklog)
-		servers = append(servers, s.server(&dns.Server{Listener: ln, Handler: base}, true))
+		ln = netutil.LimitListener(limitSources(ln, s.cfg.MaxTCPPerSource, strangerTCPSlots(s.cfg.TCPBacklog), s.allow.Known, s.log), s.cfg.TCPBacklog)
+		servers = append(servers, s.server(&dns.Server{Listener: ln, Handler: base}, nil))
 	}
 	return servers, nil
 }
@@ -342,7 +343,14 @@ func tsigAlgorithms(keys []*config.TSIGKey) map[string]string {
 	return algorithms
 }
 
-func (s *Service) server(srv *dns.Server, tcp bool) *dns.Server {
+// udpServer serves h on pc behind a request gate (udpgate.go).
+func (s *Service) udpServer(pc *net.UDPConn, h dns.Handler) *dns.Server {
+	gate := newUDPGate(pc, s.allow.Known)
+	return s.server(&dns.Server{PacketConn: pc, Handler: gatedHandler{h, gate}, DecorateReader: gate.Decorate}, gate)
+}
+
+// server sets up srv; gate is the UDP server's request gate, nil for TCP.
+func (s *Service) server(srv *dns.Server, gate *udpGate) *dns.Server {
 	srv.MsgAcceptFunc = middleware.AcceptRequests
 	if len(s.cfg.TSIGKeys) > 0 {
 		srv.TsigSecret = map[string]string{}
@@ -350,7 +358,7 @@ func (s *Service) server(srv *dns.Server, tcp bool) *dns.Server {
 			srv.TsigSecret[k.Name] = k.Secret
 		}
 	}
-	if tcp {
+	if gate == nil {
 		// tcp_recv_timeout bounds both the wait for a request and the idle time between
 		// pipelined requests, so a silent client cannot hold a connection slot.
 		srv.ReadTimeout = s.cfg.TCPRecvTimeout
@@ -360,5 +368,32 @@ func (s *Service) server(srv *dns.Server, tcp bool) *dns.Server {
 		middleware.CountMalformed()
 		s.log.Debug("malformed message", zap.Int("bytes", len(m)), zap.Error(err))
 	}
+	if gate != nil {
+		// Every datagram the gate hands out ends in exactly one of: the handler, the
+		// invalid-message hook, an accept verdict other than accept. Each gives its slot back.
+		invalid := srv.MsgInvalidFunc
+		srv.MsgInvalidFunc = func(m []byte, err error) {
+			defer gate.release()
+			invalid(m, err)
+		}
+		srv.MsgAcceptFunc = func(dh dns.Header) dns.MsgAcceptAction {
+			action := middleware.AcceptRequests(dh)
+			if action != dns.MsgAccept {
+				gate.release()
+			}
+			return action
+		}
+	}
 	return srv
+}
+
+// gatedHandler gives the gate's slot back once the request is served.
+type gatedHandler struct {
+	dns.Handler
+	gate *udpGate
+}
+
+func (h gatedHandler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	defer h.gate.release()
+	h.Handler.ServeDNS(w, r)
 }
