@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dnsagent/dnsagent/logsample"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 )
@@ -101,7 +102,7 @@ func (l *AllowLists) Known(addr netip.Addr) bool {
 // Designate does. Other opcodes pass through: the handler refuses them. A refused TCP
 // connection is closed after the reply, so it does not hold a connection slot.
 func Allow(lists *AllowLists, log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
-	sample := newSampler[netip.Addr](interval, now)
+	sample := logsample.New[netip.Addr](interval, now)
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			source := RequestFrom(ctx).Source.Addr()
@@ -123,7 +124,7 @@ func Allow(lists *AllowLists, log *zap.Logger, interval time.Duration, now func(
 				if RequestFrom(ctx).Transport == "tcp" {
 					w.Close() //nolint:errcheck // the reply is written; the server stops reading
 				}
-				if n, ok := sample.due(source); ok {
+				if n, ok := sample.Due(source); ok {
 					log.Warn("refused: source not in the allow list", zap.Stringer("source", source),
 						zap.String("opcode", OpcodeName(r.Opcode)), zap.Int("refused_since_last_line", n))
 				}

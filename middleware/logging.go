@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dnsagent/dnsagent/logsample"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -17,7 +18,7 @@ import (
 // rcode, reason) per interval, counting the failures since the last line, so a flood of
 // failing CREATEs makes a few lines, not one per request.
 func Logging(log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
-	sample := newSampler[failureKind](interval, now)
+	sample := logsample.New[failureKind](interval, now)
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			rcode, err := next.ServeDNS(ctx, w, r)
@@ -42,7 +43,7 @@ func Logging(log *zap.Logger, interval time.Duration, now func() time.Time) Midd
 				if refused != nil {
 					kind.reason = refused.Reason
 				}
-				n, due := sample.due(kind)
+				n, due := sample.Due(kind)
 				if !due {
 					return rcode, err
 				}

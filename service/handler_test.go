@@ -262,9 +262,10 @@ func TestTwoQuestionsFormerrEchoesOpcode(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := middleware.Server{Base: context.Background(), Handler: NewHandler(cfg, zones, allow, zap.NewNop())}
-	srv := s.udpServer(pc.(*net.UDPConn), base)
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
+	for _, srv := range s.udpServers(pc.(*net.UDPConn), base) {
+		go srv.ActivateAndServe()
+		t.Cleanup(func() { srv.Shutdown() })
+	}
 
 	const soa, create = exampleQuestion + "00060001", exampleQuestion + "ff02ff00"
 	for _, tt := range []struct{ name, request, reply string }{

@@ -309,7 +309,7 @@ func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 			closeAll()
 			return nil, fmt.Errorf("listen %s/udp: %w", addr, err)
 		}
-		servers = append(servers, s.udpServer(pc.(*net.UDPConn), base))
+		servers = append(servers, s.udpServers(pc.(*net.UDPConn), base)...)
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			closeAll()
@@ -343,14 +343,20 @@ func tsigAlgorithms(keys []*config.TSIGKey) map[string]string {
 	return algorithms
 }
 
-// udpServer serves h on pc behind a request gate (udpgate.go).
-func (s *Service) udpServer(pc *net.UDPConn, h dns.Handler) *dns.Server {
+// udpServers serve h on pc behind a request gate (udpgate.go): one server for the
+// allowed sources, one for the others.
+func (s *Service) udpServers(pc *net.UDPConn, h dns.Handler) []*dns.Server {
 	gate := newUDPGate(pc, s.allow.Known)
-	return s.server(&dns.Server{PacketConn: pc, Handler: gatedHandler{h, gate}, DecorateReader: gate.Decorate}, gate)
+	var servers []*dns.Server
+	for _, lane := range gate.lanes {
+		srv := &dns.Server{PacketConn: pc, Handler: gatedHandler{h, lane}, DecorateReader: lane.Decorate}
+		servers = append(servers, s.server(srv, lane))
+	}
+	return servers
 }
 
-// server sets up srv; gate is the UDP server's request gate, nil for TCP.
-func (s *Service) server(srv *dns.Server, gate *udpGate) *dns.Server {
+// server sets up srv; lane is a UDP server's lane of its request gate, nil for TCP.
+func (s *Service) server(srv *dns.Server, lane *gateLane) *dns.Server {
 	srv.MsgAcceptFunc = middleware.AcceptRequests
 	if len(s.cfg.TSIGKeys) > 0 {
 		srv.TsigSecret = map[string]string{}
@@ -358,31 +364,18 @@ func (s *Service) server(srv *dns.Server, gate *udpGate) *dns.Server {
 			srv.TsigSecret[k.Name] = k.Secret
 		}
 	}
-	if gate == nil {
+	if lane == nil {
 		// tcp_recv_timeout bounds both the wait for a request and the idle time between
 		// pipelined requests, so a silent client cannot hold a connection slot.
 		srv.ReadTimeout = s.cfg.TCPRecvTimeout
 		srv.IdleTimeout = func() time.Duration { return s.cfg.TCPRecvTimeout }
 	}
 	srv.MsgInvalidFunc = func(m []byte, err error) {
+		if lane != nil {
+			defer lane.release() // the datagram ends here: no handler runs
+		}
 		middleware.CountMalformed()
 		s.log.Debug("malformed message", zap.Int("bytes", len(m)), zap.Error(err))
-	}
-	if gate != nil {
-		// Every datagram the gate hands out ends in exactly one of: the handler, the
-		// invalid-message hook, an accept verdict other than accept. Each gives its slot back.
-		invalid := srv.MsgInvalidFunc
-		srv.MsgInvalidFunc = func(m []byte, err error) {
-			defer gate.release()
-			invalid(m, err)
-		}
-		srv.MsgAcceptFunc = func(dh dns.Header) dns.MsgAcceptAction {
-			action := middleware.AcceptRequests(dh)
-			if action != dns.MsgAccept {
-				gate.release()
-			}
-			return action
-		}
 	}
 	return srv
 }
@@ -390,10 +383,10 @@ func (s *Service) server(srv *dns.Server, gate *udpGate) *dns.Server {
 // gatedHandler gives the gate's slot back once the request is served.
 type gatedHandler struct {
 	dns.Handler
-	gate *udpGate
+	lane *gateLane
 }
 
 func (h gatedHandler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	defer h.gate.release()
+	defer h.lane.release()
 	h.Handler.ServeDNS(w, r)
 }

@@ -1,9 +1,10 @@
 package service
 
 import (
-	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,15 +15,18 @@ import (
 // UDP request path bounds (README, Security). miekg/dns starts one goroutine per datagram
 // it reads and nothing caps them: under a flood they pile up faster than they end (issue
 // 14: 211k goroutines, 2.9 GB in 60 s). The gate reads the socket itself, queues what it
-// read, and hands miekg a datagram only when fewer than udpSlots are being served.
+// read, and hands a server a datagram only while it serves fewer than its slots.
 const (
-	udpSlots        = 128  // datagrams served at once (goroutines); slow kinds are capped lower (middleware.Busy)
-	udpQueueAllowed = 1024 // queued datagrams from sources in allow_notify or allow_query
-	udpQueueOthers  = 256  // queued datagrams from everyone else; served after the allowed ones
+	udpSlotsAllowed = 128              // datagrams from allowed sources served at once (goroutines); slow kinds are capped lower (middleware.Busy)
+	udpSlotsOthers  = 2                // datagrams from other sources served at once: they are only ever refused
+	udpPaceOthers   = time.Millisecond // and at most one per this: a flood of them must not take the CPU the reads need
+	udpQueueAllowed = 1024             // queued datagrams from sources in allow_notify or allow_query
+	udpQueueOthers  = 256              // queued datagrams from everyone else
 	udpMaxDatagram  = 65535
+	udpSocketBuffer = 4 << 20
 
 	// Slow kinds served at once, over UDP and TCP together (middleware.Busy): below
-	// udpSlots, so a flood of them leaves slots to NOTIFYs.
+	// udpSlotsAllowed, so a flood of them leaves slots to NOTIFYs.
 	maxCommandsServing = 64
 	maxQueriesServing  = 32
 )
@@ -32,39 +36,48 @@ var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Datagrams dropped unread because the request queue was full, by queue (allowed, others).",
 }, []string{"queue"})
 
-// udpGate sits between a UDP socket and miekg/dns's server loop (as its DecorateReader):
-// one goroutine reads the socket into two bounded queues, one for allowed sources and one
-// for the others, and the server loop takes datagrams off them, allowed ones first, only
-// while a slot is free. A slot is given back when the request is answered or dropped
-// (release). Within a queue no source may hold more than a quarter of it, so one flooding
-// source leaves room for the others. A full queue drops the datagram: a flood costs a
-// bounded queue, never goroutines.
+// udpGate sits between a UDP socket and two miekg/dns servers on it (as their
+// DecorateReader): one goroutine reads the socket into two bounded queues, one for
+// sources in an allow list and one for the others, and each server takes datagrams off
+// its own queue only while it serves fewer than its lane's slots. A slot is given back
+// when the request is answered or dropped (release). So strangers never hold the slots
+// of the allowed sources, nor more than a few goroutines. Within a queue no source may
+// hold more than a quarter of it, so one flooding source leaves room for the others. A
+// full queue drops the datagram: a flood costs a bounded queue, never goroutines.
 type udpGate struct {
 	conn    *net.UDPConn
 	allowed func(netip.Addr) bool
-	slots   chan struct{}
 	start   sync.Once
-	wake    chan struct{} // a datagram was queued
 	done    chan struct{} // the reader stopped: err says why
 	err     error
+	lanes   [2]*gateLane // allowed sources, others
+}
 
-	mu     sync.Mutex
-	queues [2]queue // allowed sources, others
+// gateLane is one queue of the gate and the slots of the server that serves it.
+type gateLane struct {
+	gate   *udpGate
+	slots  chan struct{}
+	wake   chan struct{} // a datagram was queued
+	pace   time.Duration // at least this long between two datagrams taken
+	nextAt time.Time     // when the next may be taken (pace); only the server loop reads it
+
+	mu sync.Mutex
+	q  queue
 }
 
 func newUDPGate(conn *net.UDPConn, allowed func(netip.Addr) bool) *udpGate {
-	g := &udpGate{conn: conn, allowed: allowed, slots: make(chan struct{}, udpSlots),
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
-	g.queues[0] = newQueue(udpQueueAllowed, "allowed")
-	g.queues[1] = newQueue(udpQueueOthers, "others")
+	// A larger socket buffer rides out the moments the reader does not run (the kernel
+	// caps it at net.core.rmem_max); best effort.
+	conn.SetReadBuffer(udpSocketBuffer) //nolint:errcheck
+	g := &udpGate{conn: conn, allowed: allowed, done: make(chan struct{})}
+	lane := func(slots, size int, pace time.Duration, name string) *gateLane {
+		return &gateLane{gate: g, slots: make(chan struct{}, slots), wake: make(chan struct{}, 1), pace: pace,
+			q: newQueue(size, name)}
+	}
+	g.lanes = [2]*gateLane{lane(udpSlotsAllowed, udpQueueAllowed, 0, "allowed"),
+		lane(udpSlotsOthers, udpQueueOthers, udpPaceOthers, "others")}
 	return g
 }
-
-// Decorate is the server's DecorateReader.
-func (g *udpGate) Decorate(r dns.Reader) dns.Reader { return gateReader{Reader: r, g: g} }
-
-// release gives back the slot of a datagram the server loop took.
-func (g *udpGate) release() { <-g.slots }
 
 // read fills the queues until the socket fails (it is closed at shutdown).
 func (g *udpGate) read() {
@@ -72,67 +85,83 @@ func (g *udpGate) read() {
 	for {
 		n, session, err := dns.ReadFromSessionUDP(g.conn, buf)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && !ne.Timeout() && ne.Temporary() { //nolint:staticcheck // ECONNREFUSED and the like
-				continue
-			}
-			g.err = err
+			// Wrapped: not a net.Error, so the servers stop instead of retrying (a read
+			// deadline in the past, which is how a server shuts down, is "temporary").
+			g.err = fmt.Errorf("reading the UDP socket: %w", err)
 			close(g.done)
 			return
 		}
 		// Shorter than a header: the server would only drop it. QR set: a response, never
-		// answered (reflection loops); middleware.AcceptRequests ignores them too.
+		// answered (reflection loops), as middleware.AcceptRequests says; it is the only
+		// verdict but accept that function gives, so every datagram a server takes reaches
+		// its handler or its invalid-message hook, and gives its slot back there.
 		if n < 12 || buf[2]&0x80 != 0 {
 			continue
 		}
 		source := session.RemoteAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-		lane := 1
+		l := g.lanes[1]
 		if g.allowed(source) {
-			lane = 0
+			l = g.lanes[0]
 		}
-		g.mu.Lock()
-		queued := g.queues[lane].push(datagram{msg: append([]byte(nil), buf[:n]...), session: session, source: source})
-		g.mu.Unlock()
+		l.mu.Lock()
+		queued := l.q.room(source)
+		if queued { // copied only when queued: a dropped datagram costs the read alone
+			l.q.push(datagram{msg: append([]byte(nil), buf[:n]...), session: session, source: source})
+		}
+		l.mu.Unlock()
 		if !queued {
-			g.queues[lane].dropped.Inc()
+			l.q.dropped.Inc()
 			continue
 		}
 		select {
-		case g.wake <- struct{}{}:
+		case l.wake <- struct{}{}:
 		default:
 		}
 	}
 }
 
-// next takes a slot, then the first datagram queued, allowed sources first.
-func (g *udpGate) next(timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
+// Decorate is the lane's server's DecorateReader.
+func (l *gateLane) Decorate(r dns.Reader) dns.Reader { return gateReader{Reader: r, lane: l} }
+
+// release gives back the slot of a datagram the server took.
+func (l *gateLane) release() { <-l.slots }
+
+// next takes a slot, then the lane's first datagram.
+func (l *gateLane) next(timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
+	g := l.gate
 	g.start.Do(func() { go g.read() }) // after the server set its socket options
 	expired := time.NewTimer(timeout)
 	defer expired.Stop()
 	select {
-	case g.slots <- struct{}{}:
+	case l.slots <- struct{}{}:
 	case <-g.done:
 		return nil, nil, g.err
 	case <-expired.C:
 		return nil, nil, errGateTimeout
 	}
-	for {
-		g.mu.Lock()
-		d, ok := g.queues[0].pop()
-		if !ok {
-			d, ok = g.queues[1].pop()
+	if wait := time.Until(l.nextAt); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-g.done:
+			l.release()
+			return nil, nil, g.err
 		}
-		g.mu.Unlock()
+	}
+	for {
+		l.mu.Lock()
+		d, ok := l.q.pop()
+		l.mu.Unlock()
 		if ok {
+			l.nextAt = time.Now().Add(l.pace)
 			return d.msg, d.session, nil
 		}
 		select {
-		case <-g.wake:
+		case <-l.wake:
 		case <-g.done:
-			g.release()
+			l.release()
 			return nil, nil, g.err
 		case <-expired.C:
-			g.release()
+			l.release()
 			return nil, nil, errGateTimeout
 		}
 	}
@@ -141,11 +170,11 @@ func (g *udpGate) next(timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
 // gateReader hands the server datagrams from the gate; TCP reads stay the server's own.
 type gateReader struct {
 	dns.Reader
-	g *udpGate
+	lane *gateLane
 }
 
 func (r gateReader) ReadUDP(_ *net.UDPConn, timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
-	return r.g.next(timeout)
+	return r.lane.next(timeout)
 }
 
 // errGateTimeout tells the server loop that nothing came within its read timeout, so it
@@ -164,40 +193,53 @@ type datagram struct {
 	source  netip.Addr
 }
 
-// queue is a fixed-size FIFO of datagrams with a count per source.
+// queue holds up to size datagrams, served one source at a time in turn, so a source
+// that floods waits behind its own datagrams, not the others behind its. No source may
+// hold more than a quarter of the queue.
 type queue struct {
-	ring      []datagram
-	head, n   int
-	perSource map[netip.Addr]int
-	dropped   prometheus.Counter
+	size, n  int
+	bySource map[netip.Addr][]datagram
+	turn     []netip.Addr // the sources with datagrams queued, in the order they are served
+	next     int          // index in turn of the source served next
+	dropped  prometheus.Counter
 }
 
 func newQueue(size int, name string) queue {
-	return queue{ring: make([]datagram, size), perSource: map[netip.Addr]int{},
-		dropped: udpDroppedTotal.WithLabelValues(name)}
+	return queue{size: size, bySource: map[netip.Addr][]datagram{}, dropped: udpDroppedTotal.WithLabelValues(name)}
 }
 
-// push queues d unless the queue is full or d's source holds a quarter of it already.
-func (q *queue) push(d datagram) bool {
-	if q.n == len(q.ring) || q.perSource[d.source] >= len(q.ring)/4 {
-		return false
+// room tells whether a datagram from source may be queued.
+func (q *queue) room(source netip.Addr) bool {
+	return q.n < q.size && len(q.bySource[source]) < q.size/4
+}
+
+// push queues d; room(d.source) must have said yes.
+func (q *queue) push(d datagram) {
+	if len(q.bySource[d.source]) == 0 {
+		q.turn = append(q.turn, d.source)
 	}
-	q.ring[(q.head+q.n)%len(q.ring)] = d
+	q.bySource[d.source] = append(q.bySource[d.source], d)
 	q.n++
-	q.perSource[d.source]++
-	return true
 }
 
+// pop takes the first datagram of the source whose turn it is.
 func (q *queue) pop() (datagram, bool) {
 	if q.n == 0 {
 		return datagram{}, false
 	}
-	d := q.ring[q.head]
-	q.ring[q.head] = datagram{}
-	q.head = (q.head + 1) % len(q.ring)
+	i := q.next % len(q.turn)
+	source := q.turn[i]
+	list := q.bySource[source]
+	d := list[0]
+	list[0] = datagram{}
 	q.n--
-	if q.perSource[d.source]--; q.perSource[d.source] == 0 {
-		delete(q.perSource, d.source)
+	if len(list) == 1 {
+		delete(q.bySource, source)
+		q.turn = slices.Delete(q.turn, i, i+1)
+		q.next = i // the next source moved into this index
+	} else {
+		q.bySource[source] = list[1:]
+		q.next = i + 1
 	}
 	return d, true
 }

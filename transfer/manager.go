@@ -18,6 +18,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/zonediff"
 	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/logsample"
 	"go.uber.org/zap"
 )
 
@@ -102,6 +103,10 @@ type Manager struct {
 	wg       sync.WaitGroup
 	workers  chan struct{}
 
+	// failedCreates samples the lines about CREATEs whose check failed: a flood of
+	// CREATEs for zones no master serves must make a few lines, not one each.
+	failedCreates *logsample.Sampler[bool]
+
 	mu         sync.Mutex
 	closed     bool
 	zones      map[string]*zone
@@ -165,6 +170,8 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		masters:  map[netip.AddrPort]*masterHealth{},
 		pacers:   map[netip.AddrPort]*pacer{},
 		wake:     make(chan struct{}, 1),
+
+		failedCreates: logsample.New[bool](failureLogInterval, time.Now),
 	}
 	m.wg.Add(1)
 	go m.dispatch()

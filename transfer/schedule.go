@@ -17,6 +17,8 @@ const (
 	defaultRetry   = 10 * time.Minute
 	defaultExpire  = 7 * 24 * time.Hour
 	minRefresh     = 30 * time.Second // a zone with refresh 0 must not turn into a busy loop
+
+	failureLogInterval = 10 * time.Second // failed CREATEs: one log line per interval
 )
 
 // soaTimes is what the scheduler keeps of a master's SOA: 16 bytes, not a whole dns.SOA
@@ -138,6 +140,13 @@ func (m *Manager) logFailure(ctx context.Context, z *zone, o outcome) {
 	next, failures := z.sched.next, z.sched.failures
 	m.mu.Unlock()
 	fields := []zap.Field{zap.String("zone", z.name), zap.Error(o.err)}
+	if o.gone { // a CREATE that failed: one line per interval, with the count
+		n, due := m.failedCreates.Due(true)
+		if !due {
+			return
+		}
+		fields = append(fields, zap.Int("failed_creates_since_last_line", n))
+	}
 	if !next.IsZero() {
 		fields = append(fields, zap.Int("failures", failures), zap.Duration("retry_in", next.Sub(m.now()).Round(time.Millisecond)))
 	}

@@ -75,6 +75,9 @@ func RunMain(m *testing.M) {
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
+	if flooder.bin != "" {
+		os.RemoveAll(filepath.Dir(flooder.bin))
+	}
 	os.Exit(code)
 }
 
