@@ -41,7 +41,7 @@ func Logging(log *zap.Logger, interval time.Duration, now func() time.Time) Midd
 			if level == zapcore.WarnLevel {
 				kind := failureKind{opcode: r.Opcode, rcode: rcode}
 				if refused != nil {
-					kind.reason = refused.Reason
+					kind.reason, kind.detail = refused.Reason, refused.Detail
 				}
 				n, due := sample.Due(kind)
 				if !due {
@@ -78,8 +78,8 @@ func Logging(log *zap.Logger, interval time.Duration, now func() time.Time) Midd
 
 // failureKind is what the log samples failures by.
 type failureKind struct {
-	opcode, rcode int
-	reason        string
+	opcode, rcode  int
+	reason, detail string
 }
 
 // OpcodeCC is Designate's private opcode for CREATE/DELETE commands.

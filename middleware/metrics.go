@@ -35,6 +35,7 @@ func CountMalformed() { malformedTotal.Inc() }
 // RefusedError says why a request was refused, for the log and the refused_total metric.
 type RefusedError struct {
 	Reason string
+	Detail string // a finer kind within the reason, for log sampling (the TSIG error)
 	Err    error
 }
 

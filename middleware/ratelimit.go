@@ -14,7 +14,7 @@ import (
 
 var rateLimitedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "dnsagent", Name: "rate_limited_total",
-	Help: "Requests dropped by the per-source rate limit, by kind (notify, command, query).",
+	Help: "Requests dropped by the per-source rate limit, by kind (notify, command, query; udp: the listener's own limit on datagrams).",
 }, []string{"kind"})
 
 // maxTrackedSources bounds the limiter's memory under a spoofed-source flood: when full,
@@ -25,17 +25,35 @@ const maxTrackedSources = 100_000
 // worth), silently: answering a flood, even with REFUSED, would make the agent an amplifier.
 // Each limited source is logged once per interval, not once per packet.
 func RateLimit(rates map[string]float64, log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
-	l := &limiter{rates: rates, buckets: map[bucketKey]*bucket{}, log: log, interval: interval, now: now}
+	l := NewLimiter(rates, log, interval, now)
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-			kind := Kind(r)
-			if rate := rates[kind]; rate > 0 && !l.allow(RequestFrom(ctx).Source.Addr(), kind, rate) {
-				rateLimitedTotal.WithLabelValues(kind).Inc()
+			if !l.Allow(RequestFrom(ctx).Source.Addr(), Kind(r)) {
 				return dns.RcodeRefused, &RefusedError{Reason: "rate_limit", Err: errRateLimited}
 			}
 			return next.ServeDNS(ctx, w, r)
 		})
 	}
+}
+
+// Limiter drops what a source sends of a kind beyond that kind's rate per second (burst:
+// one second's worth), counting the drops and logging each limited source once per
+// interval. RateLimit uses one per kind of request; the UDP listener one on datagrams.
+type Limiter = limiter
+
+// NewLimiter limits each kind to its rate; a kind without a rate is not limited.
+func NewLimiter(rates map[string]float64, log *zap.Logger, interval time.Duration, now func() time.Time) *Limiter {
+	return &limiter{rates: rates, buckets: map[bucketKey]*bucket{}, log: log, interval: interval, now: now}
+}
+
+// Allow tells whether source may send one more of kind now.
+func (l *Limiter) Allow(source netip.Addr, kind string) bool {
+	rate := l.rates[kind]
+	if rate <= 0 || l.allow(source, kind, rate) {
+		return true
+	}
+	rateLimitedTotal.WithLabelValues(kind).Inc()
+	return false
 }
 
 var errRateLimited = errors.New("dropped: over the rate limit")

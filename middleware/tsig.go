@@ -17,6 +17,9 @@ const (
 	KindNotify  = "notify"  // NOTIFY
 	KindCommand = "command" // opcode-14 CREATE/DELETE
 	KindQuery   = "query"   // relayed queries
+
+	// KindUDP is every datagram, for the UDP listener's own per-source limit.
+	KindUDP = "udp"
 )
 
 // Kind names the kind of a request, or "" for opcodes the agent does not serve.
@@ -92,7 +95,7 @@ func tsigError(w dns.ResponseWriter, r *dns.Msg, t *dns.TSIG, code uint16, now f
 	if err := w.WriteMsg(reply); err != nil {
 		return dns.RcodeNotAuth, errors.Join(why, err)
 	}
-	return dns.RcodeNotAuth, &RefusedError{Reason: "tsig", Err: why}
+	return dns.RcodeNotAuth, &RefusedError{Reason: "tsig", Detail: dns.RcodeToString[int(code)], Err: why}
 }
 
 // signingWriter signs every reply with the key that signed the request.

@@ -346,7 +346,8 @@ func tsigAlgorithms(keys []*config.TSIGKey) map[string]string {
 // udpServers serve h on pc behind a request gate (udpgate.go): one server for the
 // allowed sources, one for the others.
 func (s *Service) udpServers(pc *net.UDPConn, h dns.Handler) []*dns.Server {
-	gate := newUDPGate(pc, s.allow.Known)
+	limit := middleware.NewLimiter(map[string]float64{middleware.KindUDP: udpSourceRate}, s.log.Named("udp"), refusalLogInterval, time.Now)
+	gate := newUDPGate(pc, s.allow.Known, limit)
 	var servers []*dns.Server
 	for _, lane := range gate.lanes {
 		srv := &dns.Server{PacketConn: pc, Handler: gatedHandler{h, lane}, DecorateReader: lane.Decorate}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,9 +18,10 @@ import (
 // 14: 211k goroutines, 2.9 GB in 60 s). The gate reads the socket itself, queues what it
 // read, and hands a server a datagram only while it serves fewer than its slots.
 const (
-	udpSlotsAllowed = 128              // datagrams from allowed sources served at once (goroutines); slow kinds are capped lower (middleware.Busy)
+	udpSlotsAllowed = 32               // datagrams from allowed sources served at once (goroutines); slow kinds are capped lower (middleware.Busy)
 	udpSlotsOthers  = 2                // datagrams from other sources served at once: they are only ever refused
 	udpPaceOthers   = time.Millisecond // and at most one per this: a flood of them must not take the CPU the reads need
+	udpSourceRate   = 5000             // datagrams per second one allowed source may send (burst: a second's worth); more are dropped unread
 	udpQueueAllowed = 1024             // queued datagrams from sources in allow_notify or allow_query
 	udpQueueOthers  = 256              // queued datagrams from everyone else
 	udpMaxDatagram  = 65535
@@ -27,8 +29,8 @@ const (
 
 	// Slow kinds served at once, over UDP and TCP together (middleware.Busy): below
 	// udpSlotsAllowed, so a flood of them leaves slots to NOTIFYs.
-	maxCommandsServing = 64
-	maxQueriesServing  = 32
+	maxCommandsServing = 16
+	maxQueriesServing  = 8
 )
 
 var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -47,6 +49,7 @@ var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 type udpGate struct {
 	conn    *net.UDPConn
 	allowed func(netip.Addr) bool
+	limit   *middleware.Limiter // udpSourceRate on allowed sources
 	start   sync.Once
 	done    chan struct{} // the reader stopped: err says why
 	err     error
@@ -65,11 +68,11 @@ type gateLane struct {
 	q  queue
 }
 
-func newUDPGate(conn *net.UDPConn, allowed func(netip.Addr) bool) *udpGate {
+func newUDPGate(conn *net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter) *udpGate {
 	// A larger socket buffer rides out the moments the reader does not run (the kernel
 	// caps it at net.core.rmem_max); best effort.
 	conn.SetReadBuffer(udpSocketBuffer) //nolint:errcheck
-	g := &udpGate{conn: conn, allowed: allowed, done: make(chan struct{})}
+	g := &udpGate{conn: conn, allowed: allowed, limit: limit, done: make(chan struct{})}
 	lane := func(slots, size int, pace time.Duration, name string) *gateLane {
 		return &gateLane{gate: g, slots: make(chan struct{}, slots), wake: make(chan struct{}, 1), pace: pace,
 			q: newQueue(size, name)}
@@ -101,6 +104,11 @@ func (g *udpGate) read() {
 		source := session.RemoteAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
 		l := g.lanes[1]
 		if g.allowed(source) {
+			// An allowed source that floods is cut to a rate no deployment reaches, so the
+			// CPU its requests take stays bounded and this loop keeps reading.
+			if !g.limit.Allow(source, middleware.KindUDP) {
+				continue
+			}
 			l = g.lanes[0]
 		}
 		l.mu.Lock()
