@@ -5,8 +5,11 @@ package tests
 
 import (
 	"context"
+	"net"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,8 +133,8 @@ func TestEDNSChecks(t *testing.T) {
 			}
 			o := r.IsEdns0()
 			if r.Rcode != tc.rcode || (o != nil) != tc.wantOPT {
-				t.Errorf("%s over %s: rcode %s, OPT %v; want %s, OPT %v", tc.name, network,
-					dns.RcodeToString[r.Rcode], o != nil, dns.RcodeToString[tc.rcode], tc.wantOPT)
+				t.Errorf("%s over %s: rcode %d, OPT %v; want %d (%s), OPT %v", tc.name, network,
+					r.Rcode, o != nil, tc.rcode, tc.name, tc.wantOPT)
 				continue
 			}
 			if o != nil && o.Version() != 0 {
@@ -141,5 +144,74 @@ func TestEDNSChecks(t *testing.T) {
 				t.Errorf("%s over %s: AA %v", tc.name, network, r.Authoritative)
 			}
 		}
+	}
+}
+
+// Acceptance 2: a slowloris from 200 loopback addresses outside allow_notify, each
+// renewing its connection as soon as the agent drops it and sending half a length prefix
+// on it, while 127.0.0.1 sends a NOTIFY over TCP every 100 ms: every one is answered.
+// Strangers hold at most a tenth of tcp_backlog, so the allowed source always gets a slot.
+func TestSecuritySlowloris(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test: skipped with -short")
+	}
+	harness.Require(t, "named", "rndc")
+	z := harness.NewZone(zone, 2024100101, 5)
+	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+	a := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", TCPRecvTimeout: "2"})
+	create(t, a, 0x3001)
+	if t.Failed() {
+		t.FailNow()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var opened atomic.Int64
+	for i := range 200 {
+		src := &net.TCPAddr{IP: net.IPv4(127, 0, 1+byte(i/250), 2+byte(i%250))}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{LocalAddr: src, Timeout: time.Second}
+			for ctx.Err() == nil {
+				c, err := d.DialContext(ctx, "tcp", a.Addr())
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				opened.Add(1)
+				c.Write([]byte{0}) // half a length prefix, then nothing
+				c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				c.Read(make([]byte, 1)) // until the agent closes it
+				c.Close()
+			}
+		}()
+	}
+	answered, sent := 0, 0
+	var worst time.Duration
+	for i := 0; ctx.Err() == nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+		req := harness.NotifyMsg(uint16(0x6000+i), zone, false)
+		t0 := time.Now()
+		r, err := harness.ExchangeTCPFrom("127.0.0.1", a.Addr(), req, 2*time.Second)
+		sent++
+		if err != nil {
+			t.Errorf("TCP NOTIFY %d from the allowed source: %v", i, err)
+			continue
+		}
+		if string(r) != string(harness.Reply(req, 0xa400)) {
+			t.Errorf("TCP NOTIFY %d: %s", i, harness.DescribeReply(r))
+			continue
+		}
+		answered++
+		worst = max(worst, time.Since(t0))
+	}
+	cancel()
+	wg.Wait()
+	a.CheckAlive(t)
+	t.Logf("slowloris: %d connections opened by 200 sources in 5 s; allowed TCP NOTIFYs: %d of %d answered, worst %v",
+		opened.Load(), answered, sent, worst)
+	if opened.Load() < 400 {
+		t.Errorf("test setup: only %d slowloris connections opened", opened.Load())
 	}
 }

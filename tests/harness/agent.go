@@ -75,9 +75,7 @@ func RunMain(m *testing.M) {
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
-	if flooder.bin != "" {
-		os.RemoveAll(filepath.Dir(flooder.bin))
-	}
+	RemoveFlooder()
 	os.Exit(code)
 }
 

@@ -168,6 +168,13 @@ var flooder struct {
 	err  error
 }
 
+// RemoveFlooder removes the flooder's build; RunMain calls it.
+func RemoveFlooder() {
+	if flooder.bin != "" {
+		os.RemoveAll(filepath.Dir(flooder.bin))
+	}
+}
+
 // flooderBinary builds ./flooder once per test binary, beside the agent's build.
 func flooderBinary() (string, error) {
 	flooder.once.Do(func() {
