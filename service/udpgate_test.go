@@ -112,4 +112,3 @@ func TestUDPQueueServesSourcesInTurn(t *testing.T) {
 		t.Errorf("queue not empty after popping everything: n %d, turn %v", q.n, q.turn)
 	}
 }
-
