@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/miekg/dns"
 
@@ -119,6 +120,9 @@ func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists
 		return res, err
 	}
 	old.table, old.seen = nil, nil // memory for the new table
+	if w.records() > 100_000 {
+		runtime.GC() // the old table is garbage: let the new one take its place, not add to it
+	}
 	return res, x.finish(ctx, b, w)
 }
 
@@ -152,13 +156,13 @@ func (x *Index) usable(ctx context.Context, b backend.Backend, zone string, curr
 }
 
 // diff reads the new zone, comparing each record with the held version's table, and
-// applies the difference, or replaces the zone when the difference is not worth it.
+// applies the difference, or replaces the zone when the difference is not worth it. What
+// it holds in memory is the held version's table and 12 bytes per added record: the
+// records of the difference are read back from the two index files into a change set that
+// spills to disk beyond changeSetMemory records.
 func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *held, src backend.Source) (Result, error) {
-	var added []dns.RR
-	addedSet := map[uint64]bool{}
-	// The new version is about as large as the old: no growing copies of the table.
-	w.hashes, w.offs = make([]uint64, 0, old.size()+old.size()/16), make([]uint32, 0, old.size()+old.size()/16)
-	tooMany := false
+	var addedHashes []uint64 // new records the held version lacks, maybe repeated
+	var addedOffs []uint32
 	limit := int(x.maxRatio*float64(old.size())) + 1
 	soa, err := backend.StreamCheck{Zone: w.zone}.Read(ctx, src, func(batch []dns.RR) error {
 		for _, rr := range batch {
@@ -170,19 +174,12 @@ func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *hel
 			if err != nil {
 				return err
 			}
-			if i := old.find(hash); i >= 0 {
-				if old.mark(i) {
-					continue // a duplicate: one RR (RFC 2181 §5)
+			if i := old.find(hash); i < 0 {
+				if len(addedHashes) <= limit {
+					addedHashes, addedOffs = append(addedHashes, hash), append(addedOffs, uint32(w.off))
 				}
-			} else {
-				if addedSet[hash] {
-					continue
-				}
-				if !tooMany {
-					addedSet[hash] = true
-					added = append(added, rr)
-					tooMany = len(added) > limit
-				}
+			} else if old.mark(i) {
+				continue // a duplicate: one RR (RFC 2181 §5)
 			}
 			if err := w.add(wire, hash); err != nil {
 				return err
@@ -193,17 +190,18 @@ func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *hel
 	if err != nil {
 		return Result{}, err
 	}
-	deleted := old.unseenCount()
-	size := max(old.size(), len(w.hashes))
-	if tooMany || float64(deleted+len(added)) > x.maxRatio*float64(size) {
+	added := sorted(addedHashes, addedOffs) // duplicates dropped
+	deleted, adding := old.unseenCount(), len(added.hashes)
+	size := max(old.size(), w.records())
+	if len(addedHashes) > limit || float64(deleted+adding) > x.maxRatio*float64(size) {
 		return x.replayReplace(ctx, b, w, fmt.Sprintf("the difference (%d deleted, %d or more added) is over diff_max_ratio %.2f of %d records",
-			deleted, len(added), x.maxRatio, size))
+			deleted, adding, x.maxRatio, size))
 	}
-	gone, err := old.unseen()
+	cs, err := x.changeSet(w, old, soa, added.offs)
 	if err != nil {
 		return x.replayReplace(ctx, b, w, err.Error())
 	}
-	cs := &backend.ChangeSet{Zone: w.zone, Steps: []backend.Step{{Old: old.soa, New: soa, Deleted: gone, Added: added}}}
+	defer cs.Close()
 	err = b.(backend.Incremental).Apply(ctx, w.zone, cs)
 	if errors.Is(err, backend.ErrInconsistent) {
 		return x.replayReplace(ctx, b, w, "the difference does not fit the held zone: "+err.Error())
@@ -211,7 +209,39 @@ func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *hel
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Apply: "diff", Deleted: len(gone), Added: len(added)}, nil
+	return Result{Apply: "diff", Deleted: deleted, Added: adding}, nil
+}
+
+// changeSetMemory is how many records of a difference are held in memory before the
+// change set spills to disk.
+const changeSetMemory = 20000
+
+// changeSet reads the difference back: the held records never seen from the old index,
+// the added ones from the new index file (at addedOffs).
+func (x *Index) changeSet(w *writer, old *held, soa *dns.SOA, addedOffs []uint32) (*backend.ChangeSet, error) {
+	cs := &backend.ChangeSet{Zone: w.zone}
+	cs.Spool(x.dir, changeSetMemory)
+	cs.StartStep(old.soa)
+	cs.Steps[0].New = soa
+	err := old.eachUnseen(func(rr dns.RR) error { return cs.Append(rr, false) })
+	if err == nil {
+		err = w.w.Flush()
+	}
+	r := recordReader{f: w.f}
+	for _, off := range addedOffs {
+		if err != nil {
+			break
+		}
+		var rr dns.RR
+		if rr, err = r.at(int64(off)); err == nil {
+			err = cs.Append(rr, true)
+		}
+	}
+	if err != nil {
+		cs.Close()
+		return nil, fmt.Errorf("reading the difference back from the index: %w", err)
+	}
+	return cs, nil
 }
 
 // replayReplace replaces the zone with the new version read back from the index file.

@@ -59,9 +59,8 @@ func (h *held) mark(i int) (already bool) {
 	return already
 }
 
-// unseen returns the records of the held version the new zone does not hold.
-func (h *held) unseen() ([]dns.RR, error) {
-	var out []dns.RR
+// eachUnseen calls fn with each record of the held version the new zone does not hold.
+func (h *held) eachUnseen(fn func(dns.RR) error) error {
 	r := recordReader{f: h.f}
 	for i, off := range h.table.offs {
 		if h.seen[i/64]&(uint64(1)<<(i%64)) != 0 {
@@ -69,11 +68,13 @@ func (h *held) unseen() ([]dns.RR, error) {
 		}
 		rr, err := r.at(int64(off))
 		if err != nil {
-			return nil, fmt.Errorf("index of %s: record at %d: %w", h.t.Zone, off, err)
+			return fmt.Errorf("index of %s: record at %d: %w", h.t.Zone, off, err)
 		}
-		out = append(out, rr)
+		if err := fn(rr); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 func (h *held) unseenCount() int {
@@ -222,20 +223,27 @@ type writer struct {
 	f         *os.File
 	w         *bufio.Writer
 	off       uint64
-	hashes    []uint64 // of the records written, in their order
-	offs      []uint32
+	entries   *entryLog // the table entries of the records written, in their order
 	buf       []byte
 	soa       *dns.SOA
 	failed    bool // a record could not be indexed: no index is written
 }
 
 func newWriter(dir, zone string) (*writer, error) {
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	entries, err := newEntryLog(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &writer{dir: dir, zone: zone, f: f, w: bufio.NewWriterSize(f, 256<<10), buf: make([]byte, 0, 512)}, nil
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		entries.close()
+		return nil, err
+	}
+	return &writer{dir: dir, zone: zone, f: f, w: bufio.NewWriterSize(f, 256<<10), buf: make([]byte, 0, 512), entries: entries}, nil
 }
+
+// records is how many records were written.
+func (w *writer) records() int { return w.entries.n }
 
 // canonical packs rr uncompressed, owner name lowercased (owner names compare
 // case-insensitively, RFC 4343), and returns the bytes and their hash. TTL and data are
@@ -290,8 +298,9 @@ func (w *writer) add(wire []byte, hash uint64) error {
 	if w.off > math.MaxUint32 {
 		return errors.New("records section over 4 GiB")
 	}
-	w.hashes = append(w.hashes, hash)
-	w.offs = append(w.offs, uint32(w.off))
+	if err := w.entries.add(hash, uint32(w.off)); err != nil {
+		return err
+	}
 	w.off += uint64(len(wire)) + 2
 	return nil
 }
@@ -302,8 +311,10 @@ func (w *writer) finish(fingerprint string) error {
 	if w.soa == nil || w.failed {
 		return errors.New("index incomplete")
 	}
-	tab := sorted(w.hashes, w.offs)
-	w.hashes, w.offs = nil, nil
+	tab, err := w.entries.table()
+	if err != nil {
+		return err
+	}
 	t := trailer{Zone: w.zone, SOA: w.soa.String(), Records: len(tab.hashes), TableOffset: int64(w.off), Fingerprint: fingerprint}
 	sum := xxhash.New()
 	out := io.MultiWriter(w.w, sum)
@@ -337,6 +348,7 @@ func (w *writer) finish(fingerprint string) error {
 
 // discard removes the unfinished file.
 func (w *writer) discard() {
+	w.entries.close()
 	w.f.Close()
 	os.Remove(w.f.Name())
 }

@@ -78,20 +78,27 @@ type indexing struct {
 	w    *writer
 	src  backend.Source
 	ch   chan []byte // packed records, each behind its 2-byte length
+	free chan []byte // chunks the index writer is done with, for reuse
 	done chan struct{}
 }
 
 func tee(w *writer, src backend.Source) *indexing {
-	t := &indexing{w: w, src: src, ch: make(chan []byte, aheadBatches), done: make(chan struct{})}
+	t := &indexing{w: w, src: src, ch: make(chan []byte, aheadBatches), free: make(chan []byte, aheadBatches+1),
+		done: make(chan struct{})}
 	go func() {
 		defer close(t.done)
 		for chunk := range t.ch {
+			recycle := chunk[:0]
 			for len(chunk) > 0 && !w.failed {
 				n := int(chunk[0])<<8 | int(chunk[1])
 				wire := chunk[2 : 2+n]
 				lowerOwner(wire)
 				w.failed = w.add(wire, xxhash.Sum64(wire)) != nil
 				chunk = chunk[2+n:]
+			}
+			select {
+			case t.free <- recycle:
+			default:
 			}
 		}
 	}()
@@ -107,6 +114,10 @@ func (t *indexing) Next() ([]dns.RR, error) {
 		}
 	}
 	var chunk []byte
+	select {
+	case chunk = <-t.free:
+	default:
+	}
 	for _, rr := range rrs {
 		var packErr error
 		if chunk, packErr = appendPacked(chunk, rr); packErr != nil {

@@ -1,7 +1,11 @@
 package zonediff
 
 import (
+	"bufio"
+	"encoding/binary"
+	"io"
 	"math/bits"
+	"os"
 	"slices"
 )
 
@@ -62,16 +66,21 @@ func sorted(hashes []uint64, offs []uint32) *table {
 		t.hashes[next[b]], t.offs[next[b]] = h, offs[i]
 		next[b]++
 	}
-	// next[b] is now where bucket b ends, i.e. where bucket b+1 starts.
+	t.sortBuckets(next)
+	return t
+}
+
+// sortBuckets finishes a counting sort: end[b] is where bucket b ends. Each bucket is
+// sorted in place, duplicates dropped and the lookup index built.
+func (t *table) sortBuckets(end []uint32) {
 	lo := uint32(0)
-	for b := 0; b+1 < len(next); b++ {
-		hi := next[b]
+	for b := 0; b+1 < len(end); b++ {
+		hi := end[b]
 		insertionSort(t.hashes[lo:hi], t.offs[lo:hi])
 		lo = hi
 	}
 	t.dedupe()
 	t.index()
-	return t
 }
 
 func insertionSort(h []uint64, o []uint32) {
@@ -97,3 +106,71 @@ func (t *table) dedupe() {
 	}
 	t.hashes, t.offs = slices.Clip(t.hashes[:n]), slices.Clip(t.offs[:n])
 }
+
+// entryLog collects a table's entries in an unlinked temp file while a zone streams, so
+// the memory of a transfer does not grow with the zone: the table is built once, sorted,
+// when the zone is complete.
+type entryLog struct {
+	f *os.File
+	w *bufio.Writer
+	n int
+}
+
+func newEntryLog(dir string) (*entryLog, error) {
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name()) // the space is freed when f is closed, also should the agent die
+	return &entryLog{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+func (l *entryLog) add(hash uint64, off uint32) error {
+	var e [entrySize]byte
+	binary.BigEndian.PutUint64(e[:], hash)
+	binary.BigEndian.PutUint32(e[8:], off)
+	_, err := l.w.Write(e[:])
+	l.n++
+	return err
+}
+
+// each reads the entries back in order.
+func (l *entryLog) each(fn func(hash uint64, off uint32)) error {
+	if err := l.w.Flush(); err != nil {
+		return err
+	}
+	in := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, int64(l.n)*entrySize), 64<<10)
+	var e [entrySize]byte
+	for range l.n {
+		if _, err := io.ReadFull(in, e[:]); err != nil {
+			return err
+		}
+		fn(binary.BigEndian.Uint64(e[:]), binary.BigEndian.Uint32(e[8:]))
+	}
+	return nil
+}
+
+// table sorts the entries into a table (a counting sort on the bucket bits, reading the
+// log twice), without duplicates.
+func (l *entryLog) table() (*table, error) {
+	t := &table{hashes: make([]uint64, l.n), offs: make([]uint32, l.n), shift: bucketShift(l.n)}
+	next := make([]uint32, (1<<(64-t.shift))+1)
+	if err := l.each(func(h uint64, _ uint32) { next[(h>>t.shift)+1]++ }); err != nil {
+		return nil, err
+	}
+	for b := 1; b < len(next); b++ {
+		next[b] += next[b-1]
+	}
+	err := l.each(func(h uint64, off uint32) {
+		b := h >> t.shift
+		t.hashes[next[b]], t.offs[next[b]] = h, off
+		next[b]++
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.sortBuckets(next)
+	return t, nil
+}
+
+func (l *entryLog) close() { l.f.Close() }
