@@ -17,7 +17,7 @@ var rateLimitedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Requests dropped by the per-source rate limit, by kind (notify, command, query; udp: the listener's own limit on datagrams).",
 }, []string{"kind"})
 
-// maxTrackedSources bounds the limiter's memory under a spoofed-source flood: when full,
+// maxTrackedSources bounds the Limiter's memory under a spoofed-source flood: when full,
 // idle buckets are dropped, and if none is idle new sources share one overflow bucket.
 const maxTrackedSources = 100_000
 
@@ -36,14 +36,9 @@ func RateLimit(rates map[string]float64, log *zap.Logger, interval time.Duration
 	}
 }
 
-// Limiter drops what a source sends of a kind beyond that kind's rate per second (burst:
-// one second's worth), counting the drops and logging each limited source once per
-// interval. RateLimit uses one per kind of request; the UDP listener one on datagrams.
-type Limiter = limiter
-
 // NewLimiter limits each kind to its rate; a kind without a rate is not limited.
 func NewLimiter(rates map[string]float64, log *zap.Logger, interval time.Duration, now func() time.Time) *Limiter {
-	return &limiter{rates: rates, buckets: map[bucketKey]*bucket{}, log: log, interval: interval, now: now}
+	return &Limiter{rates: rates, buckets: map[bucketKey]*bucket{}, log: log, interval: interval, now: now}
 }
 
 // Allow tells whether source may send one more of kind now.
@@ -70,7 +65,10 @@ type bucket struct {
 	logged  time.Time // when the last log line for this source went out
 }
 
-type limiter struct {
+// Limiter drops what a source sends of a kind beyond that kind's rate per second (burst:
+// one second's worth), counting the drops and logging each limited source once per
+// interval. RateLimit uses one per kind of request; the UDP listener one on datagrams.
+type Limiter struct {
 	rates    map[string]float64
 	log      *zap.Logger
 	interval time.Duration
@@ -80,7 +78,7 @@ type limiter struct {
 	buckets map[bucketKey]*bucket
 }
 
-func (l *limiter) allow(source netip.Addr, kind string, rate float64) bool {
+func (l *Limiter) allow(source netip.Addr, kind string, rate float64) bool {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -114,7 +112,7 @@ func (l *limiter) allow(source netip.Addr, kind string, rate float64) bool {
 }
 
 // evictIdle forgets sources whose bucket has refilled: they are indistinguishable from new.
-func (l *limiter) evictIdle(now time.Time) {
+func (l *Limiter) evictIdle(now time.Time) {
 	for key, b := range l.buckets {
 		if now.Sub(b.last).Seconds()*l.rates[key.kind] >= l.rates[key.kind] {
 			delete(l.buckets, key)

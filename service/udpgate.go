@@ -43,9 +43,10 @@ var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 // sources in an allow list and one for the others, and each server takes datagrams off
 // its own queue only while it serves fewer than its lane's slots. A slot is given back
 // when the request is answered or dropped (release). So strangers never hold the slots
-// of the allowed sources, nor more than a few goroutines. Within a queue no source may
-// hold more than a quarter of it, so one flooding source leaves room for the others. A
-// full queue drops the datagram: a flood costs a bounded queue, never goroutines.
+// of the allowed sources, nor more than a few goroutines, and are paced. Within a queue
+// sources are served in turn and none may hold more than a quarter of it, so a flooding
+// source waits behind its own datagrams; an allowed source is also held to udpSourceRate.
+// What does not fit is dropped unread: a flood costs a bounded queue, never goroutines.
 type udpGate struct {
 	conn    *net.UDPConn
 	allowed func(netip.Addr) bool
