@@ -77,6 +77,14 @@ func TestBenchFlood(t *testing.T) {
 	b.WriteString("| flood | sockets | sent | kernel drops | goroutines idle → peak | RSS MiB idle → peak | allowed NOTIFYs answered ≤ 100 ms | lost | p50 / p99 / worst |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	b.WriteString(strings.Join(rows, "\n") + "\n")
+	b.WriteString("\nHow to read it: the goroutines and RSS columns are the agent's own bounds (the UDP gate's " +
+		"slots and queues, README, Security); they do not depend on the host. The allowed source's NOTIFYs " +
+		"are lost or late when the kernel drops them before the agent reads them: its socket buffer " +
+		"overflows whenever the host does not run the agent's reader as fast as the flooder sends, and " +
+		"then it drops datagrams of every source alike. That share tracks the kernel drops column, which " +
+		"tracks the host's load (the load average before the run is in the header). Datagrams the agent reads are " +
+		"never lost for an allowed source: allowed sources have their own queue, served in turn per " +
+		"source, ahead of the others.\n")
 	t.Log("\n" + b.String())
 	if *flagFloodOut != "" {
 		if err := os.WriteFile(*flagFloodOut, []byte(b.String()), 0o644); err != nil {
