@@ -43,6 +43,11 @@ type PrimaryOptions struct {
 	// QueryLog makes named log every query it receives, timed to the millisecond
 	// (QueryTimes reads them).
 	QueryLog bool
+	// ZoneOptions maps a zone name to statements added verbatim inside its zone { }, e.g.
+	// "dnssec-policy NAME; inline-signing yes;" (with the policy in ExtraConfig).
+	ZoneOptions map[string]string
+	// ExtraConfig is added verbatim at the top level of named.conf (dnssec-policy blocks).
+	ExtraConfig string
 }
 
 // TSIGKey is a TSIG key as named.conf writes it.
@@ -292,13 +297,14 @@ func (p *Primary) writeConf() error {
 		fmt.Fprintf(&b, "\t%s\n", p.opts.ExtraOptions)
 	}
 	fmt.Fprintf(&b, "};\n")
+	b.WriteString(p.opts.ExtraConfig + "\n")
 	names := make([]string, 0, len(p.opts.Zones))
 	for n := range p.opts.Zones {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(&b, "zone \"%s\" {\n\ttype primary;\n\tfile \"%s\";\n};\n", strings.TrimSuffix(dns.Fqdn(n), "."), p.zonePath(n))
+		fmt.Fprintf(&b, "zone \"%s\" {\n\ttype primary;\n\tfile \"%s\";\n\t%s\n};\n", strings.TrimSuffix(dns.Fqdn(n), "."), p.zonePath(n), p.opts.ZoneOptions[n])
 	}
 	for _, n := range p.opts.SharedZones {
 		fmt.Fprintf(&b, "zone \"%s\" { type primary; file \"db.shared\"; };\n", strings.TrimSuffix(dns.Fqdn(n), "."))
