@@ -20,6 +20,7 @@ type change struct {
 	deleted        []row // the zone must hold them
 	ifHeld         []row // deleted if the zone holds them: an earlier step added them
 	added          []row
+	sign           signing // the zone's signing once the change is in
 }
 
 // Apply applies an incremental change set's net effect as row deletes and inserts in one
@@ -37,13 +38,14 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	}
 	// Without the name index a change scans the zone's rows; Sweep said why at start.
 	b.store.prepare(ctx) //nolint:errcheck
+	var sign signing
 	err = b.retry.do(ctx, func(int) error {
-		return b.inTx(ctx, func(tx storeTx) error { return b.applyChange(ctx, tx, name, c) })
+		return b.inTx(ctx, func(tx storeTx) (err error) { sign, err = b.applyChange(ctx, tx, name, c); return err })
 	})
 	if err != nil {
 		return fmt.Errorf("powerdns backend: apply %s: %w", zone, err)
 	}
-	if err := b.ctl.afterCommit(ctx, name, false); err != nil {
+	if err := b.ctl.presigned(sign).afterCommit(ctx, name, false); err != nil {
 		return fmt.Errorf("powerdns backend: apply %s: committed, but %w", zone, err)
 	}
 	return nil
@@ -123,7 +125,14 @@ func recordRow(zone string, rr dns.RR) (row, error) {
 	return toRow(rr)
 }
 
-func (b *Backend) applyChange(ctx context.Context, tx storeTx, zone string, c *change) error {
+func (b *Backend) applyChange(ctx context.Context, tx storeTx, zone string, c *change) (signing, error) {
+	if err := b.applyRows(ctx, tx, zone, c); err != nil {
+		return signing{}, err
+	}
+	return c.sign, nil
+}
+
+func (b *Backend) applyRows(ctx context.Context, tx storeTx, zone string, c *change) error {
 	d, err := tx.domain(ctx, zone)
 	if errors.Is(err, errNoDomain) {
 		return backend.ErrNotFound
@@ -196,7 +205,11 @@ func (b *Backend) applyChange(ctx context.Context, tx storeTx, zone string, c *c
 	if err != nil {
 		return err
 	}
-	return fixAuth(ctx, tx, d.ID, zone, names, delegations)
+	if err := fixAuth(ctx, tx, d.ID, zone, names, delegations); err != nil {
+		return err
+	}
+	c.sign, err = changeSigning(ctx, tx, d.ID, zone, names, len(delegations) > 0)
+	return err
 }
 
 // checkSOA: the zone has one SOA row, the change set's first one.
@@ -376,7 +389,7 @@ func fixAuth(ctx context.Context, tx storeTx, id int64, zone string, names []str
 		if !all[r.Name] || r.Name == zone {
 			continue
 		}
-		auth := !cut.above(zone, r.Name) && (!cut[r.Name] || r.Type == "DS")
+		auth := r.Type == "RRSIG" || (!cut.above(zone, r.Name) && (!cut[r.Name] || r.Type == "DS"))
 		if r.Auth != auth {
 			flip[auth] = append(flip[auth], r.ID)
 		}

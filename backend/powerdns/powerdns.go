@@ -160,7 +160,7 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 	if err != nil {
 		return fmt.Errorf("powerdns backend: create %s: %w", zone, err)
 	}
-	if err := b.ctl.afterCommit(ctx, name, true); err != nil {
+	if err := b.ctl.presigned(sp.sign).afterCommit(ctx, name, true); err != nil {
 		if delErr := b.deleteRows(ctx, "create", zone, name); delErr != nil {
 			return fmt.Errorf("powerdns backend: create %s: %w (removing the zone again failed: %v)", zone, err, delErr)
 		}
@@ -191,7 +191,7 @@ func (b *Backend) Replace(ctx context.Context, zone string, src backend.Source) 
 	if err := b.retry.do(ctx, func(int) error { return b.load(ctx, name, sp, mustExist) }); err != nil {
 		return fmt.Errorf("powerdns backend: replace %s: %w", zone, err)
 	}
-	if err := b.ctl.afterCommit(ctx, name, false); err != nil {
+	if err := b.ctl.presigned(sp.sign).afterCommit(ctx, name, false); err != nil {
 		return fmt.Errorf("powerdns backend: replace %s: committed, but %w", zone, err)
 	}
 	return nil
@@ -282,6 +282,11 @@ func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMod
 				return err
 			}
 		}
+		if stx, ok := tx.(signingTx); ok {
+			if err := stx.setSigning(ctx, id, sp.sign); err != nil {
+				return err
+			}
+		}
 		return b.insertSpool(ctx, tx, id, name, sp)
 	})
 }
@@ -324,12 +329,15 @@ func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone st
 			continue
 		}
 		r.Auth = sp.cuts.auth(zone, r.Name, r.Type)
+		sp.sign.order(zone, &r, sp.secure[r.Name])
 		rows = append(rows, r)
 		size += r.size()
 		between(zone, r.Name, func(n string) {
 			if !seen[n] {
 				seen[n] = true
-				ents = append(ents, row{Name: n, Auth: sp.cuts.auth(zone, n, "")})
+				ent := row{Name: n, Auth: sp.cuts.auth(zone, n, "")}
+				sp.sign.order(zone, &ent, false)
+				ents = append(ents, ent)
 			}
 		})
 		if len(rows) >= b.batch || size >= maxBatchBytes {

@@ -19,12 +19,14 @@ type rowReader interface {
 	readRows(ctx context.Context, id int64, each func(row) error) error
 }
 
-// readRows streams the served rows of a domain, the SOA first: enabled rows with a type
-// (empty non-terminals, type NULL, are PowerDNS's bookkeeping, not zone data).
+// readRows streams the zone's rows, the SOA first: enabled rows with a type (empty
+// non-terminals, type NULL, are PowerDNS's bookkeeping, not zone data), and the disabled
+// NSEC, NSEC3 and NSEC3PARAM rows of a presigned zone, which PowerDNS serves built from
+// ordername (dnssec.go).
 func (s *sqlStore) readRows(ctx context.Context, id int64, each func(row) error) error {
 	for _, where := range []string{`type = 'SOA'`, `type IS NOT NULL AND type NOT IN ('', 'SOA')`} {
 		rows, err := s.db.QueryContext(ctx, `SELECT name, type, COALESCE(content, ''), COALESCE(ttl, 0), COALESCE(prio, 0)
-			FROM records WHERE domain_id = ? AND disabled = 0 AND `+where, id)
+			FROM records WHERE domain_id = ? AND (disabled = 0 OR type IN ('NSEC', 'NSEC3', 'NSEC3PARAM')) AND `+where, id)
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,12 @@ type row struct {
 	TTL     uint32
 	Prio    int
 	Auth    bool
+	// Disabled: a row PowerDNS does not serve (NSEC, NSEC3, NSEC3PARAM of a presigned
+	// zone, which it builds itself from ordername; see dnssec.go).
+	Disabled bool
+	// Order is the ordername column, NULL unless Ordered.
+	Order   string
+	Ordered bool
 }
 
 // key identifies the record a row holds: RFC 2181 §5 makes records equal in owner, type and
@@ -41,10 +47,10 @@ const (
 // against pdns_server 4.7 (tests/powerdns_test.go, TestPDNSRecordTypes): the content is
 // miekg's presentation of the rdata with the trailing dots of names removed, which is
 // the zone-file syntax PowerDNS parses (doc.powerdns.com/authoritative/appendices/types.html).
-// Anything else is refused rather than stored in a form PowerDNS might serve wrongly:
-// DNSSEC records because PowerDNS signs zones itself (a pre-signed zone needs PRESIGNED
-// metadata the agent does not manage), meta types because they are not zone data, and
-// types PowerDNS has no text parser for.
+// DNSSEC records are stored as PowerDNS's own secondary stores a presigned zone (see
+// dnssec.go). Anything else is refused rather than stored in a form PowerDNS might serve
+// wrongly: meta types because they are not zone data, and types PowerDNS has no text
+// parser for.
 var storedTypes = map[uint16]bool{
 	dns.TypeA: true, dns.TypeAAAA: true, dns.TypeNS: true, dns.TypeCNAME: true,
 	dns.TypeDNAME: true, dns.TypePTR: true, dns.TypeMX: true, dns.TypeSRV: true,
@@ -57,14 +63,20 @@ var storedTypes = map[uint16]bool{
 	dns.TypeNID: true, dns.TypeL32: true, dns.TypeL64: true, dns.TypeLP: true,
 	dns.TypeMINFO: true, dns.TypeMR: true, dns.TypeCSYNC: true, dns.TypeSVCB: true,
 	dns.TypeHTTPS: true, dns.TypeAPL: true, dns.TypeZONEMD: true,
+	dns.TypeRRSIG: true, dns.TypeNSEC: true, dns.TypeNSEC3: true, dns.TypeNSEC3PARAM: true,
 }
+
+// privateType: RFC 6895 §3.1 private use, where BIND keeps its signing-state records
+// (sig-signing-type, 65534 by default) in every zone it signs. They are transferred and
+// covered by the apex NSEC/NSEC3 bitmap, so PowerDNS must hold them to serve that bitmap.
+// PowerDNS stores them in RFC 3597 form, "\# LEN HEX" with type "TYPEnnn".
+func privateType(t uint16) bool { return t >= 65280 && t <= 65534 }
 
 // refusedWhy explains the refusal of a type that is not stored.
 func refusedWhy(t uint16) string {
 	switch t {
-	case dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM, dns.TypeSIG, dns.TypeNXT:
-		return "DNSSEC signatures and denial records are not mirrored into PowerDNS, which signs " +
-			"zones itself (pdnsutil secure-zone); transfer the unsigned zone"
+	case dns.TypeSIG, dns.TypeNXT:
+		return "obsolete DNSSEC type (RFC 3755)"
 	case dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR:
 		return "a meta type is not zone data"
 	}
@@ -81,14 +93,18 @@ func toRow(rr dns.RR) (row, error) {
 	if h.Class != dns.ClassINET {
 		return row{}, fmt.Errorf("record %s: class %s: PowerDNS serves class IN only", rr, dns.ClassToString[h.Class])
 	}
-	if !storedTypes[h.Rrtype] {
+	if !storedTypes[h.Rrtype] && !privateType(h.Rrtype) {
 		return row{}, fmt.Errorf("record %s: type %s cannot be stored in PowerDNS: %s", rr, dns.Type(h.Rrtype), refusedWhy(h.Rrtype))
 	}
 	name, err := pdnsName(h.Name)
 	if err != nil {
 		return row{}, fmt.Errorf("record %s: owner: %w", rr, err)
 	}
-	r := row{Name: name, Type: dns.TypeToString[h.Rrtype], TTL: h.Ttl}
+	r := row{Name: name, Type: dns.Type(h.Rrtype).String(), TTL: h.Ttl}
+	switch h.Rrtype {
+	case dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM:
+		r.Disabled = true
+	}
 	stripped := dns.Copy(rr)
 	if err := stripNames(stripped); err != nil {
 		return row{}, fmt.Errorf("record %s: %w", rr, err)
@@ -107,6 +123,8 @@ func toRow(rr dns.RR) (row, error) {
 		r.Content, err = svcbContent(v.Priority, v.Target, v.Value)
 	case *dns.HTTPS:
 		r.Content, err = svcbContent(v.Priority, v.Target, v.Value)
+	case *dns.RFC3597:
+		r.Content = fmt.Sprintf("\\# %d %s", len(v.Rdata)/2, strings.ToLower(v.Rdata))
 	default:
 		r.Content = strings.TrimPrefix(stripped.String(), stripped.Header().String())
 	}
@@ -181,6 +199,10 @@ func stripNames(rr dns.RR) error {
 		names = []*string{&v.Target}
 	case *dns.HTTPS:
 		names = []*string{&v.Target}
+	case *dns.RRSIG:
+		names = []*string{&v.SignerName}
+	case *dns.NSEC:
+		names = []*string{&v.NextDomain}
 	case *dns.IPSECKEY:
 		if v.GatewayType == dns.IPSECGatewayHost {
 			names = []*string{&v.GatewayHost}

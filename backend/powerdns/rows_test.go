@@ -62,9 +62,7 @@ func TestToRow(t *testing.T) {
 
 func TestToRowRefuses(t *testing.T) {
 	tests := []struct{ rr, why string }{
-		{"x.example.com. 300 IN RRSIG A 8 3 300 20300101000000 20200101000000 1 example.com. AwEAAQ==", "which signs zones itself"},
-		{"x.example.com. 300 IN NSEC y.example.com. A", "which signs zones itself"},
-		{`x.example.com. 300 IN TYPE65280 \# 1 ab`, "type TYPE65280 cannot be stored"},
+		{`x.example.com. 300 IN TYPE65000 \# 1 ab`, "type TYPE65000 cannot be stored"},
 		{`x.example.com. 300 CH TXT "x"`, "class IN only"},
 		{"x.example.com. 300 IN HTTPS 1 . key65000=x", "SvcParam key65000"},
 		{`x.example.com. 300 IN TXT "` + strings.Repeat("x", 250) + strings.Repeat(`" "`+strings.Repeat("y", 250), 260) + `"`, "longer than 64000"},
@@ -183,7 +181,7 @@ func TestSpoolRefuses(t *testing.T) {
 	zone := "example.com."
 	good := backendtest.Zone(zone, 1, 3)
 	otherSOA := backendtest.Zone(zone, 2, 0)[0]
-	rrsig, _ := dns.NewRR("x.example.com. 300 IN RRSIG A 8 3 300 20300101000000 20200101000000 1 example.com. AwEAAQ==")
+	unknown, _ := dns.NewRR(`x.example.com. 300 IN TYPE65000 \# 1 ab`)
 	tests := []struct {
 		name string
 		rrs  []dns.RR
@@ -192,7 +190,7 @@ func TestSpoolRefuses(t *testing.T) {
 		{"no SOA first", good[1:], "does not start with the SOA"},
 		{"empty", nil, "empty stream"},
 		{"second SOA", append(append([]dns.RR{}, good...), otherSOA), "second, different SOA"},
-		{"refused type", append(append([]dns.RR{}, good...), rrsig), "RRSIG cannot be stored"},
+		{"refused type", append(append([]dns.RR{}, good...), unknown), "TYPE65000 cannot be stored"},
 	}
 	for _, tt := range tests {
 		_, err := spoolZone(t.Context(), zone, backendtest.Stream(tt.rrs))

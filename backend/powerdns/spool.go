@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/miekg/dns"
 
@@ -29,6 +30,12 @@ type spool struct {
 	// on them and they may come after their glue in the stream. Only they are kept in
 	// memory, never every owner name.
 	cuts cuts
+	// sign is how the zone is signed (dnssec.go), from its apex records and the NSEC3
+	// records' opt-out flag; secure are the owners of DS records (few, at delegations).
+	sign   signing
+	apex   []row
+	optOut bool
+	secure map[string]bool
 	// Duplicates (RFC 2181 §5: one record, however often the stream repeats it, whatever
 	// its owner's case) are found without holding every record: a 32-bit hash of each
 	// row's key while spooling (4 bytes a record), sorted once at the end; only rows whose
@@ -113,6 +120,8 @@ func spoolZone(ctx context.Context, zone string, src backend.Source) (_ *spool, 
 	}
 	s.serial = soa.Serial
 	s.findDups()
+	s.sign = apexSigning(apex, s.apex)
+	s.sign.optOut = s.sign.nsec3 != nil && s.optOut
 	return s, nil
 }
 
@@ -123,8 +132,20 @@ func (s *spool) add(w *bufio.Writer, apex string, rrs []dns.RR) error {
 		if err != nil {
 			return err
 		}
-		if r.Type == "NS" && r.Name != apex {
+		switch {
+		case r.Type == "NS" && r.Name != apex:
 			s.cuts[r.Name] = true
+		case r.Type == "DS":
+			if s.secure == nil {
+				s.secure = map[string]bool{}
+			}
+			s.secure[r.Name] = true
+		case r.Type == "NSEC3":
+			if v, ok := rr.(*dns.NSEC3); ok && v.Flags&1 == 1 {
+				s.optOut = true
+			}
+		case r.Name == apex && (r.Type == "RRSIG" || r.Type == "NSEC" || r.Type == "NSEC3PARAM") && len(s.apex) < 100:
+			s.apex = append(s.apex, r)
 		}
 		if err := writeRow(w, r); err != nil {
 			return fmt.Errorf("spool: %w", err)
@@ -166,12 +187,18 @@ func (sr *spoolReader) next() (row, error) {
 	if err != nil {
 		return row{}, fmt.Errorf("spool: truncated row: %w", noEOF(err))
 	}
+	if t, ok := strings.CutPrefix(r.Type, "-"); ok {
+		r.Type, r.Disabled = t, true
+	}
 	return r, nil
 }
 
 // writeRow appends one row: name, type and content as length-prefixed strings, then TTL
 // and prio as varints. Auth is not stored: it is computed from the cuts when inserting.
 func writeRow(w *bufio.Writer, r row) error {
+	if r.Disabled {
+		r.Type = "-" + r.Type // a type that PowerDNS does not serve (see toRow)
+	}
 	var buf [binary.MaxVarintLen64]byte
 	for _, s := range []string{r.Name, r.Type, r.Content} {
 		if _, err := w.Write(buf[:binary.PutUvarint(buf[:], uint64(len(s)))]); err != nil {

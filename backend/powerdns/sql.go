@@ -158,9 +158,9 @@ func (t *sqlTx) clearRecords(ctx context.Context, id int64) error {
 	return err
 }
 
-// insertRecords writes rows with one multi-row INSERT. ordername stays NULL (dnssec off:
-// PowerDNS only reads it for NSEC/NSEC3; with dnssec on, rectify-zone fills it), disabled
-// 0, and an ENT row has NULL type, content, ttl and prio, as PowerDNS's own
+// insertRecords writes rows with one multi-row INSERT. ordername is NULL unless the row
+// has one (a presigned zone, dnssec.go; with dnssec on, rectify-zone fills it for live
+// signing), and an ENT row has NULL type, content, ttl and prio, as PowerDNS's own
 // insert-empty-non-terminal-order-query writes it.
 func (t *sqlTx) insertRecords(ctx context.Context, id int64, rows []row) error {
 	if len(rows) == 0 {
@@ -168,16 +168,20 @@ func (t *sqlTx) insertRecords(ctx context.Context, id int64, rows []row) error {
 	}
 	var q strings.Builder
 	q.WriteString(`INSERT INTO records (domain_id, name, type, content, ttl, prio, disabled, ordername, auth) VALUES `)
-	args := make([]any, 0, len(rows)*7)
+	args := make([]any, 0, len(rows)*9)
 	for i, r := range rows {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString(`(?, ?, ?, ?, ?, ?, 0, NULL, ?)`)
+		q.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		var order any
+		if r.Ordered {
+			order = r.Order
+		}
 		if r.Type == "" {
-			args = append(args, id, r.Name, nil, nil, nil, nil, r.Auth)
+			args = append(args, id, r.Name, nil, nil, nil, nil, false, order, r.Auth)
 		} else {
-			args = append(args, id, r.Name, r.Type, r.Content, r.TTL, r.Prio, r.Auth)
+			args = append(args, id, r.Name, r.Type, r.Content, r.TTL, r.Prio, r.Disabled, order, r.Auth)
 		}
 	}
 	_, err := t.tx.ExecContext(ctx, q.String(), args...)
@@ -214,7 +218,7 @@ func (t *sqlTx) addENTCandidates(ctx context.Context, rows []row) error {
 			`DROP TEMPORARY TABLE IF EXISTS dnsagent_ent`,
 			// latin1 like records.name, so the join below compares (and uses the index)
 			// without a collation conversion.
-			`CREATE TEMPORARY TABLE dnsagent_ent (name VARCHAR(255) NOT NULL PRIMARY KEY, auth TINYINT(1) NOT NULL) CHARACTER SET latin1`,
+			`CREATE TEMPORARY TABLE dnsagent_ent (name VARCHAR(255) NOT NULL PRIMARY KEY, auth TINYINT(1) NOT NULL, ordername VARCHAR(255) BINARY NULL) CHARACTER SET latin1`,
 		} {
 			if _, err := t.tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("ENT candidates: %w", err)
@@ -223,14 +227,18 @@ func (t *sqlTx) addENTCandidates(ctx context.Context, rows []row) error {
 		t.entTable = true
 	}
 	var q strings.Builder
-	q.WriteString(`INSERT INTO dnsagent_ent (name, auth) VALUES `)
-	args := make([]any, 0, 2*len(rows))
+	q.WriteString(`INSERT INTO dnsagent_ent (name, auth, ordername) VALUES `)
+	args := make([]any, 0, 3*len(rows))
 	for i, r := range rows {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString(`(?, ?)`)
-		args = append(args, r.Name, r.Auth)
+		q.WriteString(`(?, ?, ?)`)
+		var order any
+		if r.Ordered {
+			order = r.Order
+		}
+		args = append(args, r.Name, r.Auth, order)
 	}
 	q.WriteString(` ON DUPLICATE KEY UPDATE name = name`)
 	_, err := t.tx.ExecContext(ctx, q.String(), args...)
@@ -243,7 +251,7 @@ func (t *sqlTx) insertMissingENTs(ctx context.Context, id int64) error {
 	}
 	if _, err := t.tx.ExecContext(ctx,
 		`INSERT INTO records (domain_id, name, type, content, ttl, prio, disabled, ordername, auth)
-		 SELECT ?, e.name, NULL, NULL, NULL, NULL, 0, NULL, e.auth FROM dnsagent_ent e
+		 SELECT ?, e.name, NULL, NULL, NULL, NULL, 0, e.ordername, e.auth FROM dnsagent_ent e
 		 WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.domain_id = ? AND r.name = e.name)`, id, id); err != nil {
 		return fmt.Errorf("inserting empty non-terminals: %w", err)
 	}
@@ -262,27 +270,127 @@ func (t *sqlTx) rowsAt(ctx context.Context, id int64, names []string) ([]row, er
 			args = append(args, n)
 		}
 		rows, err := t.tx.QueryContext(ctx,
-			`SELECT id, name, COALESCE(type, ''), COALESCE(content, ''), COALESCE(ttl, 0), COALESCE(prio, 0), auth
-			 FROM records WHERE domain_id = ? AND name IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
+			rowColumns+` FROM records WHERE domain_id = ? AND name IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var r row
-			if err := rows.Scan(&r.ID, &r.Name, &r.Type, &r.Content, &r.TTL, &r.Prio, &r.Auth); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out = append(out, r)
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
-		}
-		if err := rows.Err(); err != nil {
+		if out, err = scanRows(rows, out); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// rowColumns are the columns scanRows reads.
+const rowColumns = `SELECT id, name, COALESCE(type, ''), COALESCE(content, ''), COALESCE(ttl, 0), COALESCE(prio, 0), auth,
+	COALESCE(disabled, 0), ordername`
+
+func scanRows(rows *sql.Rows, out []row) ([]row, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var r row
+		var order sql.NullString
+		if err := rows.Scan(&r.ID, &r.Name, &r.Type, &r.Content, &r.TTL, &r.Prio, &r.Auth, &r.Disabled, &order); err != nil {
+			return nil, err
+		}
+		r.Order, r.Ordered = order.String, order.Valid
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (t *sqlTx) zoneRows(ctx context.Context, id int64) ([]row, error) {
+	rows, err := t.tx.QueryContext(ctx, rowColumns+` FROM records WHERE domain_id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	return scanRows(rows, nil)
+}
+
+func (t *sqlTx) signing(ctx context.Context, id int64) (signing, error) {
+	rows, err := t.tx.QueryContext(ctx,
+		`SELECT kind, COALESCE(content, '') FROM domainmetadata WHERE domain_id = ? AND kind IN ('PRESIGNED', 'NSEC3PARAM')`, id)
+	if err != nil {
+		return signing{}, err
+	}
+	defer rows.Close()
+	var s signing
+	for rows.Next() {
+		var kind, content string
+		if err := rows.Scan(&kind, &content); err != nil {
+			return signing{}, err
+		}
+		switch kind {
+		case "PRESIGNED":
+			s.presigned = content == "1"
+		case "NSEC3PARAM":
+			if p, ok := parseNSEC3PARAM(content); ok {
+				s.nsec3, s.optOut = p, p.Flags&1 == 1
+				p.Flags = 0
+			}
+		}
+	}
+	if !s.presigned {
+		return signing{}, rows.Err()
+	}
+	return s, rows.Err()
+}
+
+func (t *sqlTx) setSigning(ctx context.Context, id int64, s signing) error {
+	if !s.presigned {
+		var n int
+		if err := t.tx.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM domainmetadata WHERE domain_id = ? AND kind = 'PRESIGNED'`, id).Scan(&n); err != nil || n == 0 {
+			return err
+		}
+	}
+	if _, err := t.tx.ExecContext(ctx,
+		`DELETE FROM domainmetadata WHERE domain_id = ? AND kind IN ('PRESIGNED', 'NSEC3PARAM')`, id); err != nil {
+		return err
+	}
+	if !s.presigned {
+		return nil
+	}
+	if _, err := t.tx.ExecContext(ctx,
+		`INSERT INTO domainmetadata (domain_id, kind, content) VALUES (?, 'PRESIGNED', '1')`, id); err != nil {
+		return err
+	}
+	if s.nsec3 == nil {
+		return nil
+	}
+	_, err := t.tx.ExecContext(ctx,
+		`INSERT INTO domainmetadata (domain_id, kind, content) VALUES (?, 'NSEC3PARAM', ?)`, id, s.metaNSEC3PARAM())
+	return err
+}
+
+func (t *sqlTx) setOrder(ctx context.Context, id int64, order map[int64]*string) error {
+	ids := make([]int64, 0, len(order))
+	for n := range order {
+		ids = append(ids, n)
+	}
+	slices.Sort(ids)
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		var q strings.Builder
+		q.WriteString(`UPDATE records SET ordername = CASE id`)
+		var args, in []any
+		for _, n := range chunk {
+			q.WriteString(` WHEN ? THEN ?`)
+			var v any
+			if p := order[n]; p != nil {
+				v = *p
+			}
+			args = append(args, n, v)
+			in = append(in, n)
+		}
+		q.WriteString(` END WHERE domain_id = ? AND id IN (?` + strings.Repeat(", ?", len(chunk)-1) + `)`)
+		args = append(append(args, id), in...)
+		if _, err := t.tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // below returns the distinct names strictly below name holding a row of the given kind:
@@ -474,7 +582,7 @@ func (t *sqlTx) cutsBelow(ctx context.Context, id int64, name string) ([]string,
 
 func (t *sqlTx) setAuthAt(ctx context.Context, id int64, name string, auth, dsAuth bool) error {
 	_, err := t.tx.ExecContext(ctx,
-		`UPDATE records SET auth = IF(type <=> 'DS', ?, ?) WHERE domain_id = ? AND name = ?`, dsAuth, auth, id, name)
+		`UPDATE records SET auth = IF(type <=> 'DS', ?, IF(type <=> 'RRSIG', TRUE, ?)) WHERE domain_id = ? AND name = ?`, dsAuth, auth, id, name)
 	return err
 }
 
@@ -491,7 +599,7 @@ func (t *sqlTx) setAuthBelow(ctx context.Context, id int64, name string, auth bo
 			args = append(args, n)
 		}
 		if _, err := t.tx.ExecContext(ctx,
-			`UPDATE records SET auth = ? WHERE domain_id = ? AND name IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...); err != nil {
+			`UPDATE records SET auth = (? OR type <=> 'RRSIG') WHERE domain_id = ? AND name IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...); err != nil {
 			return err
 		}
 	}

@@ -13,8 +13,12 @@ type cuts map[string]bool
 // "Rules for filling out DNSSEC fields"). With gmysql-dnssec on (Debian's shipped
 // configuration) PowerDNS answers from these flags: a wrong auth=1 on glue makes it
 // answer authoritatively for names it delegated.
+//
+// An RRSIG row is always authoritative, as PowerDNS's secondary stores it ("RRSIG is
+// always auth, even inside a delegation", slavecommunicator.cc): the RRSIG of a DS sits at
+// the delegation.
 func (c cuts) auth(zone, name, typ string) bool {
-	if len(c) == 0 {
+	if len(c) == 0 || typ == "RRSIG" {
 		return true
 	}
 	if name != zone && c[name] && typ != "DS" {
