@@ -51,7 +51,7 @@ func (b *Backend) apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 		if err != nil {
 			return err
 		}
-		if m := updateMsg(zone, small); m.Len() <= maxUpdateSize {
+		if m := updateMsg(zone, small); m.Len() <= maxUpdateSize && !signedChange(small) {
 			err := b.sendUpdate(ctx, zone, m, cs.To())
 			if !errors.Is(err, errUpdateRefused) {
 				return err
@@ -62,6 +62,24 @@ func (b *Backend) apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	}
 	patched := func(ctx context.Context) (string, error) { return b.patchTemp(ctx, zone, cs) }
 	return b.load(ctx, zone, patched, cs.To())
+}
+
+// signedChange reports a change set that changes DNSSEC records (a zone signed by its
+// primary). named refuses such an UPDATE to a zone holding a DNSKEY ("explicit RRSIG
+// updates are currently not supported in secure zones except at the apex", "explicit
+// NSEC updates are not allowed in secure zones"), so it goes through the file at once.
+func signedChange(cs *backend.ChangeSet) bool {
+	for _, s := range cs.Steps {
+		for _, rrs := range [][]dns.RR{s.Deleted, s.Added} {
+			for _, rr := range rrs {
+				switch rr.Header().Rrtype {
+				case dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM:
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // checkChangeSet refuses a change set that could not have come from a transfer of the
