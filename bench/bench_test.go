@@ -22,6 +22,7 @@ var (
 	flagChange     = flag.Int("change", 5, "records deleted, and as many added, by each change")
 	flagAgent      = flag.String("agent", "", "measure this agent binary instead of building ./cmd/agent")
 	flagCases      = flag.String("cases", "", "comma-separated parts to run (limits, full, passthrough, ixfr, fullzone, notify); all when empty")
+	flagMany       = flag.String("many", "10000", "zone counts of the many-zones table (case many), comma-separated")
 	flagBaseline   = flag.String("baseline", "", "an earlier report (RESULTS.md) the new-zone rows are compared with")
 )
 
@@ -88,7 +89,7 @@ func TestBenchTable(t *testing.T) {
 	}
 	opt := Options{Sizes: parseSizes(t, *flagSizes), Runs: *flagRuns, LongRun: *flagLongRun,
 		NotifyRate: *flagNotifyRate, NotifyFor: *flagNotifyFor, QueryFor: *flagQueryFor, Change: *flagChange,
-		Cases: parseCases(t, *flagCases)}
+		Cases: parseCases(t, *flagCases), Many: parseCounts(t, *flagMany)}
 	if *flagBaseline != "" {
 		var err error
 		if opt.Baseline, opt.BaselineFrom, err = readBaseline(*flagBaseline); err != nil {

@@ -28,6 +28,7 @@ type Results struct {
 	Notify     []notifyResult
 	NotifySize int
 	QPS        []qpsResult
+	Many       []manyRow // the many-zones table (manyzones.go)
 	Notes      []string
 }
 
@@ -143,6 +144,9 @@ var (
 // Markdown renders the whole report.
 func (r *Results) Markdown() string {
 	var b strings.Builder
+	if len(r.opt.Cases) == 1 && r.opt.Cases["many"] {
+		return manyMarkdown(r.Many)
+	}
 	sizes := r.opt.Sizes
 	header := func(first string) {
 		b.WriteString("| " + first + " |")
@@ -281,6 +285,7 @@ func (r *Results) Markdown() string {
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", c.Target, c.Measured, verdict)
 		}
 	}
+	b.WriteString(manyMarkdown(r.Many))
 	checks("Targets (tracker issue 8)", r.Targets())
 	checks("Targets (issue 13: a full zone costs only its difference)", r.Targets13())
 	if len(r.Notes) > 0 {

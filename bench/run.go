@@ -23,6 +23,7 @@ type Options struct {
 	NotifyFor  time.Duration
 	QueryFor   time.Duration   // per path, for the passthrough throughput
 	Change     int             // records deleted and as many added per change
+	Many       []int           // zone counts of the many-zones table (issue 15)
 	Cases      map[string]bool // which parts run (caseNames); all when empty
 	// Baseline holds the medians of an earlier report (-baseline), by key and size: the
 	// new-zone rows are compared with it (issue 13: "must not get slower").
@@ -31,7 +32,7 @@ type Options struct {
 }
 
 // caseNames are the parts of a run -cases selects from.
-var caseNames = []string{"limits", "full", "passthrough", "ixfr", "fullzone", "notify"}
+var caseNames = []string{"limits", "full", "passthrough", "ixfr", "fullzone", "notify", "many"}
 
 func (o Options) has(c string) bool { return len(o.Cases) == 0 || o.Cases[c] }
 
@@ -77,6 +78,13 @@ func Run(t *testing.T, opt Options, agentBin string) *Results {
 	harness.Require(t, "named", "rndc", "named-checkzone", "pdns_server", "pdns_control", "mariadbd", "mariadb-install-db")
 	e := &env{t: t, opt: opt, agentBin: agentBin, res: newResults(opt)}
 	start := time.Now()
+	if opt.has("many") && len(opt.Many) > 0 {
+		e.res.Many = manyZones(t, opt.Many) // on servers of its own
+		if len(opt.Cases) == 1 {
+			e.res.Elapsed = time.Since(start)
+			return e.res
+		}
+	}
 	e.namedReload = harness.StartBackendNamed(t, harness.BackendOptions{})
 	e.namedUpdate = harness.StartBackendNamed(t, harness.BackendOptions{})
 	e.namedSec = namedSecondary{n: harness.StartBackendNamed(t, harness.BackendOptions{})}

@@ -84,6 +84,13 @@ func (m *MariaDB) datadir() string { return filepath.Join(m.dir, "data") }
 // Socket is the unix socket path.
 func (m *MariaDB) Socket() string { return filepath.Join(m.dir, "mysqld.sock") }
 
+// PID is mariadbd's process id (CPU accounting in the benchmarks).
+func (m *MariaDB) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cmd.Process.Pid
+}
+
 // Port is the TCP port on 127.0.0.1.
 func (m *MariaDB) Port() int { return m.port }
 

@@ -107,6 +107,9 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 // Addr is pdns_server's DNS address (UDP and TCP).
 func (p *PDNS) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.port) }
 
+// PID is pdns_server's process id (CPU accounting in the benchmarks).
+func (p *PDNS) PID() int { return p.cmd.Process.Pid }
+
 // SocketDir holds pdns.controlsocket (pdns_control --socket-dir).
 func (p *PDNS) SocketDir() string { return p.dir }
 
