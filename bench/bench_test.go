@@ -23,6 +23,7 @@ var (
 	flagAgent      = flag.String("agent", "", "measure this agent binary instead of building ./cmd/agent")
 	flagCases      = flag.String("cases", "", "comma-separated parts to run (limits, full, passthrough, ixfr, fullzone, notify); all when empty")
 	flagMany       = flag.String("many", "10000", "zone counts of the many-zones table (case many), comma-separated")
+	flagManyParts  = flag.String("many-parts", "", "rows of the many-zones table: file, bind9, named, powerdns, pdns; all when empty")
 	flagBaseline   = flag.String("baseline", "", "an earlier report (RESULTS.md) the new-zone rows are compared with")
 )
 
@@ -89,7 +90,8 @@ func TestBenchTable(t *testing.T) {
 	}
 	opt := Options{Sizes: parseSizes(t, *flagSizes), Runs: *flagRuns, LongRun: *flagLongRun,
 		NotifyRate: *flagNotifyRate, NotifyFor: *flagNotifyFor, QueryFor: *flagQueryFor, Change: *flagChange,
-		Cases: parseCases(t, *flagCases), Many: parseCounts(t, *flagMany)}
+		Cases: parseCases(t, *flagCases), Many: parseCounts(t, *flagMany),
+		ManyParts: parseParts(*flagManyParts)}
 	if *flagBaseline != "" {
 		var err error
 		if opt.Baseline, opt.BaselineFrom, err = readBaseline(*flagBaseline); err != nil {

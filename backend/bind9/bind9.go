@@ -54,7 +54,7 @@ func New(cfg Config, rndc RNDC) (*Backend, error) {
 		return nil, fmt.Errorf("bind9 backend: %w", err)
 	}
 	if rndc == nil {
-		r, err := NewExec(cfg)
+		r, err := newRNDC(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("bind9 backend: %w", err)
 		}

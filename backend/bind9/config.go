@@ -20,6 +20,7 @@ const (
 	DefaultRNDCPort     = 953
 	DefaultRNDCTimeout  = 10 * time.Second
 	DefaultRNDCBinary   = "rndc"
+	DefaultRNDCKeyFile  = "/etc/bind/rndc.key" // rndc's own fallback (Debian's path)
 	DefaultZoneFilePath = "/var/lib/bind/dnsagent"
 	DefaultFileMode     = os.FileMode(0o644)
 )
@@ -46,6 +47,10 @@ type Config struct {
 	RNDCTimeout time.Duration
 	// RNDCBinary is the rndc program, looked up on PATH unless it is a path.
 	RNDCBinary string
+	// RNDCChannel speaks named's control channel protocol directly (channel.go) instead
+	// of running RNDCBinary per command, when the key is known: RNDCKeyFile, or
+	// DefaultRNDCKeyFile when neither it nor RNDCConfigFile is set.
+	RNDCChannel bool
 	// ZoneFilePath is the directory of the zone files the agent writes; a zone whose file
 	// (rndc showzone) lies elsewhere is not the agent's. named must be able to read it,
 	// and in update mode write it (journals, and the dump `rndc freeze` makes).
@@ -78,6 +83,7 @@ func ConfigFrom(s *config.Section) Config {
 		RNDCKeyFile:      s.String("rndc_key_file", ""),
 		RNDCTimeout:      s.Seconds("rndc_timeout", DefaultRNDCTimeout),
 		RNDCBinary:       s.String("rndc_binary", DefaultRNDCBinary),
+		RNDCChannel:      s.Bool("rndc_channel", true),
 		ZoneFilePath:     s.String("zone_file_path", DefaultZoneFilePath),
 		FileMode:         s.FileMode("file_mode", DefaultFileMode),
 		FileGroup:        s.String("file_group", ""),

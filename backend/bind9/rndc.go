@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +73,27 @@ func NewExec(cfg Config) (*Exec, error) {
 	}
 	flags = append(flags, "-s", cfg.RNDCHost, "-p", strconv.Itoa(cfg.RNDCPort))
 	return &Exec{Binary: binary, Flags: flags, Timeout: cfg.RNDCTimeout}, nil
+}
+
+// newRNDC picks how commands reach named: the control channel itself when rndc_channel
+// is on and the key is known, the rndc program otherwise (rndc_config_file may name
+// servers, ports and keys of its own, which only rndc reads).
+func newRNDC(cfg Config) (RNDC, error) {
+	keyFile := cfg.RNDCKeyFile
+	if keyFile == "" && cfg.RNDCConfigFile == "" {
+		if _, err := os.Stat(DefaultRNDCKeyFile); err == nil {
+			keyFile = DefaultRNDCKeyFile
+		}
+	}
+	if !cfg.RNDCChannel || cfg.RNDCConfigFile != "" || keyFile == "" {
+		return NewExec(cfg)
+	}
+	key, err := ReadKeyFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("rndc_key_file: %w (or set rndc_channel = false to run rndc)", err)
+	}
+	addr := net.JoinHostPort(cfg.RNDCHost, strconv.Itoa(cfg.RNDCPort))
+	return &Channel{Addr: addr, Key: key, Timeout: cfg.RNDCTimeout}, nil
 }
 
 func findBinary(name string) (string, error) {

@@ -1,0 +1,49 @@
+package bind9_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dnsagent/dnsagent/backend/bind9"
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// TestChannelAgainstNamed: the agent's own control channel client is understood by a
+// real named: commands run (status, addzone, showzone, delzone), named's refusals come
+// back as errors with named's text, and a wrong key is refused.
+func TestChannelAgainstNamed(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc")
+	n := harness.StartBackendNamed(t, harness.BackendOptions{})
+	key, err := bind9.ReadKeyFile(n.RNDCKeyFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &bind9.Channel{Addr: fmt.Sprintf("127.0.0.1:%d", n.ControlPort()), Key: key, Timeout: 5 * time.Second}
+	ctx := context.Background()
+	out, err := c.Run(ctx, "status")
+	if err != nil || !strings.Contains(out, "server is up and running") {
+		t.Fatalf("status = %q, %v", out, err)
+	}
+	if _, err := c.Run(ctx, "addzone", "chan.test", `{ type primary; file "/nonexistent/chan.test.zone"; };`); err == nil {
+		t.Fatal("addzone of a zone without a file succeeded")
+	} else if re := new(bind9.RNDCError); !errors.As(err, &re) || re.Output == "" {
+		t.Fatalf("addzone failure = %v, want an RNDCError with named's text", err)
+	} else {
+		t.Logf("named refused: %v", err)
+	}
+	if out, err := c.Run(ctx, "showzone", "chan.test"); err == nil || !strings.Contains(out, "not found") {
+		t.Fatalf("showzone of a zone named lacks = %q, %v", out, err)
+	}
+
+	bad := *c
+	bad.Key.Secret = append([]byte(nil), key.Secret...)
+	bad.Key.Secret[0] ^= 1
+	if out, err := bad.Run(ctx, "status"); err == nil {
+		t.Fatalf("a wrong key was accepted: %q", out)
+	}
+}
