@@ -122,25 +122,10 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 }
 
 func (b *Backend) create(ctx context.Context, zone string, src backend.Source) error {
-	found, file, err := b.showzone(ctx, zone)
-	if err != nil {
-		return err
-	}
-	if found {
-		if !b.ours(file) {
-			return notOwned(file)
-		}
-		if _, unserved, err := b.querySOA(ctx, zone); err != nil {
-			return err
-		} else if unserved == "" {
-			return errors.New("the zone exists already")
-		}
-		// named has our zone but does not serve it (its file was lost or broken): start
-		// over. Without -clean, so no removal by named can race the new file.
-		if _, err := b.rndc.Run(ctx, b.zoneArgs("delzone", zone)...); err != nil {
-			return err
-		}
-		if _, err := b.removeFiles(zone); err != nil {
+	// Without a file of ours named cannot have the zone as ours, loaded or not, so a new
+	// zone (the usual case) goes straight to addzone: one control command per create.
+	if exists(b.dir.Path(zone)) {
+		if err := b.clearStale(ctx, zone); err != nil {
 			return err
 		}
 	}
@@ -151,7 +136,11 @@ func (b *Backend) create(ctx context.Context, zone string, src backend.Source) e
 	if err := b.install(tmp, zone); err != nil {
 		return err
 	}
-	if _, err := b.rndc.Run(ctx, b.addzoneArgs(zone)...); err != nil {
+	_, err = b.rndc.Run(ctx, b.addzoneArgs(zone)...)
+	if said(err, "already exists") {
+		err = b.readd(ctx, zone)
+	}
+	if err != nil {
 		return b.undoCreate(ctx, zone, false, err)
 	}
 	if err := b.waitServed(ctx, zone, soa.Serial); err != nil {
@@ -159,6 +148,54 @@ func (b *Backend) create(ctx context.Context, zone string, src backend.Source) e
 	}
 	b.setOwned(zone, true)
 	return nil
+}
+
+// clearStale deals with a zone file of ours found before a create: named serving the
+// zone means it exists already; named having it without serving it (its file broken)
+// means starting over; named not having it means a crash left the file.
+func (b *Backend) clearStale(ctx context.Context, zone string) error {
+	found, file, err := b.showzone(ctx, zone)
+	if err != nil || !found {
+		return err
+	}
+	if !b.ours(file) {
+		return notOwned(file)
+	}
+	if _, unserved, err := b.querySOA(ctx, zone); err != nil {
+		return err
+	} else if unserved == "" {
+		return errors.New("the zone exists already")
+	}
+	// Without -clean, so no removal by named can race the new file.
+	if _, err := b.rndc.Run(ctx, b.zoneArgs("delzone", zone)...); err != nil {
+		return err
+	}
+	_, err = b.removeFiles(zone)
+	return err
+}
+
+// readd handles addzone refused because named has the zone, though no file of ours was
+// there: someone else's zone, or ours with its file lost. The new file is in place.
+func (b *Backend) readd(ctx context.Context, zone string) error {
+	found, file, err := b.showzone(ctx, zone)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return errors.New("named refused addzone as existing, and showzone does not find the zone")
+	case !b.ours(file):
+		return notOwned(file)
+	}
+	if _, unserved, err := b.querySOA(ctx, zone); err != nil {
+		return err
+	} else if unserved == "" {
+		return errors.New("the zone exists already")
+	}
+	if _, err := b.rndc.Run(ctx, b.zoneArgs("delzone", zone)...); err != nil {
+		return err
+	}
+	_, err = b.rndc.Run(ctx, b.addzoneArgs(zone)...)
+	return err
 }
 
 // undoCreate takes back a create that failed after the zone file was written, even when

@@ -114,7 +114,7 @@ secret = c2VjcmV0
 	}
 	want := Config{
 		RNDCHost: "192.0.2.1", RNDCPort: 8953, RNDCKeyFile: keyFile, RNDCTimeout: 2500 * time.Millisecond,
-		RNDCBinary: "rndc", ZoneFilePath: "/var/lib/bind/dnsagent", FileMode: 0o640,
+		RNDCBinary: "rndc", RNDCChannel: true, ZoneFilePath: "/var/lib/bind/dnsagent", FileMode: 0o640,
 		QueryDestination: "127.0.0.1:53", View: "internal",
 		ZoneConfig: "also-notify { 192.0.2.7; }; allow-transfer { none; };", UpdateMode: ModeUpdate,
 		UpdateKey: &config.TSIGKey{Name: "agent.", Algorithm: dns.HmacSHA512, Secret: "c2VjcmV0"},
@@ -294,7 +294,8 @@ func TestCreateAddzoneFailureLeavesNothing(t *testing.T) {
 	if entries, _ := os.ReadDir(cfg.ZoneFilePath); len(entries) != 0 {
 		t.Errorf("files left: %v", entries)
 	}
-	if got := r.commands(); !slices.Equal(got, []string{"showzone", "addzone"}) {
+	// No file of ours was there, so named cannot have had the zone as ours: no showzone.
+	if got := r.commands(); !slices.Equal(got, []string{"addzone"}) {
 		t.Errorf("rndc commands %q", got)
 	}
 }
@@ -324,11 +325,14 @@ func TestRNDCUnreachable(t *testing.T) {
 }
 
 // A zone whose file lies outside zone_file_path is not ours: no create, replace, apply or
-// delete, and no rndc command beyond showzone.
+// delete, and no rndc command beyond showzone (and the addzone named refuses).
 func TestNotOwned(t *testing.T) {
 	r := &fakeRNDC{answer: func(args []string) (string, error) {
-		if args[0] == "showzone" {
+		switch args[0] {
+		case "showzone":
 			return `zone "example.com" { type primary; file "/etc/bind/db.example.com"; };`, nil
+		case "addzone":
+			return "", rndcFailure(args, "already exists")
 		}
 		t.Errorf("unexpected rndc %q", args)
 		return "", nil

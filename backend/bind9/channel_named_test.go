@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,11 +38,32 @@ func TestChannelAgainstNamed(t *testing.T) {
 	} else {
 		t.Logf("named refused: %v", err)
 	}
-	if out, err := c.Run(ctx, "showzone", "chan.test"); err == nil || !strings.Contains(out, "not found") {
+	if out, err := c.Run(ctx, "showzone", "chan.test"); err == nil || !strings.Contains(out, "no matching zone") {
 		t.Fatalf("showzone of a zone named lacks = %q, %v", out, err)
 	}
+	// The texts the backend acts on: "already exists" (create), the file in showzone.
+	file := filepath.Join(n.ZoneDir(), "chan.test.zone")
+	if err := os.WriteFile(file, []byte("@ 300 IN SOA ns hm 1 2 3 4 5\n@ 300 IN NS ns\nns 300 IN A 192.0.2.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`{ type primary; file "%s"; };`, file)
+	if out, err := c.Run(ctx, "addzone", "chan.test", conf); err != nil {
+		t.Fatalf("addzone = %q, %v", out, err)
+	}
+	if out, err := c.Run(ctx, "addzone", "chan.test", conf); err == nil || !strings.Contains(out, "already exists") {
+		t.Fatalf("addzone again = %q, %v, want named's \"already exists\"", out, err)
+	}
+	if out, err := c.Run(ctx, "showzone", "chan.test"); err != nil || !strings.Contains(out, file) {
+		t.Fatalf("showzone = %q, %v, want the file", out, err)
+	}
+	if s, err := n.Serial("chan.test."); err != nil || s != 1 {
+		t.Fatalf("named serves serial %d, %v", s, err)
+	}
+	if out, err := c.Run(ctx, "delzone", "-clean", "chan.test"); err != nil {
+		t.Fatalf("delzone = %q, %v", out, err)
+	}
 
-	bad := *c
+	bad := &bind9.Channel{Addr: c.Addr, Key: key, Timeout: c.Timeout}
 	bad.Key.Secret = append([]byte(nil), key.Secret...)
 	bad.Key.Secret[0] ^= 1
 	if out, err := bad.Run(ctx, "status"); err == nil {
