@@ -1,0 +1,100 @@
+package tests
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// Issue 15 acceptance 2: zones created in a burst (Designate's worker sends CREATEs from
+// a thread pool: 32 in flight) into bind9 and powerdns, end to end. Every CREATE is
+// answered NOERROR (none SERVFAIL for load: create_timeout is the default 20 s), and
+// named / pdns_server then answer every zone's SOA with the primary's serial.
+func TestBulk2CreateBurst1000(t *testing.T) { t.Parallel(); bulkCreate(t, 1000) }
+
+func TestBulk2CreateBurst10000(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 zones take minutes on 2 cores; TestBulk2CreateBurst1000 runs always")
+	}
+	bulkCreate(t, 10000)
+}
+
+const bulkZoneText = `$TTL 300
+@ IN SOA ns1 hostmaster 7 3600 600 86400 300
+@ IN NS ns1
+ns1 IN A 192.0.2.1
+www IN A 192.0.2.2
+`
+
+func bulkCreate(t *testing.T, n int) {
+	harness.Require(t, "named", "rndc", "mariadbd", "mariadb-install-db", "pdns_server", "pdns_control")
+	zones := make([]string, n)
+	texts := make(map[string]string, n)
+	for i := range zones {
+		zones[i] = fmt.Sprintf("b%05d.bulk.", i)
+		texts[zones[i]] = bulkZoneText
+	}
+	p := harness.StartPrimary(t, texts)
+	if !harness.Eventually(2*time.Minute, 50*time.Millisecond, func() bool {
+		s, err := harness.QuerySerial(p.Addr(), zones[n-1])
+		return err == nil && s == 7
+	}) {
+		t.Fatal("the primary does not serve the zones")
+	}
+
+	nb := harness.StartBackendNamed(t, harness.BackendOptions{})
+	bcfg := bind9AgentConfig(p, nb, "reload")
+	bcfg.Workers, bcfg.CreateTimeout = "-", "-" // the agent's defaults
+	e := startPDNSEnv(t, harness.PDNSOptions{ZoneCache: true}) // PowerDNS's default: only a rediscover shows a new zone
+	pcfg := harness.AgentConfig{BackendDriver: "powerdns", Masters: p.Addr(), AllowNotify: "127.0.0.1",
+		QueryDestination: e.p.Addr(), Workers: "-", CreateTimeout: "-",
+		Backend: map[string]string{"zone_file_path": "-", "dsn": e.m.DSN(e.dbname),
+			"pdns_control": harness.LookPath("pdns_control"), "pdns_socket_dir": e.p.SocketDir()}}
+	for _, c := range []struct {
+		name   string
+		cfg    harness.AgentConfig
+		server string
+	}{{"bind9", bcfg, nb.Addr()}, {"powerdns", pcfg, e.p.Addr()}} {
+		a := harness.StartAgent(t, c.cfg)
+		start := time.Now()
+		var next, servfail, other atomic.Int64
+		var wg sync.WaitGroup
+		for w := 0; w < 32; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+					r, err := harness.ExchangeUDP(a.Addr(), harness.CreateMsg(uint16(i), zones[i]), 60*time.Second)
+					switch {
+					case err != nil || len(r) < 4:
+						other.Add(1)
+					case r[3]&0x0f == 2:
+						servfail.Add(1)
+					case r[3]&0x0f != 0:
+						other.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		took := time.Since(start)
+		a.CheckAlive(t)
+		if servfail.Load() > 0 || other.Load() > 0 {
+			t.Errorf("%s: %d CREATEs answered SERVFAIL, %d other or no reply, of %d", c.name, servfail.Load(), other.Load(), n)
+		}
+		var unserved []string
+		for _, z := range zones {
+			if s, err := harness.QuerySerial(c.server, z); err != nil || s != 7 {
+				unserved = append(unserved, fmt.Sprintf("%s (%d, %v)", z, s, err))
+			}
+		}
+		if len(unserved) > 0 {
+			t.Errorf("%s: %d of %d zones not served after their CREATE was answered, e.g. %v", c.name, len(unserved), n, unserved[:min(3, len(unserved))])
+		}
+		t.Logf("%s: %d zones created with 32 in flight in %v: %.0f zones/s", c.name, n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+	}
+}
