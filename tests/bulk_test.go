@@ -48,7 +48,7 @@ func bulkCreate(t *testing.T, n int) {
 
 	nb := harness.StartBackendNamed(t, harness.BackendOptions{})
 	bcfg := bind9AgentConfig(p, nb, "reload")
-	bcfg.Workers, bcfg.CreateTimeout = "-", "-" // the agent's defaults
+	bcfg.Workers, bcfg.CreateTimeout = "-", "-"                // the agent's defaults
 	e := startPDNSEnv(t, harness.PDNSOptions{ZoneCache: true}) // PowerDNS's default: only a rediscover shows a new zone
 	pcfg := harness.AgentConfig{BackendDriver: "powerdns", Masters: p.Addr(), AllowNotify: "127.0.0.1",
 		QueryDestination: e.p.Addr(), Workers: "-", CreateTimeout: "-",
