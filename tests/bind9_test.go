@@ -328,7 +328,7 @@ func TestBind9AT6HostileNamesAndRNDCFailures(t *testing.T) {
 		stop    bool
 		reason  string // in the agent's log
 	}{
-		{"wrong rndc key", map[string]string{"rndc_key_file": wrongKey}, false, "connection to remote host closed. * This may indicate"},
+		{"wrong rndc key", map[string]string{"rndc_key_file": wrongKey}, false, "named closed the control channel connection: a wrong key"},
 		{"control channel closed", map[string]string{"rndc_port": fmt.Sprint(harness.FreePort(t))}, false, "connection refused"},
 		{"named down", nil, true, "connection refused"},
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"regexp"
@@ -39,8 +40,14 @@ type Channel struct {
 	Addr    string
 	Key     ChannelKey
 	Timeout time.Duration
-	serial  atomic.Uint32
 }
+
+// ccSerial numbers the messages (_ser). named drops a message whose serial and time it
+// has seen already (replay protection, isccc_cc_checkdup), so a restarted agent must not
+// count from 1 again within the same second: it starts at a random value, as rndc does.
+var ccSerial atomic.Uint32
+
+func init() { ccSerial.Store(rand.Uint32()) }
 
 // ChannelKey is the rndc key: its algorithm and secret.
 type ChannelKey struct {
@@ -167,7 +174,7 @@ type ccReply struct{ ctrl, data map[string]string }
 func (c *Channel) exchange(conn net.Conn, command, nonce string) (ccReply, error) {
 	now := time.Now().Unix()
 	var ctrl bytes.Buffer
-	putBinary(&ctrl, "_ser", strconv.FormatUint(uint64(c.serial.Add(1)), 10))
+	putBinary(&ctrl, "_ser", strconv.FormatUint(uint64(ccSerial.Add(1)), 10))
 	putBinary(&ctrl, "_tim", strconv.FormatInt(now, 10))
 	putBinary(&ctrl, "_exp", strconv.FormatInt(now+60, 10))
 	if nonce != "" {
@@ -190,7 +197,10 @@ func (c *Channel) exchange(conn net.Conn, command, nonce string) (ccReply, error
 	}
 
 	var hdr [4]byte
-	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+	if _, err := io.ReadFull(conn, hdr[:]); errors.Is(err, io.EOF) {
+		// named closes without a word on a bad signature or a source its controls refuse.
+		return ccReply{}, errors.New("named closed the control channel connection: a wrong key (rndc_key_file), or a source address named's controls do not allow?")
+	} else if err != nil {
 		return ccReply{}, fmt.Errorf("control channel: reading named's reply: %w", err)
 	}
 	n := binary.BigEndian.Uint32(hdr[:])

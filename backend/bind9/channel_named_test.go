@@ -66,7 +66,7 @@ func TestChannelAgainstNamed(t *testing.T) {
 	bad := &bind9.Channel{Addr: c.Addr, Key: key, Timeout: c.Timeout}
 	bad.Key.Secret = append([]byte(nil), key.Secret...)
 	bad.Key.Secret[0] ^= 1
-	if out, err := bad.Run(ctx, "status"); err == nil {
-		t.Fatalf("a wrong key was accepted: %q", out)
+	if out, err := bad.Run(ctx, "status"); err == nil || !strings.Contains(err.Error(), "wrong key") {
+		t.Fatalf("with a wrong key: %q, %v, want an error suggesting the key", out, err)
 	}
 }
