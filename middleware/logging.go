@@ -55,7 +55,7 @@ func Logging(log *zap.Logger, interval time.Duration, now func() time.Time) Midd
 					zap.Stringer("source", req.Source),
 					zap.String("transport", req.Transport),
 					zap.String("opcode", OpcodeName(r.Opcode)),
-					zap.String("rcode", dns.RcodeToString[rcode]),
+					zap.String("rcode", RcodeName(rcode)),
 					zap.Duration("took", now().Sub(req.Received)),
 				}
 				if len(r.Question) > 0 {
@@ -84,6 +84,16 @@ type failureKind struct {
 
 // OpcodeCC is Designate's private opcode for CREATE/DELETE commands.
 const OpcodeCC = 14
+
+// RcodeName names a reply's rcode. 16 is BADVERS: in a reply's rcode it can only be that
+// (BADSIG, the same number, travels in a TSIG record under NOTAUTH), though miekg/dns
+// names it BADSIG.
+func RcodeName(rcode int) string {
+	if rcode == dns.RcodeBadVers {
+		return "BADVERS"
+	}
+	return dns.RcodeToString[rcode]
+}
 
 // OpcodeName names an opcode, including Designate's private one.
 func OpcodeName(op int) string {

@@ -55,7 +55,7 @@ func Metrics() Middleware {
 			if errors.Is(err, errRateLimited) {
 				return rcode, err // dropped unanswered: counted in rate_limited_total
 			}
-			requestsTotal.WithLabelValues(OpcodeName(r.Opcode), dns.RcodeToString[rcode]).Inc()
+			requestsTotal.WithLabelValues(OpcodeName(r.Opcode), RcodeName(rcode)).Inc()
 			var refused *RefusedError
 			switch {
 			case errors.As(err, &refused):

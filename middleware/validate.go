@@ -71,8 +71,8 @@ var errBadVersion = errors.New("EDNS version not supported")
 
 // validateEDNS applies RFC 6891: an OPT record anywhere but the additional section, or
 // more than one, is FORMERR (§6.1.1); an EDNS version above 0, the only one we speak, is
-// BADVERS (§6.1.3). The reply to either carries an OPT of version 0 (Reply), BADVERS in
-// its extended rcode.
+// BADVERS (§6.1.3). A reply to a request with an OPT in its additional section carries
+// one of version 0 (Reply); for BADVERS it holds the extended rcode.
 func validateEDNS(r *dns.Msg) error {
 	for _, section := range [][]dns.RR{r.Answer, r.Ns} {
 		for _, rr := range section {
