@@ -36,6 +36,7 @@ func TestBenchFlood(t *testing.T) {
 	const zone = "example.com."
 	z := harness.NewZone(zone, 2024100101, 50)
 	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+	load := loadAvg()
 	var rows []string
 	for _, sockets := range strings.Split(*flagFloodSockets, ",") {
 		for _, tc := range []struct{ name, source, kind string }{
@@ -73,7 +74,7 @@ func TestBenchFlood(t *testing.T) {
 	fmt.Fprintf(&b, "# The agent under a UDP flood\n\nTracker issue 14, acceptance 1. `TestBenchFlood` (bench/flood_test.go), %s each flood, built from %s, on %s (load average %s before).\n"+
 		"A flooder process sends as fast as its sockets go (replies unread); meanwhile 127.0.0.1 (allowed) sends a NOTIFY for a zone the agent holds every 100 ms and times the answer. "+
 		"Goroutines: `go_goroutines` every 250 ms; RSS: VmRSS every 100 ms. \"Kernel drops\": datagrams the kernel dropped because the agent's socket buffer was full.\n\n",
-		*flagFloodFor, builtFrom, machine(), loadAvg())
+		*flagFloodFor, builtFrom, machine(), load)
 	b.WriteString("| flood | sockets | sent | kernel drops | goroutines idle → peak | RSS MiB idle → peak | allowed NOTIFYs answered ≤ 100 ms | lost | p50 / p99 / worst |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	b.WriteString(strings.Join(rows, "\n") + "\n")

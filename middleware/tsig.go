@@ -17,9 +17,6 @@ const (
 	KindNotify  = "notify"  // NOTIFY
 	KindCommand = "command" // opcode-14 CREATE/DELETE
 	KindQuery   = "query"   // relayed queries
-
-	// KindUDP is every datagram, for the UDP listener's own per-source limit.
-	KindUDP = "udp"
 )
 
 // Kind names the kind of a request, or "" for opcodes the agent does not serve.

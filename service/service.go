@@ -346,7 +346,7 @@ func tsigAlgorithms(keys []*config.TSIGKey) map[string]string {
 // udpServers serve h on pc behind a request gate (udpgate.go): one server for the
 // allowed sources, one for the others.
 func (s *Service) udpServers(pc *net.UDPConn, h dns.Handler) []*dns.Server {
-	limit := middleware.NewLimiter(map[string]float64{middleware.KindUDP: udpSourceRate}, s.log.Named("udp"), refusalLogInterval, time.Now)
+	limit := middleware.NewLimiter(gateLimits, s.log.Named("udp"), refusalLogInterval, time.Now)
 	gate := newUDPGate(pc, s.allow.Known, limit)
 	var servers []*dns.Server
 	for _, lane := range gate.lanes {

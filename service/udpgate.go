@@ -22,6 +22,7 @@ const (
 	udpSlotsOthers  = 2                // datagrams from other sources served at once: they are only ever refused
 	udpPaceOthers   = time.Millisecond // and at most one per this: a flood of them must not take the CPU the reads need
 	udpSourceRate   = 5000             // datagrams per second one allowed source may send (burst: a second's worth); more are dropped unread
+	udpCommandRate  = 500              // CREATE/DELETEs, counted apart: each may cost a transfer, and no deployment sends them this fast
 	udpQueueAllowed = 1024             // queued datagrams from sources in allow_notify or allow_query
 	udpQueueOthers  = 256              // queued datagrams from everyone else
 	udpMaxDatagram  = 65535
@@ -32,6 +33,15 @@ const (
 	maxCommandsServing = 16
 	maxQueriesServing  = 48
 )
+
+// The gate's per-source limits, as the kind label of dnsagent_rate_limited_total.
+const (
+	limitDatagrams = "udp"
+	limitCommands  = "udp_command"
+)
+
+// gateLimits are the rates of the gate's per-source limits.
+var gateLimits = map[string]float64{limitDatagrams: udpSourceRate, limitCommands: udpCommandRate}
 
 var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "dnsagent", Name: "udp_dropped_total",
@@ -45,12 +55,12 @@ var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 // when the request is answered or dropped (release). So strangers never hold the slots
 // of the allowed sources, nor more than a few goroutines, and are paced. Within a queue
 // sources are served in turn and none may hold more than a quarter of it, so a flooding
-// source waits behind its own datagrams; an allowed source is also held to udpSourceRate.
+// source waits behind its own datagrams; an allowed source is also held to gateLimits.
 // What does not fit is dropped unread: a flood costs a bounded queue, never goroutines.
 type udpGate struct {
 	conn    *net.UDPConn
 	allowed func(netip.Addr) bool
-	limit   *middleware.Limiter // udpSourceRate on allowed sources
+	limit   *middleware.Limiter // gateLimits on allowed sources
 	start   sync.Once
 	done    chan struct{} // the reader stopped: err says why
 	err     error
@@ -107,7 +117,11 @@ func (g *udpGate) read() {
 		if g.allowed(source) {
 			// An allowed source that floods is cut to a rate no deployment reaches, so the
 			// CPU its requests take stays bounded and this loop keeps reading.
-			if !g.limit.Allow(source, middleware.KindUDP) {
+			kind := limitDatagrams
+			if buf[2]>>3&0xf == middleware.OpcodeCC {
+				kind = limitCommands
+			}
+			if !g.limit.Allow(source, kind) {
 				continue
 			}
 			l = g.lanes[0]
