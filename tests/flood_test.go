@@ -60,9 +60,10 @@ func TestSecurityFloodBounded(t *testing.T) {
 		t.Logf("%s: %d sent (%.0f/s); probes %d, %d within 100 ms, %d lost, p50 %v p99 %v worst %v; goroutines %d before, peak %d; RSS %.1f MiB before, peak %.1f MiB; %d dropped by the kernel",
 			tc.name, rep.Sent, rep.Rate(), rep.Probes, rep.InTime, rep.Lost, rep.P50, rep.P99, rep.Worst,
 			rep.GoroutinesBefore, rep.PeakGoroutines, float64(rep.RSSBefore)/(1<<20), float64(rep.PeakRSS)/(1<<20), rep.KernelDrops)
-		t.Logf("%s: dropped by the gate: %v from allowed sources (over the per-source rate or queue), %v from others",
+		t.Logf("%s: dropped by the gate so far: %v from allowed sources (over the per-source rates or queue), %v from others",
 			tc.name, metricValue(t, a.Config.MetricsListen, `dnsagent_udp_dropped_total{queue="allowed"}`)+
-				metricValue(t, a.Config.MetricsListen, `dnsagent_rate_limited_total{kind="udp"}`),
+				metricValue(t, a.Config.MetricsListen, `dnsagent_rate_limited_total{kind="udp"}`)+
+				metricValue(t, a.Config.MetricsListen, `dnsagent_rate_limited_total{kind="udp_command"}`),
 			metricValue(t, a.Config.MetricsListen, `dnsagent_udp_dropped_total{queue="others"}`))
 		for _, f := range rep.Failures {
 			t.Errorf("%s: %s", tc.name, f)
