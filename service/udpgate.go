@@ -18,7 +18,7 @@ import (
 // 14: 211k goroutines, 2.9 GB in 60 s). The gate reads the socket itself, queues what it
 // read, and hands a server a datagram only while it serves fewer than its slots.
 const (
-	udpSlotsAllowed = 96               // datagrams from allowed sources served at once (goroutines); slow kinds are capped lower (middleware.Busy)
+	udpSlotsAllowed = 128              // datagrams from allowed sources served at once (goroutines); slow kinds are capped lower (middleware.Busy)
 	udpSlotsOthers  = 2                // datagrams from other sources served at once: they are only ever refused
 	udpPaceOthers   = time.Millisecond // and at most one per this: a flood of them must not take the CPU the reads need
 	udpSourceRate   = 5000             // datagrams per second one allowed source may send (burst: a second's worth); more are dropped unread
@@ -30,7 +30,7 @@ const (
 
 	// Slow kinds served at once, over UDP and TCP together (middleware.Busy): below
 	// udpSlotsAllowed, so a flood of them leaves slots to NOTIFYs.
-	maxCommandsServing = 16
+	maxCommandsServing = 64
 	maxQueriesServing  = 48
 )
 
