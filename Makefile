@@ -58,7 +58,7 @@ bench-deps:
 	./scripts/bench-deps.sh
 bench bench-quick: bench-deps
 bench:
-	DNSAGENT_BENCH=1 $(GO) test -run '^TestBenchTable$$' -count=1 -v -timeout 50m ./bench \
+	DNSAGENT_BENCH=1 $(GO) test -run '^TestBenchTable$$' -count=1 -v -timeout 90m ./bench \
 		-args -sizes=10000,100000,1000000 -runs=3 -out=$(CURDIR)/bench/RESULTS.md \
 		-baseline=$(CURDIR)/bench/RESULTS.md
 
