@@ -274,8 +274,9 @@ func (s *sizeRun) startTargets() {
 				return nil
 			},
 			remove: untilGone(probe, func() error {
-				// A retried DELETE whose first reply was lost finds the zone gone.
-				if rc := a.delete(zone); rc != dns.RcodeSuccess {
+				// No reply (-1): a 1M-row delete can outlast the retries; untilGone waits
+				// for it. A retried DELETE whose first reply was lost finds the zone gone.
+				if rc := a.delete(zone); rc != dns.RcodeSuccess && rc != -1 {
 					if _, held := probe(); held {
 						return fmt.Errorf("DELETE answered rcode %d", rc)
 					}
