@@ -101,7 +101,7 @@ func readBaseline(path string) (map[string]map[int]time.Duration, string, error)
 	if !ok {
 		return nil, "", fmt.Errorf("%s: no \"Full transfer of a new zone\" table", path)
 	}
-	section, _, _ = strings.Cut(section, "\n## ")
+	section, _, _ = strings.Cut(section, "\n#") // up to the next heading, of any level
 	var sizes []int
 	out := map[string]map[int]time.Duration{}
 	for _, line := range strings.Split(section, "\n") {
