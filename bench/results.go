@@ -211,7 +211,7 @@ func (r *Results) Markdown() string {
 	row("limit: raw AXFR read (miekg/dns, discarded)", limAXFR)
 	row("peer: named, type secondary", peerNamed+fullZone, refAXFR)
 	row("peer: named, type secondary, ixfr-from-differences", peerNamedIXD+fullZone, refAXFR)
-	row("peer: pdns_server, secondary (IXFR=1 metadata)", peerPDNS+fullZone, refAXFR)
+	row("peer: pdns_server, secondary (AXFR)", peerPDNS+fullZone, refAXFR)
 	row("**agent + file**", agFile+fullZone, refAXFR)
 	row("**agent + bind9 (reload mode)**", agReload+fullZone, refAXFR)
 	row("**agent + bind9 (update mode)**", agUpdate+fullZone, refAXFR)
