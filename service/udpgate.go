@@ -21,8 +21,8 @@ const (
 	udpSlotsAllowed = 128              // datagrams from allowed sources served at once (goroutines); slow kinds are capped lower (middleware.Busy)
 	udpSlotsOthers  = 2                // datagrams from other sources served at once: they are only ever refused
 	udpPaceOthers   = time.Millisecond // and at most one per this: a flood of them must not take the CPU the reads need
-	udpSourceRate   = 5000             // datagrams per second one allowed source may send (burst: a second's worth); more are dropped unread
-	udpCommandRate  = 500              // CREATE/DELETEs, counted apart: each may cost a transfer, and no deployment sends them this fast
+	udpSourceRate   = 50000            // datagrams per second one allowed source may send (burst: a second's worth); more are dropped unread
+	udpCommandRate  = 2000             // CREATE/DELETEs, counted apart: each may cost a transfer; bulk creation by a worker stays below
 	udpQueueAllowed = 1024             // queued datagrams from sources in allow_notify or allow_query
 	udpQueueOthers  = 256              // queued datagrams from everyone else
 	udpMaxDatagram  = 65535

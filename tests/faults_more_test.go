@@ -492,8 +492,10 @@ func TestFaultsAT4Bind9WrongRndcKey(t *testing.T) {
 	mark := len(a.Output())
 	req := harness.CreateMsg(0x4401, zone)
 	expectBytes(t, "CREATE with a wrong rndc key", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf002))
-	if !agentLogged(a, mark, rndcSays) {
-		t.Errorf("the log does not carry rndc's message %q:\n%s", rndcSays, since(a.Output(), mark))
+	// The agent speaks the control channel itself (rndc_channel), so it says what rndc
+	// says in its own words: the connection was closed, and why that may be.
+	if !agentLogged(a, mark, rndcSays) && !agentLogged(a, mark, "a wrong key (rndc_key_file)") {
+		t.Errorf("the log does not say the key is wrong (rndc says %q):\n%s", rndcSays, since(a.Output(), mark))
 	}
 	if s, err := n.Serial(zone); err == nil {
 		t.Errorf("named serves the zone (serial %d) after the failed CREATE", s)

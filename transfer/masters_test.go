@@ -164,7 +164,7 @@ func testHungIXFR(t *testing.T, fromHung bool) {
 	}
 	waitSerial(t, be, "example.com.", 2)
 	took := time.Since(start)
-	if took < stall || took > stall*3/2 {
+	if took < stall || took > stall*19/10 { // two stalls would be 2 s; the rest is scheduling slack
 		t.Errorf("new version applied %v after the NOTIFY, want one stall timeout (%v), not two", took, stall)
 	}
 	if hung.ixfrs.Load() != 1 || hung.axfrs.Load() != axfrs {

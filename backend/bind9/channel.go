@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -40,6 +41,28 @@ type Channel struct {
 	Addr    string
 	Key     ChannelKey
 	Timeout time.Duration
+	// KeyFile, when set, is read again whenever it changes, as rndc reads it on every
+	// run: a key fixed or rotated on disk is used without restarting the agent.
+	KeyFile string
+
+	mu      sync.Mutex
+	keyTime time.Time // KeyFile's modification time when Key was read
+}
+
+// key returns the key to sign with, reading KeyFile again if it changed; a file that
+// cannot be read keeps the key read before.
+func (c *Channel) key() ChannelKey {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.KeyFile == "" {
+		return c.Key
+	}
+	if info, err := os.Stat(c.KeyFile); err == nil && !info.ModTime().Equal(c.keyTime) {
+		if k, err := ReadKeyFile(c.KeyFile); err == nil {
+			c.Key, c.keyTime = k, info.ModTime()
+		}
+	}
+	return c.Key
 }
 
 // ccSerial numbers the messages (_ser). named drops a message whose serial and time it
@@ -219,12 +242,13 @@ func (c *Channel) exchange(conn net.Conn, command, nonce string) (ccReply, error
 
 // auth builds the _auth table signing body.
 func (c *Channel) auth(body []byte) []byte {
-	alg := channelAlgs[c.Key.Algorithm]
-	mac := hmac.New(alg.new, c.Key.Secret)
+	key := c.key()
+	alg := channelAlgs[key.Algorithm]
+	mac := hmac.New(alg.new, key.Secret)
 	mac.Write(body)
 	digest := base64.StdEncoding.EncodeToString(mac.Sum(nil))
 	var t bytes.Buffer
-	if c.Key.Algorithm == "hmac-md5" {
+	if key.Algorithm == "hmac-md5" {
 		putEntry(&t, "hmd5", ccBinary, []byte(digest[:hmd5Len]))
 	} else {
 		v := make([]byte, 1+hshaLen)

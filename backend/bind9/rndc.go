@@ -93,7 +93,9 @@ func newRNDC(cfg Config) (RNDC, error) {
 		return nil, fmt.Errorf("rndc_key_file: %w (or set rndc_channel = false to run rndc)", err)
 	}
 	addr := net.JoinHostPort(cfg.RNDCHost, strconv.Itoa(cfg.RNDCPort))
-	return &Channel{Addr: addr, Key: key, Timeout: cfg.RNDCTimeout}, nil
+	ch := &Channel{Addr: addr, Key: key, Timeout: cfg.RNDCTimeout, KeyFile: keyFile}
+	ch.key() // notes the file's time
+	return ch, nil
 }
 
 func findBinary(name string) (string, error) {
