@@ -27,8 +27,6 @@ var (
 	flagBaseline   = flag.String("baseline", "", "an earlier report (RESULTS.md) the new-zone rows are compared with")
 )
 
-// agentBin and profBin are built once by TestMain when the benchmarks are enabled.
-var agentBin, profBin string
 
 func enabled() bool { return os.Getenv("DNSAGENT_BENCH") == "1" }
 

@@ -18,6 +18,10 @@ import (
 	"github.com/dnsagent/dnsagent/tests/harness"
 )
 
+// agentBin and profBin are built once by TestMain (bench_test.go) when the benchmarks are
+// enabled; declared here, where profile.go uses them, so `go build ./...` builds bench too.
+var agentBin, profBin string
+
 // profiledAgent is agentprof with its CPU-profile toggle and pprof endpoint.
 type profiledAgent struct {
 	*agent
