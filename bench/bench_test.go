@@ -27,7 +27,6 @@ var (
 	flagBaseline   = flag.String("baseline", "", "an earlier report (RESULTS.md) the new-zone rows are compared with")
 )
 
-
 func enabled() bool { return os.Getenv("DNSAGENT_BENCH") == "1" }
 
 func TestMain(m *testing.M) {
