@@ -26,6 +26,7 @@ const (
 	DefaultPDNSControl = "pdns_control"
 	DefaultPDNSUtil    = "pdnsutil"
 	DefaultBatchSize   = 1000
+	DefaultFailback    = time.Minute
 
 	// maxAccountLen is domains.account VARCHAR(40).
 	maxAccountLen = 40
@@ -37,6 +38,12 @@ type Config struct {
 	// ("user:password@tcp(host:3306)/dbname"). When it is set, the separate connection
 	// options must be left empty.
 	DSN string
+	// DSNs are several data source names (dsn lists them separated by whitespace), or
+	// Hosts several host:port of one database: the nodes of a Galera cluster (nodes.go).
+	DSNs  []string
+	Hosts []string
+	// Failback is how long the agent stays away from the first node after it failed.
+	Failback time.Duration
 	// Host and Port, or Socket (a unix socket path, which wins), User, Password, DBName.
 	Host     string
 	Port     int
@@ -81,6 +88,8 @@ type Config struct {
 func ConfigFrom(s *config.Section) Config {
 	return Config{
 		DSN:                s.String("dsn", ""),
+		Hosts:              s.List("hosts"),
+		Failback:           s.Seconds("failback", DefaultFailback),
 		Host:               s.String("host", ""),
 		Port:               s.Int("port", 0, 1),
 		Socket:             s.String("socket", ""),
@@ -102,13 +111,23 @@ func ConfigFrom(s *config.Section) Config {
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
 	var errs []error
+	if len(c.Hosts) > 0 && (c.Host != "" || c.Socket != "" || c.DSN != "") {
+		errs = append(errs, errors.New("hosts: set either hosts or host/socket/dsn, not both"))
+	}
+	for _, h := range c.Hosts {
+		if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("hosts: %q is not host:port", h))
+		}
+	}
 	if c.DSN != "" {
 		if c.Host != "" || c.Port != 0 || c.Socket != "" || c.User != "" || c.Password != "" || c.DBName != "" {
 			errs = append(errs, errors.New("dsn: set either dsn or host/port/socket/user/password/dbname, not both"))
 		}
-		if _, err := mysql.ParseDSN(c.DSN); err != nil {
-			// The driver's message may quote the DSN, password included: say only where.
-			errs = append(errs, errors.New("dsn: not a valid go-sql-driver/mysql data source name (user:password@tcp(host:port)/dbname)"))
+		for i, dsn := range strings.Fields(c.DSN) {
+			if _, err := mysql.ParseDSN(dsn); err != nil {
+				// The driver's message may quote the DSN, password included: say only where.
+				errs = append(errs, fmt.Errorf("dsn: not a valid go-sql-driver/mysql data source name (user:password@tcp(host:port)/dbname): item %d", i+1))
+			}
 		}
 	}
 	if c.Port < 0 || c.Port > 65535 {
@@ -132,15 +151,39 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// mysqlConfig is the driver configuration: the DSN, or one built from the options.
-func (c Config) mysqlConfig() (*mysql.Config, error) {
-	var mc *mysql.Config
-	if c.DSN != "" {
-		var err error
-		if mc, err = mysql.ParseDSN(c.DSN); err != nil {
+// mysqlConfigs are the driver configurations of the nodes: the DSNs, or one per host
+// (one in all without hosts) built from the options.
+func (c Config) mysqlConfigs() ([]*mysql.Config, error) {
+	var out []*mysql.Config
+	for _, dsn := range strings.Fields(c.DSN) {
+		mc, err := mysql.ParseDSN(dsn)
+		if err != nil {
 			return nil, errors.New("dsn: not a valid data source name")
 		}
-	} else {
+		out = append(out, tune(mc))
+	}
+	if c.DSN != "" {
+		return out, nil
+	}
+	for _, h := range c.Hosts {
+		mc, err := c.mysqlConfig()
+		if err != nil {
+			return nil, err
+		}
+		mc.Net, mc.Addr = "tcp", h
+		out = append(out, mc)
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	mc, err := c.mysqlConfig()
+	return []*mysql.Config{mc}, err
+}
+
+// mysqlConfig is the driver configuration built from the options.
+func (c Config) mysqlConfig() (*mysql.Config, error) {
+	var mc *mysql.Config
+	{
 		mc = mysql.NewConfig()
 		mc.User = or(c.User, DefaultUser)
 		mc.Passwd = c.Password
@@ -155,6 +198,10 @@ func (c Config) mysqlConfig() (*mysql.Config, error) {
 			mc.Net, mc.Addr = "tcp", net.JoinHostPort(or(c.Host, DefaultHost), strconv.Itoa(port))
 		}
 	}
+	return tune(mc), nil
+}
+
+func tune(mc *mysql.Config) *mysql.Config {
 	// Multi-row INSERTs with thousands of values: interpolating them client-side saves the
 	// prepare round trip per batch (the driver escapes every value).
 	mc.InterpolateParams = true
@@ -163,7 +210,7 @@ func (c Config) mysqlConfig() (*mysql.Config, error) {
 	}
 	// The driver logs lost connections itself; we return them as errors and retry.
 	mc.Logger = mysql.Logger(discardLogger{})
-	return mc, nil
+	return mc
 }
 
 type discardLogger struct{}

@@ -87,8 +87,25 @@ name_index = false
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mc, _ := cfg.mysqlConfig(); mc.Addr != "10.0.0.1:3306" || mc.Timeout != 3*time.Second || mc.Passwd != "pw" {
-		t.Errorf("dsn: %+v", mc)
+	if mcs, _ := cfg.mysqlConfigs(); len(mcs) != 1 || mcs[0].Addr != "10.0.0.1:3306" || mcs[0].Timeout != 3*time.Second || mcs[0].Passwd != "pw" {
+		t.Errorf("dsn: %+v", mcs)
+	}
+
+	// Galera: several nodes, as hosts (sharing the other options) or as DSNs.
+	cfg, err = readConfig(t, "[agent:powerdns]\nhosts = 10.0.0.1:3306, 10.0.0.2:3307\nuser = agent\nfailback = 30\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mcs, _ := cfg.mysqlConfigs(); len(mcs) != 2 || mcs[0].Addr != "10.0.0.1:3306" || mcs[1].Addr != "10.0.0.2:3307" ||
+		mcs[1].User != "agent" || !mcs[1].InterpolateParams || cfg.Failback != 30*time.Second {
+		t.Errorf("hosts: %+v", mcs)
+	}
+	cfg, err = readConfig(t, "[agent:powerdns]\ndsn = a:pw@tcp(10.0.0.1:3306)/pdns  a:pw@tcp(10.0.0.2:3306)/pdns\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mcs, _ := cfg.mysqlConfigs(); len(mcs) != 2 || mcs[1].Addr != "10.0.0.2:3306" {
+		t.Errorf("dsns: %+v", mcs)
 	}
 }
 
@@ -96,6 +113,8 @@ func TestConfigErrors(t *testing.T) {
 	tests := []struct{ text, want string }{
 		{"dsn = a:b@tcp(h:1)/db\nhost = h", "dsn: set either dsn or"},
 		{"dsn = a:secret@tcp(h:1/db", "dsn: not a valid"},
+		{"hosts = a:1, b", `hosts: "b" is not host:port`},
+		{"hosts = a:1\nhost = b", "hosts: set either hosts or"},
 		{"zone_kind = SLAVE", `zone_kind: "SLAVE" is neither`},
 		{"account = " + strings.Repeat("a", 41), "account:"},
 		{"batch_size = 0", "batch_size: 0 is below the minimum"},

@@ -2,6 +2,7 @@ package powerdns
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -13,7 +14,9 @@ type rowCounter interface {
 
 func (s *sqlStore) rowCount(ctx context.Context, id int64) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE domain_id = ?`, id).Scan(&n)
+	err := s.use(ctx, func(db *sql.DB) error {
+		return db.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE domain_id = ?`, id).Scan(&n)
+	})
 	return n, err
 }
 

@@ -59,18 +59,27 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("powerdns backend: %w", err)
 	}
-	mc, err := cfg.mysqlConfig()
+	mcs, err := cfg.mysqlConfigs()
 	if err != nil {
 		return nil, fmt.Errorf("powerdns backend: %w", err)
 	}
-	connector, err := mysql.NewConnector(mc)
-	if err != nil {
-		return nil, fmt.Errorf("powerdns backend: %w", err)
+	ns := &nodes{failback: cfg.Failback}
+	for _, mc := range mcs {
+		connector, err := mysql.NewConnector(mc)
+		if err != nil {
+			return nil, fmt.Errorf("powerdns backend: %w", err)
+		}
+		db := sql.OpenDB(connector)
+		// MariaDB closes idle connections after wait_timeout; recycle ours before that.
+		db.SetConnMaxIdleTime(time.Minute)
+		ns.dbs, ns.addrs = append(ns.dbs, db), append(ns.addrs, mc.Addr)
 	}
-	db := sql.OpenDB(connector)
-	// MariaDB closes idle connections after wait_timeout; recycle ours before that.
-	db.SetConnMaxIdleTime(time.Minute)
-	return newBackend(&sqlStore{db: db, nameIndex: cfg.NameIndex}, cfg, runCommand), nil
+	b := newBackend(&sqlStore{nodes: ns, nameIndex: cfg.NameIndex}, cfg, runCommand)
+	if len(ns.dbs) > 1 {
+		// Enough attempts to try every node once more than the single-server policy.
+		b.retry.attempts += len(ns.dbs)
+	}
+	return b, nil
 }
 
 func newBackend(st store, cfg Config, run runner) *Backend {
@@ -149,13 +158,16 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 		return fmt.Errorf("powerdns backend: create %s: %w", zone, err)
 	}
 	defer sp.close()
-	err = b.retry.do(ctx, func(attempt int) error {
-		if attempt == 1 {
-			return b.load(ctx, name, sp, mustCreate)
+	var staged bool
+	err = b.retry.do(ctx, func(attempt int) (err error) {
+		mode := mustCreate
+		if attempt > 1 {
+			// A retry after a commit whose reply was lost may find the zone created by the
+			// previous attempt: replacing it with the same data is then right.
+			mode = createOrReplace
 		}
-		// A retry after a commit whose reply was lost may find the zone created by the
-		// previous attempt: replacing it with the same data is then right.
-		return b.load(ctx, name, sp, createOrReplace)
+		staged, err = b.loadZone(ctx, name, sp, mode)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("powerdns backend: create %s: %w", zone, err)
@@ -165,6 +177,9 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 			return fmt.Errorf("powerdns backend: create %s: %w (removing the zone again failed: %v)", zone, err, delErr)
 		}
 		return fmt.Errorf("powerdns backend: create %s: %w (zone removed again)", zone, err)
+	}
+	if staged {
+		b.dropRetired(ctx, name) // a retry's replace of a zone created by a lost commit
 	}
 	return nil
 }
@@ -188,11 +203,17 @@ func (b *Backend) Replace(ctx context.Context, zone string, src backend.Source) 
 		return fmt.Errorf("powerdns backend: replace %s: %w", zone, err)
 	}
 	defer sp.close()
-	if err := b.retry.do(ctx, func(int) error { return b.load(ctx, name, sp, mustExist) }); err != nil {
+	var staged bool
+	err = b.retry.do(ctx, func(int) (err error) { staged, err = b.loadZone(ctx, name, sp, mustExist); return err })
+	if err != nil {
 		return fmt.Errorf("powerdns backend: replace %s: %w", zone, err)
 	}
-	if err := b.ctl.presigned(sp.sign).afterCommit(ctx, name, false); err != nil {
+	// A staged replace gave the zone a new domains.id: PowerDNS's zone cache must learn it.
+	if err := b.ctl.presigned(sp.sign).afterCommit(ctx, name, staged); err != nil {
 		return fmt.Errorf("powerdns backend: replace %s: committed, but %w", zone, err)
+	}
+	if staged {
+		b.dropRetired(ctx, name)
 	}
 	return nil
 }
@@ -287,19 +308,28 @@ func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMod
 				return err
 			}
 		}
-		return b.insertSpool(ctx, tx, id, name, sp)
+		tx, err = b.insertSpool(ctx, tx, id, name, sp, b.batch, nil)
+		if err != nil {
+			return err
+		}
+		return tx.insertMissingENTs(ctx, id)
 	})
 }
 
 // insertSpool inserts the rows in batches, with auth from the spool's cuts, and collects
 // every name between the apex and an owner as a candidate empty non-terminal; the
 // database keeps the candidates and turns those without rows of their own into ENT rows.
-func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone string, sp *spool) error {
+//
+// With cut (staged loads, stage.go), the rows go in several transactions: after each
+// batch, cut gets the rows written and returns the transaction to go on with. It returns
+// the transaction it ended in.
+func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone string, sp *spool, batch int,
+	cut func(tx storeTx, rows int) (storeTx, error)) (storeTx, error) {
 	rd, err := sp.reader()
 	if err != nil {
-		return err
+		return tx, err
 	}
-	rows := make([]row, 0, b.batch)
+	rows := make([]row, 0, batch)
 	var ents []row
 	seen := map[string]bool{} // candidates of this batch only: the database deduplicates
 	once := sp.dedup()
@@ -313,8 +343,14 @@ func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone st
 				return err
 			}
 		}
+		n := len(rows) + len(ents)
 		rows, ents, size = rows[:0], ents[:0], 0
 		clear(seen)
+		if cut != nil {
+			var err error
+			tx, err = cut(tx, n)
+			return err
+		}
 		return nil
 	}
 	for {
@@ -323,7 +359,7 @@ func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone st
 			break
 		}
 		if err != nil {
-			return err
+			return tx, err
 		}
 		if !once(r) {
 			continue
@@ -340,18 +376,18 @@ func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone st
 				ents = append(ents, ent)
 			}
 		})
-		if len(rows) >= b.batch || size >= maxBatchBytes {
+		if len(rows) >= batch || size >= maxBatchBytes {
 			if err := flush(); err != nil {
-				return err
+				return tx, err
 			}
 		}
 	}
 	if len(rows) > 0 {
 		if err := flush(); err != nil {
-			return err
+			return tx, err
 		}
 	}
-	return tx.insertMissingENTs(ctx, id)
+	return tx, nil
 }
 
 // inTx runs fn in a transaction and commits it, or rolls back if fn fails.
@@ -360,11 +396,16 @@ func (b *Backend) inTx(ctx context.Context, fn func(storeTx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	err = fn(tx)
+	if err != nil {
 		tx.rollback() //nolint:errcheck // the connection may be gone; fn's error says why
-		return err
+	} else {
+		err = tx.commit()
 	}
-	return tx.commit()
+	if f, ok := tx.(interface{ failed(context.Context, error) }); ok && err != nil {
+		f.failed(ctx, err)
+	}
+	return err
 }
 
 func (b *Backend) lookupErr(op, zone string, err error) error {

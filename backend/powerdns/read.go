@@ -25,9 +25,11 @@ type rowReader interface {
 // ordername (dnssec.go).
 func (s *sqlStore) readRows(ctx context.Context, id int64, each func(row) error) error {
 	for _, where := range []string{`type = 'SOA'`, `type IS NOT NULL AND type NOT IN ('', 'SOA')`} {
-		rows, err := s.db.QueryContext(ctx, `SELECT name, type, COALESCE(content, ''), COALESCE(ttl, 0), COALESCE(prio, 0)
+		db, node := s.nodes.pick(ctx)
+		rows, err := db.QueryContext(ctx, `SELECT name, type, COALESCE(content, ''), COALESCE(ttl, 0), COALESCE(prio, 0)
 			FROM records WHERE domain_id = ? AND (disabled = 0 OR type IN ('NSEC', 'NSEC3', 'NSEC3PARAM')) AND `+where, id)
 		if err != nil {
+			s.nodes.failed(ctx, node, err)
 			return err
 		}
 		for rows.Next() {

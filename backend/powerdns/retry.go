@@ -13,7 +13,8 @@ import (
 )
 
 // retryPolicy retries a whole transaction that failed for a reason that goes away by
-// itself: a deadlock, a lock wait timeout, a lost or refused connection. Longer outages
+// itself: a deadlock (on Galera also a certification conflict at commit), a lock wait
+// timeout, a lost or refused connection, a Galera node not ready. Longer outages
 // are left to the transfer engine's own retries.
 type retryPolicy struct {
 	attempts int
@@ -42,7 +43,9 @@ func (p retryPolicy) do(ctx context.Context, fn func(attempt int) error) error {
 
 // MariaDB error numbers that are worth a retry of the whole transaction.
 const (
-	erLockWaitTimeout  = 1205
+	erLockWaitTimeout = 1205
+	// Galera: "WSREP has not yet prepared node for application use" (wsrep_ready=OFF).
+	erWsrepNotReady    = 1047
 	erLockDeadlock     = 1213
 	erServerShutdown   = 1053
 	erConnectionKilled = 1927
@@ -59,7 +62,7 @@ func retryable(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		switch me.Number {
-		case erLockWaitTimeout, erLockDeadlock, erServerShutdown, erConnectionKilled, crServerGone, crServerLost:
+		case erLockWaitTimeout, erLockDeadlock, erWsrepNotReady, erServerShutdown, erConnectionKilled, crServerGone, crServerLost:
 			return true
 		}
 		return false

@@ -18,7 +18,7 @@ import (
 // and its index to records (see prepare), so the agent's database user needs SELECT,
 // INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, and ALTER and INDEX for name_index.
 type sqlStore struct {
-	db *sql.DB
+	nodes *nodes
 	// nameIndex: use (and create when missing) the index of reversed names.
 	nameIndex bool
 	// index: 0 not checked yet, indexReady, or indexRefused (the server said no: not
@@ -31,14 +31,28 @@ const (
 	indexRefused = 2
 )
 
+// txOptions: READ COMMITTED, as PowerDNS itself uses (gmysql-innodb-read-committed):
+// without gap locks, creating two zones at once cannot deadlock on the domains name index.
+var txOptions = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+
 func (s *sqlStore) begin(ctx context.Context) (storeTx, error) {
-	// READ COMMITTED, as PowerDNS itself uses (gmysql-innodb-read-committed): without gap
-	// locks, creating two zones at once cannot deadlock on the domains name index.
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	db, node := s.nodes.pick(ctx)
+	tx, err := db.BeginTx(ctx, txOptions)
 	if err != nil {
+		s.nodes.failed(ctx, node, err)
 		return nil, err
 	}
-	return &sqlTx{tx: tx, store: s, nameIndex: s.nameIndex && s.index.Load() == indexReady}, nil
+	return &sqlTx{tx: tx, store: s, node: node, nameIndex: s.nameIndex && s.index.Load() == indexReady}, nil
+}
+
+// use runs fn on the current node; an error of the node makes another one current.
+func (s *sqlStore) use(ctx context.Context, fn func(db *sql.DB) error) error {
+	db, node := s.nodes.pick(ctx)
+	err := fn(db)
+	if err != nil {
+		s.nodes.failed(ctx, node, err)
+	}
+	return err
 }
 
 // prepare creates the name index when it is missing: a virtual column holding each row's
@@ -57,15 +71,19 @@ func (s *sqlStore) prepare(ctx context.Context) error {
 	if !s.nameIndex || s.index.Load() != 0 {
 		return nil
 	}
-	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.STATISTICS
+	err := s.use(ctx, func(db *sql.DB) error {
+		var n int
+		err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.STATISTICS
 		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'records' AND INDEX_NAME = 'dnsagent_parent'`).Scan(&n)
-	if err == nil && n == 0 {
-		_, err = s.db.ExecContext(ctx, `ALTER TABLE records
+		if err != nil || n > 0 {
+			return err
+		}
+		_, err = db.ExecContext(ctx, `ALTER TABLE records
 			ADD COLUMN IF NOT EXISTS dnsagent_parent VARCHAR(255) CHARACTER SET latin1 COLLATE latin1_bin
 				AS (REGEXP_REPLACE(name, CONCAT('^(?:[^.', CHAR(92, 92), ']|', CHAR(92, 92), '.)*[.]'), '')) VIRTUAL,
 			ADD INDEX IF NOT EXISTS dnsagent_parent (domain_id, dnsagent_parent)`)
-	}
+		return err
+	})
 	if err != nil {
 		var me *mysql.MySQLError
 		if errors.As(err, &me) {
@@ -81,31 +99,48 @@ func (s *sqlStore) prepare(ctx context.Context) error {
 func (s *sqlStore) lookup(ctx context.Context, zone string) (domain, string, error) {
 	var d domain
 	var soa sql.NullString
-	err := s.db.QueryRowContext(ctx,
-		`SELECT d.id, COALESCE(d.account, ''), r.content FROM domains d
-		 LEFT JOIN records r ON r.domain_id = d.id AND r.name = d.name AND r.type = 'SOA'
-		 WHERE d.name = ? LIMIT 1`, zone).Scan(&d.ID, &d.Account, &soa)
-	if errors.Is(err, sql.ErrNoRows) {
-		return domain{}, "", errNoDomain
+	err := s.use(ctx, func(db *sql.DB) error {
+		err := db.QueryRowContext(ctx,
+			`SELECT d.id, COALESCE(d.account, ''), r.content FROM domains d
+			 LEFT JOIN records r ON r.domain_id = d.id AND r.name = d.name AND r.type = 'SOA'
+			 WHERE d.name = ? LIMIT 1`, zone).Scan(&d.ID, &d.Account, &soa)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNoDomain
+		}
+		return err
+	})
+	if err != nil {
+		return domain{}, "", err
 	}
-	return d, soa.String, err
+	return d, soa.String, nil
 }
 
 func (s *sqlStore) zones(ctx context.Context, account string) ([]string, error) {
 	// BINARY: domains.account compares case-insensitively, ownership must not.
-	rows, err := s.db.QueryContext(ctx, `SELECT name FROM domains WHERE BINARY account = ? ORDER BY name`, account)
-	if err != nil {
-		return nil, err
-	}
-	return scanNames(rows, nil)
+	// Not the versions of a zone being staged or retired (stage.go).
+	var names []string
+	err := s.use(ctx, func(db *sql.DB) error {
+		rows, err := db.QueryContext(ctx, `SELECT name FROM domains WHERE BINARY account = ? AND name NOT LIKE '%`+stagingSuffix+`' ORDER BY name`, account)
+		if err != nil {
+			return err
+		}
+		names, err = scanNames(rows, nil)
+		return err
+	})
+	return names, err
 }
 
-func (s *sqlStore) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
-func (s *sqlStore) close() error                   { return s.db.Close() }
+// ping checks the current node, and that it is ready.
+func (s *sqlStore) ping(ctx context.Context) error {
+	return s.use(ctx, func(db *sql.DB) error { return ready(ctx, db) })
+}
+
+func (s *sqlStore) close() error { return s.nodes.close() }
 
 type sqlTx struct {
 	tx        *sql.Tx
 	store     *sqlStore
+	node      int  // index in store.nodes
 	nameIndex bool // records.dnsagent_parent exists
 	// entTable: the ENT candidate table was (re)created in this transaction. Temporary
 	// tables outlive a rollback on a pooled connection, so each transaction starts its
@@ -115,6 +150,9 @@ type sqlTx struct {
 
 func (t *sqlTx) commit() error   { return t.tx.Commit() }
 func (t *sqlTx) rollback() error { return t.tx.Rollback() }
+
+// failed reports the error that ended the transaction (Backend.inTx).
+func (t *sqlTx) failed(ctx context.Context, err error) { t.store.nodes.failed(ctx, t.node, err) }
 
 func (t *sqlTx) domain(ctx context.Context, zone string) (domain, error) {
 	var d domain
