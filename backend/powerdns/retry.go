@@ -45,12 +45,15 @@ func (p retryPolicy) do(ctx context.Context, fn func(attempt int) error) error {
 const (
 	erLockWaitTimeout = 1205
 	// Galera: "WSREP has not yet prepared node for application use" (wsrep_ready=OFF).
-	erWsrepNotReady    = 1047
-	erLockDeadlock     = 1213
-	erServerShutdown   = 1053
-	erConnectionKilled = 1927
-	crServerGone       = 2006
-	crServerLost       = 2013
+	erWsrepNotReady = 1047
+	// Galera: "Got error 6 during COMMIT" and the like, the node having lost the primary
+	// component while the transaction ran; it was rolled back.
+	erErrorDuringCommit = 1180
+	erLockDeadlock      = 1213
+	erServerShutdown    = 1053
+	erConnectionKilled  = 1927
+	crServerGone        = 2006
+	crServerLost        = 2013
 )
 
 // retryable reports errors after which the transaction was rolled back by the server or
@@ -62,7 +65,7 @@ func retryable(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		switch me.Number {
-		case erLockWaitTimeout, erLockDeadlock, erWsrepNotReady, erServerShutdown, erConnectionKilled, crServerGone, crServerLost:
+		case erLockWaitTimeout, erLockDeadlock, erWsrepNotReady, erErrorDuringCommit, erServerShutdown, erConnectionKilled, crServerGone, crServerLost:
 			return true
 		}
 		return false

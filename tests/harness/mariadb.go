@@ -49,6 +49,9 @@ type MariaDB struct {
 	port   int
 	binary string
 
+	// extra are more mariadbd options (a Galera node's, galera.go).
+	extra []string
+
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	out     *Buffer
@@ -77,6 +80,20 @@ func StartMariaDB(t testing.TB) *MariaDB {
 	t.Cleanup(func() { m.stop(false) })
 	m.Start(t)
 	return m
+}
+
+// install runs mariadb-install-db on the data directory.
+func (m *MariaDB) install(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := append([]string{"--no-defaults", "--datadir=" + m.datadir(), "--tmpdir=" + m.dir,
+		"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"}, m.tuning()...)
+	cmd := exec.CommandContext(ctx, mustLook(t, "mariadb-install-db"), args...)
+	cmd.Dir = m.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
+	}
 }
 
 func (m *MariaDB) datadir() string { return filepath.Join(m.dir, "data") }
@@ -121,6 +138,7 @@ func (m *MariaDB) Start(t testing.TB) {
 		"--port=" + fmt.Sprint(m.port), "--bind-address=127.0.0.1", "--skip-name-resolve", "--skip-grant-tables",
 		"--pid-file=" + filepath.Join(m.dir, "mysqld.pid"), "--tmpdir=" + m.dir, "--skip-log-bin",
 		"--performance-schema=OFF", "--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0"}, m.tuning()...)
+	args = append(args, m.extra...)
 	m.mu.Lock()
 	if m.cmd != nil && !m.exited() {
 		m.mu.Unlock()

@@ -1,0 +1,235 @@
+package tests
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/backendtest"
+	"github.com/dnsagent/dnsagent/backend/powerdns"
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// TestGaleraFailoverStagedReplace is issue 18's Galera test: a 3-node cluster on loopback
+// whose wsrep_max_ws_rows (100,000) a 200,000-record zone exceeds in one transaction;
+// the powerdns backend writes to node 1 (hosts = node1, node2, node3), pdns_server reads
+// node 3. Create and full replace are staged (stage.go), an incremental change is one
+// transaction; node 1 is killed in the middle of the replace and the backend finishes
+// it on node 2. A watcher on nodes 2 and 3 (and 1 while it lives) counts the zone's rows
+// per serial all along: never a partial version; pdns_server on node 3 answers the old
+// complete zone, then the new one.
+func TestGaleraFailoverStagedReplace(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	g := harness.StartGalera(t, 3, "--wsrep-max-ws-rows=100000")
+	n1, n2, n3 := g.Nodes[0], g.Nodes[1], g.Nodes[2]
+	dbname := n1.NewPDNSDatabase(t)
+	t.Logf("cluster of 3 synced, schema loaded: %v", time.Since(began).Round(time.Millisecond))
+	p := harness.StartPDNS(t, n3, dbname, harness.PDNSOptions{})
+	b, err := powerdns.New(powerdns.Config{
+		Hosts:              []string{n1.Addr(), n2.Addr(), n3.Addr()},
+		User:               "root",
+		DBName:             dbname,
+		Account:            powerdns.DefaultAccount,
+		ZoneKind:           powerdns.DefaultZoneKind,
+		BatchSize:          powerdns.DefaultBatchSize,
+		PDNSControlEnabled: true,
+		PDNSControl:        []string{harness.LookPath("pdns_control")},
+		PDNSSocketDir:      p.SocketDir(),
+		NameIndex:          true,
+		Failback:           time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	ctx := context.Background()
+	const zone, n = "big.example.", 200000
+	rows := map[uint32]int{} // serial -> rows of the complete version
+	var mu sync.Mutex
+
+	// The watcher: serial and row count of the zone in one snapshot, on every live node.
+	stop := make(chan struct{})
+	var seen []string
+	watched := make(chan struct{})
+	dbs := []*sql.DB{n1.DB(t, dbname), n2.DB(t, dbname), n3.DB(t, dbname)}
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for i, db := range dbs {
+				if i == 0 && n1.Exited() {
+					continue
+				}
+				serial, count, ok := zoneVersion(ctx, db)
+				if ok {
+					mu.Lock()
+					seen = append(seen, fmt.Sprintf("node%d serial %d rows %d", i+1, serial, count))
+					mu.Unlock()
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	count := func(serial uint32) {
+		// Node 2 applies what node 1 committed a moment later.
+		var c int
+		ok := harness.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+			var got uint32
+			got, c, _ = zoneVersion(ctx, dbs[1])
+			return got == serial
+		})
+		if !ok {
+			t.Fatalf("node 2 has no zone after serial %d", serial)
+		}
+		mu.Lock()
+		rows[serial] = c
+		mu.Unlock()
+	}
+
+	start := time.Now()
+	if err := b.Create(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 1, n), 1000)...)); err != nil {
+		t.Fatalf("Create of %d records: %v", n, err)
+	}
+	t.Logf("Create (staged): %v", time.Since(start).Round(time.Millisecond))
+	count(1)
+	if _, ok := servedSerial(p.Addr(), zone, 1, 10*time.Second); !ok {
+		t.Fatal("pdns_server on node 3 does not serve serial 1")
+	}
+
+	// An incremental change (what an IXFR brings): one transaction.
+	old := backendtest.Zone(zone, 1, n)
+	soa := func(s uint32) *dns.SOA { r := dns.Copy(old[0]).(*dns.SOA); r.Serial = s; return r }
+	added, _ := dns.NewRR("new." + zone + " 300 IN A 192.0.2.200")
+	start = time.Now()
+	if err := b.Apply(ctx, zone, &backend.ChangeSet{Zone: zone, Steps: []backend.Step{
+		{Old: soa(1), New: soa(2), Deleted: []dns.RR{old[5]}, Added: []dns.RR{added}},
+	}}); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	t.Logf("Apply: %v", time.Since(start).Round(time.Millisecond))
+	count(2)
+	if _, ok := servedSerial(p.Addr(), zone, 2, 10*time.Second); !ok {
+		t.Fatal("pdns_server on node 3 does not serve serial 2")
+	}
+
+	// The full replace, node 1 killed once a quarter of the new version is staged.
+	staged := make(chan struct{})
+	go func() {
+		defer close(staged)
+		harness.Eventually(60*time.Second, 10*time.Millisecond, func() bool {
+			var c int
+			dbs[0].QueryRow(`SELECT COUNT(*) FROM records r JOIN domains d ON d.id = r.domain_id WHERE d.name LIKE 'staging-%'`).Scan(&c)
+			return c > n/4
+		})
+	}()
+	done := make(chan error, 1)
+	start = time.Now()
+	go func() {
+		done <- b.Replace(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 3, n), 1000)...))
+	}()
+	select {
+	case <-staged:
+	case err := <-done:
+		t.Fatalf("Replace ended (%v) before node 1 could be killed in its middle", err)
+	}
+	n1.Kill(t)
+	killed := time.Since(start)
+	// pdns_server on node 3 still answers the old complete version (once node 3 is back in
+	// the primary component: it leaves it for a moment while the cluster notices the loss).
+	if _, ok := servedSerial(p.Addr(), zone, 2, 10*time.Second); !ok {
+		t.Errorf("while the replace runs on: pdns_server on node 3 does not serve serial 2")
+	}
+	if r := p.Query(t, fmt.Sprintf("host-%d.%s", n-1, zone), dns.TypeTXT); len(r.Answer) != 1 ||
+		!strings.Contains(r.Answer[0].String(), "serial 1 record") {
+		t.Errorf("last record of the old version on node 3: %v", r.Answer)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Replace with node 1 killed after %v: %v", killed, err)
+	}
+	t.Logf("Replace (staged, node 1 killed after %v): %v", killed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	count(3)
+	if _, ok := servedSerial(p.Addr(), zone, 3, 10*time.Second); !ok {
+		t.Fatal("pdns_server on node 3 does not serve serial 3")
+	}
+	if r := p.Query(t, fmt.Sprintf("host-%d.%s", n-1, zone), dns.TypeTXT); len(r.Answer) != 1 ||
+		!strings.Contains(r.Answer[0].String(), "serial 3 record") {
+		t.Errorf("last record of the new version on node 3: %v", r.Answer)
+	}
+	close(stop)
+	<-watched
+
+	// Every version any node showed was complete; the old ones are gone.
+	mu.Lock()
+	defer mu.Unlock()
+	if rows[1] != n+2 || rows[3] != n+2 || rows[2] != n+2 {
+		t.Errorf("rows per serial %v, want %d each", rows, n+2)
+	}
+	bad := 0
+	for _, s := range seen {
+		var node int
+		var serial uint32
+		var c int
+		fmt.Sscanf(s, "node%d serial %d rows %d", &node, &serial, &c)
+		if want, ok := rows[serial]; !ok || c != want {
+			if bad++; bad <= 5 {
+				t.Errorf("partial zone seen: %s (complete: %v)", s, rows)
+			}
+		}
+	}
+	t.Logf("%d snapshots of the zone checked on the nodes; %d partial", len(seen), bad)
+	var left int
+	dbs[1].QueryRow(`SELECT COUNT(*) FROM records`).Scan(&left)
+	if left != n+2 {
+		t.Errorf("%d rows in records after the replace, want %d (retired or staged rows left)", left, n+2)
+	}
+	t.Logf("whole test: %v", time.Since(began).Round(time.Millisecond))
+}
+
+// zoneVersion reads the zone's SOA serial and row count in one snapshot.
+func zoneVersion(ctx context.Context, db *sql.DB) (uint32, int, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return 0, 0, false
+	}
+	defer tx.Rollback()
+	var id int64
+	var content string
+	if err := tx.QueryRow(`SELECT d.id, r.content FROM domains d JOIN records r ON r.domain_id = d.id AND r.type = 'SOA'
+		WHERE d.name = 'big.example'`).Scan(&id, &content); err != nil {
+		return 0, 0, false
+	}
+	var c int
+	if err := tx.QueryRow(`SELECT COUNT(*) FROM records WHERE domain_id = ?`, id).Scan(&c); err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(content)
+	var serial uint32
+	if len(f) > 2 {
+		fmt.Sscan(f[2], &serial)
+	}
+	return serial, c, true
+}
+
+// servedSerial polls server until it answers zone's SOA with serial.
+func servedSerial(addr, zone string, serial uint32, timeout time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	ok := harness.Eventually(timeout, 20*time.Millisecond, func() bool {
+		s, err := harness.QuerySerial(addr, zone)
+		return err == nil && s == serial
+	})
+	return time.Since(start), ok
+}
