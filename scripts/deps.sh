@@ -24,6 +24,9 @@ need nsd nsd nsd-control nsd-checkzone
 need pdns-server pdns_server pdns_control pdnsutil
 need mariadb-server mariadbd mariadb-install-db mariadb
 [ -f /usr/share/pdns-backend-mysql/schema/schema.mysql.sql ] || missing="$missing pdns-backend-mysql"
+# Galera cluster test (TestGaleraFailoverStagedReplace): the wsrep provider, rsync for SST.
+[ -f /usr/lib/galera/libgalera_smm.so ] || missing="$missing galera-4"
+need rsync rsync
 [ -z "$missing" ] && exit 0
 
 sudo=""
