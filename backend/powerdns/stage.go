@@ -240,27 +240,32 @@ func (b *Backend) stagedLoad(ctx context.Context, s *sqlStore, conn *sql.Conn, n
 	})
 }
 
-// dropRetired deletes the zone's retired version after a staged load; a failure leaves
-// it to the next staged load of the zone.
+// dropRetired deletes the zone's retired version after a staged load, retried like any
+// transaction (the cluster may still be regrouping after a node left); a failure still
+// standing leaves it to the next staged load of the zone.
 func (b *Backend) dropRetired(ctx context.Context, name string) {
 	s, ok := b.store.(*sqlStore)
 	if !ok {
 		return
 	}
-	db, node := s.nodes.pick(ctx)
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		s.nodes.failed(ctx, node, err)
-		return
-	}
-	defer conn.Close()
-	chunk := 10000
-	if lim, err := limits(ctx, conn); err == nil && lim.rows > 0 {
-		chunk = int(max(1, min(int64(chunk), lim.rows/4)))
-	}
-	if err := b.dropVersions(ctx, conn, stagingTag(name), "retired", chunk); err != nil {
-		s.nodes.failed(ctx, node, err)
-	}
+	b.retry.do(ctx, func(int) error { //nolint:errcheck // best effort, see above
+		db, node := s.nodes.pick(ctx)
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			s.nodes.failed(ctx, node, err)
+			return err
+		}
+		defer conn.Close()
+		chunk := 10000
+		if lim, err := limits(ctx, conn); err == nil && lim.rows > 0 {
+			chunk = int(max(1, min(int64(chunk), lim.rows/4)))
+		}
+		if err := b.dropVersions(ctx, conn, stagingTag(name), "retired", chunk); err != nil {
+			s.nodes.failed(ctx, node, err)
+			return err
+		}
+		return nil
+	})
 }
 
 // dropVersions deletes the agent's domains rows named KIND-TAG...stagingSuffix (kind "%"
