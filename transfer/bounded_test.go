@@ -168,7 +168,7 @@ func TestIXFRSpoolsAndStopsAtCaps(t *testing.T) {
 func openSpools(t *testing.T) int {
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		t.Skip(err)
+		t.Fatalf("counting open spool files: %v", err) // the check is part of the test, not optional
 	}
 	n := 0
 	for _, fd := range fds {
