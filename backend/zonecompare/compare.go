@@ -93,30 +93,15 @@ type comparer struct {
 	sets        map[uint64]setState
 }
 
-// canonical packs rr uncompressed with its owner lowercased (RFC 4343) and returns the
-// hash of the record (TTL and data included: a TTL change is a change) and of its owner
-// and type (its RRset).
+// canonical returns the hash of rr's comparison form (backend.AppendCanonical: TTL and
+// data included, so a TTL change is a change) and of its owner and type (its RRset).
 func (c *comparer) canonical(rr dns.RR) (record, set uint64, err error) {
-	need := dns.Len(rr) + 64
-	if cap(c.buf) < need {
-		c.buf = make([]byte, need*2)
-	}
-	buf := c.buf[:cap(c.buf)]
-	n, err := dns.PackRR(rr, buf, 0, nil, false)
+	var owner int
+	c.buf, owner, err = backend.AppendCanonical(c.buf[:0], rr)
 	if err != nil {
-		return 0, 0, fmt.Errorf("record %s: %w", rr, err)
+		return 0, 0, err
 	}
-	wire := buf[:n]
-	i := 0
-	for i < len(wire) && wire[i] != 0 {
-		for j := i + 1; j <= i+int(wire[i]) && j < len(wire); j++ {
-			if ch := wire[j]; ch >= 'A' && ch <= 'Z' {
-				wire[j] = ch + 'a' - 'A'
-			}
-		}
-		i += int(wire[i]) + 1
-	}
-	return xxhash.Sum64(wire), xxhash.Sum64(wire[:min(i+3, len(wire))]), nil
+	return xxhash.Sum64(c.buf), xxhash.Sum64(c.buf[:min(owner+2, len(c.buf))]), nil
 }
 
 func (c *comparer) readHeld(ctx context.Context, read ReadFunc) error {

@@ -21,6 +21,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
 )
 
 // magic ends every index file; the trailer before it says what the file holds.
@@ -245,9 +247,8 @@ func newWriter(dir, zone string) (*writer, error) {
 // records is how many records were written.
 func (w *writer) records() int { return w.entries.n }
 
-// canonical packs rr uncompressed, owner name lowercased (owner names compare
-// case-insensitively, RFC 4343), and returns the bytes and their hash. TTL and data are
-// part of it: a TTL change is a change.
+// canonical packs rr in its comparison form (backend.AppendCanonical) and returns the
+// bytes and their hash.
 func (w *writer) canonical(rr dns.RR) ([]byte, uint64, error) {
 	packed, err := appendPacked(w.buf[:0], rr)
 	if err != nil {
@@ -255,36 +256,18 @@ func (w *writer) canonical(rr dns.RR) ([]byte, uint64, error) {
 	}
 	w.buf = packed
 	wire := packed[2:]
-	lowerOwner(wire)
 	return wire, xxhash.Sum64(wire), nil
 }
 
-// appendPacked appends rr's uncompressed wire form, behind its 2-byte length, to buf.
+// appendPacked appends rr's comparison form, behind its 2-byte length, to buf.
 func appendPacked(buf []byte, rr dns.RR) ([]byte, error) {
 	start := len(buf)
-	need := start + 2 + dns.Len(rr) + 64
-	if cap(buf) < need {
-		buf = append(make([]byte, 0, max(need, 2*cap(buf), 64<<10)), buf...)
-	}
-	full := buf[:cap(buf)]
-	n, err := dns.PackRR(rr, full, start+2, nil, false)
+	buf, _, err := backend.AppendCanonical(append(buf, 0, 0), rr)
 	if err != nil {
-		return buf, fmt.Errorf("record %s: %w", rr.Header().Name, err)
+		return buf[:start], err
 	}
-	binary.BigEndian.PutUint16(full[start:], uint16(n-start-2))
-	return full[:n], nil
-}
-
-// lowerOwner lowercases the owner name at the start of a packed record. Label lengths
-// (at most 63) never fall in 'A'..'Z', so only the label bytes change.
-func lowerOwner(wire []byte) {
-	for i := 0; i < len(wire) && wire[i] != 0; i += int(wire[i]) + 1 {
-		for j := i + 1; j <= i+int(wire[i]) && j < len(wire); j++ {
-			if c := wire[j]; c >= 'A' && c <= 'Z' {
-				wire[j] = c + 'a' - 'A'
-			}
-		}
-	}
+	binary.BigEndian.PutUint16(buf[start:], uint16(len(buf)-start-2))
+	return buf, nil
 }
 
 // add appends a packed record and its table entry.

@@ -92,7 +92,6 @@ func tee(w *writer, src backend.Source) *indexing {
 			for len(chunk) > 0 && !w.failed {
 				n := int(chunk[0])<<8 | int(chunk[1])
 				wire := chunk[2 : 2+n]
-				lowerOwner(wire)
 				w.failed = w.add(wire, xxhash.Sum64(wire)) != nil
 				chunk = chunk[2+n:]
 			}
