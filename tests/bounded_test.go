@@ -194,7 +194,7 @@ func TestBoundedMillionRecordIXFR(t *testing.T) {
 	start := time.Now()
 	create(t, a, 0x1601)
 	t.Logf("CREATE of %d records in %v", n, time.Since(start).Round(time.Millisecond))
-	_, hwm, _ := procMemory(a.PID())
+	_, hwm, _ := harness.ProcMemory(a.PID())
 	t.Logf("peak RSS after the %d-record AXFR: %.1f MiB", n, float64(hwm)/(1<<20))
 
 	p.serial.Store(2)
@@ -212,7 +212,7 @@ func TestBoundedMillionRecordIXFR(t *testing.T) {
 	if !strings.Contains(log, `"type": "IXFR",`) || !strings.Contains(log, `"result": "applied"`) || !strings.Contains(log, `"added": 500000`) {
 		t.Errorf("want an applied IXFR adding 500,000 records:\n%s", log)
 	}
-	_, hwm, _ = procMemory(a.PID())
+	_, hwm, _ = harness.ProcMemory(a.PID())
 	t.Logf("IXFR of %d records applied in %v; agent peak RSS %.1f MiB", 2*n, took.Round(time.Millisecond), float64(hwm)/(1<<20))
 	if hwm > maxIXFRRSS {
 		t.Errorf("peak RSS %.1f MiB during the 1M-record IXFR, want ≤ %d MiB", float64(hwm)/(1<<20), maxIXFRRSS>>20)

@@ -4,7 +4,6 @@ package tests
 // a refused source while an allowed source notifies, commands and queries go on.
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -32,29 +31,6 @@ const (
 	floodRSSGrow  = 16 << 20               // allowed growth of the peak from the first half to the second
 )
 
-// procMemory reads VmRSS and VmHWM (bytes) from /proc/PID/status.
-func procMemory(pid int) (rss, hwm int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(fields[1], 10, 64)
-		switch fields[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			hwm = kb << 10
-		}
-	}
-	return rss, hwm, sc.Err()
-}
 
 // metricValue sums the samples of a metric whose line starts with prefix on /metrics.
 func metricValue(t *testing.T, metricsAddr, prefix string) float64 {
@@ -155,7 +131,7 @@ func TestSecurityAT3NotifyFlood(t *testing.T) {
 		t.FailNow()
 	}
 	pid := a.PID()
-	rss0, _, err := procMemory(pid)
+	rss0, _, err := harness.ProcMemory(pid)
 	if err != nil {
 		t.Fatalf("reading the agent's memory: %v", err)
 	}
@@ -247,7 +223,7 @@ func TestSecurityAT3NotifyFlood(t *testing.T) {
 	})
 	// Memory, every 100 ms.
 	every(100*time.Millisecond, func(int) {
-		rss, _, err := procMemory(pid)
+		rss, _, err := harness.ProcMemory(pid)
 		if err != nil {
 			fail("reading /proc/%d/status: %v", pid, err)
 			return
@@ -265,7 +241,7 @@ func TestSecurityAT3NotifyFlood(t *testing.T) {
 	floodTook := time.Since(started)
 	close(stop)
 	wg.Wait()
-	_, hwm, err := procMemory(pid)
+	_, hwm, err := harness.ProcMemory(pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func TestScaleCreateRestart(t *testing.T) {
 			t.Fatalf("zone %s: file holds serial %d (%v), the primary serves 7", zone, serial, ok)
 		}
 	}
-	rss, _, err := procMemory(a.PID())
+	rss, _, err := harness.ProcMemory(a.PID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestScaleCreateRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	peak := peakPerSecond(soas)
-	rss, _, _ = procMemory(a.PID())
+	rss, _, _ = harness.ProcMemory(a.PID())
 	t.Logf("restart: %d zones checked in %v, %d SOA queries at the primary, peak %d a second (cap %d), RSS %.1f MiB",
 		n, checkedIn.Round(time.Millisecond), len(soas), peak, perSecond, float64(rss)/(1<<20))
 	if len(soas) < n {
