@@ -42,6 +42,13 @@ func TestPrimaryKnotNSD(t *testing.T) {
 			}
 			expectTransfer(t, a, z.Serial, c.xfr, "")
 			sameAsServer(t, s, a, z.Serial, "after "+c.xfr)
+			if c.xfr == "IXFR-full" {
+				// NSD sends the whole zone; the agent applies only its difference (issue 13):
+				// records 0-49 gone (56 RRs), 2000-2069 new (78 RRs).
+				wantDiff(t, a, z.Serial, 56, 78)
+			} else if logged, _ := lastApply(t, a, z.Serial); logged.Apply != "ixfr" {
+				t.Errorf("the IXFR was applied as %+v, want ixfr", logged)
+			}
 			if c.name == "knot" && !strings.Contains(s.Output(), "IXFR, outgoing") {
 				t.Errorf("knotd did not log an outgoing IXFR")
 			}
