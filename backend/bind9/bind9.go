@@ -158,6 +158,17 @@ func (b *Backend) clearStale(ctx context.Context, zone string) error {
 	if err != nil || !found {
 		return err
 	}
+	if err := b.dropUnserved(ctx, zone, file); err != nil {
+		return err
+	}
+	_, err = b.removeFiles(zone)
+	return err
+}
+
+// dropUnserved deletes from named a zone of ours (its file is under zone_file_path) that
+// named has but does not serve; one it serves exists already. Without -clean, so no
+// removal by named can race the new file.
+func (b *Backend) dropUnserved(ctx context.Context, zone, file string) error {
 	if !b.ours(file) {
 		return notOwned(file)
 	}
@@ -166,11 +177,7 @@ func (b *Backend) clearStale(ctx context.Context, zone string) error {
 	} else if unserved == "" {
 		return errors.New("the zone exists already")
 	}
-	// Without -clean, so no removal by named can race the new file.
-	if _, err := b.rndc.Run(ctx, b.zoneArgs("delzone", zone)...); err != nil {
-		return err
-	}
-	_, err = b.removeFiles(zone)
+	_, err := b.rndc.Run(ctx, b.zoneArgs("delzone", zone)...)
 	return err
 }
 
@@ -183,15 +190,8 @@ func (b *Backend) readd(ctx context.Context, zone string) error {
 		return err
 	case !found:
 		return errors.New("named refused addzone as existing, and showzone does not find the zone")
-	case !b.ours(file):
-		return notOwned(file)
 	}
-	if _, unserved, err := b.querySOA(ctx, zone); err != nil {
-		return err
-	} else if unserved == "" {
-		return errors.New("the zone exists already")
-	}
-	if _, err := b.rndc.Run(ctx, b.zoneArgs("delzone", zone)...); err != nil {
+	if err := b.dropUnserved(ctx, zone, file); err != nil {
 		return err
 	}
 	_, err = b.rndc.Run(ctx, b.addzoneArgs(zone)...)
