@@ -78,10 +78,11 @@ func fail(w http.ResponseWriter, status int, reason string) {
 	if c, ok := w.(*call); ok {
 		c.reason = reason
 	}
-	writeJSON(w, status, map[string]string{"error": reason})
+	WriteJSON(w, status, map[string]string{"error": reason})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers with v as indented JSON; the agent's status endpoints use it too.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
@@ -93,7 +94,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/zones", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, s.engine.Statuses())
+		WriteJSON(w, http.StatusOK, s.engine.Statuses())
 	})
 	mux.HandleFunc("GET /v1/zones/{name}", s.zone(s.status))
 	mux.HandleFunc("POST /v1/zones/{name}", s.zone(s.create))
@@ -177,7 +178,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request, name string) {
 		fail(w, http.StatusNotFound, "zone "+name+" is not known to the agent")
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	WriteJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, name string) {
@@ -187,7 +188,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, name string) {
 		fail(w, statusOf(err), err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"zone": name, "result": "created"})
+	WriteJSON(w, http.StatusOK, map[string]string{"zone": name, "result": "created"})
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, name string) {
@@ -195,7 +196,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, name string) {
 		fail(w, statusOf(err), err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"zone": name, "result": "deleted"})
+	WriteJSON(w, http.StatusOK, map[string]string{"zone": name, "result": "deleted"})
 }
 
 // ResyncReply is the answer of POST /v1/zones/NAME/resync.
@@ -217,7 +218,7 @@ func (s *Server) resync(w http.ResponseWriter, r *http.Request, name string) {
 		fail(w, statusOf(err), err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, ResyncReply{Zone: name, Apply: sum.Path, Reason: sum.PathReason, Deleted: sum.Deleted,
+	WriteJSON(w, http.StatusOK, ResyncReply{Zone: name, Apply: sum.Path, Reason: sum.PathReason, Deleted: sum.Deleted,
 		Added: sum.Added, From: sum.From, To: sum.To, Master: sum.Master, Difference: res})
 }
 
@@ -227,7 +228,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, name string) {
 		fail(w, statusOf(err), err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	WriteJSON(w, http.StatusOK, res)
 }
 
 func statusOf(err error) int {

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/fanout"
 	"github.com/dnsagent/dnsagent/catalog"
+	"github.com/dnsagent/dnsagent/control"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/transfer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,27 +50,27 @@ func (s *Service) httpHandler() http.Handler {
 		name := backend.CanonicalZone(r.PathValue("name"))
 		st, ok := s.transfer.Status(name)
 		if !ok {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "zone " + name + " is not known to the agent"})
+			control.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "zone " + name + " is not known to the agent"})
 			return
 		}
-		writeJSON(w, http.StatusOK, s.zoneStatus(st))
+		control.WriteJSON(w, http.StatusOK, s.zoneStatus(st))
 	})
 	mux.HandleFunc("GET /catalogs", func(w http.ResponseWriter, _ *http.Request) {
 		statuses := []catalog.Status{}
 		if s.catalogs != nil {
 			statuses = s.catalogs.Statuses()
 		}
-		writeJSON(w, http.StatusOK, statuses)
+		control.WriteJSON(w, http.StatusOK, statuses)
 	})
 	mux.HandleFunc("GET /catalogs/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := backend.CanonicalZone(r.PathValue("name"))
 		if s.catalogs != nil {
 			if st, ok := s.catalogs.Status(name); ok {
-				writeJSON(w, http.StatusOK, st)
+				control.WriteJSON(w, http.StatusOK, st)
 				return
 			}
 		}
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "catalog " + name + " is not consumed (catalog_zones)"})
+		control.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "catalog " + name + " is not consumed (catalog_zones)"})
 	})
 	return mux
 }
@@ -107,7 +107,7 @@ func (s *Service) zones(w http.ResponseWriter, r *http.Request) {
 		after = backend.CanonicalZone(after)
 	}
 	if state != "" && !slices.Contains(transfer.ZoneStates, state) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{
+		control.WriteJSON(w, http.StatusBadRequest, map[string]string{
 			"error": fmt.Sprintf("state %q: want one of %s", state, strings.Join(transfer.ZoneStates, ", "))})
 		return
 	}
@@ -115,7 +115,7 @@ func (s *Service) zones(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > zonesMaxLimit {
-			writeJSON(w, http.StatusBadRequest, map[string]string{
+			control.WriteJSON(w, http.StatusBadRequest, map[string]string{
 				"error": fmt.Sprintf("limit %q: want a number from 1 to %d", v, zonesMaxLimit)})
 			return
 		}
@@ -133,7 +133,7 @@ func (s *Service) zones(w http.ResponseWriter, r *http.Request) {
 	for i, st := range page {
 		out[i] = s.zoneStatus(st)
 	}
-	writeJSON(w, http.StatusOK, out)
+	control.WriteJSON(w, http.StatusOK, out)
 }
 
 // readyz answers 200 once the listeners are bound and while the backend answers.
@@ -149,14 +149,6 @@ func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ready")
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v) //nolint:errcheck // the client went away
 }
 
 // serveHTTP runs the HTTP endpoints on metrics_listen until ctx ends.
