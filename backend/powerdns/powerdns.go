@@ -275,25 +275,38 @@ const (
 	createOrReplace                 // either
 )
 
+// loadTarget reads the zone's domains row, locked, and checks it against the load's mode:
+// whether the zone exists, or why the load may not go on.
+func (b *Backend) loadTarget(ctx context.Context, tx storeTx, name string, mode loadMode) (domain, bool, error) {
+	d, err := tx.domain(ctx, name)
+	switch {
+	case errors.Is(err, errNoDomain):
+		if mode == mustExist {
+			return d, false, fmt.Errorf("zone %s.: %w", name, backend.ErrNotFound)
+		}
+		return d, false, nil
+	case err != nil:
+		return d, false, err
+	case d.Account != b.account:
+		return d, false, fmt.Errorf("the zone is held with account %q: %w", d.Account, backend.ErrNotOwned)
+	case mode == mustCreate:
+		return d, false, fmt.Errorf("the zone exists already")
+	}
+	return d, true, nil
+}
+
 // load writes the spooled zone in one transaction.
 func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMode) error {
 	return b.inTx(ctx, func(tx storeTx) error {
 		var id int64
-		d, err := tx.domain(ctx, name)
+		d, exists, err := b.loadTarget(ctx, tx, name, mode)
 		switch {
-		case errors.Is(err, errNoDomain):
-			if mode == mustExist {
-				return fmt.Errorf("zone %s.: %w", name, backend.ErrNotFound)
-			}
+		case err != nil:
+			return err
+		case !exists:
 			if id, err = tx.createDomain(ctx, name, b.kind, b.account); err != nil {
 				return err
 			}
-		case err != nil:
-			return err
-		case d.Account != b.account:
-			return fmt.Errorf("the zone is held with account %q: %w", d.Account, backend.ErrNotOwned)
-		case mode == mustCreate:
-			return fmt.Errorf("the zone exists already")
 		default:
 			id = d.ID
 			if err := tx.clearRecords(ctx, id); err != nil {

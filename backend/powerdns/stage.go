@@ -8,8 +8,6 @@ import (
 	"hash/fnv"
 
 	"github.com/go-sql-driver/mysql"
-
-	"github.com/dnsagent/dnsagent/backend"
 )
 
 // Staged loads. Galera refuses a transaction whose write set exceeds wsrep_max_ws_rows
@@ -205,19 +203,11 @@ func (b *Backend) stagedLoad(ctx context.Context, s *sqlStore, conn *sql.Conn, n
 	}
 	// The switch: one small transaction.
 	return run(func(tx *sqlTx) error {
-		d, err := tx.domain(ctx, name)
-		switch {
-		case errors.Is(err, errNoDomain):
-			if mode == mustExist {
-				return fmt.Errorf("zone %s.: %w", name, backend.ErrNotFound)
-			}
-		case err != nil:
+		d, exists, err := b.loadTarget(ctx, tx, name, mode)
+		if err != nil {
 			return err
-		case d.Account != b.account:
-			return fmt.Errorf("the zone is held with account %q: %w", d.Account, backend.ErrNotOwned)
-		case mode == mustCreate:
-			return fmt.Errorf("the zone exists already")
-		default:
+		}
+		if exists {
 			if _, err := tx.tx.ExecContext(ctx, `UPDATE domains SET name = CONCAT('retired-', ?, '-', id, ?) WHERE id = ?`,
 				tag, stagingSuffix, d.ID); err != nil {
 				return err
