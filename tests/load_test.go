@@ -31,7 +31,6 @@ const (
 	floodRSSGrow  = 16 << 20               // allowed growth of the peak from the first half to the second
 )
 
-
 // metricValue sums the samples of a metric whose line starts with prefix on /metrics.
 func metricValue(t *testing.T, metricsAddr, prefix string) float64 {
 	t.Helper()

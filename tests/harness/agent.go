@@ -342,13 +342,8 @@ func (a *Agent) stop() {
 		a.t.Logf("agent output:\n%s", a.out)
 		return
 	}
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(5 * time.Second):
+	if terminate(a.cmd, a.done, 5*time.Second) {
 		a.t.Logf("agent ignored SIGTERM for 5 s; killing it")
-		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-		<-a.done
 	}
 	if strings.Contains(a.out.String(), "WARNING: DATA RACE") {
 		a.t.Errorf("the race detector found a data race in the agent (see its output)")

@@ -171,14 +171,7 @@ func writeNewer(path, text string) error {
 	return os.Rename(tmp, path)
 }
 
-func (s *Server) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Server) exited() bool { return isClosed(s.done) }
 
 // stopNow ends the server: SIGTERM, SIGKILL to its process group after 5 s.
 func (s *Server) stopNow() {
@@ -190,13 +183,7 @@ func (s *Server) stopNow() {
 	s.stop = true
 	s.mu.Unlock()
 	if !s.exited() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			<-s.done
-		}
+		terminate(s.cmd, s.done, 5*time.Second)
 	}
 	if s.t.Failed() || Verbose() {
 		s.t.Logf("%s (%s) output:\n%s", s.name, s.Addr(), s.out)

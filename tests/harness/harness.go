@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -207,5 +208,30 @@ func moduleRoot() (string, error) {
 			return "", fmt.Errorf("no go.mod above the working directory")
 		}
 		dir = parent
+	}
+}
+
+// isClosed reports whether done, a process's exit channel, is closed.
+func isClosed(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
+// terminate asks a process the harness started (in its own process group) to end with
+// SIGTERM and kills the group if it has not after grace; it returns once the process has
+// exited (done closed) and reports whether it had to be killed.
+func terminate(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) (killed bool) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+		return false
+	case <-time.After(grace):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		return true
 	}
 }

@@ -189,14 +189,7 @@ func (m *MariaDB) Exited() bool {
 	return m.exited()
 }
 
-func (m *MariaDB) exited() bool {
-	select {
-	case <-m.done:
-		return true
-	default:
-		return false
-	}
-}
+func (m *MariaDB) exited() bool { return isClosed(m.done) }
 
 // Stop shuts mariadbd down cleanly (SIGTERM): connections are closed and open
 // transactions rolled back.
@@ -232,13 +225,8 @@ func (m *MariaDB) stop(onPurpose bool) {
 		return
 	default:
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
+	if terminate(cmd, done, 20*time.Second) {
 		m.t.Logf("mariadbd ignored SIGTERM for 20 s; killing it")
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
 	}
 	if !onPurpose && (m.t.Failed() || Verbose()) {
 		m.t.Logf("mariadbd (%s) output:\n%s", m.Addr(), m.Output())

@@ -276,13 +276,7 @@ func (n *BackendNamed) stop() {
 		return
 	default:
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	terminate(cmd, done, 5*time.Second)
 	if n.t.Failed() || Verbose() {
 		n.t.Logf("backend named (%s) output:\n%s", n.Addr(), n.out)
 	}

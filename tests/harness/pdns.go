@@ -132,14 +132,7 @@ func (p *PDNS) Query(t testing.TB, name string, qtype uint16) *dns.Msg {
 	return r
 }
 
-func (p *PDNS) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *PDNS) exited() bool { return isClosed(p.done) }
 
 func (p *PDNS) shutdown() {
 	p.mu.Lock()
@@ -153,13 +146,7 @@ func (p *PDNS) shutdown() {
 		p.t.Errorf("pdns_server died before the end of the test: %v; output:\n%s", p.cmd.ProcessState, p.out)
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
+	terminate(p.cmd, p.done, 5*time.Second)
 	if p.t.Failed() || Verbose() {
 		p.t.Logf("pdns_server (%s) output:\n%s", p.Addr(), p.out)
 	}

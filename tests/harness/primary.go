@@ -487,13 +487,7 @@ func (p *Primary) stop() {
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
+	terminate(p.cmd, p.done, 5*time.Second)
 	if p.t.Failed() || Verbose() {
 		p.t.Logf("named (%s) output (start-up banner left out):\n%s", p.Addr(), trimBanner(p.out.String()))
 	}
