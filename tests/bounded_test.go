@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,7 +33,6 @@ type streamPrimary struct {
 	serial atomic.Uint32
 	n      atomic.Int64
 	mode   atomic.Value // string
-	wg     sync.WaitGroup
 }
 
 const (
@@ -46,34 +44,11 @@ const (
 
 func startStreamPrimary(t *testing.T, serial uint32, n int) *streamPrimary {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &streamPrimary{ln: ln}
+	p := &streamPrimary{}
 	p.serial.Store(serial)
 	p.n.Store(int64(n))
 	p.mode.Store(streamGood)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				defer c.Close()
-				p.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.wg.Wait()
-	})
+	p.ln = serveTCP(t, p.serve)
 	return p
 }
 

@@ -175,7 +175,6 @@ type scriptedPrimary struct {
 	z    harness.Zone
 	rrs  []dns.RR
 	xfrs map[string]int // transfer requests served, by mode
-	wg   sync.WaitGroup
 }
 
 // Modes of a scriptedPrimary. SOA queries are answered properly in every mode but
@@ -195,35 +194,42 @@ const (
 
 func startScriptedPrimary(t *testing.T, z harness.Zone) *scriptedPrimary {
 	t.Helper()
+	s := &scriptedPrimary{xfrs: map[string]int{}}
+	s.mode.Store(scriptGood)
+	s.setZone(t, z)
+	s.ln = serveTCP(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		s.serve(c)
+	})
+	return s
+}
+
+// serveTCP accepts connections on a new loopback port and serves each in a goroutine of
+// its own until the test ends; the cleanup closes the listener and waits for them.
+func serveTCP(t *testing.T, serve func(net.Conn)) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scriptedPrimary{ln: ln, xfrs: map[string]int{}}
-	s.mode.Store(scriptGood)
-	s.setZone(t, z)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
+			wg.Go(func() {
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				s.serve(c)
-			}()
+				serve(c)
+			})
 		}
-	}()
+	})
 	t.Cleanup(func() {
 		ln.Close()
-		s.wg.Wait()
+		wg.Wait()
 	})
-	return s
+	return ln
 }
 
 func (s *scriptedPrimary) Addr() string { return s.ln.Addr().String() }
