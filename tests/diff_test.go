@@ -39,7 +39,10 @@ func startDiffPrimary(t *testing.T, z harness.Zone) *harness.Primary {
 // start starts the agent on cfg (the primary as its master, JSON logs) and creates the zone.
 func (e *diffEnv) start(t *testing.T, cfg harness.AgentConfig) {
 	t.Helper()
-	cfg.Masters, cfg.AllowNotify = e.p.Addr(), "127.0.0.1"
+	if cfg.Masters == "" {
+		cfg.Masters = e.p.Addr()
+	}
+	cfg.AllowNotify = "127.0.0.1"
 	if cfg.Service == nil {
 		cfg.Service = map[string]string{}
 	}
@@ -127,6 +130,32 @@ func TestDiff1File(t *testing.T) {
 	e.start(t, harness.AgentConfig{})
 	e.change(t, 5, 5)
 	wantDiff(t, e.a, e.z.Serial, 5, 5)
+	if _, d := waitFile(e.a, primarySet(t, e.p), 5*time.Second); d != "" {
+		t.Fatalf("zone file differs from the primary: %s", d)
+	}
+}
+
+// TestDiff1CutFullZone: the primary's whole-zone answer to the IXFR (20,000 records,
+// dozens of messages) is cut mid-stream, as a primary dying would: nothing of it is
+// applied, the agent falls back to AXFR at once, and that AXFR is still applied as a diff
+// against the index the cut transfer left intact.
+func TestDiff1CutFullZone(t *testing.T) {
+	t.Parallel()
+	e := &diffEnv{z: harness.NewZone(zone, 1, diffRecords)}
+	e.p = startDiffPrimary(t, e.z)
+	px := harness.StartDNSProxy(t, e.p.Addr())
+	e.start(t, harness.AgentConfig{Masters: px.Addr()})
+	px.SetIXFR(harness.DNSFault{CutAfter: 300_000})
+	l := e.change(t, 5, 5)
+	if px.Cuts() != 1 || l.Type != "AXFR" || l.Fallback == "" {
+		t.Errorf("%d cut transfers; transfer line %+v: want the one cut IXFR, then an AXFR with a fallback reason", px.Cuts(), l)
+	}
+	logged, status := lastApply(t, e.a, e.z.Serial)
+	for what, got := range map[string]diffLine{"log line": logged, "/zones": status} {
+		if got.Apply != "diff" || got.Deleted != 5 || got.Added != 5 {
+			t.Errorf("%s: %+v; want the AXFR applied as a diff deleting 5 and adding 5", what, got)
+		}
+	}
 	if _, d := waitFile(e.a, primarySet(t, e.p), 5*time.Second); d != "" {
 		t.Fatalf("zone file differs from the primary: %s", d)
 	}
