@@ -33,7 +33,7 @@ vet:
 # Everything: unit tests, end-to-end tests against private named, pdns_server and MariaDB,
 # and a short run of each fuzz target.
 test: deps vet build
-	$(GO) test -race -count=1 -timeout 12m ./...
+	GO=$(GO) ./scripts/gotest.sh -race -count=1 -timeout 12m ./...
 	$(MAKE) fuzz FUZZTIME=10s
 
 FUZZTIME ?= 60s

@@ -247,6 +247,9 @@ func (m *MariaDB) open(t testing.TB, dbname string, multi bool) *sql.DB {
 	c.User, c.Net, c.Addr, c.DBName = "root", "tcp", m.Addr(), dbname
 	c.MultiStatements = multi
 	c.Timeout = 5 * time.Second
+	// A query never waits longer than this on a server that stopped answering: the test
+	// fails with the cause instead of hanging until go test's -timeout.
+	c.ReadTimeout, c.WriteTimeout = 2*time.Minute, 2*time.Minute
 	c.Logger = mysql.Logger(nopLogger{})
 	connector, err := mysql.NewConnector(c)
 	if err != nil {
