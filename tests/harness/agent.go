@@ -250,6 +250,7 @@ func StartAgent(t testing.TB, cfg AgentConfig) *Agent {
 	a.Path = WriteAgentConfig(t, &cfg)
 	a.Config = cfg
 	a.cmd = exec.Command(bin, "--config", a.Path)
+	a.cmd.WaitDelay = waitDelay
 	a.cmd.Env = agentEnv()
 	a.cmd.Dir = filepath.Dir(a.Path)
 	a.cmd.Stdout = a.out
@@ -360,6 +361,7 @@ func RunAgentCommand(t testing.TB, timeout time.Duration, args ...string) (int, 
 	bin := AgentBinary(t)
 	out := NewBuffer(1 << 20)
 	cmd := exec.Command(bin, args...)
+	cmd.WaitDelay = waitDelay
 	cmd.Env = agentEnv()
 	cmd.Stdout = out
 	cmd.Stderr = out

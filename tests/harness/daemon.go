@@ -70,6 +70,7 @@ func (s *Server) start(bin string, args ...string) {
 	t := s.t
 	t.Helper()
 	s.cmd = exec.Command(bin, args...)
+	s.cmd.WaitDelay = waitDelay
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

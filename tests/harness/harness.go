@@ -221,6 +221,11 @@ func isClosed(done <-chan struct{}) bool {
 	}
 }
 
+// waitDelay bounds how long Wait waits, once a server the harness started has exited, for
+// its output pipes to close: a child it left behind holding them (an SST helper, say) must
+// not hang the test.
+const waitDelay = 10 * time.Second
+
 // terminate asks a process the harness started (in its own process group) to end with
 // SIGTERM and kills the group if it has not after grace; it returns once the process has
 // exited (done closed) and reports whether it had to be killed.

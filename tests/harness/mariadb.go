@@ -145,6 +145,7 @@ func (m *MariaDB) Start(t testing.TB) {
 		t.Fatalf("mariadbd on %s is running already", m.Addr())
 	}
 	m.cmd = exec.Command(m.binary, args...)
+	m.cmd.WaitDelay = waitDelay
 	m.cmd.Dir = m.dir
 	m.out = NewBuffer(256 << 10)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out

@@ -151,6 +151,7 @@ func (n *BackendNamed) writeFiles() error {
 func (n *BackendNamed) start(t testing.TB) {
 	t.Helper()
 	cmd := exec.Command(LookPath("named"), "-g", "-n", "2", "-c", filepath.Join(n.dir, "named.conf"))
+	cmd.WaitDelay = waitDelay
 	cmd.Dir = n.dir
 	cmd.Stdout = n.out
 	cmd.Stderr = n.out

@@ -74,6 +74,7 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(server, "--config-dir="+p.dir)
+	p.cmd.WaitDelay = waitDelay
 	p.cmd.Dir = p.dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

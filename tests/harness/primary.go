@@ -141,6 +141,7 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 		foreground = "-f"
 	}
 	p.cmd = exec.Command(named, foreground, "-n", "2", "-c", filepath.Join(p.dir, "named.conf"))
+	p.cmd.WaitDelay = waitDelay
 	p.cmd.Dir = p.dir
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
