@@ -201,12 +201,25 @@ func (c Config) mysqlConfig() (*mysql.Config, error) {
 	return tune(mc), nil
 }
 
+// DefaultIOTimeout bounds each read from and write to the database unless the DSN sets
+// readTimeout/writeTimeout.
+const DefaultIOTimeout = 2 * time.Minute
+
 func tune(mc *mysql.Config) *mysql.Config {
 	// Multi-row INSERTs with thousands of values: interpolating them client-side saves the
 	// prepare round trip per batch (the driver escapes every value).
 	mc.InterpolateParams = true
 	if mc.Timeout == 0 {
 		mc.Timeout = 10 * time.Second // gmysql-timeout's default
+	}
+	// A server that stops answering without closing the connection (a partition, a frozen
+	// node) fails the statement after this long instead of holding a transfer worker
+	// forever; generous, as one commit of a large replace on a cluster can take seconds.
+	if mc.ReadTimeout == 0 {
+		mc.ReadTimeout = DefaultIOTimeout
+	}
+	if mc.WriteTimeout == 0 {
+		mc.WriteTimeout = DefaultIOTimeout
 	}
 	// The driver logs lost connections itself; we return them as errors and retry.
 	mc.Logger = mysql.Logger(discardLogger{})
