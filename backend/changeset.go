@@ -270,20 +270,20 @@ func KeyOfLine(line string) (key string, ok bool) {
 // Patcher applies a change set to a stored zone read record by record, so a backend can
 // stream its old copy through it: Keep says which stored records stay, EachAdded gives
 // what to write after them, SOA is the new SOA, and Err reports a change set that did not
-// fit. Its memory is a few 64-bit hashes of keys per changed record, whatever the size of
-// the records, and the records to add are read again from the change set (from disk when
-// it is spooled). Keys are hashed with a random seed per Patcher: two keys of one apply
-// collide with probability about n²/2⁶⁴, and a primary cannot aim for it.
+// fit. Its memory is one 64-bit hash of a key per net change and a few bits per record,
+// whatever the size of the records, and the records to add are read again from the change
+// set (from disk when it is spooled). Keys are hashed with a random seed per Patcher: two
+// keys of one apply collide with probability about n²/2⁶⁴, and a primary cannot aim for it.
 type Patcher struct {
 	cs      *ChangeSet
 	seed    maphash.Seed
 	from    uint32
 	soa     *dns.SOA
 	deleted []uint64 // sorted: keys whose net change removes the stored record
-	seen    []bool   // by index in deleted: the stored record was met
-	ifHeld  []bool   // by index in deleted: added first, then deleted: removed if held, no error if not
+	seen    bitset   // by index in deleted: the stored record was met
+	ifHeld  bitset   // by index in deleted: added first, then deleted: removed if held, no error if not
 	present []uint64 // sorted: keys the change set leaves in the zone (it writes their record)
-	write   []bool   // by record index in cs.Records: an addition to write
+	write   bitset   // by record index in cs.Records: an addition to write
 	err     error    // reading the change set failed
 }
 
@@ -293,30 +293,24 @@ type Patcher struct {
 // change) is replaced.
 func (c *ChangeSet) Patcher() *Patcher {
 	p := &Patcher{cs: c, seed: maphash.MakeSeed(), from: c.From(), soa: c.Steps[len(c.Steps)-1].New}
-	// Each change as (hash of its key, position<<1 | added), sorted: a key's changes in order.
-	type change struct {
-		h uint64
-		v uint32
-	}
 	d, a := c.Size()
-	changes := make([]change, 0, d+a)
-	n := uint32(0)
-	p.err = c.Records(func(_ int, added bool, rr dns.RR) error {
-		v := n << 1
-		if added {
-			v |= 1
-		}
-		changes = append(changes, change{p.hash(Key(rr)), v})
-		n++
-		return nil
-	})
-	slices.SortFunc(changes, func(x, y change) int {
-		if x.h != y.h {
-			return cmp.Compare(x.h, y.h)
-		}
-		return cmp.Compare(x.v, y.v)
-	})
-	p.write = make([]bool, n)
+	// A key is in deleted only if the change set deletes it, in present only if it adds it.
+	p.deleted, p.present = make([]uint64, 0, d), make([]uint64, 0, a)
+	p.ifHeld, p.write = newBitset(d), newBitset(d+a)
+	p.err = p.sortedChanges(d+a, p.fold)
+	p.seen = newBitset(len(p.deleted))
+	return p
+}
+
+// change is one record of the change set: the hash of its key, and its position<<1 | 1 if
+// it is added. Sorted, a key's changes are together, in order.
+type change struct {
+	h uint64
+	v uint32
+}
+
+// fold takes sorted changes, a key's all together, and records each key's net effect.
+func (p *Patcher) fold(changes []change) {
 	for i := 0; i < len(changes); {
 		j := i + 1
 		for j < len(changes) && changes[j].h == changes[i].h {
@@ -326,20 +320,97 @@ func (c *ChangeSet) Patcher() *Patcher {
 		switch {
 		case first&1 == 0:
 			p.deleted = append(p.deleted, changes[i].h)
-			p.ifHeld = append(p.ifHeld, false)
 		case last&1 == 0:
+			p.ifHeld.set(len(p.deleted))
 			p.deleted = append(p.deleted, changes[i].h)
-			p.ifHeld = append(p.ifHeld, true)
 		}
 		if last&1 == 1 {
 			p.present = append(p.present, changes[i].h)
-			p.write[last>>1] = true
+			p.write.set(int(last >> 1))
 		}
 		i = j
 	}
-	p.seen = make([]bool, len(p.deleted))
-	return p
 }
+
+// sortedChanges reads the change set's total records and calls fold with their changes
+// sorted by hash, in runs of ascending hashes. Those of a spooled change set are sorted
+// outside memory (its budget is the point of spooling, and the table costs 16 bytes a
+// record): they are partitioned into unlinked files by the top bits of their hash, each
+// then read back and sorted alone, so only one partition's table is ever in memory.
+func (p *Patcher) sortedChanges(total int, fold func([]change)) error {
+	bits := 0
+	for p.cs.spool != nil && total>>bits > sortPartition && bits < maxPartitionBits {
+		bits++
+	}
+	var table []change
+	var parts []*changeFile
+	if bits == 0 {
+		table = make([]change, 0, total)
+	} else {
+		defer func() {
+			for _, f := range parts {
+				f.close()
+			}
+		}()
+		for range 1 << bits {
+			f, err := newChangeFile(p.cs.spoolDir)
+			if err != nil {
+				return fmt.Errorf("sorting the change set: %w", err)
+			}
+			parts = append(parts, f)
+		}
+	}
+	n := uint32(0)
+	err := p.cs.Records(func(_ int, added bool, rr dns.RR) error {
+		ch := change{p.hash(Key(rr)), n << 1}
+		if added {
+			ch.v |= 1
+		}
+		n++
+		if bits == 0 {
+			table = append(table, ch)
+			return nil
+		}
+		return parts[ch.h>>(64-bits)].write(ch)
+	})
+	if err != nil {
+		return err
+	}
+	sortChanges := func(t []change) {
+		slices.SortFunc(t, func(x, y change) int {
+			if x.h != y.h {
+				return cmp.Compare(x.h, y.h)
+			}
+			return cmp.Compare(x.v, y.v)
+		})
+	}
+	if bits == 0 {
+		sortChanges(table)
+		fold(table)
+		return nil
+	}
+	for _, f := range parts {
+		if table, err = f.readAll(table[:0]); err != nil {
+			return fmt.Errorf("sorting the change set: %w", err)
+		}
+		sortChanges(table)
+		fold(table)
+	}
+	return nil
+}
+
+// sortPartition is about how many changes of a spooled change set are sorted in memory at
+// once (16 bytes each), up to 2^maxPartitionBits partitions; a variable for the tests.
+var sortPartition = 1 << 16
+
+const maxPartitionBits = 6
+
+// bitset is a set of small integers, one bit each.
+type bitset []uint64
+
+func newBitset(n int) bitset    { return make(bitset, (n+63)/64) }
+func (b bitset) set(i int)      { b[i/64] |= 1 << (i % 64) }
+func (b bitset) has(i int) bool { return b[i/64]&(1<<(i%64)) != 0 }
 
 func (p *Patcher) hash(key string) uint64 { return maphash.String(p.seed, key) }
 
@@ -361,7 +432,7 @@ func (p *Patcher) Keep(rr dns.RR) bool { return p.KeepKey(Key(rr)) }
 func (p *Patcher) KeepKey(k string) bool {
 	h := p.hash(k)
 	if i, ok := slices.BinarySearch(p.deleted, h); ok {
-		p.seen[i] = true
+		p.seen.set(i)
 		return false
 	}
 	_, replaced := slices.BinarySearch(p.present, h)
@@ -379,7 +450,7 @@ func (p *Patcher) EachAdded(fn func(dns.RR) error) error {
 	n := 0
 	return p.cs.Records(func(_ int, added bool, rr dns.RR) error {
 		n++
-		if added && p.write[n-1] {
+		if added && p.write.has(n-1) {
 			return fn(rr)
 		}
 		return nil
@@ -403,17 +474,17 @@ func (p *Patcher) Deleted() (must, ifHeld []dns.RR, err error) {
 	if p.err != nil {
 		return nil, nil, p.err
 	}
-	listed := make([]bool, len(p.deleted))
+	listed := newBitset(len(p.deleted))
 	err = p.cs.Records(func(_ int, added bool, rr dns.RR) error {
 		if added {
 			return nil
 		}
 		i, ok := slices.BinarySearch(p.deleted, p.hash(Key(rr)))
-		if !ok || listed[i] {
+		if !ok || listed.has(i) {
 			return nil
 		}
-		listed[i] = true
-		if p.ifHeld[i] {
+		listed.set(i)
+		if p.ifHeld.has(i) {
 			ifHeld = append(ifHeld, rr)
 		} else {
 			must = append(must, rr)
@@ -429,9 +500,9 @@ func (p *Patcher) Err() error {
 		return p.err
 	}
 	missing := map[uint64]bool{}
-	for i, seen := range p.seen {
-		if !seen && !p.ifHeld[i] {
-			missing[p.deleted[i]] = true
+	for i, h := range p.deleted {
+		if !p.seen.has(i) && !p.ifHeld.has(i) {
+			missing[h] = true
 		}
 	}
 	if len(missing) == 0 {

@@ -89,12 +89,16 @@ func TestSpooledChangeSetAppliesLikeInMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := patched(t, disk, stored)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("spooled change set gives\n%v\nin memory\n%v", got, want)
+	// Sorted in memory, and in partitions on disk (of one change: 4 partitions).
+	defer func(n int) { sortPartition = n }(sortPartition)
+	for _, sortPartition = range []int{1 << 16, 1} {
+		got, err := patched(t, disk, stored)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("spooled change set, sorted in partitions of %d, gives\n%v\nin memory\n%v", sortPartition, got, want)
+		}
 	}
 	if d, a := disk.Size(); d != 3 || a != 3 {
 		t.Errorf("Size %d, %d; want 3, 3", d, a)
@@ -111,8 +115,10 @@ func TestSpooledChangeSetAppliesLikeInMemory(t *testing.T) {
 	}
 	bad := build(2, true)
 	defer bad.Close()
-	if _, err := patched(t, bad, stored); err == nil || !errors.Is(err, ErrInconsistent) {
-		t.Errorf("deleting a missing record: %v, want ErrInconsistent", err)
+	for _, sortPartition = range []int{1 << 16, 1} {
+		if _, err := patched(t, bad, stored); err == nil || !errors.Is(err, ErrInconsistent) {
+			t.Errorf("deleting a missing record, sorted in partitions of %d: %v, want ErrInconsistent", sortPartition, err)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/miekg/dns"
 )
@@ -23,6 +24,15 @@ type spool struct {
 }
 
 func newSpool(dir string) (*spool, error) {
+	f, err := unlinkedTemp(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &spool{f: f, w: bufio.NewWriterSize(f, 64<<10), buf: make([]byte, 4+dns.MaxMsgSize)}, nil
+}
+
+// unlinkedTemp creates a temp file in dir ("": os.TempDir) and unlinks it at once.
+func unlinkedTemp(dir string) (*os.File, error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
@@ -34,7 +44,7 @@ func newSpool(dir string) (*spool, error) {
 		f.Close()
 		return nil, err
 	}
-	return &spool{f: f, w: bufio.NewWriterSize(f, 64<<10), buf: make([]byte, 4+dns.MaxMsgSize)}, nil
+	return f, nil
 }
 
 func (s *spool) write(rr dns.RR) error {
@@ -87,3 +97,46 @@ func (r *spoolReader) next() (dns.RR, error) {
 	}
 	return rr, nil
 }
+
+// changeFile is an unlinked file of changes (12 bytes each), one partition of the table
+// Patcher sorts.
+type changeFile struct {
+	f   *os.File
+	w   *bufio.Writer
+	n   int
+	buf [12]byte
+}
+
+func newChangeFile(dir string) (*changeFile, error) {
+	f, err := unlinkedTemp(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &changeFile{f: f, w: bufio.NewWriterSize(f, 8<<10)}, nil
+}
+
+func (c *changeFile) write(ch change) error {
+	binary.BigEndian.PutUint64(c.buf[:8], ch.h)
+	binary.BigEndian.PutUint32(c.buf[8:], ch.v)
+	c.n++
+	_, err := c.w.Write(c.buf[:])
+	return err
+}
+
+// readAll appends the changes written to t.
+func (c *changeFile) readAll(t []change) ([]change, error) {
+	if err := c.w.Flush(); err != nil {
+		return t, err
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(c.f, 0, int64(c.n)*12), 32<<10)
+	t = slices.Grow(t, c.n)
+	for range c.n {
+		if _, err := io.ReadFull(r, c.buf[:]); err != nil {
+			return t, err
+		}
+		t = append(t, change{binary.BigEndian.Uint64(c.buf[:8]), binary.BigEndian.Uint32(c.buf[8:])})
+	}
+	return t, nil
+}
+
+func (c *changeFile) close() { c.f.Close() }
