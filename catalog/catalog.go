@@ -10,10 +10,8 @@
 package catalog
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/option"
 )
 
 // Defaults of the catalog options of [service:agent].
@@ -37,22 +35,22 @@ type Config struct {
 
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
-	var errs []error
+	var errs option.Errors
 	seen := map[string]bool{}
 	for _, z := range c.Zones {
 		if err := backend.ValidateZoneName(z); err != nil {
-			errs = append(errs, fmt.Errorf("catalog_zones: %w", err))
+			errs.Add("catalog_zones", "%v", err)
 		}
 		if seen[z] {
-			errs = append(errs, fmt.Errorf("catalog_zones: %s is listed twice", z))
+			errs.Add("catalog_zones", "%s is listed twice", z)
 		}
 		seen[z] = true
 	}
 	if len(c.Zones) > 0 && c.StateFile == "" {
-		errs = append(errs, errors.New("catalog_state_file: must not be empty when catalog_zones is set"))
+		errs.Add("catalog_state_file", "must not be empty when catalog_zones is set")
 	}
 	if c.MaxRemoval <= 0 || c.MaxRemoval > 1 {
-		errs = append(errs, fmt.Errorf("catalog_max_removal: %v is not a share in (0, 1]", c.MaxRemoval))
+		errs.Add("catalog_max_removal", "%v is not a share in (0, 1]", c.MaxRemoval)
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/viper"
 	"gopkg.in/ini.v1"
+
+	"github.com/dnsagent/dnsagent/option"
 )
 
 // EnvPrefix starts every environment override: option listen of [service:agent] is
@@ -74,7 +76,7 @@ func (f *File) Section(name string, aliases ...string) *Section {
 	if s, ok := f.sections[name]; ok {
 		return s
 	}
-	s := &Section{file: f, name: name, read: map[string]bool{}}
+	s := &Section{file: f, name: name, read: map[string]bool{}, reported: map[string]bool{}}
 	for _, n := range append([]string{name}, aliases...) {
 		if f.ini.HasSection(n) {
 			s.data = f.ini.Section(n)
@@ -101,7 +103,7 @@ func (f *File) Err() error {
 		}
 		for _, key := range s.data.KeyStrings() {
 			if !s.read[key] {
-				errs = append(errs, fmt.Errorf("[%s] %s: unknown option", s.data.Name(), key))
+				errs = append(errs, &option.Error{Section: s.data.Name(), Option: key, Problem: "unknown option"})
 			}
 		}
 	}
@@ -112,18 +114,37 @@ func (f *File) Err() error {
 // an error naming section and option and returns the default, so loading continues and
 // reports everything at once.
 type Section struct {
-	file *File
-	name string
-	data *ini.Section
-	read map[string]bool
+	file     *File
+	name     string
+	data     *ini.Section
+	read     map[string]bool
+	reported map[string]bool // options with a problem recorded
 }
+
+var _ option.Reader = (*Section)(nil)
 
 // Name is the section's canonical name.
 func (s *Section) Name() string { return s.name }
 
 // Errorf records a problem with option key.
 func (s *Section) Errorf(key, format string, args ...any) {
-	s.file.errs = append(s.file.errs, fmt.Errorf("[%s] %s: %s", s.name, key, fmt.Sprintf(format, args...)))
+	s.reported[key] = true
+	s.file.errs = append(s.file.errs, &option.Error{Section: s.name, Option: key, Problem: fmt.Sprintf(format, args...)})
+}
+
+// Check records the field errors a component's Validate returned for this section. An
+// option whose value already has a problem recorded is not reported again: a value that
+// could not be read (and was dropped) makes the checks of what was read fail too, and
+// that is one mistake. Check tells whether err held any problem.
+func (s *Section) Check(err error) bool {
+	for _, fe := range option.Fields(err) {
+		if fe.Option == "" {
+			s.file.errs = append(s.file.errs, fmt.Errorf("[%s] %s", s.name, fe.Problem))
+		} else if !s.reported[fe.Option] {
+			s.Errorf(fe.Option, "%s", fe.Problem)
+		}
+	}
+	return err != nil
 }
 
 // lookup returns the raw value: the environment first, then the file.

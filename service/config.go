@@ -15,6 +15,7 @@ import (
 	"github.com/dnsagent/dnsagent/control"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/transfer"
+	"github.com/dnsagent/dnsagent/tsigkey"
 )
 
 // Defaults (SPEC.md §5). The listen default is loopback, so the agent starts without an
@@ -63,9 +64,9 @@ type Config struct {
 	CreateTimeout    time.Duration
 	LogLevel         string
 	LogFormat        string
-	MetricsListen    string            // HTTP endpoints; empty: off
-	TSIGKeys         []*config.TSIGKey // accepted on inbound requests (tsig_keys)
-	RequireTSIG      map[string]bool   // kinds of request that must be signed
+	MetricsListen    string          // HTTP endpoints; empty: off
+	TSIGKeys         []*tsigkey.Key  // accepted on inbound requests (tsig_keys)
+	RequireTSIG      map[string]bool // kinds of request that must be signed
 	RateLimits       map[string]float64
 	MaxTCPPerSource  int
 	ShutdownGrace    time.Duration // how long running transfers may finish at SIGTERM
@@ -175,18 +176,13 @@ func ReadConfig(f *config.File) *Config {
 	if cfg.CreateTimeout <= 0 {
 		s.Errorf("create_timeout", "must be more than 0")
 	}
-	if cfg.Transfer.RetryMin <= 0 {
-		s.Errorf("retry_min", "must be more than 0")
-	}
-	if len(s.List("masters")) == 0 {
-		s.Errorf("masters", "required: list the primaries to transfer zones from, as IP:port")
-	}
+	s.Check(cfg.Transfer.Validate())
 	return cfg
 }
 
 // readInboundTSIG reads tsig_keys (the [tsig:NAME] keys accepted on requests; list two
 // during a rotation) and require_tsig (notify, command, query).
-func readInboundTSIG(s *config.Section) ([]*config.TSIGKey, map[string]bool) {
+func readInboundTSIG(s *config.Section) ([]*tsigkey.Key, map[string]bool) {
 	keys := s.TSIGKeys("tsig_keys")
 	require := map[string]bool{}
 	for _, kind := range s.List("require_tsig") {
@@ -225,22 +221,8 @@ func readCatalog(s *config.Section) catalog.Config {
 			cfg.MaxRemoval = share
 		}
 	}
-	for _, err := range unwrapJoined(cfg.Validate()) {
-		key, msg, _ := strings.Cut(err.Error(), ": ")
-		s.Errorf(key, "%s", msg)
-	}
+	s.Check(cfg.Validate())
 	return cfg
-}
-
-// unwrapJoined splits an errors.Join result into its errors.
-func unwrapJoined(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		return joined.Unwrap()
-	}
-	return []error{err}
 }
 
 func readMasters(s *config.Section) []netip.AddrPort {

@@ -4,39 +4,29 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
-	"github.com/dnsagent/dnsagent/backend/bind9"
 	"github.com/dnsagent/dnsagent/backend/fanout"
-	"github.com/dnsagent/dnsagent/backend/file"
-	"github.com/dnsagent/dnsagent/backend/memory"
-	"github.com/dnsagent/dnsagent/backend/powerdns"
 	"github.com/dnsagent/dnsagent/backend/zonediff"
 	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/control"
 	"github.com/dnsagent/dnsagent/handler"
 	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/option"
 	"github.com/dnsagent/dnsagent/transfer"
+	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 	"golang.org/x/net/netutil"
 )
-
-// Backends are the drivers backend_driver can name.
-var Backends = backend.Registry{
-	"file":     file.Open,
-	"memory":   memory.Open,
-	"bind9":    bind9.Open,
-	"powerdns": powerdns.Open,
-}
 
 // Load reads and checks the whole configuration and opens the backend (the fan-out over
 // them when backend_driver lists several). The error lists every problem found, each
@@ -53,34 +43,36 @@ func load(path string, agent bool) (*Config, backend.Backend, error) {
 		return nil, nil, err
 	}
 	cfg := ReadConfig(f)
-	drivers := strings.Split(cfg.BackendDriver, ",")
-	for i, driver := range drivers {
-		drivers[i] = strings.TrimSpace(driver)
-		section := backendSection(f, drivers[i])
-		// With several backends, queries go to the first one's query_destination that is set.
-		if dest := section.String("query_destination", ""); dest != "" && cfg.QueryDestination == "" {
-			if _, err := parseHostPort(dest, defaultMasterPort); err != nil {
-				section.Errorf("query_destination", "%v", err)
-			}
-			cfg.QueryDestination = dest
-		}
-	}
+	svc := f.Section("service:agent")
 	if len(cfg.Catalog.Zones) > 0 {
 		if err := catalog.CheckStateFile(cfg.Catalog.StateFile); err != nil {
-			f.Section("service:agent").Errorf("catalog_state_file", "%v", err)
+			svc.Check(option.Errorf("catalog_state_file", "%v", err))
 		}
+	}
+	var drivers []string
+	for _, driver := range strings.Split(cfg.BackendDriver, ",") {
+		driver = strings.TrimSpace(driver)
+		if _, ok := Backends[driver]; !ok {
+			svc.Errorf("backend_driver", "unknown backend %q (known: %v)", driver, Backends.Names())
+			continue
+		}
+		if slices.Contains(drivers, driver) {
+			svc.Errorf("backend_driver", "backend %q is listed twice", driver)
+			continue
+		}
+		drivers = append(drivers, driver)
 	}
 	var be backend.Backend
-	var beErr error
-	if len(drivers) == 1 {
+	switch {
+	case len(drivers) == 1:
 		if cfg.DiffIndexDir != "" {
-			cfg.Transfer.Index = openIndex(f, cfg.DiffIndexDir, cfg.DiffMaxRatio, agent)
+			cfg.Transfer.Index = openIndex(svc, cfg.DiffIndexDir, cfg.DiffMaxRatio, agent)
 		}
-		be, beErr = Backends.New(drivers[0], backendSection(f, drivers[0]))
-	} else {
-		be, beErr = openFanout(f, cfg, drivers, agent)
+		be, cfg.QueryDestination = Backends[drivers[0]](backendSection(f, drivers[0]))
+	case len(drivers) > 1:
+		be = openFanout(f, cfg, drivers, agent)
 	}
-	if err := errors.Join(f.Err(), beErr); err != nil {
+	if err := f.Err(); err != nil {
 		return nil, nil, err
 	}
 	return cfg, be, nil
@@ -92,47 +84,51 @@ func backendSection(f *config.File, driver string) *config.Section {
 
 // openIndex opens a diff index directory, reporting a problem as diff_index_dir's. A tool
 // (not the agent) only drops indexes, and leaves the agent's temp files alone.
-func openIndex(f *config.File, dir string, maxRatio float64, agent bool) *zonediff.Index {
+func openIndex(svc *config.Section, dir string, maxRatio float64, agent bool) *zonediff.Index {
 	if !agent {
 		return zonediff.At(dir, maxRatio)
 	}
 	idx, err := zonediff.Open(dir, maxRatio)
 	if err != nil {
-		f.Section("service:agent").Errorf("diff_index_dir", "%v", err)
+		svc.Check(option.Errorf("diff_index_dir", "%v", err))
 	}
 	return idx
 }
 
-// openFanout builds every listed backend and the fan-out over them. Each member has its
-// own diff index, in diff_index_dir/DRIVER: members may hold different versions of a zone.
-// The engine then has none; the fan-out applies full zones through the members' indexes.
-func openFanout(f *config.File, cfg *Config, drivers []string, agent bool) (backend.Backend, error) {
-	var (
-		members     []fanout.Member
-		errs        []error
-		indexFailed bool
-	)
+// openFanout builds every listed backend and the fan-out over them; nil if one cannot be
+// built (the problems are recorded). Each member has its own diff index, in
+// diff_index_dir/DRIVER: members may hold different versions of a zone. The engine then
+// has none; the fan-out applies full zones through the members' indexes. With several
+// backends, queries go to the first query_destination that is set.
+func openFanout(f *config.File, cfg *Config, drivers []string, agent bool) backend.Backend {
+	svc := f.Section("service:agent")
+	var members []fanout.Member
+	failed := false
 	for _, driver := range drivers {
-		be, err := Backends.New(driver, backendSection(f, driver))
-		if err != nil {
-			errs = append(errs, err)
+		be, dest := Backends[driver](backendSection(f, driver))
+		if be == nil {
+			failed = true
 			continue
 		}
+		if cfg.QueryDestination == "" {
+			cfg.QueryDestination = dest
+		}
 		m := fanout.Member{Name: driver, Backend: be}
-		if cfg.DiffIndexDir != "" && !indexFailed {
-			m.Index = openIndex(f, filepath.Join(cfg.DiffIndexDir, driver), cfg.DiffMaxRatio, agent)
-			indexFailed = m.Index == nil // reported once, not once per member
+		if cfg.DiffIndexDir != "" {
+			// Check reports a broken diff_index_dir once, not once per member.
+			m.Index = openIndex(svc, filepath.Join(cfg.DiffIndexDir, driver), cfg.DiffMaxRatio, agent)
 		}
 		members = append(members, m)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if failed {
+		return nil
 	}
 	fo, err := fanout.New(members)
 	if err != nil {
-		return nil, fmt.Errorf("[service:agent] backend_driver: %w", err)
+		svc.Errorf("backend_driver", "%v", err)
+		return nil
 	}
-	return fo, nil
+	return fo
 }
 
 // Service is a configured agent, ready to Run.
@@ -335,7 +331,7 @@ func closeListeners(servers []*dns.Server) {
 }
 
 // tsigAlgorithms maps each inbound key to its algorithm.
-func tsigAlgorithms(keys []*config.TSIGKey) map[string]string {
+func tsigAlgorithms(keys []*tsigkey.Key) map[string]string {
 	algorithms := map[string]string{}
 	for _, k := range keys {
 		algorithms[k.Name] = k.Algorithm

@@ -2,6 +2,8 @@ package tests
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +111,91 @@ func TestCLIVersionAndHelp(t *testing.T) {
 	code, out = harness.RunAgentCommand(t, 10*time.Second, "--help")
 	if code != 0 || !strings.Contains(out, "check-config") {
 		t.Errorf("--help: exit %d, output %q", code, out)
+	}
+}
+
+// Acceptance test 9, every component at once: a configuration holding one mistake for
+// each component that owns options (service, transfer engine, TSIG keys, catalogs,
+// control API, each backend, the relay destination, an unknown option) makes check-config
+// print exactly one line per mistake, each naming section, option and problem. A key named
+// by two options, a master that cannot be read (so none is left), and bind9's
+// query_destination (bind9 owns it; the relay uses it) are each still one mistake.
+func TestAT09CheckConfigEachMistakeOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	text := `[service:agent]
+listen = 127.0.0.1:` + fmt.Sprint(harness.FreePort(t)) + `
+masters = not-an-ip:53
+backend_driver = file, bind9, powerdns, memory
+log_format = xml
+retry_min = 0
+catalog_zones = catalog.example.
+catalog_state_file = ` + filepath.Join(dir, "catalog.state") + `
+catalog_max_removal = 2
+control_listen = 127.0.0.1:` + fmt.Sprint(harness.FreePort(t)) + `
+masters_tsig_key = broken
+tsig_keys = broken
+diff_index_dir = ` + filepath.Join(dir, "index") + `
+lissten = 127.0.0.1:53
+
+[tsig:broken]
+algorithm = hmac-md5
+secret = c2VjcmV0
+
+[agent:file]
+zone_file_path = ` + filepath.Join(dir, "zones") + `
+file_group = no-such-group-for-sure
+
+[agent:bind9]
+query_destination = 127.0.0.1:99999
+zone_file_path = ` + filepath.Join(dir, "bind") + `
+
+[agent:powerdns]
+zone_kind = SLAVE
+port = 70000
+
+[agent:memory]
+query_destination = nowhere:x
+`
+	want := []string{ // "[section] option", one line each
+		"[service:agent] masters",             // service: cannot be read, so none is left
+		"[service:agent] log_format",          // service
+		"[service:agent] retry_min",           // transfer engine (transfer.Config.Validate)
+		"[service:agent] catalog_max_removal", // catalog consumer (catalog.Config.Validate)
+		"[service:agent] control_tokens_file", // control API: required with control_listen
+		"[service:agent] lissten",             // a typo: unknown option
+		"[tsig:broken] algorithm",             // a key named by two options
+		"[agent:file] file_group",             // file backend
+		"[agent:bind9] query_destination",     // bind9 backend, which owns it
+		"[agent:powerdns] zone_kind",          // powerdns backend
+		"[agent:powerdns] port",               // a second one in the same section
+		"[agent:memory] query_destination",    // the relay destination of a backend without one
+	}
+	path := filepath.Join(dir, "agent.conf")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := harness.RunAgentCommand(t, 20*time.Second, "check-config", "--config", path)
+	if code == 0 {
+		t.Fatalf("check-config: exit 0, want non-zero; output:\n%s", out)
+	}
+	header, body, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	if !strings.HasPrefix(header, "dnsagent: configuration ") {
+		t.Fatalf("check-config output does not start with the file's name:\n%s", out)
+	}
+	lines := strings.Split(body, "\n")
+	if len(lines) != len(want) {
+		t.Errorf("check-config printed %d problem lines for %d mistakes:\n%s", len(lines), len(want), out)
+	}
+	for _, w := range want {
+		n := 0
+		for _, line := range lines {
+			if problem, ok := strings.CutPrefix(line, w+": "); ok && strings.TrimSpace(problem) != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d lines name %s with a problem, want 1; output:\n%s", n, w, out)
+		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
 
@@ -21,14 +21,14 @@ import (
 // progress), and it must end within MaxDuration, so a hostile or broken primary holds a
 // worker for a bounded time; the caps bound what it can make the agent store.
 type Client struct {
-	Source       netip.Addr      // local address to send from (transfer_source); zero: any
-	DialTimeout  time.Duration   // connect timeout
-	StallTimeout time.Duration   // longest wait for the next record
-	MaxDuration  time.Duration   // longest transfer, start to end; 0: no limit
-	Key          *config.TSIGKey // signs every request and verifies every reply, if set
-	MaxRecords   int             // a transfer with more records is refused; 0: no limit
-	MaxBytes     int             // a transfer with more wire bytes is refused; 0: no limit
-	SpoolDir     string          // where large IXFR change sets spill (SpoolChangeSet); "": os.TempDir
+	Source       netip.Addr    // local address to send from (transfer_source); zero: any
+	DialTimeout  time.Duration // connect timeout
+	StallTimeout time.Duration // longest wait for the next record
+	MaxDuration  time.Duration // longest transfer, start to end; 0: no limit
+	Key          *tsigkey.Key  // signs every request and verifies every reply, if set
+	MaxRecords   int           // a transfer with more records is refused; 0: no limit
+	MaxBytes     int           // a transfer with more wire bytes is refused; 0: no limit
+	SpoolDir     string        // where large IXFR change sets spill (SpoolChangeSet); "": os.TempDir
 }
 
 // session is one TCP exchange with a master: a request and the messages answering it.

@@ -12,7 +12,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 	"github.com/dnsagent/dnsagent/backend/memory"
-	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
 
@@ -186,7 +186,7 @@ func TestStartChecksZonesAlreadyHeld(t *testing.T) {
 func TestTSIGSignedTransfers(t *testing.T) {
 	p := startPrimary(t, "example.com.", 1, 100)
 	p.tsig = "transfer.key."
-	good := &config.TSIGKey{Name: "transfer.key.", Algorithm: dns.HmacSHA256, Secret: tsigSecret}
+	good := &tsigkey.Key{Name: "transfer.key.", Algorithm: dns.HmacSHA256, Secret: tsigSecret}
 	m, be := newManagerWith(t, Config{Masters: []netip.AddrPort{p.addr}, Key: good}, memory.New())
 	ctx := context.Background()
 	if err := m.Create(ctx, "example.com."); err != nil {
@@ -196,7 +196,7 @@ func TestTSIGSignedTransfers(t *testing.T) {
 	m.Notify(ctx, "example.com.", Notify{})
 	waitSerial(t, be, "example.com.", 2) // signed IXFR, multi-message, verified
 
-	wrong := &config.TSIGKey{Name: "transfer.key.", Algorithm: dns.HmacSHA256, Secret: "d3Jvbmctc2VjcmV0"}
+	wrong := &tsigkey.Key{Name: "transfer.key.", Algorithm: dns.HmacSHA256, Secret: "d3Jvbmctc2VjcmV0"}
 	m2, _ := newManagerWith(t, Config{Masters: []netip.AddrPort{p.addr}, Key: wrong}, memory.New())
 	if err := m2.Create(ctx, "example.com."); err == nil || !strings.Contains(err.Error(), "transfer.key.") {
 		t.Errorf("CREATE with a wrong secret: %v, want an error naming the key", err)

@@ -17,8 +17,9 @@ import (
 
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/zonediff"
-	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/logsample"
+	"github.com/dnsagent/dnsagent/option"
+	"github.com/dnsagent/dnsagent/tsigkey"
 	"go.uber.org/zap"
 )
 
@@ -35,10 +36,10 @@ var errDeleted = errors.New("zone was deleted while the transfer ran")
 // Config is the transfer engine's part of [service:agent].
 type Config struct {
 	Masters         []netip.AddrPort
-	Source          netip.Addr      // transfer_source
-	Key             *config.TSIGKey // masters_tsig_key
-	Workers         int             // concurrent transfers
-	NotifyDelay     time.Duration   // debounce before acting on a NOTIFY
+	Source          netip.Addr    // transfer_source
+	Key             *tsigkey.Key  // masters_tsig_key
+	Workers         int           // concurrent transfers
+	NotifyDelay     time.Duration // debounce before acting on a NOTIFY
 	DialTimeout     time.Duration
 	StallTimeout    time.Duration
 	MaxDuration     time.Duration // transfer_max_duration; 0: no limit
@@ -67,15 +68,20 @@ type Config struct {
 	Index *zonediff.Index
 }
 
-// Validate checks the settings the engine cannot run without.
+// Validate checks the settings the engine cannot run without; each problem is a field
+// error naming the option of [service:agent].
 func (c Config) Validate() error {
+	var errs option.Errors
 	if len(c.Masters) == 0 {
-		return errors.New("no masters: list the primaries to transfer zones from")
+		errs.Add("masters", "required: list the primaries to transfer zones from, as IP:port")
 	}
 	if c.Workers < 1 {
-		return errors.New("workers must be at least 1")
+		errs.Add("workers", "must be at least 1")
 	}
-	return nil
+	if c.RetryMin <= 0 {
+		errs.Add("retry_min", "must be more than 0")
+	}
+	return errs.Err()
 }
 
 // Notify is what a NOTIFY tells about a zone.

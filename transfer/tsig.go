@@ -13,7 +13,7 @@ import (
 	"hash"
 	"strings"
 
-	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
 
@@ -36,13 +36,13 @@ var tsigHashes = map[string]func() hash.Hash{
 // adds the message and the timers through a provider (it also strips the TSIG, restores the
 // original ID and checks the time against the fudge).
 type tsigChain struct {
-	key      *config.TSIGKey
+	key      *tsigkey.Key
 	next     hash.Hash // fed with what precedes the next signed message
 	replies  int       // replies seen
 	unsigned int       // unsigned replies since the last signed one
 }
 
-func newTSIGChain(key *config.TSIGKey, requestMAC string) (*tsigChain, error) {
+func newTSIGChain(key *tsigkey.Key, requestMAC string) (*tsigChain, error) {
 	c := &tsigChain{key: key}
 	return c, c.restart(requestMAC)
 }

@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend/memory"
-	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
 
-func tsigKey(alg string) *config.TSIGKey {
-	return &config.TSIGKey{Name: "transfer.key.", Algorithm: alg, Secret: tsigSecret}
+func tsigKey(alg string) *tsigkey.Key {
+	return &tsigkey.Key{Name: "transfer.key.", Algorithm: alg, Secret: tsigSecret}
 }
 
 // RFC 8945 §5.3.1: in a multi-message answer a primary may sign only every hundredth

@@ -16,7 +16,6 @@ import (
 
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/zonefile"
-	"github.com/dnsagent/dnsagent/config"
 )
 
 var (
@@ -35,15 +34,6 @@ type Backend struct {
 	// owned remembers zones showzone proved ours, so a Serial per NOTIFY or refresh
 	// costs one SOA query and no rndc run. Only Delete forgets.
 	owned map[string]bool
-}
-
-// Open builds the backend from its [agent:bind9] section; it matches backend.Constructor.
-func Open(s *config.Section) (backend.Backend, error) {
-	b, err := New(ConfigFrom(s), nil)
-	if err != nil {
-		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
-	}
-	return b, nil
 }
 
 // New validates cfg, creates the zone directory if needed and checks that it is

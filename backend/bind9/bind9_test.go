@@ -20,6 +20,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/tsigkey"
 )
 
 // fakeRNDC answers commands from a script keyed by the command word and records every
@@ -117,7 +118,7 @@ secret = c2VjcmV0
 		RNDCBinary: "rndc", RNDCChannel: true, ZoneFilePath: "/var/lib/bind/dnsagent", FileMode: 0o640,
 		QueryDestination: "127.0.0.1:53", View: "internal",
 		ZoneConfig: "also-notify { 192.0.2.7; }; allow-transfer { none; };", UpdateMode: ModeUpdate,
-		UpdateKey: &config.TSIGKey{Name: "agent.", Algorithm: dns.HmacSHA512, Secret: "c2VjcmV0"},
+		UpdateKey: &tsigkey.Key{Name: "agent.", Algorithm: dns.HmacSHA512, Secret: "c2VjcmV0"},
 	}
 	if cfg.UpdateKey == nil || *cfg.UpdateKey != *want.UpdateKey {
 		t.Errorf("UpdateKey = %+v, want %+v", cfg.UpdateKey, want.UpdateKey)
@@ -141,7 +142,7 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	key := &config.TSIGKey{Name: "agent.", Algorithm: dns.HmacSHA256, Secret: "c2VjcmV0"}
+	key := &tsigkey.Key{Name: "agent.", Algorithm: dns.HmacSHA256, Secret: "c2VjcmV0"}
 	tests := []struct {
 		option string
 		change func(*Config)
@@ -165,7 +166,7 @@ func TestValidate(t *testing.T) {
 		{"zone_config", func(c *Config) { c.ZoneConfig = "notify yes;\nzone x {};" }},
 		{"update_mode", func(c *Config) { c.UpdateMode = "dynamic" }},
 		{"update_key", func(c *Config) { c.UpdateMode, c.UpdateKey = ModeUpdate, nil }},
-		{"update_key", func(c *Config) { c.UpdateMode, c.UpdateKey = ModeUpdate, &config.TSIGKey{Name: `a"b.`} }},
+		{"update_key", func(c *Config) { c.UpdateMode, c.UpdateKey = ModeUpdate, &tsigkey.Key{Name: `a"b.`} }},
 	}
 	for _, tt := range tests {
 		cfg := testConfig(t)
@@ -195,7 +196,7 @@ func TestAddzoneArgs(t *testing.T) {
 	}
 
 	cfg.UpdateMode = ModeUpdate
-	cfg.UpdateKey = &config.TSIGKey{Name: "agent-key.", Algorithm: dns.HmacSHA256, Secret: "c2VjcmV0"}
+	cfg.UpdateKey = &tsigkey.Key{Name: "agent-key.", Algorithm: dns.HmacSHA256, Secret: "c2VjcmV0"}
 	cfg.View = "internal"
 	cfg.ZoneConfig = "also-notify { 192.0.2.1; };"
 	b = newTestBackend(t, cfg, &fakeRNDC{})

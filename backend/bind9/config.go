@@ -2,7 +2,6 @@ package bind9
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,7 +10,8 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend/zonefile"
-	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/option"
+	"github.com/dnsagent/dnsagent/tsigkey"
 )
 
 // Defaults of the [agent:bind9] options.
@@ -70,12 +70,12 @@ type Config struct {
 	UpdateMode string
 	// UpdateKey signs UPDATEs and is granted the zone in its update-policy; named.conf
 	// must define the same key. Required in update mode.
-	UpdateKey *config.TSIGKey
+	UpdateKey *tsigkey.Key
 }
 
 // ConfigFrom reads the options of an [agent:bind9] section. Bad values are recorded in
 // the section's file, which reports them all at once.
-func ConfigFrom(s *config.Section) Config {
+func ConfigFrom(s option.Reader) Config {
 	return Config{
 		RNDCHost:         s.String("rndc_host", DefaultRNDCHost),
 		RNDCPort:         s.Int("rndc_port", DefaultRNDCPort, 1),
@@ -99,10 +99,8 @@ func ConfigFrom(s *config.Section) Config {
 // rndc argument or inside named's configuration grammar are held to what they need to
 // be, so no option can smuggle in a clause or an rndc flag.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(option, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", option, fmt.Sprintf(format, args...)))
-	}
+	var errs option.Errors
+	bad := errs.Add
 	if c.RNDCHost == "" || strings.HasPrefix(c.RNDCHost, "-") || strings.ContainsAny(c.RNDCHost, " \t\r\n") {
 		bad("rndc_host", "%q is not a host name or address", c.RNDCHost)
 	}
@@ -159,7 +157,7 @@ func (c Config) Validate() error {
 	default:
 		bad("update_mode", "%q: use reload or update", c.UpdateMode)
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // isWord accepts the names that may stand unquoted or quoted in named.conf and as an

@@ -20,8 +20,8 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 	"github.com/dnsagent/dnsagent/backend/bind9"
-	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/tests/harness"
+	"github.com/dnsagent/dnsagent/tsigkey"
 )
 
 // setup starts a backend named and opens a bind9 backend on it in the given mode.
@@ -44,7 +44,7 @@ func open(t testing.TB, n *harness.BackendNamed, mode string) *bind9.Backend {
 		FileMode:         bind9.DefaultFileMode,
 		QueryDestination: n.Addr(),
 		UpdateMode:       mode,
-		UpdateKey:        &config.TSIGKey{Name: harness.UpdateKeyName + ".", Algorithm: dns.HmacSHA256, Secret: n.UpdateSecret},
+		UpdateKey:        &tsigkey.Key{Name: harness.UpdateKeyName + ".", Algorithm: dns.HmacSHA256, Secret: n.UpdateSecret},
 	}
 	b, err := bind9.New(cfg, nil)
 	if err != nil {

@@ -1,14 +1,13 @@
 package file
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend/zonefile"
-	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/option"
 )
 
 // Defaults of the [agent:NAME] options.
@@ -37,7 +36,7 @@ type Config struct {
 
 // ConfigFrom reads the options of an [agent:NAME] section. Bad values are recorded in the
 // section's file, which reports them all at once.
-func ConfigFrom(s *config.Section) Config {
+func ConfigFrom(s option.Reader) Config {
 	return Config{
 		ZoneFilePath:   s.String("zone_file_path", DefaultZoneFilePath),
 		FileMode:       s.FileMode("file_mode", DefaultFileMode),
@@ -48,7 +47,7 @@ func ConfigFrom(s *config.Section) Config {
 	}
 }
 
-func commandOption(s *config.Section, key string) []string {
+func commandOption(s option.Reader, key string) []string {
 	argv, err := splitCommand(s.String(key, ""))
 	if err != nil {
 		s.Errorf(key, "%v", err)
@@ -59,26 +58,26 @@ func commandOption(s *config.Section, key string) []string {
 
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
-	var errs []error
+	var errs option.Errors
 	if c.ZoneFilePath == "" {
-		errs = append(errs, errors.New("zone_file_path: must not be empty"))
+		errs.Add("zone_file_path", "must not be empty")
 	}
 	if c.FileMode&^os.ModePerm != 0 {
-		errs = append(errs, fmt.Errorf("file_mode: %o has bits beyond the permissions", c.FileMode))
+		errs.Add("file_mode", "%o has bits beyond the permissions", c.FileMode)
 	}
 	if _, err := zonefile.LookupGroup(c.FileGroup); err != nil {
-		errs = append(errs, fmt.Errorf("file_group: %w", err))
+		errs.Add("file_group", "%v", err)
 	}
 	if (len(c.ReloadCommand) > 0 || len(c.DeleteCommand) > 0) && c.CommandTimeout <= 0 {
-		errs = append(errs, errors.New("command_timeout: must be positive when a command is set"))
+		errs.Add("command_timeout", "must be positive when a command is set")
 	}
 	if len(c.ReloadCommand) > 0 && c.ReloadCommand[0] == "" {
-		errs = append(errs, errors.New("reload_command: the program name is empty"))
+		errs.Add("reload_command", "the program name is empty")
 	}
 	if len(c.DeleteCommand) > 0 && c.DeleteCommand[0] == "" {
-		errs = append(errs, errors.New("delete_command: the program name is empty"))
+		errs.Add("delete_command", "the program name is empty")
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // splitCommand splits a command line into argv the way a POSIX shell splits words, and

@@ -15,7 +15,6 @@ import (
 
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/zonefile"
-	"github.com/dnsagent/dnsagent/config"
 	"github.com/miekg/dns"
 )
 
@@ -28,15 +27,6 @@ type Backend struct {
 	reloadCommand  []string
 	deleteCommand  []string
 	commandTimeout time.Duration
-}
-
-// Open builds the backend from its [agent:NAME] section; it matches backend.Constructor.
-func Open(s *config.Section) (backend.Backend, error) {
-	b, err := New(ConfigFrom(s))
-	if err != nil {
-		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
-	}
-	return b, nil
 }
 
 // New validates cfg, creates the zone directory if needed and checks that it is writable,

@@ -79,9 +79,9 @@ func TestOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open(f.Section("agent:file"))
+	b, err := New(ConfigFrom(f.Section("agent:file")))
 	if err != nil {
-		t.Fatalf("Open: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	if err := f.Err(); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsagent/dnsagent/backend"
-	"github.com/dnsagent/dnsagent/config"
 )
 
 var _ backend.Backend = (*Backend)(nil)
@@ -33,12 +32,6 @@ type Backend struct {
 // New returns an empty backend.
 func New() *Backend {
 	return &Backend{zones: map[string][]dns.RR{}}
-}
-
-// Open matches backend.Constructor so backend_driver = memory can be configured; the
-// backend has no options.
-func Open(*config.Section) (backend.Backend, error) {
-	return New(), nil
 }
 
 // Records returns a copy of the zone's records, SOA first, and whether the zone exists.

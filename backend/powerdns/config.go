@@ -2,7 +2,6 @@ package powerdns
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -10,7 +9,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/option"
 )
 
 // Defaults of the [agent:powerdns] options. The connection defaults are gmysql's own
@@ -85,7 +84,7 @@ type Config struct {
 
 // ConfigFrom reads the options of an [agent:NAME] section. Bad values are recorded in the
 // section's file, which reports them all at once.
-func ConfigFrom(s *config.Section) Config {
+func ConfigFrom(s option.Reader) Config {
 	return Config{
 		DSN:                s.String("dsn", ""),
 		Hosts:              s.List("hosts"),
@@ -110,45 +109,45 @@ func ConfigFrom(s *config.Section) Config {
 
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
-	var errs []error
+	var errs option.Errors
 	if len(c.Hosts) > 0 && (c.Host != "" || c.Socket != "" || c.DSN != "") {
-		errs = append(errs, errors.New("hosts: set either hosts or host/socket/dsn, not both"))
+		errs.Add("hosts", "set either hosts or host/socket/dsn, not both")
 	}
 	for _, h := range c.Hosts {
 		if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
-			errs = append(errs, fmt.Errorf("hosts: %q is not host:port", h))
+			errs.Add("hosts", "%q is not host:port", h)
 		}
 	}
 	if c.DSN != "" {
 		if c.Host != "" || c.Port != 0 || c.Socket != "" || c.User != "" || c.Password != "" || c.DBName != "" {
-			errs = append(errs, errors.New("dsn: set either dsn or host/port/socket/user/password/dbname, not both"))
+			errs.Add("dsn", "set either dsn or host/port/socket/user/password/dbname, not both")
 		}
 		for i, dsn := range strings.Fields(c.DSN) {
 			if _, err := mysql.ParseDSN(dsn); err != nil {
 				// The driver's message may quote the DSN, password included: say only where.
-				errs = append(errs, fmt.Errorf("dsn: not a valid go-sql-driver/mysql data source name (user:password@tcp(host:port)/dbname): item %d", i+1))
+				errs.Add("dsn", "not a valid go-sql-driver/mysql data source name (user:password@tcp(host:port)/dbname): item %d", i+1)
 			}
 		}
 	}
 	if c.Port < 0 || c.Port > 65535 {
-		errs = append(errs, fmt.Errorf("port: %d is not a TCP port", c.Port))
+		errs.Add("port", "%d is not a TCP port", c.Port)
 	}
 	if c.Account == "" || len(c.Account) > maxAccountLen {
-		errs = append(errs, fmt.Errorf("account: %q must have 1 to %d characters (domains.account)", c.Account, maxAccountLen))
+		errs.Add("account", "%q must have 1 to %d characters (domains.account)", c.Account, maxAccountLen)
 	}
 	if c.ZoneKind != "NATIVE" && c.ZoneKind != "MASTER" {
-		errs = append(errs, fmt.Errorf("zone_kind: %q is neither NATIVE nor MASTER", c.ZoneKind))
+		errs.Add("zone_kind", "%q is neither NATIVE nor MASTER", c.ZoneKind)
 	}
 	if c.PDNSControlEnabled && len(c.PDNSControl) == 0 {
-		errs = append(errs, errors.New("pdns_control: must name a command while pdns_control_enabled is true"))
+		errs.Add("pdns_control", "must name a command while pdns_control_enabled is true")
 	}
 	if c.DNSSEC && len(c.PDNSUtil) == 0 {
-		errs = append(errs, errors.New("pdnsutil: must name a command while dnssec is true"))
+		errs.Add("pdnsutil", "must name a command while dnssec is true")
 	}
 	if c.BatchSize < 1 || c.BatchSize > 100000 {
-		errs = append(errs, fmt.Errorf("batch_size: %d is outside 1..100000", c.BatchSize))
+		errs.Add("batch_size", "%d is outside 1..100000", c.BatchSize)
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // mysqlConfigs are the driver configurations of the nodes: the DSNs, or one per host

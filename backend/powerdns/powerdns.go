@@ -20,7 +20,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/dnsagent/dnsagent/backend"
-	"github.com/dnsagent/dnsagent/config"
 )
 
 var (
@@ -43,18 +42,9 @@ type Backend struct {
 	retry   retryPolicy
 }
 
-// Open builds the backend from its [agent:NAME] section; it matches backend.Constructor.
-// It does not connect: a database that is down at start-up is retried per change, and
-// Check tells check-config whether it is reachable.
-func Open(s *config.Section) (backend.Backend, error) {
-	b, err := New(ConfigFrom(s))
-	if err != nil {
-		return nil, fmt.Errorf("[%s] %w", s.Name(), err)
-	}
-	return b, nil
-}
-
-// New validates cfg and prepares the connection pool.
+// New validates cfg and prepares the connection pool. It does not connect: a database
+// that is down at start-up is retried per change, and Check tells check-config whether it
+// is reachable.
 func New(cfg Config) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("powerdns backend: %w", err)
