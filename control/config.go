@@ -9,8 +9,8 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/option"
 )
 
 // DefaultRateLimit is how many calls a second one source may make (control_rate_limit).
@@ -28,7 +28,7 @@ type Config struct {
 }
 
 // ReadConfig reads the control_* options of [service:agent], reporting mistakes through s.
-func ReadConfig(s *config.Section) Config {
+func ReadConfig(s option.Reader) Config {
 	c := Config{
 		Listen:     s.String("control_listen", ""),
 		TokensFile: s.String("control_tokens_file", ""),
