@@ -115,7 +115,8 @@ func New(cfg Config, tcfg transfer.Config, main Zones, be Serials, log *zap.Logg
 			ignored: map[string]string{}, failed: map[string]string{}, ensure: map[string]bool{}}
 	}
 	tcfg.OnChecked = c.checked
-	tcfg.Index = nil // catalogs live in memory: replacing them is cheap, and their indexes are not the zones'
+	tcfg.Index = nil                  // catalogs live in memory: replacing them is cheap, and their indexes are not the zones'
+	tcfg.MetricsSubsystem = "catalog" // dnsagent_catalog_transfers_total, dnsagent_catalog_zones...
 	c.transfer = transfer.NewManager(tcfg, c.held, log.Named("transfer"))
 	return c
 }

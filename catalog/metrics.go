@@ -15,8 +15,13 @@ var (
 		"Member zones whose creation or deletion failed and is retried.", []string{"catalog"}, nil)
 )
 
-// Collector returns the per-catalog gauges, computed at scrape time from c's state.
-func (c *Consumer) Collector() prometheus.Collector { return collector{c} }
+// RegisterMetrics adds the per-catalog gauges, computed at scrape time from c's state, and
+// the metrics of the catalogs' own transfer engine (dnsagent_catalog_transfers_total,
+// dnsagent_catalog_zones...) to reg.
+func (c *Consumer) RegisterMetrics(reg prometheus.Registerer) {
+	reg.MustRegister(collector{c})
+	c.transfer.RegisterMetrics(reg)
+}
 
 type collector struct{ c *Consumer }
 

@@ -36,7 +36,7 @@ func (s *Service) httpHandler() http.Handler {
 	middleware.RegisterMetrics(reg)
 	reg.MustRegister(udpDroppedTotal)
 	if s.catalogs != nil {
-		reg.MustRegister(s.catalogs.Collector())
+		s.catalogs.RegisterMetrics(reg)
 	}
 
 	mux := http.NewServeMux()

@@ -533,3 +533,25 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	fmt.Sscan(fields[12], &stime)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
+
+// Each transfer engine has its own metrics: the catalog's transfers are counted in
+// dnsagent_catalog_transfers_total, not in the zones' dnsagent_transfers_total, and the
+// catalog zone itself shows in dnsagent_catalog_zones beside the members in dnsagent_zones.
+func TestCatalogMetricsPerEngine(t *testing.T) {
+	t.Parallel()
+	e := startCatalogEnv(t, "file", nil)
+	e.waitServed(40*time.Second, allMembers()...)
+	e.waitApplied(1)
+	addr := e.a.Config.MetricsListen
+	var zoneTransfers, catalogTransfers, zonesIdle, catalogsIdle float64
+	if !harness.Eventually(10*time.Second, 50*time.Millisecond, func() bool {
+		zoneTransfers = metricValue(t, addr, `dnsagent_transfers_total{`)
+		catalogTransfers = metricValue(t, addr, `dnsagent_catalog_transfers_total{`)
+		zonesIdle = metricValue(t, addr, `dnsagent_zones{state="idle"}`)
+		catalogsIdle = metricValue(t, addr, `dnsagent_catalog_zones{state="idle"}`)
+		return zoneTransfers == 50 && catalogTransfers == 1 && zonesIdle == 50 && catalogsIdle == 1
+	}) {
+		t.Errorf("after one catalog and its 50 members: zone transfers %v (want 50), catalog transfers %v (want 1), "+
+			"idle zones %v (want 50), idle catalogs %v (want 1)", zoneTransfers, catalogTransfers, zonesIdle, catalogsIdle)
+	}
+}

@@ -215,7 +215,7 @@ func (t *timedSource) Next() ([]dns.RR, error) {
 
 func (m *Manager) logSummary(s *Summary, err error) {
 	var te *transferError
-	observe(s, err != nil && !errors.As(err, &te) && !errors.Is(err, errDeleted) && !errors.Is(err, context.Canceled))
+	m.metrics.observe(s, err != nil && !errors.As(err, &te) && !errors.Is(err, errDeleted) && !errors.Is(err, context.Canceled))
 	fields := []zap.Field{zap.String("zone", s.Zone), zap.String("master", s.Master), zap.String("type", s.Type),
 		zap.Uint32("serial_from", s.From), zap.Uint32("serial_to", s.To), zap.Int("records", s.Records),
 		zap.Int("bytes", s.Bytes), zap.Duration("transfer_time", s.Transfer), zap.Duration("apply_time", s.Apply),

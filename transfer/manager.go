@@ -63,6 +63,10 @@ type Config struct {
 	// before any CREATE waiting for the check is released, and must return quickly. The
 	// catalog consumer uses it to learn about new versions of catalog zones.
 	OnChecked func(zone string, changed bool)
+	// MetricsSubsystem names this engine's metrics apart from another engine's in the
+	// same agent: "catalog" gives dnsagent_catalog_transfers_total; empty, the zone
+	// engine's dnsagent_transfers_total.
+	MetricsSubsystem string
 	// Index, when set, applies full zones for held zones as their difference from the
 	// held version (diff_index_dir); nil: every full zone is a replace.
 	Index *zonediff.Index
@@ -102,6 +106,7 @@ type Manager struct {
 	backend backend.Backend
 	log     *zap.Logger
 	now     func() time.Time
+	metrics *engineMetrics
 
 	ctx      context.Context // cancelled by Close
 	stop     context.CancelFunc
@@ -178,6 +183,7 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		wake:     make(chan struct{}, 1),
 
 		failedCreates: logsample.New[bool](failureLogInterval, time.Now),
+		metrics:       newMetrics(cfg.MetricsSubsystem),
 	}
 	m.wg.Add(1)
 	go m.dispatch()
@@ -358,7 +364,7 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	}
 	m.unlockApply(z)
 	if err != nil && !errors.Is(err, backend.ErrNotFound) {
-		backendErrorsTotal.WithLabelValues("delete").Inc()
+		m.metrics.backendErrors.WithLabelValues("delete").Inc()
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	m.mu.Lock()
@@ -515,7 +521,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 	exists := err == nil
 	switch {
 	case err != nil && !errors.Is(err, backend.ErrNotFound):
-		backendErrorsTotal.WithLabelValues("serial").Inc()
+		m.metrics.backendErrors.WithLabelValues("serial").Inc()
 		return outcome{err: err}
 	case exists && create:
 		return outcome{applied: current} // created meanwhile: CREATE is idempotent
