@@ -1,6 +1,8 @@
-// Package memory owns an in-memory backend for tests of the layers above the backends
-// (transfer, handlers, service). It keeps the same promises as a real backend: names are
-// validated, streams are checked, and a zone is swapped in only when its stream is complete.
+// Package memory owns an in-memory backend: the catalog consumer holds the catalog zones
+// in one, backend_driver = memory configures one (zones lost at exit), and tests of the
+// layers above the backends use it. It keeps the promises of every backend: names are
+// validated, streams are checked, and a zone is swapped in only when its stream is
+// complete. Faults are injected by wrapping it (backendtest.Faulty), not in it.
 package memory
 
 import (
@@ -19,12 +21,6 @@ var _ backend.Backend = (*Backend)(nil)
 
 // Backend holds zones in a map. The zero value is not usable; call New.
 type Backend struct {
-	// Fail, when set, is consulted at the start of every operation (op is "serial",
-	// "create", "replace", "delete", "apply" or "zones"; zone is empty for "zones"); a non-nil
-	// result is returned as the operation's error, so tests can inject faults. Set it
-	// before the backend is shared between goroutines.
-	Fail func(op, zone string) error
-
 	mu    sync.Mutex
 	zones map[string][]dns.RR
 }
@@ -115,11 +111,6 @@ func (b *Backend) Delete(_ context.Context, zone string) error {
 
 // Zones implements backend.Backend; the names are sorted.
 func (b *Backend) Zones(context.Context) ([]string, error) {
-	if b.Fail != nil {
-		if err := b.Fail("zones", ""); err != nil {
-			return nil, err
-		}
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	names := make([]string, 0, len(b.zones))
@@ -130,18 +121,12 @@ func (b *Backend) Zones(context.Context) ([]string, error) {
 	return names, nil
 }
 
-// begin validates the name, consults the fault hook and returns the canonical name.
+// begin validates the name and returns the canonical name.
 func (b *Backend) begin(op, zone string) (string, error) {
 	if err := backend.ValidateZoneName(zone); err != nil {
 		return "", fmt.Errorf("memory backend: %s: %w", op, err)
 	}
-	zone = strings.ToLower(zone)
-	if b.Fail != nil {
-		if err := b.Fail(op, zone); err != nil {
-			return "", err
-		}
-	}
-	return zone, nil
+	return strings.ToLower(zone), nil
 }
 
 func (b *Backend) exists(zone string) bool {

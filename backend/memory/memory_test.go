@@ -44,13 +44,12 @@ func TestRecordsAreACompleteCopy(t *testing.T) {
 
 func TestFailHook(t *testing.T) {
 	errInjected := errors.New("injected")
-	b := New()
-	b.Fail = func(op, zone string) error {
+	b := &backendtest.Faulty{Backend: New(), Fail: func(op, zone string) error {
 		if op == "replace" && zone == "example.com." {
 			return errInjected
 		}
 		return nil
-	}
+	}}
 	rrs := backendtest.Zone("example.com.", 7, 3)
 	if err := b.Create(t.Context(), "example.com.", backendtest.Stream(rrs)); err != nil {
 		t.Fatal(err)
