@@ -1,11 +1,14 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dnsagent/dnsagent/option"
 )
 
 func TestValuesKeepSemicolonsAndHashes(t *testing.T) {
@@ -116,5 +119,36 @@ func TestLoadMissingFileNamesPath(t *testing.T) {
 	}
 	if got := f.Section("service:agent").Int("workers", 8, 1); got != 3 {
 		t.Errorf("workers = %d, want 3", got)
+	}
+}
+
+// Every problem is a field error naming section and option, and an option is reported
+// once: a component's check of a value that could not be read, or a broken [tsig:NAME]
+// key named by two options, adds no second line.
+func TestProblemsAreFieldErrorsReportedOnce(t *testing.T) {
+	f, err := Parse("[service:agent]\nworkers = many\nmasters_tsig_key = k\ntsig_keys = k\nlog_level = debug\n" +
+		"[tsig:k]\nalgorithm = hmac-md5\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.Section("service:agent")
+	s.Int("workers", 8, 1)
+	s.TSIGKey("masters_tsig_key")
+	s.TSIGKeys("tsig_keys")
+	s.String("log_level", "")
+	s.Check(errors.Join(option.Errorf("workers", "must be at least 1"), option.Errorf("log_level", "%q: use info", "debug")))
+	want := []option.Error{
+		{Section: "service:agent", Option: "workers", Problem: `"many" is not an integer`},
+		{Section: "tsig:k", Option: "algorithm", Problem: `"hmac-md5": use hmac-sha256, hmac-sha512 or hmac-sha1`},
+		{Section: "service:agent", Option: "log_level", Problem: `"debug": use info`},
+	}
+	got := option.Fields(f.Err())
+	if len(got) != len(want) {
+		t.Fatalf("%d problems, want %d:\n%v", len(got), len(want), f.Err())
+	}
+	for i := range want {
+		if *got[i] != want[i] {
+			t.Errorf("problem %d = %+v, want %+v", i, *got[i], want[i])
+		}
 	}
 }
