@@ -50,7 +50,9 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	ctx := context.Background()
+	// Every statement ends within the test's budget, even on a cluster that stops answering.
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
 	const zone, n = "big.example.", 200000
 	rows := map[uint32]int{} // serial -> rows of the complete version
 	var mu sync.Mutex

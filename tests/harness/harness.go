@@ -10,6 +10,7 @@ package harness
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -78,19 +79,21 @@ var (
 
 // FreePort returns a loopback port that was free for both TCP and UDP on 127.0.0.1 when
 // it was checked. A port is never handed out twice by one test binary, so tests running in
-// parallel do not collide with each other.
+// parallel do not collide with each other. Ports are drawn below the kernel's ephemeral
+// range, so the outgoing connections of the servers under test (SST, clients, transfers)
+// cannot take one between this check and the server's bind.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
+	lo, hi := portRange()
 	for i := 0; i < 200; i++ {
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("FreePort: %v", err)
-		}
-		port := tl.Addr().(*net.TCPAddr).Port
+		port := lo + rand.IntN(hi-lo)
 		if portsUsed[port] {
-			tl.Close()
+			continue
+		}
+		tl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
 			continue
 		}
 		ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -102,8 +105,21 @@ func FreePort(t testing.TB) int {
 		portsUsed[port] = true
 		return port
 	}
-	t.Fatalf("FreePort: no port free for both TCP and UDP after 200 attempts")
+	t.Fatalf("FreePort: no port in %d-%d free for both TCP and UDP after 200 attempts", lo, hi)
 	return 0
+}
+
+// portRange is where FreePort draws from: the 12,000 ports below the start of
+// net.ipv4.ip_local_port_range (32768 by default), never below 1024.
+func portRange() (lo, hi int) {
+	hi = 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var first, last int
+		if _, err := fmt.Sscan(string(b), &first, &last); err == nil && first > 2048 {
+			hi = first
+		}
+	}
+	return max(1024, hi-12000), hi
 }
 
 // listenBoth binds TCP and UDP on the same loopback port, retrying on a race with another
