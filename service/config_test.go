@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dnsagent/dnsagent/backend/fanout"
 	"github.com/dnsagent/dnsagent/config"
@@ -36,6 +37,11 @@ func TestReadConfigDefaultsAndIPv6Masters(t *testing.T) {
 	if cfg.Listen[0] != DefaultListen || cfg.BackendDriver != "file" || cfg.Transfer.Workers != 8 ||
 		cfg.CreateTimeout.Seconds() != 20 || cfg.TCPRecvTimeout.Seconds() != 0.5 || cfg.TCPBacklog != 100 {
 		t.Errorf("defaults not as documented: %+v", cfg)
+	}
+	// Issue 14: a hostile primary is bounded by default, the README's figures.
+	if tr := cfg.Transfer; tr.StallTimeout != 30*time.Second || tr.MaxDuration != time.Hour || tr.MaxRecords != 2_000_000 || tr.MaxBytes != 1<<30 {
+		t.Errorf("transfer limits by default: stall %v, duration %v, records %d, bytes %d; want 30s, 1h, 2000000, 1 GiB",
+			tr.StallTimeout, tr.MaxDuration, tr.MaxRecords, tr.MaxBytes)
 	}
 	if !cfg.AllowNotify.Allows(netip.MustParseAddr("127.0.0.1")) || cfg.AllowNotify.Allows(netip.MustParseAddr("192.0.2.10")) {
 		t.Errorf("empty allow_notify with loopback listeners must mean loopback, got %s", cfg.AllowNotify)

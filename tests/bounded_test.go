@@ -1,10 +1,11 @@
 package tests
 
-// Issue 14 acceptance 3, in part: a valid 1M-record IXFR applies in bounded memory. The
-// streaming primary also has hostile modes (endless AXFR and IXFR, empty messages) for the
-// end-to-end test still to come; transfer/bounded_test.go covers them against the client.
+// Issue 14 acceptance 3: a valid 1M-record IXFR applies in bounded memory, and a hostile
+// primary (endless AXFR and IXFR, empty messages) is stopped at the limits with the old zone
+// kept. transfer/bounded_test.go covers the hostile modes against the client alone.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -64,6 +65,13 @@ func streamRecord(version uint32, i int) dns.RR {
 		A: net.IPv4(byte(version), byte(i>>16), byte(i>>8), byte(i))}
 }
 
+// fatRecord is what the endless modes send: a TXT record of 240 bytes of text, so that the
+// records a test lets through would cost more than 64 MiB if the agent held them.
+func fatRecord(version uint32, i int) dns.RR {
+	return &dns.TXT{Hdr: dns.RR_Header{Name: fmt.Sprintf("h%d.%s", i, zone), Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300},
+		Txt: []string{fmt.Sprintf("%d %0240d", version, i)}}
+}
+
 func (p *streamPrimary) serve(c net.Conn) {
 	var l [2]byte
 	if _, err := io.ReadFull(c, l[:]); err != nil {
@@ -114,7 +122,7 @@ func (p *streamPrimary) serve(c net.Conn) {
 		}
 	case mode == streamEndlessAXFR:
 		add(cur)
-		for i := 0; add(streamRecord(serial, i)); i++ {
+		for i := 0; add(fatRecord(serial, i)); i++ {
 		}
 	case mode == streamEndlessIXFR && qt == dns.TypeAXFR:
 		if b, err := new(dns.Msg).SetRcode(q, dns.RcodeRefused).Pack(); err == nil {
@@ -125,7 +133,7 @@ func (p *streamPrimary) serve(c net.Conn) {
 		add(cur)
 		add(streamSOA(from))
 		add(cur)
-		for i := 0; add(streamRecord(serial, i)); i++ {
+		for i := 0; add(fatRecord(serial, i)); i++ {
 		}
 	case qt == dns.TypeIXFR && q.Ns[0].(*dns.SOA).Serial == serial-1:
 		add(cur)
@@ -201,4 +209,92 @@ func TestBoundedMillionRecordIXFR(t *testing.T) {
 			t.Fatalf("record of the old version left: %s", rr)
 		}
 	}
+}
+
+// Issue 14 acceptance 3: a hostile primary sends an endless AXFR, an endless IXFR (one
+// difference sequence adding forever, AXFR refused) or, after the SOA, empty messages
+// forever. Each transfer ends at its limit with the limit named in the log and in
+// /zones/NAME; the agent's peak RSS stays under 64 MiB; the zone file is the old one, byte
+// for byte; no temp file is left and no unlinked spool is held open. The limits are lowered
+// to keep the test short (the defaults are finite too: TestReadConfigDefaultsAndIPv6Masters),
+// but max_zone_records stays high enough that the endless modes' records held in memory
+// would pass 64 MiB.
+func TestBoundedHostilePrimary(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ mode, want string }{
+		{streamEndlessAXFR, "more than max_zone_records (200000) records"},
+		{streamEndlessIXFR, "more than max_zone_records (200000) records"},
+		{streamEmpty, "no record for transfer_stall_timeout (1s), "},
+	}
+	for i, c := range cases {
+		t.Run(c.mode, func(t *testing.T) {
+			p := startStreamPrimary(t, 1, 1000)
+			spool := t.TempDir()
+			a := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1",
+				Service: map[string]string{"log_format": "json", "max_zone_records": "200000", "transfer_stall_timeout": "1",
+					"retry_min": "60", "transfer_spool_dir": spool}})
+			create(t, a, uint16(0x1410+2*i))
+			old, err := os.ReadFile(a.ZoneFile(zone))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.mode.Store(c.mode)
+			p.serial.Store(2)
+			resetPeak(t, a.PID())
+			start := time.Now()
+			notify(t, a, uint16(0x1411+2*i))
+			var failed xfrLogLine
+			if !harness.Eventually(25*time.Second, 50*time.Millisecond, func() bool {
+				for _, l := range xfrLog(a, "transfer") {
+					if l.Zone == zone && l.Result != "applied" {
+						failed = l
+						return true
+					}
+				}
+				return false
+			}) {
+				t.Fatalf("no failed transfer within 25 s:\n%s", a.Output())
+			}
+			_, hwm, _ := harness.ProcMemory(a.PID())
+			t.Logf("ended after %v: %s (fallback: %s); agent peak RSS %.1f MiB",
+				time.Since(start).Round(time.Millisecond), failed.Result, failed.Fallback, float64(hwm)/(1<<20))
+			if !strings.Contains(failed.Result+failed.Fallback, c.want) {
+				t.Errorf("transfer log line: result %q, fallback %q; want %q in one", failed.Result, failed.Fallback, c.want)
+			}
+			if st, _ := xfrZoneStatus(t, a, zone); !strings.Contains(st.String(), c.want) || st.AppliedSerial == nil || *st.AppliedSerial != 1 {
+				t.Errorf("/zones/%s = %s, want %q and the zone still at serial 1", zone, st, c.want)
+			}
+			if hwm > 64<<20 {
+				t.Errorf("agent peak RSS %.1f MiB, want ≤ 64 MiB", float64(hwm)/(1<<20))
+			}
+			if now, err := os.ReadFile(a.ZoneFile(zone)); err != nil || !bytes.Equal(now, old) {
+				t.Errorf("zone file changed (%v)", err)
+			}
+			if ents, _ := os.ReadDir(a.Dir()); len(ents) != 1 {
+				t.Errorf("zone directory holds %v, want the zone file alone", ents)
+			}
+			if ents, _ := os.ReadDir(spool); len(ents) != 0 {
+				t.Errorf("spool directory holds %v", ents)
+			}
+			if held := deletedFilesOpen(t, a.PID()); len(held) > 0 {
+				t.Errorf("the agent holds deleted files open: %v", held)
+			}
+		})
+	}
+}
+
+// deletedFilesOpen lists the unlinked files process pid holds open: space not released.
+func deletedFilesOpen(t *testing.T, pid int) []string {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("listing the agent's open files: %v", err)
+	}
+	var held []string
+	for _, fd := range fds {
+		if target, _ := os.Readlink(dir + "/" + fd.Name()); strings.HasSuffix(target, " (deleted)") {
+			held = append(held, target)
+		}
+	}
+	return held
 }
