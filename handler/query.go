@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -43,10 +44,16 @@ type Forwarder struct {
 	client *relay.Client
 }
 
+// Relay returns the client the forwarder relays through, shared with the UDP fast path.
+func (f *Forwarder) Relay() *relay.Client {
+	f.once.Do(func() { f.client = relay.New(f.Destination, f.Timeout) })
+	return f.client
+}
+
 // Exchange sends r to the destination and returns the answer with r's id. The caller
 // releases the answer once it was written.
 func (f *Forwarder) Exchange(ctx context.Context, r *dns.Msg, tcp bool) (*relay.Answer, error) {
-	f.once.Do(func() { f.client = relay.New(f.Destination, f.Timeout) })
+	client := f.Relay()
 	// A shallow copy: only the additional section's length changes.
 	out := *r
 	if out.IsTsig() != nil { // verified here; the destination does not know the client's key
@@ -61,9 +68,42 @@ func (f *Forwarder) Exchange(ctx context.Context, r *dns.Msg, tcp bool) (*relay.
 	if cap(packed) > cap(*buf) {
 		*buf = packed[:cap(packed)] // PackBuffer uses the length, not the capacity
 	}
-	return f.client.Exchange(ctx, packed, tcp)
+	return client.Exchange(ctx, packed, tcp)
 }
 
 // packBuffers holds buffers for packing relayed queries (a query fits 512 bytes unless it
 // carries large EDNS options).
 var packBuffers = sync.Pool{New: func() any { b := make([]byte, 512); return &b }}
+
+// PlainQuery reports whether msg, a request as received, is a query the request path
+// would relay as it is: opcode QUERY, QR clear, one question whose name is labels of at
+// most 255 octets (RFC 1035 §3.1), not AXFR or IXFR, no answer or authority records, and
+// in the additional section nothing or one OPT record of version 0 without options (RFC
+// 6891 §6.1.2), nothing after it. No middleware layer refuses or changes such a query but
+// for its source (allow_query, rate limit) and require_tsig, so it can be relayed as raw
+// bytes without unpacking it. Anything else takes the whole request path.
+func PlainQuery(msg []byte) bool {
+	if len(msg) < 12 || msg[2]&0xf8 != 0 || // QR, opcode
+		binary.BigEndian.Uint16(msg[4:]) != 1 || binary.BigEndian.Uint16(msg[6:]) != 0 ||
+		binary.BigEndian.Uint16(msg[8:]) != 0 {
+		return false
+	}
+	end, ok := relay.QuestionEnd(msg)
+	if !ok || end-4-12 > 255 {
+		return false
+	}
+	if qt := binary.BigEndian.Uint16(msg[end-4:]); qt == dns.TypeAXFR || qt == dns.TypeIXFR {
+		return false
+	}
+	switch binary.BigEndian.Uint16(msg[10:]) {
+	case 0:
+		return end == len(msg)
+	case 1:
+		// An OPT record: root name, type, payload size, extended rcode, version, flags,
+		// RDLENGTH 0.
+		opt := msg[end:]
+		return len(opt) == 11 && opt[0] == 0 && binary.BigEndian.Uint16(opt[1:]) == dns.TypeOPT &&
+			opt[6] == 0 && binary.BigEndian.Uint16(opt[9:]) == 0
+	}
+	return false
+}

@@ -97,6 +97,9 @@ func (l *AllowLists) Known(addr netip.Addr) bool {
 	return acls[0].Allows(addr) || acls[1].Allows(addr)
 }
 
+// Query reports whether addr may send queries.
+func (l *AllowLists) Query(addr netip.Addr) bool { return l.p.Load()[1].Allows(addr) }
+
 // Allow refuses NOTIFY and commands (opcode 14) from sources outside the notify list, and
 // queries from sources outside the query list, with REFUSED and the question echoed, as
 // Designate does. Other opcodes pass through: the handler refuses them. A refused TCP

@@ -12,11 +12,7 @@ import (
 // holds one of the listener's slots meanwhile. Past its cap a request is answered
 // SERVFAIL at once (Designate's worker retries a CREATE it did not get NOERROR+AA for), so
 // a flood of them leaves the other slots to NOTIFYs. Kinds without a cap pass.
-func Busy(limits map[string]int) Middleware {
-	slots := map[string]chan struct{}{}
-	for kind, n := range limits {
-		slots[kind] = make(chan struct{}, n)
-	}
+func Busy(slots map[string]Slots) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			kind := Kind(r)
@@ -24,17 +20,35 @@ func Busy(limits map[string]int) Middleware {
 			if sem == nil {
 				return next.ServeDNS(ctx, w, r)
 			}
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
+			if sem.Take() {
+				defer sem.Release()
 				return next.ServeDNS(ctx, w, r)
-			default:
-				rcode, err := WriteReply(w, r, dns.RcodeServerFailure, false)
-				if err == nil {
-					err = fmt.Errorf("busy: %d %s requests are being served already; try again later", cap(sem), kind)
-				}
-				return rcode, err
 			}
+			rcode, err := WriteReply(w, r, dns.RcodeServerFailure, false)
+			if err == nil {
+				err = fmt.Errorf("busy: %d %s requests are being served already; try again later", cap(sem), kind)
+			}
+			return rcode, err
 		})
 	}
 }
+
+// Slots counts the requests of one kind being served, up to its capacity. The UDP query
+// fast path takes query slots from the same Slots as Busy.
+type Slots chan struct{}
+
+// NewSlots returns n slots.
+func NewSlots(n int) Slots { return make(Slots, n) }
+
+// Take takes a slot if one is free.
+func (s Slots) Take() bool {
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Release gives back a slot Take took.
+func (s Slots) Release() { <-s }

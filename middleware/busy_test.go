@@ -39,7 +39,7 @@ func TestBusyCapsSlowKinds(t *testing.T) {
 		}
 		return WriteReply(w, r, dns.RcodeSuccess, true)
 	})
-	h := Busy(map[string]int{KindCommand: 2})(slow)
+	h := Busy(map[string]Slots{KindCommand: NewSlots(2)})(slow)
 	create := func() *dns.Msg {
 		m := new(dns.Msg)
 		m.SetQuestion("example.com.", 65282)

@@ -29,19 +29,26 @@ func RequestFrom(ctx context.Context) Request {
 
 var lastRequestID atomic.Uint64
 
+// NewRequest numbers a request from source over transport ("udp" or "tcp") received now.
+func NewRequest(source netip.AddrPort, transport string, received time.Time) Request {
+	source = netip.AddrPortFrom(source.Addr().Unmap(), source.Port())
+	return Request{ID: lastRequestID.Add(1), Source: source, Transport: transport, Received: received}
+}
+
 // Metadata attaches a Request to the context and wraps the writer in a Recorder, so the
 // layers after it can tell whether and how the request was answered.
 func Metadata(now func() time.Time) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-			req := Request{ID: lastRequestID.Add(1), Received: now(), Transport: "udp"}
+			var source netip.AddrPort
+			transport := "udp"
 			switch addr := w.RemoteAddr().(type) {
 			case *net.UDPAddr:
-				req.Source = addr.AddrPort()
+				source = addr.AddrPort()
 			case *net.TCPAddr:
-				req.Source, req.Transport = addr.AddrPort(), "tcp"
+				source, transport = addr.AddrPort(), "tcp"
 			}
-			req.Source = netip.AddrPortFrom(req.Source.Addr().Unmap(), req.Source.Port())
+			req := NewRequest(source, transport, now())
 			return next.ServeDNS(context.WithValue(ctx, requestKey{}, req), &Recorder{ResponseWriter: w}, r)
 		})
 	}

@@ -32,6 +32,25 @@ func RegisterMetrics(reg prometheus.Registerer) {
 // CountMalformed counts a message that never reached the chain (unparsable bytes).
 func CountMalformed() { malformedTotal.Inc() }
 
+// queryCounters are requests_total's children for opcode QUERY by rcode (0-15), looked up
+// once: relayed queries are the bulk of the requests, and a lookup by label values hashes
+// and locks.
+var queryCounters = func() (c [16]prometheus.Counter) {
+	for rcode := range c {
+		c[rcode] = requestsTotal.WithLabelValues(OpcodeName(dns.OpcodeQuery), RcodeName(rcode))
+	}
+	return c
+}()
+
+// CountRequest counts a request answered with rcode in requests_total.
+func CountRequest(opcode, rcode int) {
+	if opcode == dns.OpcodeQuery && rcode >= 0 && rcode < len(queryCounters) {
+		queryCounters[rcode].Inc()
+		return
+	}
+	requestsTotal.WithLabelValues(OpcodeName(opcode), RcodeName(rcode)).Inc()
+}
+
 // RefusedError says why a request was refused, for the log and the refused_total metric.
 type RefusedError struct {
 	Reason string
@@ -55,7 +74,7 @@ func Metrics() Middleware {
 			if errors.Is(err, errRateLimited) {
 				return rcode, err // dropped unanswered: counted in rate_limited_total
 			}
-			requestsTotal.WithLabelValues(OpcodeName(r.Opcode), RcodeName(rcode)).Inc()
+			CountRequest(r.Opcode, rcode)
 			var refused *RefusedError
 			switch {
 			case errors.As(err, &refused):

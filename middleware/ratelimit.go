@@ -23,9 +23,9 @@ const maxTrackedSources = 100_000
 
 // RateLimit drops requests beyond rate per second per source and kind (burst: one second's
 // worth), silently: answering a flood, even with REFUSED, would make the agent an amplifier.
-// Each limited source is logged once per interval, not once per packet.
-func RateLimit(rates map[string]float64, log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
-	l := NewLimiter(rates, log, interval, now)
+// Each limited source is logged once per interval, not once per packet. l (NewLimiter) has
+// the rates by Kind; the UDP query fast path shares it.
+func RateLimit(l *Limiter) Middleware {
 	return func(next Handler) Handler {
 		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			if !l.Allow(RequestFrom(ctx).Source.Addr(), Kind(r)) {

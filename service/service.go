@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -140,6 +141,7 @@ type Service struct {
 	catalogs *catalog.Consumer // nil unless catalog_zones is set
 	allow    *middleware.AllowLists
 	handler  middleware.Handler
+	fast     *fastQueries     // nil: every query takes the chain
 	commands control.Commands // CREATE and DELETE, through the catalog router if any
 	ready    atomic.Bool      // the DNS listeners are bound
 }
@@ -156,28 +158,44 @@ func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 		s.catalogs = catalog.New(cfg.Catalog, cfg.Transfer, manager, be, log.Named("catalog"))
 		zones = s.catalogs.Router()
 	}
-	s.handler = NewHandler(cfg, zones, allow, log)
+	s.handler, s.fast = newRequestPath(cfg, zones, allow, log)
 	s.commands = zones
 	return s
 }
 
 // NewHandler builds the request path: the middleware chain in front of the handler.
 func NewHandler(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) middleware.Handler {
+	h, _ := newRequestPath(cfg, zones, allow, log)
+	return h
+}
+
+// newRequestPath builds the middleware chain in front of the handler, and the UDP query
+// fast path that shares its allow lists, rate limiter, query slots and request log (nil
+// when queries are not relayed, or must be signed).
+func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) (middleware.Handler, *fastQueries) {
 	h := &handler.Handler{Zones: zones, CreateTimeout: cfg.CreateTimeout}
 	if cfg.QueryDestination != "" {
 		h.Forward = &handler.Forwarder{Destination: cfg.QueryDestination, Timeout: defaultQueryTimeout}
 	}
-	return middleware.Chain(h,
+	limiter := middleware.NewLimiter(cfg.RateLimits, log.Named("ratelimit"), refusalLogInterval, time.Now)
+	requests := middleware.NewRequestLog(log.Named("request"), refusalLogInterval, time.Now)
+	querySlots := middleware.NewSlots(maxQueriesServing)
+	chain := middleware.Chain(h,
 		middleware.Metadata(time.Now),
-		middleware.Logging(log.Named("request"), refusalLogInterval, time.Now),
+		middleware.Logging(requests),
 		middleware.Metrics(),
 		middleware.Recover(log),
-		middleware.RateLimit(cfg.RateLimits, log.Named("ratelimit"), refusalLogInterval, time.Now),
+		middleware.RateLimit(limiter),
 		middleware.Validate(),
 		middleware.TSIG(cfg.RequireTSIG, tsigAlgorithms(cfg.TSIGKeys), time.Now),
 		middleware.Allow(allow, log.Named("acl"), refusalLogInterval, time.Now),
-		middleware.Busy(map[string]int{middleware.KindCommand: maxCommandsServing, middleware.KindQuery: maxQueriesServing}),
+		middleware.Busy(map[string]middleware.Slots{middleware.KindCommand: middleware.NewSlots(maxCommandsServing),
+			middleware.KindQuery: querySlots}),
 	)
+	if h.Forward == nil || cfg.RequireTSIG[middleware.KindQuery] {
+		return chain, nil
+	}
+	return chain, &fastQueries{relay: h.Forward.Relay(), allow: allow, limit: limiter, slots: querySlots, log: requests}
 }
 
 // ReloadAllowLists re-reads allow_notify and allow_query from the configuration file
@@ -344,6 +362,11 @@ func tsigAlgorithms(keys []*tsigkey.Key) map[string]string {
 func (s *Service) udpServers(pc *net.UDPConn, h dns.Handler) []*dns.Server {
 	limit := middleware.NewLimiter(gateLimits, s.log.Named("udp"), refusalLogInterval, time.Now)
 	gate := newUDPGate(pc, s.allow.Known, limit)
+	if s.fast != nil {
+		gate.fast = func(msg []byte, session *dns.SessionUDP, source netip.Addr) bool {
+			return s.fast.serve(pc, msg, session, source)
+		}
+	}
 	var servers []*dns.Server
 	for _, lane := range gate.lanes {
 		srv := &dns.Server{PacketConn: pc, Handler: gatedHandler{h, lane}, DecorateReader: lane.Decorate}

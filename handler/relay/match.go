@@ -15,15 +15,16 @@ func parseQuery(query []byte) (question, error) {
 	if len(query) < 12 || binary.BigEndian.Uint16(query[4:]) != 1 {
 		return nil, errors.New("relay: the query must hold exactly one question")
 	}
-	end, ok := questionEnd(query)
+	end, ok := QuestionEnd(query)
 	if !ok {
 		return nil, errors.New("relay: malformed question")
 	}
 	return question(query[12:end]), nil
 }
 
-// questionEnd returns the offset just after the first question (name + type + class).
-func questionEnd(msg []byte) (int, bool) {
+// QuestionEnd returns the offset just after the first question (name + type + class) of
+// a message, if its name is made of labels only (no compression pointer).
+func QuestionEnd(msg []byte) (int, bool) {
 	i := 12
 	for {
 		if i >= len(msg) {

@@ -6,6 +6,7 @@ package relay
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -87,10 +88,38 @@ func (c *Client) Exchange(ctx context.Context, query []byte, tcp bool) (*Answer,
 		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 			err = fmt.Errorf("no answer within %v: %w", c.timeout, err)
 		}
-		return nil, fmt.Errorf("query %s over %s: %w", c.destination, network, err)
+		return nil, c.failed(network, err)
 	}
 	a.Bytes[0], a.Bytes[1] = query[0], query[1]
 	return a, nil
+}
+
+// Replier takes the answer to a query relayed with Send, or why there is none.
+type Replier interface {
+	// Reply is called once, from the reader of the socket the query went out on: answer
+	// holds the answer with the query's id and is valid only during the call; or err says
+	// why there is no answer (the timeout passed, the destination refused).
+	Reply(answer []byte, err error)
+}
+
+// Send relays query over UDP without waiting for the answer: r gets it. It saves the
+// waiting goroutine, its timer and the handoff to it that Exchange costs. query must stay
+// unchanged until r is called. An error means r is never called.
+func (c *Client) Send(query []byte, r Replier) error {
+	q, err := parseQuery(query)
+	if err != nil {
+		return err
+	}
+	call := &call{q: q, reply: r, clientID: binary.BigEndian.Uint16(query), deadline: time.Now().Add(c.timeout)}
+	if err := c.udp[c.next.Add(1)%udpSockets].send(query, call); err != nil {
+		return c.failed("udp", err)
+	}
+	return nil
+}
+
+// failed says which relaying failed, and why.
+func (c *Client) failed(network string, err error) error {
+	return fmt.Errorf("query %s over %s: %w", c.destination, network, err)
 }
 
 // buffers holds message buffers; most answers fit the initial size.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -22,13 +23,19 @@ type udpSocket struct {
 	conn     *net.UDPConn     // nil until the first query and after an idle close
 	pending  map[uint16]*call // ids in use: waiting, or quarantined after a timeout
 	inflight int              // calls waiting for an answer
+	lastUse  time.Time        // when the last query was sent
 }
 
-// call is one query waiting on a udpSocket.
+// call is one query waiting on a udpSocket: for an answer on done (Exchange), or to be
+// given to reply (Send).
 type call struct {
 	q       question
 	done    chan result // buffered: the reader never blocks on it
 	expires time.Time   // zero while waiting; set when abandoned: the id is quarantined
+
+	reply    Replier   // Send's; nil for Exchange
+	clientID uint16    // Send's: the id the answer goes back with
+	deadline time.Time // Send's: the reader fails the call after this
 }
 
 type result struct {
@@ -61,6 +68,34 @@ func (s *udpSocket) exchange(ctx context.Context, query []byte, q question) (*An
 	}
 }
 
+// send sends query with a free id; the reader gives the answer, or the failure, to
+// c.reply. An error means c.reply is never called.
+func (s *udpSocket) send(query []byte, c *call) error {
+	conn, id, err := s.register(c)
+	if err != nil {
+		return err
+	}
+	out := getBuffer(len(query))
+	copy(*out, query)
+	binary.BigEndian.PutUint16(*out, id)
+	_, err = conn.Write(*out)
+	putBuffer(out)
+	if err == nil {
+		return nil
+	}
+	s.mu.Lock()
+	waiting := s.pending[id] == c && c.expires.IsZero()
+	if waiting { // else the reader failed it already (an ICMP error) and told c.reply
+		c.expires = time.Now().Add(s.client.timeout)
+		s.inflight--
+	}
+	s.mu.Unlock()
+	if !waiting {
+		return nil
+	}
+	return err
+}
+
 // register opens the socket if needed and reserves a random free id for c.
 func (s *udpSocket) register(c *call) (*net.UDPConn, uint16, error) {
 	s.mu.Lock()
@@ -78,6 +113,7 @@ func (s *udpSocket) register(c *call) (*net.UDPConn, uint16, error) {
 		go s.read(conn)
 	}
 	now := time.Now()
+	s.lastUse = now
 	if len(s.pending) >= maxPending {
 		for id, p := range s.pending {
 			if !p.expires.IsZero() && now.After(p.expires) {
@@ -123,11 +159,20 @@ func (s *udpSocket) abandon(id uint16, c *call) {
 }
 
 // read delivers answers until the socket is closed: by itself after idleTimeout without a
-// query waiting, when its owner (the queries in flight) is gone.
+// query sent or waiting, when its owner (the queries in flight) is gone. Every
+// sweepInterval it fails the calls of Send past their deadline: one read deadline for
+// all of them, not a timer per query.
 func (s *udpSocket) read(conn *net.UDPConn) {
 	buf := make([]byte, dns.MaxMsgSize)
+	var next time.Time
 	for {
-		conn.SetReadDeadline(time.Now().Add(idleTimeout)) //nolint:errcheck // fails only once closed
+		if now := time.Now(); !now.Before(next) {
+			if s.sweep(conn, now) {
+				return
+			}
+			next = now.Add(sweepInterval)
+			conn.SetReadDeadline(next) //nolint:errcheck // fails only once closed
+		}
 		n, err := conn.Read(buf)
 		if err != nil {
 			if s.readFailed(conn, err) {
@@ -142,6 +187,40 @@ func (s *udpSocket) read(conn *net.UDPConn) {
 	}
 }
 
+// sweepInterval is how often the reader looks for calls of Send past their deadline: the
+// resolution of their timeout.
+const sweepInterval = 100 * time.Millisecond
+
+// sweep fails the calls of Send past their deadline (their ids are quarantined like an
+// abandoned Exchange's), forgets quarantined ids whose time is up, and closes the socket
+// once it was idle for idleTimeout; it reports whether it closed it.
+func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time) bool {
+	var expired []*call
+	s.mu.Lock()
+	for id, c := range s.pending {
+		switch {
+		case !c.expires.IsZero():
+			if now.After(c.expires) {
+				delete(s.pending, id)
+			}
+		case c.reply != nil && now.After(c.deadline):
+			c.expires = now.Add(s.client.timeout)
+			s.inflight--
+			expired = append(expired, c)
+		}
+	}
+	idle := s.inflight == 0 && now.Sub(s.lastUse) >= idleTimeout
+	if idle {
+		conn.Close()
+		s.conn, s.pending = nil, nil // a late answer now meets a closed port
+	}
+	s.mu.Unlock()
+	for _, c := range expired {
+		c.reply.Reply(nil, s.client.failed("udp", fmt.Errorf("no answer within %v: %w", s.client.timeout, context.DeadlineExceeded)))
+	}
+	return idle
+}
+
 // deliver hands msg to the call waiting for it, if any.
 func (s *udpSocket) deliver(msg []byte) {
 	id := binary.BigEndian.Uint16(msg)
@@ -154,36 +233,44 @@ func (s *udpSocket) deliver(msg []byte) {
 	delete(s.pending, id)
 	s.inflight--
 	s.mu.Unlock()
+	if c.reply != nil {
+		binary.BigEndian.PutUint16(msg, c.clientID)
+		c.reply.Reply(msg, nil)
+		return
+	}
 	b := getBuffer(len(msg))
 	copy(*b, msg)
 	c.done <- result{a: &Answer{Bytes: *b, buf: b}}
 }
 
-// readFailed handles a read error and reports whether the reader ends. An idle socket is
-// closed; an ICMP error (the destination refused, RFC 1122 §4.1.3.3) fails every query
-// waiting on the socket, as it would have failed a socket of their own.
+// readFailed handles a read error and reports whether the reader ends. A timeout is the
+// sweep's turn; an ICMP error (the destination refused, RFC 1122 §4.1.3.3) fails every
+// query waiting on the socket, as it would have failed a socket of their own.
 func (s *udpSocket) readFailed(conn *net.UDPConn, err error) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var ne net.Error
 	switch {
 	case errors.Is(err, net.ErrClosed):
 		return true
 	case errors.As(err, &ne) && ne.Timeout():
-		if s.inflight > 0 {
-			return false
-		}
-		conn.Close()
-		s.conn, s.pending = nil, nil // a late answer now meets a closed port
-		return true
+		return false
 	}
+	var replies []*call
+	s.mu.Lock()
 	expires := time.Now().Add(s.client.timeout)
 	for _, c := range s.pending {
 		if c.expires.IsZero() {
 			c.expires = expires
-			c.done <- result{err: err}
+			if c.reply != nil {
+				replies = append(replies, c)
+			} else {
+				c.done <- result{err: err}
+			}
 		}
 	}
 	s.inflight = 0
+	s.mu.Unlock()
+	for _, c := range replies {
+		c.reply.Reply(nil, s.client.failed("udp", err))
+	}
 	return false
 }
