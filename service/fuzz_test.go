@@ -21,6 +21,7 @@ import (
 
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/handler"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,7 +63,8 @@ const (
 // counted, on more than one reply, on an engine call with a zone name that is not a
 // valid one, on any engine call or forwarded query for a refused source, on a
 // CREATE/DELETE that ran without a valid signature, on a signed reply that does not
-// verify, and on a forwarded query carrying the client's TSIG.
+// verify, on a forwarded query carrying the client's TSIG, and on a query the UDP fast
+// path would relay (handler.PlainQuery) that the chain would not.
 func FuzzRequest(f *testing.F) {
 	dest := startEchoDestination(f)
 	core, errs := observer.New(zapcore.ErrorLevel)
@@ -101,6 +103,15 @@ func FuzzRequest(f *testing.F) {
 			refused := c.source != "127.0.0.1"
 			if refused && (len(res.calls) > 0 || dest.received.Load() != sent) {
 				t.Fatalf("refused source: engine calls %v, %d queries forwarded", res.calls, dest.received.Load()-sent)
+			}
+			if c.agent == signed && !refused && c.network == "udp" && handler.PlainQuery(raw) {
+				// The UDP fast path relays such a query without the chain: the chain must
+				// relay it too, or drop it for the rate limit the fast path shares.
+				var rl *middleware.RefusedError
+				limited := errors.As(res.err, &rl) && rl.Reason == "rate_limit"
+				if !limited && (res.err != nil || dest.received.Load() != sent+1 || len(res.w.replies) != 1) {
+					t.Fatalf("a plain query (handler.PlainQuery) was not relayed by the chain: rcode %d, %v", res.rcode, res.err)
+				}
 			}
 			if c.agent == signed && !refused && sign != signKey1 && sign != signKey2 {
 				for _, call := range res.calls {

@@ -449,3 +449,83 @@ func TestAnswers(t *testing.T) {
 		}
 	}
 }
+
+// replies collects what Send's reader hands a Replier.
+type replies chan result
+
+func (r replies) Reply(answer []byte, err error) {
+	if err != nil {
+		r <- result{err: err}
+		return
+	}
+	b := append([]byte(nil), answer...)
+	r <- result{a: &Answer{Bytes: b}}
+}
+
+func (r replies) wait(t *testing.T, within time.Duration) result {
+	t.Helper()
+	select {
+	case res := <-r:
+		return res
+	case <-time.After(within):
+		t.Fatal("Send's Replier was not called")
+		return result{}
+	}
+}
+
+// Send without waiting: the answer reaches the Replier with the query's id; a query the
+// upstream never answers fails at the timeout (the reader's sweep), and its late answer
+// reaches nobody; the destination refusing fails a query at once.
+func TestSendAnswerTimeoutRefused(t *testing.T) {
+	up, ch := fakeUDP(t)
+	c := New(up.LocalAddr().String(), 300*time.Millisecond)
+	r := make(replies, 4)
+	if err := c.Send(query(t, 0x1234, "q.example."), r); err != nil {
+		t.Fatal(err)
+	}
+	p := recv(t, ch)
+	up.WriteToUDP(reply(t, p.msg, "first"), p.from)
+	res := r.wait(t, 3*time.Second)
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if id, txt := marker(t, res.a.Bytes); id != 0x1234 || txt != "first" {
+		t.Errorf("got %q with id %#x, want the answer with id 0x1234", txt, id)
+	}
+
+	start := time.Now()
+	if err := c.Send(query(t, 0x4321, "late.example."), r); err != nil {
+		t.Fatal(err)
+	}
+	late := recv(t, ch)
+	res = r.wait(t, 3*time.Second)
+	if res.err == nil || !errors.Is(res.err, context.DeadlineExceeded) {
+		t.Fatalf("an unanswered query: %v, want a timeout", res.err)
+	}
+	if el := time.Since(start); el < 300*time.Millisecond || el > 2*time.Second {
+		t.Errorf("the unanswered query failed after %v, want the 300ms timeout", el)
+	}
+	up.WriteToUDP(reply(t, late.msg, "late"), late.from)
+	select {
+	case res := <-r:
+		t.Fatalf("a late answer reached the Replier again: %+v", res)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := conn.LocalAddr().String()
+	conn.Close()
+	c = New(closed, 5*time.Second)
+	start = time.Now()
+	if err := c.Send(query(t, 1, "q.example."), r); err == nil {
+		if res := r.wait(t, 3*time.Second); res.err == nil {
+			t.Fatal("a query to a closed port was answered")
+		}
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("a query to a closed port failed after %v, want at once", el)
+	}
+}
