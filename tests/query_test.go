@@ -270,3 +270,56 @@ func TestQueryPassthroughConcurrent(t *testing.T) {
 	}
 	a.CheckAlive(t)
 }
+
+// Issue 15: plain UDP queries take the fast path (relayed from the socket's reader without
+// the middleware chain), yet are counted in requests_total like the others; when the
+// destination is down, a plain query and one the chain relays (an EDNS option) are both
+// answered SERVFAIL with the question echoed, at once, and counted as such.
+func TestQueryPassthroughFastPathCountsAndFails(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc")
+	z := harness.NewZone(zone, 2024150201, 8)
+	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+	a := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: p.Addr()})
+	metric := func(a *harness.Agent, rcode string) float64 {
+		t.Helper()
+		v, err := harness.MetricValue(a.Config.MetricsListen, `dnsagent_requests_total{opcode="QUERY",rcode="`+rcode+`"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	const n = 20
+	before := metric(a, "NOERROR")
+	for i := 0; i < n; i++ {
+		q := new(dns.Msg).SetQuestion(fmt.Sprintf("r%d.%s", i%8, zone), dns.TypeA)
+		sameAnswer(t, "udp", a.Addr(), p.Addr(), q)
+	}
+	if got := metric(a, "NOERROR") - before; got != n {
+		t.Errorf("requests_total counted %v NOERROR queries, want %d", got, n)
+	}
+
+	down := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)) // nothing listens there
+	b := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: down})
+	plain := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
+	withOption := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
+	withOption.SetEdns0(1232, false)
+	withOption.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}
+	before = metric(b, "SERVFAIL") // the harness's start-up probe
+	for _, q := range []*dns.Msg{plain, withOption} {
+		start := time.Now()
+		r, err := harness.Exchange("udp", b.Addr(), q, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeServerFailure || r.Id != q.Id || len(r.Question) != 1 || r.Question[0] != q.Question[0] {
+			t.Errorf("destination down: got %v, want SERVFAIL with the question echoed", r)
+		}
+		if el := time.Since(start); el > 2*time.Second {
+			t.Errorf("destination down: SERVFAIL after %v, want at once", el)
+		}
+	}
+	if got := metric(b, "SERVFAIL") - before; got != 2 {
+		t.Errorf("requests_total counted %v SERVFAIL queries, want 2", got)
+	}
+}

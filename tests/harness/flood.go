@@ -224,6 +224,13 @@ func ProcMemory(pid int) (rss, hwm int64, err error) {
 
 // Goroutines reads go_goroutines from the agent's /metrics.
 func Goroutines(metricsAddr string) (int, error) {
+	v, err := MetricValue(metricsAddr, "go_goroutines")
+	return int(v), err
+}
+
+// MetricValue reads one sample from the agent's /metrics: series is the metric's name with
+// its labels as the exposition format writes them; a counter not incremented yet is 0.
+func MetricValue(metricsAddr, series string) (float64, error) {
 	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
@@ -235,12 +242,14 @@ func Goroutines(metricsAddr string) (int, error) {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
-			n, err := strconv.ParseFloat(v, 64)
-			return int(n), err
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0, fmt.Errorf("no go_goroutines on %s/metrics", metricsAddr)
+	if strings.Contains(series, "{") {
+		return 0, nil
+	}
+	return 0, fmt.Errorf("no %s on %s/metrics", series, metricsAddr)
 }
 
 // socketDrops reads how many datagrams the kernel dropped for a full receive buffer on
