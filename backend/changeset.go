@@ -248,11 +248,19 @@ type Incremental interface {
 // type and data; the TTL is not part of it. It is read from Presentation, so a stored line
 // (zonefile.Line) gives the same key without being parsed.
 func Key(rr dns.RR) string {
+	key, _ := keyAndOwner(rr)
+	return key
+}
+
+// keyAndOwner returns Key(rr) and the owner field of its key (lowercased): what
+// Patcher.Touches compares a stored line's first field with.
+func keyAndOwner(rr dns.RR) (key, owner string) {
 	line := Presentation(rr)
-	if key, ok := KeyOfLine(line); ok {
-		return key
+	key, ok := KeyOfLine(line)
+	if !ok {
+		return line, ""
 	}
-	return line
+	return key, strings.ToLower(line[:strings.IndexByte(line, '\t')])
 }
 
 // KeyOfLine is Key of the record whose presentation (Presentation) is line: its first four
@@ -284,6 +292,8 @@ type Patcher struct {
 	ifHeld  bitset   // by index in deleted: added first, then deleted: removed if held, no error if not
 	present []uint64 // sorted: keys the change set leaves in the zone (it writes their record)
 	write   bitset   // by record index in cs.Records: an addition to write
+	owners  []uint64 // sorted: the owners of the records changed (Touches); nil when too many
+	lower   []byte   // Touches' scratch
 	err     error    // reading the change set failed
 }
 
@@ -360,9 +370,16 @@ func (p *Patcher) sortedChanges(total int, fold func([]change)) error {
 			parts = append(parts, f)
 		}
 	}
+	if total <= maxOwners {
+		p.owners = make([]uint64, 0, total)
+	}
 	n := uint32(0)
 	err := p.cs.Records(func(_ int, added bool, rr dns.RR) error {
-		ch := change{p.hash(Key(rr)), n << 1}
+		key, owner := keyAndOwner(rr)
+		if p.owners != nil {
+			p.owners = append(p.owners, p.hash(owner))
+		}
+		ch := change{p.hash(key), n << 1}
 		if added {
 			ch.v |= 1
 		}
@@ -376,6 +393,8 @@ func (p *Patcher) sortedChanges(total int, fold func([]change)) error {
 	if err != nil {
 		return err
 	}
+	slices.Sort(p.owners)
+	p.owners = slices.Compact(p.owners)
 	sortChanges := func(t []change) {
 		slices.SortFunc(t, func(x, y change) int {
 			if x.h != y.h {
@@ -398,6 +417,10 @@ func (p *Patcher) sortedChanges(total int, fold func([]change)) error {
 	}
 	return nil
 }
+
+// maxOwners is the largest change set whose owners Touches knows: 8 bytes each, as many as
+// an in-memory sort of the changes takes anyway. A larger one touches every line.
+const maxOwners = 1 << 16
 
 // sortPartition is about how many changes of a spooled change set are sorted in memory at
 // once (16 bytes each), up to 2^maxPartitionBits partitions; a variable for the tests.
@@ -437,6 +460,30 @@ func (p *Patcher) KeepKey(k string) bool {
 	}
 	_, replaced := slices.BinarySearch(p.present, h)
 	return !replaced
+}
+
+// Touches reports whether the change set may change a stored line (as Presentation writes
+// it) whose first field, the owner, is owner. A line it does not touch is kept: its key
+// need not be computed, which is most of the cost of streaming a big zone through Keep.
+func (p *Patcher) Touches(owner []byte) bool {
+	if p.owners == nil {
+		return true // too many to know
+	}
+	// KeyOfLine lowercases the owner with strings.ToLower; for ASCII (all Presentation
+	// writes) this is the same, without allocating.
+	p.lower = p.lower[:0]
+	for _, c := range owner {
+		if c >= 0x80 {
+			p.lower = append(p.lower[:0], strings.ToLower(string(owner))...)
+			break
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		p.lower = append(p.lower, c)
+	}
+	_, ok := slices.BinarySearch(p.owners, maphash.Bytes(p.seed, p.lower))
+	return ok
 }
 
 // SOA is the zone's SOA after the change set.

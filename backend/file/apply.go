@@ -2,6 +2,7 @@ package file
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,23 +58,31 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 }
 
 // patch writes the patched zone: the new SOA, the stored lines the change set keeps, then
-// the records it adds.
+// the records it adds. A stored line is copied as it is unless the change set touches its
+// owner (Patcher.Touches): only those few lines have their key computed, so a 10-record
+// change costs a big zone little more than a copy.
 func patch(ctx context.Context, stored io.Reader, zone string, p *backend.Patcher, w *bufio.Writer) error {
-	sc := bufio.NewScanner(stored)
-	sc.Buffer(make([]byte, 64<<10), maxLine)
+	in := lineReader{r: bufio.NewReaderSize(stored, 256<<10)}
 	started := false
-	for n := 0; sc.Scan(); n++ {
+	for n := 0; ; n++ {
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		line := sc.Text()
-		if line == "" || line[0] == ';' {
+		raw, err := in.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading the stored zone: %w", err)
+		}
+		line := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte("\n")), []byte("\r"))
+		if len(line) == 0 || line[0] == ';' {
 			continue
 		}
 		if !started {
-			if err := startPatch(line, zone, p); err != nil {
+			if err := startPatch(string(line), zone, p); err != nil {
 				return err
 			}
 			started = true
@@ -82,17 +91,19 @@ func patch(ctx context.Context, stored io.Reader, zone string, p *backend.Patche
 			}
 			continue
 		}
-		key, ok := zonefile.LineKey(line)
-		if !ok {
+		// The shape KeyOfLine requires: a non-empty owner and at least five fields.
+		tab := bytes.IndexByte(line, '\t')
+		if tab <= 0 || bytes.Count(line[tab+1:], []byte("\t")) < 3 {
 			return fmt.Errorf("%w: stored line %d is not one record as the agent writes it", backend.ErrInconsistent, n+1)
 		}
-		if p.KeepKey(key) {
-			w.WriteString(line) //nolint:errcheck // a bufio.Writer keeps its first error for Flush
-			w.WriteByte('\n')   //nolint:errcheck // as above
+		if p.Touches(line[:tab]) {
+			key, _ := zonefile.LineKey(string(line))
+			if !p.KeepKey(key) {
+				continue
+			}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading the stored zone: %w", err)
+		w.Write(line)     //nolint:errcheck // a bufio.Writer keeps its first error for Flush
+		w.WriteByte('\n') //nolint:errcheck // as above
 	}
 	if !started {
 		return fmt.Errorf("%w: the stored zone has no records", backend.ErrInconsistent)
@@ -101,6 +112,32 @@ func patch(ctx context.Context, stored io.Reader, zone string, p *backend.Patche
 		return err
 	}
 	return p.EachAdded(func(rr dns.RR) error { return zonefile.WriteRecords(w, []dns.RR{rr}) })
+}
+
+// lineReader reads lines without allocating for each: a line is valid until the next call.
+type lineReader struct {
+	r    *bufio.Reader
+	long []byte // a line longer than r's buffer, gathered
+}
+
+// next returns the next line with its newline, if it has one; io.EOF once none is left.
+func (l *lineReader) next() ([]byte, error) {
+	line, err := l.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		l.long = append(l.long[:0], line...)
+		for err == bufio.ErrBufferFull && len(l.long) <= maxLine {
+			line, err = l.r.ReadSlice('\n')
+			l.long = append(l.long, line...)
+		}
+		if len(l.long) > maxLine {
+			return nil, bufio.ErrTooLong
+		}
+		line = l.long
+	}
+	if err == io.EOF && len(line) > 0 {
+		err = nil // the last line, without a newline
+	}
+	return line, err
 }
 
 // startPatch checks the stored SOA line against the change set.
