@@ -100,8 +100,48 @@ func (s *streamState) record(rr dns.RR) (keep bool, err error) {
 		}
 		return false, nil
 	}
-	if !dns.IsSubDomain(s.Zone, h.Name) {
+	if !inZone(s.Zone, h.Name) {
 		return false, fmt.Errorf("record %s is outside zone %s", rr, s.Zone)
 	}
 	return true, nil
+}
+
+// inZone is dns.IsSubDomain(zone, name), without its allocations for the usual case: name
+// ends in zone (ASCII case folded, RFC 4343, as dns.IsSubDomain compares) right after an unescaped dot. Anything else
+// (escapes in zone, a name written another way) is left to dns.IsSubDomain.
+func inZone(zone, name string) bool {
+	cut := len(name) - len(zone)
+	if cut < 0 || strings.IndexByte(zone, '\\') >= 0 || !equalFoldASCII(name[cut:], zone) {
+		return dns.IsSubDomain(zone, name)
+	}
+	if cut == 0 || zone == "." {
+		return true
+	}
+	if name[cut-1] != '.' {
+		return dns.IsSubDomain(zone, name)
+	}
+	slashes := 0 // before the dot: an odd number escape it
+	for i := cut - 2; i >= 0 && name[i] == '\\'; i-- {
+		slashes++
+	}
+	return slashes%2 == 0 || dns.IsSubDomain(zone, name)
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
