@@ -6,7 +6,7 @@ import (
 	"github.com/miekg/dns"
 )
 
-// inZone answers as dns.IsSubDomain, escapes and case included.
+// InZone answers as dns.IsSubDomain, escapes and case included.
 func TestInZone(t *testing.T) {
 	for _, zone := range []string{"example.com.", "Example.COM.", ".", `ex\.ample.com.`, `a\\.com.`, "com."} {
 		for _, name := range []string{
@@ -14,8 +14,8 @@ func TestInZone(t *testing.T) {
 			`www\.example.com.`, `www\\.example.com.`, `www\\\.example.com.`, `a\046example.com.`, "com.", ".",
 			`x.ex\.ample.com.`, `ex\.ample.com.`, `b.a\\.com.`, `a\\.com.`, `\\.com.`, "example.com.org.", "",
 		} {
-			if got, want := inZone(zone, name), dns.IsSubDomain(zone, name); got != want {
-				t.Errorf("inZone(%q, %q) = %v, dns.IsSubDomain says %v", zone, name, got, want)
+			if got, want := InZone(zone, name), dns.IsSubDomain(zone, name); got != want {
+				t.Errorf("InZone(%q, %q) = %v, dns.IsSubDomain says %v", zone, name, got, want)
 			}
 		}
 	}

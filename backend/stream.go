@@ -100,16 +100,16 @@ func (s *streamState) record(rr dns.RR) (keep bool, err error) {
 		}
 		return false, nil
 	}
-	if !inZone(s.Zone, h.Name) {
+	if !InZone(s.Zone, h.Name) {
 		return false, fmt.Errorf("record %s is outside zone %s", rr, s.Zone)
 	}
 	return true, nil
 }
 
-// inZone is dns.IsSubDomain(zone, name), without its allocations for the usual case: name
+// InZone is dns.IsSubDomain(zone, name), without its allocations for the usual case: name
 // ends in zone (ASCII case folded, RFC 4343, as dns.IsSubDomain compares) right after an unescaped dot. Anything else
 // (escapes in zone, a name written another way) is left to dns.IsSubDomain.
-func inZone(zone, name string) bool {
+func InZone(zone, name string) bool {
 	cut := len(name) - len(zone)
 	if cut < 0 || strings.IndexByte(zone, '\\') >= 0 || !equalFoldASCII(name[cut:], zone) {
 		return dns.IsSubDomain(zone, name)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
@@ -163,7 +164,7 @@ func (s *session) read() (*dns.Msg, error) {
 		return nil, fmt.Errorf("more than max_transfer_bytes (%d) bytes", max)
 	}
 	for _, rr := range msg.Answer {
-		if !dns.IsSubDomain(s.zone, rr.Header().Name) {
+		if !backend.InZone(s.zone, rr.Header().Name) {
 			return nil, fmt.Errorf("record %q is outside the zone", rr.Header().Name)
 		}
 	}

@@ -119,6 +119,11 @@ func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists
 	if err != nil {
 		return res, err
 	}
+	// The backend holds the new version: what remains is the new index, off the path of
+	// the transfer. It lacks the held records the new version kept: copied now.
+	if err := w.addKept(old); err != nil {
+		w.failed = true // no index: the next full zone is a replace
+	}
 	old.table, old.seen = nil, nil // memory for the new table
 	if w.records() > 100_000 {
 		runtime.GC() // the old table is garbage: let the new one take its place, not add to it
@@ -157,9 +162,12 @@ func (x *Index) usable(ctx context.Context, b backend.Backend, zone string, curr
 
 // diff reads the new zone, comparing each record with the held version's table, and
 // applies the difference, or replaces the zone when the difference is not worth it. What
-// it holds in memory is the held version's table and 12 bytes per added record: the
-// records of the difference are read back from the two index files into a change set that
-// spills to disk beyond changeSetMemory records.
+// it holds in memory is the held version's table and 12 bytes per added record. Only the
+// records the held version lacks are written to the new index file while the zone
+// streams: those the held version has are marked in its table, and Full copies them from
+// the held index once the backend has the new version. The records of the difference are
+// read back from the two index files into a change set that spills to disk beyond
+// changeSetMemory records.
 func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *held, src backend.Source) (Result, error) {
 	var addedHashes []uint64 // new records the held version lacks, maybe repeated
 	var addedOffs []uint32
@@ -174,12 +182,12 @@ func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *hel
 			if err != nil {
 				return err
 			}
-			if i := old.find(hash); i < 0 {
-				if len(addedHashes) <= limit {
-					addedHashes, addedOffs = append(addedHashes, hash), append(addedOffs, uint32(w.off))
-				}
-			} else if old.mark(i) {
-				continue // a duplicate: one RR (RFC 2181 §5)
+			if i := old.find(hash); i >= 0 {
+				old.mark(i) // repeated or not, one RR (RFC 2181 §5)
+				continue
+			}
+			if len(addedHashes) <= limit {
+				addedHashes, addedOffs = append(addedHashes, hash), append(addedOffs, uint32(w.off))
 			}
 			if err := w.add(wire, hash); err != nil {
 				return err
@@ -192,19 +200,19 @@ func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *hel
 	}
 	added := sorted(addedHashes, addedOffs) // duplicates dropped
 	deleted, adding := old.unseenCount(), len(added.hashes)
-	size := max(old.size(), w.records())
+	size := max(old.size(), old.size()-deleted+adding)
 	if len(addedHashes) > limit || float64(deleted+adding) > x.maxRatio*float64(size) {
-		return x.replayReplace(ctx, b, w, fmt.Sprintf("the difference (%d deleted, %d or more added) is over diff_max_ratio %.2f of %d records",
+		return x.replayReplace(ctx, b, w, old, fmt.Sprintf("the difference (%d deleted, %d or more added) is over diff_max_ratio %.2f of %d records",
 			deleted, adding, x.maxRatio, size))
 	}
 	cs, err := x.changeSet(w, old, soa, added.offs)
 	if err != nil {
-		return x.replayReplace(ctx, b, w, err.Error())
+		return x.replayReplace(ctx, b, w, old, err.Error())
 	}
 	defer cs.Close()
 	err = b.(backend.Incremental).Apply(ctx, w.zone, cs)
 	if errors.Is(err, backend.ErrInconsistent) {
-		return x.replayReplace(ctx, b, w, "the difference does not fit the held zone: "+err.Error())
+		return x.replayReplace(ctx, b, w, old, "the difference does not fit the held zone: "+err.Error())
 	}
 	if err != nil {
 		return Result{}, err
@@ -244,9 +252,10 @@ func (x *Index) changeSet(w *writer, old *held, soa *dns.SOA, addedOffs []uint32
 	return cs, nil
 }
 
-// replayReplace replaces the zone with the new version read back from the index file.
-func (x *Index) replayReplace(ctx context.Context, b backend.Backend, w *writer, reason string) (Result, error) {
-	r, err := w.replay()
+// replayReplace replaces the zone with the new version read back from the index files:
+// the records the held version lacks from the new one, the others from the held one.
+func (x *Index) replayReplace(ctx context.Context, b backend.Backend, w *writer, old *held, reason string) (Result, error) {
+	r, err := w.replay(old)
 	if err != nil {
 		return Result{}, fmt.Errorf("diff index: %w", err)
 	}

@@ -2,8 +2,8 @@
 // difference from the held version, so a primary that always sends the whole zone
 // (Designate's MiniDNS, NSD, any primary without a journal) costs the backend only what
 // changed. It keeps one compact index file per zone, written by the agent after every full
-// apply: the zone's records in canonical wire form, in transfer order, and a table of their
-// 64-bit hashes sorted for lookup. Neither version of the zone is ever held whole in Go
+// apply: the zone's records in canonical wire form, and a table of their 64-bit hashes
+// sorted for lookup. Neither version of the zone is ever held whole in Go
 // objects: a 1M-record zone costs 16 bytes a record of table while it is diffed.
 package zonediff
 
@@ -336,9 +336,10 @@ func (w *writer) discard() {
 	os.Remove(w.f.Name())
 }
 
-// replay reads the records written so far back as a backend.Source, the SOA first: the
-// new zone, for a full replace when the difference is not worth applying.
-func (w *writer) replay() (*replay, error) {
+// replay reads the new zone back as a backend.Source, the SOA first: the records written
+// so far (those old lacks), then those of old the new zone holds (keptRecords). For a full
+// replace when the difference is not worth applying.
+func (w *writer) replay(old *held) (*replay, error) {
 	if err := w.w.Flush(); err != nil {
 		return nil, err
 	}
@@ -346,15 +347,15 @@ func (w *writer) replay() (*replay, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &replay{f: f, in: bufio.NewReaderSize(io.LimitReader(f, int64(w.off)), 256<<10), first: w.soa}, nil
+	added := newRecordScanner(f, w.off)
+	return &replay{f: f, parts: []func() ([]byte, error){added.next, old.keptRecords()}, first: w.soa}, nil
 }
 
-// replay is a records section read back in order, as a backend.Source.
+// replay is a sequence of records sections read in order, as a backend.Source.
 type replay struct {
 	f     *os.File
-	in    *bufio.Reader
+	parts []func() ([]byte, error) // each returns io.EOF at its end
 	first dns.RR
-	buf   []byte
 }
 
 func (r *replay) Next() ([]dns.RR, error) {
@@ -363,34 +364,94 @@ func (r *replay) Next() ([]dns.RR, error) {
 		batch = append(batch, r.first)
 		r.first = nil
 	}
-	for len(batch) < cap(batch) {
-		var l [2]byte
-		if _, err := io.ReadFull(r.in, l[:]); err == io.EOF {
-			r.f.Close()
-			if len(batch) > 0 {
-				return batch, nil
-			}
-			return nil, io.EOF
-		} else if err != nil {
+	for len(batch) < cap(batch) && len(r.parts) > 0 {
+		wire, err := r.parts[0]()
+		if err == io.EOF {
+			r.parts = r.parts[1:]
+			continue
+		}
+		if err != nil {
 			return nil, err
 		}
-		n := int(binary.BigEndian.Uint16(l[:]))
-		if cap(r.buf) < n {
-			r.buf = make([]byte, n)
-		}
-		if _, err := io.ReadFull(r.in, r.buf[:n]); err != nil {
-			return nil, err
-		}
-		rr, _, err := dns.UnpackRR(r.buf[:n], 0)
+		rr, _, err := dns.UnpackRR(wire, 0)
 		if err != nil {
 			return nil, err
 		}
 		batch = append(batch, rr)
 	}
+	if len(batch) == 0 {
+		return nil, io.EOF
+	}
 	return batch, nil
 }
 
 func (r *replay) Close() { r.f.Close() }
+
+// recordScanner reads a records section in order.
+type recordScanner struct {
+	in  *bufio.Reader
+	off int64 // of the next record
+	buf []byte
+}
+
+func newRecordScanner(f *os.File, size uint64) *recordScanner {
+	return &recordScanner{in: bufio.NewReaderSize(io.NewSectionReader(f, 0, int64(size)), 256<<10)}
+}
+
+// next returns the next record's bytes, valid until the next call, or io.EOF.
+func (s *recordScanner) next() ([]byte, error) {
+	var l [2]byte
+	if _, err := io.ReadFull(s.in, l[:]); err != nil {
+		return nil, err // io.EOF at the end of the section
+	}
+	n := int(binary.BigEndian.Uint16(l[:]))
+	if cap(s.buf) < n {
+		s.buf = make([]byte, n)
+	}
+	if _, err := io.ReadFull(s.in, s.buf[:n]); err != nil {
+		return nil, fmt.Errorf("records section cut short: %w", err)
+	}
+	s.off += int64(n) + 2
+	return s.buf[:n], nil
+}
+
+// keptRecords returns a reader of the held records the new zone holds (marked), each once,
+// in file order: a sequential read of the records section, each record's table entry
+// looked up by its hash.
+func (h *held) keptRecords() func() ([]byte, error) {
+	sc := newRecordScanner(h.f, uint64(h.t.TableOffset))
+	return func() ([]byte, error) {
+		for {
+			off := sc.off
+			wire, err := sc.next()
+			if err != nil {
+				return nil, err
+			}
+			// A repeated record has the table entry of its first copy only.
+			if i := h.find(xxhash.Sum64(wire)); i >= 0 && int64(h.table.offs[i]) == off && h.seen[i/64]&(1<<(i%64)) != 0 {
+				return wire, nil
+			}
+		}
+	}
+}
+
+// addKept appends the held records the new zone holds (keptRecords): the new index then
+// describes the whole new version.
+func (w *writer) addKept(old *held) error {
+	next := old.keptRecords()
+	for {
+		wire, err := next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := w.add(wire, xxhash.Sum64(wire)); err != nil {
+			return err
+		}
+	}
+}
 
 // isTemp tells the temp files an interrupted run leaves behind.
 func isTemp(name string) bool { return strings.HasPrefix(name, ".tmp-") }

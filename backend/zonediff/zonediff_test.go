@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -181,4 +182,80 @@ func removeAll(t *testing.T, dir string) {
 	for _, p := range indexFiles(t, dir) {
 		os.Remove(p)
 	}
+}
+
+// A difference over diff_max_ratio is a replace from the index files: the records the held
+// version lacks from the new index, the others from the held one. The zone file then
+// holds the records a create of the same version writes, and the index it leaves
+// describes the new version (the next change is a diff of one record).
+func TestReplaceFromTheIndexFiles(t *testing.T) {
+	zonesDir := t.TempDir()
+	b, err := file.New(file.Config{ZoneFilePath: zonesDir, FileMode: 0o644, CommandTimeout: 1e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idxDir := t.TempDir()
+	idx, err := zonediff.Open(idxDir, 0) // every difference is over the ratio
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := func(src backend.Source) (rrs []dns.RR) {
+		for {
+			batch, err := src.Next()
+			if err != nil {
+				return rrs
+			}
+			rrs = append(rrs, batch...)
+		}
+	}
+	// The held version has a record twice: its index too.
+	rrs := records(version(1))
+	rrs = append(rrs, dns.Copy(rrs[7]))
+	if _, err := idx.Full(t.Context(), b, zone, false, 0, backendtest.Stream(backendtest.Batches(rrs, 50)...)); err != nil {
+		t.Fatal(err)
+	}
+	// Version 3 less one held record, one record repeated (one RR, RFC 2181 §5) and one
+	// added twice.
+	rrs = slices.Delete(records(version(3)), 10, 11)
+	rrs = append(rrs, dns.Copy(rrs[5]), dns.Copy(rrs[len(rrs)-1]))
+	res, err := idx.Full(t.Context(), b, zone, true, 1, backendtest.Stream(backendtest.Batches(rrs, 50)...))
+	if err != nil || res.Apply != "replace" {
+		t.Fatalf("got %+v, %v; want a replace", res, err)
+	}
+	got := sortedLines(t, filepath.Join(zonesDir, "example.com.zone"))
+
+	freshDir := t.TempDir()
+	fresh, err := file.New(file.Config{ZoneFilePath: freshDir, FileMode: 0o644, CommandTimeout: 1e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Create(t.Context(), zone, backendtest.Stream(backendtest.Batches(rrs, 50)...)); err != nil {
+		t.Fatal(err)
+	}
+	if want := sortedLines(t, filepath.Join(freshDir, "example.com.zone")); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("the replaced zone file holds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	idx, err = zonediff.Open(idxDir, zonediff.DefaultMaxRatio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := idx.Full(t.Context(), b, zone, true, 3, version(4)); err != nil || res.Apply != "diff" || res.Added != 2 || res.Deleted != 0 {
+		t.Fatalf("the next version: %+v, %v; want a diff adding two records", res, err)
+	}
+	// v3's record came twice and is written twice, as a create of that stream writes it;
+	// the held record the old index has twice is written once.
+	wantLines(t, filepath.Join(zonesDir, "example.com.zone"), 1+1+200+3+1)
+}
+
+// sortedLines are a zone file's records, sorted, each once (a record repeated is one RR).
+func sortedLines(t *testing.T, path string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")[1:] // the comment line
+	slices.Sort(lines)
+	return slices.Compact(lines)
 }
