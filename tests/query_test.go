@@ -305,7 +305,15 @@ func TestQueryPassthroughFastPathCountsAndFails(t *testing.T) {
 	withOption := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
 	withOption.SetEdns0(1232, false)
 	withOption.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}
-	before = metric(b, "SERVFAIL") // the harness's start-up probe
+	// The harness's start-up probe was answered SERVFAIL too, and is counted just after
+	// its reply is written: wait until the count holds still.
+	before = -1
+	harness.Eventually(3*time.Second, 100*time.Millisecond, func() bool {
+		v := metric(b, "SERVFAIL")
+		settled := v == before
+		before = v
+		return settled
+	})
 	for _, q := range []*dns.Msg{plain, withOption} {
 		start := time.Now()
 		r, err := harness.Exchange("udp", b.Addr(), q, 3*time.Second)
