@@ -543,8 +543,8 @@ func (d *echoDestination) answer(q []byte) []byte {
 			return a
 		}
 	}
-	formerr := make([]byte, 12)
-	copy(formerr, q)
+	formerr := make([]byte, 12) // no section: every count stays 0
+	copy(formerr, q[:min(len(q), 4)])
 	formerr[2], formerr[3] = 0x80|formerr[2]&0x78, dns.RcodeFormatError
 	return formerr
 }

@@ -50,10 +50,18 @@ func QuestionEnd(msg []byte) (int, bool) {
 // RFC 5452 §9.1 (id, question, and the socket it arrived on, which is connected to the
 // destination). The name compares case-insensitively: RFC 1034 §3.1, and servers may
 // echo the case they store. Length octets are below 64, so folding ASCII letters in the
-// whole name is safe.
+// whole name is safe. A FORMERR without a question is an answer too: a server that could
+// not parse the query cannot echo its question (RFC 1035 §4.1.1), and waiting for another
+// answer would only turn its verdict into a timeout.
 func answers(msg []byte, id uint16, q question) bool {
-	if len(msg) < 12+len(q) || binary.BigEndian.Uint16(msg) != id || msg[2]&0x80 == 0 ||
-		binary.BigEndian.Uint16(msg[4:]) != 1 {
+	if len(msg) < 12 || binary.BigEndian.Uint16(msg) != id || msg[2]&0x80 == 0 {
+		return false
+	}
+	qdcount := binary.BigEndian.Uint16(msg[4:])
+	if qdcount == 0 && msg[3]&0x0f == 1 {
+		return true
+	}
+	if len(msg) < 12+len(q) || qdcount != 1 {
 		return false
 	}
 	got := msg[12 : 12+len(q)]

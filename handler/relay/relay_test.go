@@ -443,11 +443,24 @@ func TestAnswers(t *testing.T) {
 		{"longer name", m(5, "Q.Example.com.", dns.TypeTXT, true), false},
 		{"no question", append(m(5, "Q.Example.", dns.TypeTXT, true)[:4], 0, 0, 0, 0, 0, 0, 0, 0), false},
 		{"header only", m(5, "Q.Example.", dns.TypeTXT, true)[:12], false},
+		{"FORMERR without question", formerr(m(5, "Q.Example.", dns.TypeTXT, true)[:12]), true},
+		{"FORMERR, other id", formerr(m(6, "Q.Example.", dns.TypeTXT, true)[:12]), false},
+		{"FORMERR, no QR", formerr(m(5, "Q.Example.", dns.TypeTXT, false)[:12]), false},
+		{"FORMERR, other question", formerr(m(5, "R.Example.", dns.TypeTXT, true)), false},
 	} {
 		if got := answers(c.msg, 5, qs); got != c.want {
 			t.Errorf("%s: answers = %v, want %v", c.name, got, c.want)
 		}
 	}
+}
+
+// formerr sets msg's rcode to FORMERR, and its question count to 0 when it has no question.
+func formerr(msg []byte) []byte {
+	msg[3] = msg[3]&0xf0 | dns.RcodeFormatError
+	if len(msg) == 12 {
+		msg[4], msg[5] = 0, 0
+	}
+	return msg
 }
 
 // replies collects what Send's reader hands a Replier.
