@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"strings"
@@ -129,19 +130,35 @@ func startCreated(t *testing.T, serial uint32, n int) (*fakePrimary, *Manager, *
 	return p, m, be
 }
 
+// eventuallyWithin bounds the waits for what must happen "eventually": generous, since a
+// loaded 2-core machine running -race can be slow, yet short of the minutes a broken
+// engine would take (a retry, a refresh).
+const eventuallyWithin = 15 * time.Second
+
+// eventually waits until cond holds, failing the test with what it waited for after
+// eventuallyWithin.
+func eventually(t *testing.T, what func() string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(eventuallyWithin)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", eventuallyWithin, what())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func waitSerial(t *testing.T, be *memory.Backend, zone string, want uint32) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		got, err := be.Serial(context.Background(), zone)
-		if err == nil && got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("zone %s serial %d (%v), want %d", zone, got, err, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var (
+		got uint32
+		err error
+	)
+	eventually(t, func() string { return fmt.Sprintf("zone %s serial %d (%v), want %d", zone, got, err, want) },
+		func() bool {
+			got, err = be.Serial(context.Background(), zone)
+			return err == nil && got == want
+		})
 }
 
 func TestCreateNotifyDelete(t *testing.T) {
@@ -317,9 +334,8 @@ func TestShutdownLetsRunningTransfersFinishWithinGrace(t *testing.T) {
 			p.set(func(p *fakePrimary) { p.hold = hold })
 			p.setZone(2, 50)
 			m.Notify(ctx, "example.com.", Notify{})
-			for p.transfers() < 2 {
-				time.Sleep(5 * time.Millisecond)
-			}
+			eventually(t, func() string { return "the NOTIFY's transfer did not start" },
+				func() bool { return p.transfers() >= 2 })
 			if tc.release {
 				time.AfterFunc(100*time.Millisecond, func() { close(hold) })
 			} else {
