@@ -7,7 +7,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/dnsagent/dnsagent/transfer"
 	"github.com/miekg/dns"
 )
@@ -29,26 +29,17 @@ type Handler struct {
 	Forward *Forwarder
 }
 
-var _ middleware.Handler = (*Handler)(nil)
+var _ request.Handler = (*Handler)(nil)
 
-// ServeDNS implements middleware.Handler.
+// ServeDNS implements request.Handler.
 func (h *Handler) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	switch r.Opcode {
 	case dns.OpcodeNotify:
 		return h.notify(ctx, w, r)
-	case middleware.OpcodeCC:
+	case request.OpcodeCC:
 		return h.command(ctx, w, r)
 	case dns.OpcodeQuery:
 		return h.query(ctx, w, r)
 	}
-	return refuse(w, r, middleware.Refused("opcode", "opcode %s is not served", middleware.OpcodeName(r.Opcode)))
-}
-
-// refuse answers REFUSED with the question echoed and reports why.
-func refuse(w dns.ResponseWriter, r *dns.Msg, why error) (int, error) {
-	rcode, err := middleware.WriteReply(w, r, dns.RcodeRefused, false)
-	if err != nil {
-		return rcode, err
-	}
-	return rcode, why
+	return request.Refuse(w, r, request.Refused("opcode", "opcode %s is not served", request.OpcodeName(r.Opcode)))
 }

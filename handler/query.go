@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/handler/relay"
-	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 )
 
@@ -17,14 +17,14 @@ import (
 // through the agent. Zone transfers are not relayed: the agent is no transfer proxy.
 func (h *Handler) query(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	if h.Forward == nil {
-		return refuse(w, r, middleware.Refused("no_destination", "query: no query_destination configured"))
+		return request.Refuse(w, r, request.Refused("no_destination", "query: no query_destination configured"))
 	}
 	if qt := r.Question[0].Qtype; qt == dns.TypeAXFR || qt == dns.TypeIXFR {
-		return refuse(w, r, middleware.Refused("not_served", "query: %s is not relayed", dns.Type(qt)))
+		return request.Refuse(w, r, request.Refused("not_served", "query: %s is not relayed", dns.Type(qt)))
 	}
-	answer, err := h.Forward.Exchange(ctx, r, middleware.RequestFrom(ctx).Transport == "tcp")
+	answer, err := h.Forward.Exchange(ctx, r, request.From(ctx).Transport == "tcp")
 	if err != nil {
-		rcode, werr := middleware.WriteReply(w, r, dns.RcodeServerFailure, false)
+		rcode, werr := request.WriteReply(w, r, dns.RcodeServerFailure, false)
 		return rcode, errors.Join(err, werr)
 	}
 	defer answer.Release()

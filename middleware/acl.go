@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/logsample"
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 )
@@ -106,13 +107,13 @@ func (l *AllowLists) Query(addr netip.Addr) bool { return l.p.Load()[1].Allows(a
 // connection is closed after the reply, so it does not hold a connection slot.
 func Allow(lists *AllowLists, log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
 	sample := logsample.New[netip.Addr](interval, now)
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-			source := RequestFrom(ctx).Source.Addr()
+	return func(next request.Handler) request.Handler {
+		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			source := request.From(ctx).Source.Addr()
 			acls := lists.p.Load()
 			var acl ACL
 			switch r.Opcode {
-			case dns.OpcodeNotify, OpcodeCC:
+			case dns.OpcodeNotify, request.OpcodeCC:
 				acl = acls[0]
 			case dns.OpcodeQuery:
 				acl = acls[1]
@@ -120,16 +121,16 @@ func Allow(lists *AllowLists, log *zap.Logger, interval time.Duration, now func(
 				return next.ServeDNS(ctx, w, r)
 			}
 			if !acl.Allows(source) {
-				rcode, err := WriteReply(w, r, dns.RcodeRefused, false)
+				rcode, err := request.WriteReply(w, r, dns.RcodeRefused, false)
 				if err == nil {
-					err = Refused("acl", "%s from %s refused: not in the allow list", OpcodeName(r.Opcode), source)
+					err = request.Refused("acl", "%s from %s refused: not in the allow list", request.OpcodeName(r.Opcode), source)
 				}
-				if RequestFrom(ctx).Transport == "tcp" {
+				if request.From(ctx).Transport == "tcp" {
 					w.Close() //nolint:errcheck // the reply is written; the server stops reading
 				}
 				if n, ok := sample.Due(source); ok {
 					log.Warn("refused: source not in the allow list", zap.Stringer("source", source),
-						zap.String("opcode", OpcodeName(r.Opcode)), zap.Int("refused_since_last_line", n))
+						zap.String("opcode", request.OpcodeName(r.Opcode)), zap.Int("refused_since_last_line", n))
 				}
 				return rcode, err
 			}

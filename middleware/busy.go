@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 )
 
@@ -13,8 +14,8 @@ import (
 // SERVFAIL at once (Designate's worker retries a CREATE it did not get NOERROR+AA for), so
 // a flood of them leaves the other slots to NOTIFYs. Kinds without a cap pass.
 func Busy(slots map[string]Slots) Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return func(next request.Handler) request.Handler {
+		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			kind := Kind(r)
 			sem := slots[kind]
 			if sem == nil {
@@ -24,7 +25,7 @@ func Busy(slots map[string]Slots) Middleware {
 				defer sem.Release()
 				return next.ServeDNS(ctx, w, r)
 			}
-			rcode, err := WriteReply(w, r, dns.RcodeServerFailure, false)
+			rcode, err := request.WriteReply(w, r, dns.RcodeServerFailure, false)
 			if err == nil {
 				err = fmt.Errorf("busy: %d %s requests are being served already; try again later", cap(sem), kind)
 			}

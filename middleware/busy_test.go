@@ -2,51 +2,35 @@ package middleware
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/dnsagent/dnsagent/request"
+	"github.com/dnsagent/dnsagent/request/requesttest"
 	"github.com/miekg/dns"
 )
-
-type recordWriter struct {
-	dns.ResponseWriter
-	mu    sync.Mutex
-	rcode []int
-}
-
-func (w *recordWriter) WriteMsg(m *dns.Msg) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.rcode = append(w.rcode, m.Rcode)
-	return nil
-}
-
-func (w *recordWriter) RemoteAddr() net.Addr {
-	return &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 53}
-}
 
 // Past its cap a slow kind is answered SERVFAIL at once, while other kinds and the
 // requests already in pass; a slot freed is taken again.
 func TestBusyCapsSlowKinds(t *testing.T) {
 	release := make(chan struct{})
 	var started sync.WaitGroup
-	slow := HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-		if r.Opcode == OpcodeCC {
+	slow := request.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		if r.Opcode == request.OpcodeCC {
 			started.Done()
 			<-release
 		}
-		return WriteReply(w, r, dns.RcodeSuccess, true)
+		return request.WriteReply(w, r, dns.RcodeSuccess, true)
 	})
 	h := Busy(map[string]Slots{KindCommand: NewSlots(2)})(slow)
 	create := func() *dns.Msg {
 		m := new(dns.Msg)
-		m.SetQuestion("example.com.", 65282)
-		m.Opcode, m.Question[0].Qclass = OpcodeCC, 65280
+		m.SetQuestion("example.com.", request.TypeCreate)
+		m.Opcode, m.Question[0].Qclass = request.OpcodeCC, request.ClassCC
 		return m
 	}
-	w := &recordWriter{}
+	w := requesttest.New("192.0.2.1", false)
 	var done sync.WaitGroup
 	started.Add(2)
 	for range 2 {

@@ -3,10 +3,10 @@ package middleware
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/dnsagent/dnsagent/logsample"
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -14,10 +14,10 @@ import (
 
 // Logging writes one line per request once it is answered, through l.
 func Logging(l *RequestLog) Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return func(next request.Handler) request.Handler {
+		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			rcode, err := next.ServeDNS(ctx, w, r)
-			l.Done(RequestFrom(ctx), r, rcode, err)
+			l.Done(request.From(ctx), r, rcode, err)
 			return rcode, err
 		})
 	}
@@ -44,9 +44,9 @@ func NewRequestLog(log *zap.Logger, interval time.Duration, now func() time.Time
 func (l *RequestLog) Debug() bool { return l.log.Core().Enabled(zapcore.DebugLevel) }
 
 // Done logs request r, answered with rcode; err is why it failed or was refused.
-func (l *RequestLog) Done(req Request, r *dns.Msg, rcode int, err error) {
+func (l *RequestLog) Done(req request.Meta, r *dns.Msg, rcode int, err error) {
 	level := zapcore.InfoLevel
-	var refused *RefusedError
+	var refused *request.RefusedError
 	switch {
 	case errors.As(err, &refused) && (refused.Reason == "acl" || refused.Reason == "rate_limit"):
 		// A flood must not become a log flood: these layers log once per source
@@ -79,8 +79,8 @@ func (l *RequestLog) Done(req Request, r *dns.Msg, rcode int, err error) {
 		zap.Uint64("request", req.ID),
 		zap.Stringer("source", req.Source),
 		zap.String("transport", req.Transport),
-		zap.String("opcode", OpcodeName(r.Opcode)),
-		zap.String("rcode", RcodeName(rcode)),
+		zap.String("opcode", request.OpcodeName(r.Opcode)),
+		zap.String("rcode", request.RcodeName(rcode)),
 		zap.Duration("took", l.now().Sub(req.Received)),
 	}
 	if len(r.Question) > 0 {
@@ -101,28 +101,4 @@ func (l *RequestLog) Done(req Request, r *dns.Msg, rcode int, err error) {
 type failureKind struct {
 	opcode, rcode  int
 	reason, detail string
-}
-
-// OpcodeCC is Designate's private opcode for CREATE/DELETE commands.
-const OpcodeCC = 14
-
-// RcodeName names a reply's rcode. 16 is BADVERS: in a reply's rcode it can only be that
-// (BADSIG, the same number, travels in a TSIG record under NOTAUTH), though miekg/dns
-// names it BADSIG.
-func RcodeName(rcode int) string {
-	if rcode == dns.RcodeBadVers {
-		return "BADVERS"
-	}
-	return dns.RcodeToString[rcode]
-}
-
-// OpcodeName names an opcode, including Designate's private one.
-func OpcodeName(op int) string {
-	if op == OpcodeCC {
-		return "CC"
-	}
-	if name, ok := dns.OpcodeToString[op]; ok {
-		return name
-	}
-	return "OPCODE" + strconv.Itoa(op)
 }

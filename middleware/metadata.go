@@ -7,39 +7,23 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 )
-
-// Request is what the agent knows about a request besides its bytes.
-type Request struct {
-	ID        uint64
-	Source    netip.AddrPort
-	Transport string // "udp" or "tcp"
-	Received  time.Time
-	TSIGKey   string // the key that signed the request, once verified
-}
-
-type requestKey struct{}
-
-// RequestFrom returns the request's metadata; the zero Request outside the chain.
-func RequestFrom(ctx context.Context) Request {
-	req, _ := ctx.Value(requestKey{}).(Request)
-	return req
-}
 
 var lastRequestID atomic.Uint64
 
 // NewRequest numbers a request from source over transport ("udp" or "tcp") received now.
-func NewRequest(source netip.AddrPort, transport string, received time.Time) Request {
+func NewRequest(source netip.AddrPort, transport string, received time.Time) request.Meta {
 	source = netip.AddrPortFrom(source.Addr().Unmap(), source.Port())
-	return Request{ID: lastRequestID.Add(1), Source: source, Transport: transport, Received: received}
+	return request.Meta{ID: lastRequestID.Add(1), Source: source, Transport: transport, Received: received}
 }
 
-// Metadata attaches a Request to the context and wraps the writer in a Recorder, so the
+// Metadata attaches a request.Meta to the context and wraps the writer in a Recorder, so the
 // layers after it can tell whether and how the request was answered.
 func Metadata(now func() time.Time) Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return func(next request.Handler) request.Handler {
+		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			var source netip.AddrPort
 			transport := "udp"
 			switch addr := w.RemoteAddr().(type) {
@@ -49,7 +33,7 @@ func Metadata(now func() time.Time) Middleware {
 				source, transport = addr.AddrPort(), "tcp"
 			}
 			req := NewRequest(source, transport, now())
-			return next.ServeDNS(context.WithValue(ctx, requestKey{}, req), &Recorder{ResponseWriter: w}, r)
+			return next.ServeDNS(request.WithMeta(ctx, req), &Recorder{ResponseWriter: w}, r)
 		})
 	}
 }

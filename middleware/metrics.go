@@ -3,8 +3,8 @@ package middleware
 import (
 	"context"
 	"errors"
-	"fmt"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -37,7 +37,7 @@ func CountMalformed() { malformedTotal.Inc() }
 // and locks.
 var queryCounters = func() (c [16]prometheus.Counter) {
 	for rcode := range c {
-		c[rcode] = requestsTotal.WithLabelValues(OpcodeName(dns.OpcodeQuery), RcodeName(rcode))
+		c[rcode] = requestsTotal.WithLabelValues(request.OpcodeName(dns.OpcodeQuery), request.RcodeName(rcode))
 	}
 	return c
 }()
@@ -48,34 +48,19 @@ func CountRequest(opcode, rcode int) {
 		queryCounters[rcode].Inc()
 		return
 	}
-	requestsTotal.WithLabelValues(OpcodeName(opcode), RcodeName(rcode)).Inc()
-}
-
-// RefusedError says why a request was refused, for the log and the refused_total metric.
-type RefusedError struct {
-	Reason string
-	Detail string // a finer kind within the reason, for log sampling (the TSIG error)
-	Err    error
-}
-
-func (e *RefusedError) Error() string { return e.Err.Error() }
-func (e *RefusedError) Unwrap() error { return e.Err }
-
-// Refused builds a RefusedError.
-func Refused(reason, format string, args ...any) error {
-	return &RefusedError{Reason: reason, Err: fmt.Errorf(format, args...)}
+	requestsTotal.WithLabelValues(request.OpcodeName(opcode), request.RcodeName(rcode)).Inc()
 }
 
 // Metrics counts every request by opcode and rcode, refusals by reason, FORMERRs as malformed.
 func Metrics() Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return func(next request.Handler) request.Handler {
+		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			rcode, err := next.ServeDNS(ctx, w, r)
 			if errors.Is(err, errRateLimited) {
 				return rcode, err // dropped unanswered: counted in rate_limited_total
 			}
 			CountRequest(r.Opcode, rcode)
-			var refused *RefusedError
+			var refused *request.RefusedError
 			switch {
 			case errors.As(err, &refused):
 				refusedTotal.WithLabelValues(refused.Reason).Inc()

@@ -1,33 +1,21 @@
-// Package middleware owns the request path in front of the handler: the context-aware
-// Handler type, the chain, and one small layer per concern (metadata, logging, recover,
-// validation, access control). It also builds the replies every layer shares.
+// Package middleware owns the request path in front of the handler: the chain and one
+// small layer per concern (metadata, logging, metrics, recover, rate limits, validation,
+// TSIG, access control). The vocabulary the layers share with the handler (the Handler
+// type, request metadata, replies, refusals, Designate's codes) is package request.
 package middleware
 
 import (
 	"context"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 )
 
-// Handler serves one DNS request. It writes its reply to w itself and returns the rcode
-// it answered with and the error that caused a failure, for the layers above to log.
-type Handler interface {
-	ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error)
-}
-
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error)
-
-// ServeDNS calls f.
-func (f HandlerFunc) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-	return f(ctx, w, r)
-}
-
 // Middleware wraps a Handler in one concern.
-type Middleware func(next Handler) Handler
+type Middleware func(next request.Handler) request.Handler
 
 // Chain wraps h so a request passes the layers in the order given, then reaches h.
-func Chain(h Handler, layers ...Middleware) Handler {
+func Chain(h request.Handler, layers ...Middleware) request.Handler {
 	for i := len(layers) - 1; i >= 0; i-- {
 		h = layers[i](h)
 	}
@@ -37,7 +25,7 @@ func Chain(h Handler, layers ...Middleware) Handler {
 // Server adapts a Handler to miekg/dns's dns.Handler, giving each request the base context.
 type Server struct {
 	Base    context.Context
-	Handler Handler
+	Handler request.Handler
 }
 
 // ServeDNS implements dns.Handler.

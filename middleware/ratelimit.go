@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -26,10 +27,10 @@ const maxTrackedSources = 100_000
 // Each limited source is logged once per interval, not once per packet. l (NewLimiter) has
 // the rates by Kind; the UDP query fast path shares it.
 func RateLimit(l *Limiter) Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-			if !l.Allow(RequestFrom(ctx).Source.Addr(), Kind(r)) {
-				return dns.RcodeRefused, &RefusedError{Reason: "rate_limit", Err: errRateLimited}
+	return func(next request.Handler) request.Handler {
+		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+			if !l.Allow(request.From(ctx).Source.Addr(), Kind(r)) {
+				return dns.RcodeRefused, &request.RefusedError{Reason: "rate_limit", Err: errRateLimited}
 			}
 			return next.ServeDNS(ctx, w, r)
 		})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 )
 
@@ -24,7 +25,7 @@ func Kind(r *dns.Msg) string {
 	switch r.Opcode {
 	case dns.OpcodeNotify:
 		return KindNotify
-	case OpcodeCC:
+	case request.OpcodeCC:
 		return KindCommand
 	case dns.OpcodeQuery:
 		return KindQuery
@@ -38,14 +39,14 @@ func Kind(r *dns.Msg) string {
 // the kinds in require, and signs the replies to verified requests. algorithms maps each
 // accepted key name to its algorithm.
 func TSIG(require map[string]bool, algorithms map[string]string, now func() time.Time) Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return func(next request.Handler) request.Handler {
+		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			t := r.IsTsig()
 			if t == nil {
 				if kind := Kind(r); require[kind] {
-					rcode, err := WriteReply(w, r, dns.RcodeRefused, false)
+					rcode, err := request.WriteReply(w, r, dns.RcodeRefused, false)
 					if err == nil {
-						err = Refused("tsig_required", "unsigned %s refused: require_tsig includes %s", OpcodeName(r.Opcode), kind)
+						err = request.Refused("tsig_required", "unsigned %s refused: require_tsig includes %s", request.OpcodeName(r.Opcode), kind)
 					}
 					return rcode, err
 				}
@@ -57,9 +58,9 @@ func TSIG(require map[string]bool, algorithms map[string]string, now func() time
 			}
 			switch {
 			case status == nil:
-				req := RequestFrom(ctx)
+				req := request.From(ctx)
 				req.TSIGKey = t.Hdr.Name
-				ctx = context.WithValue(ctx, requestKey{}, req)
+				ctx = request.WithMeta(ctx, req)
 				return next.ServeDNS(ctx, &signingWriter{ResponseWriter: w, key: t.Hdr.Name, algorithm: t.Algorithm, now: now}, r)
 			case errors.Is(status, dns.ErrSecret):
 				return tsigError(w, r, t, dns.RcodeBadKey, now, fmt.Errorf("TSIG key %s is not known (BADKEY)", t.Hdr.Name))
@@ -78,7 +79,7 @@ func TSIG(require map[string]bool, algorithms map[string]string, now func() time
 // unsigned TSIG record (RFC 8945 §5.3.2); a BADTIME reply is signed and tells our clock in
 // Other Data (§5.2.3), so the client can see the skew.
 func tsigError(w dns.ResponseWriter, r *dns.Msg, t *dns.TSIG, code uint16, now func() time.Time, why error) (int, error) {
-	reply := Reply(r, dns.RcodeNotAuth, false)
+	reply := request.Reply(r, dns.RcodeNotAuth, false)
 	rr := &dns.TSIG{
 		Hdr:       dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
 		Algorithm: dns.Fqdn(t.Algorithm), Fudge: t.Fudge, TimeSigned: t.TimeSigned, OrigId: r.Id, Error: code,
@@ -92,7 +93,7 @@ func tsigError(w dns.ResponseWriter, r *dns.Msg, t *dns.TSIG, code uint16, now f
 	if err := w.WriteMsg(reply); err != nil {
 		return dns.RcodeNotAuth, errors.Join(why, err)
 	}
-	return dns.RcodeNotAuth, &RefusedError{Reason: "tsig", Detail: dns.RcodeToString[int(code)], Err: why}
+	return dns.RcodeNotAuth, &request.RefusedError{Reason: "tsig", Detail: dns.RcodeToString[int(code)], Err: why}
 }
 
 // signingWriter signs every reply with the key that signed the request.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 )
 
@@ -23,21 +24,21 @@ const (
 // cannot be a zone. An unexpected class or type is not malformed; the handler refuses it.
 // UPDATE messages carry many records by design; the handler refuses them as they are.
 func Validate() Middleware {
-	return func(next Handler) Handler {
-		return HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	return func(next request.Handler) request.Handler {
+		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			if err := validateEDNS(r); err != nil {
 				rcode := dns.RcodeFormatError
 				if errors.Is(err, errBadVersion) {
 					rcode = dns.RcodeBadVers
 				}
-				reply, werr := WriteReply(w, r, rcode, false)
+				reply, werr := request.WriteReply(w, r, rcode, false)
 				if werr != nil {
 					err = fmt.Errorf("%w (reply: %v)", err, werr)
 				}
 				return reply, err
 			}
 			if err := validate(r); err != nil {
-				rcode, werr := WriteReply(w, r, dns.RcodeFormatError, false)
+				rcode, werr := request.WriteReply(w, r, dns.RcodeFormatError, false)
 				if werr != nil {
 					err = fmt.Errorf("%w (reply: %v)", err, werr)
 				}
@@ -59,7 +60,7 @@ func validate(r *dns.Msg) error {
 		return fmt.Errorf("malformed request: %d/%d/%d records in answer/authority/additional",
 			len(r.Answer), len(r.Ns), len(r.Extra))
 	}
-	if r.Opcode == dns.OpcodeNotify || r.Opcode == OpcodeCC {
+	if r.Opcode == dns.OpcodeNotify || r.Opcode == request.OpcodeCC {
 		if err := backend.ValidateZoneName(r.Question[0].Name); err != nil {
 			return fmt.Errorf("malformed request: %w", err)
 		}
@@ -72,7 +73,7 @@ var errBadVersion = errors.New("EDNS version not supported")
 // validateEDNS applies RFC 6891: an OPT record anywhere but the additional section, or
 // more than one, is FORMERR (§6.1.1); an EDNS version above 0, the only one we speak, is
 // BADVERS (§6.1.3). A reply to a request with an OPT in its additional section carries
-// one of version 0 (Reply); for BADVERS it holds the extended rcode.
+// one of version 0 (request.Reply); for BADVERS it holds the extended rcode.
 func validateEDNS(r *dns.Msg) error {
 	for _, section := range [][]dns.RR{r.Answer, r.Ns} {
 		for _, rr := range section {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -15,6 +14,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend/memory"
 	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/request/requesttest"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 )
@@ -57,10 +57,10 @@ func TestCatalogWiring(t *testing.T) {
 	t.Cleanup(s.catalogs.Close)
 
 	for zone, rcode := range map[string]int{"catalog.example.": dns.RcodeSuccess, "stranger.example.": dns.RcodeRefused} {
-		w := &fakeWriter{remote: &net.UDPAddr{IP: net.ParseIP("192.0.2.1"), Port: 53000}}
+		w := requesttest.New("192.0.2.1", false)
 		s.handler.ServeDNS(context.Background(), w, new(dns.Msg).SetNotify(zone))
 		reply := new(dns.Msg)
-		if err := reply.Unpack(w.reply); err != nil || reply.Rcode != rcode {
+		if err := reply.Unpack(w.Reply()); err != nil || reply.Rcode != rcode {
 			t.Errorf("NOTIFY %s: rcode %d (%v), want %d", zone, reply.Rcode, err, rcode)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/dnsagent/dnsagent/handler"
 	"github.com/dnsagent/dnsagent/handler/relay"
 	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 )
 
@@ -81,7 +82,7 @@ func (q *fastQuery) servfail() error {
 	if err := r.Unpack(q.msg); err != nil {
 		return err
 	}
-	b, err := middleware.Reply(r, dns.RcodeServerFailure, false).Pack()
+	b, err := request.Reply(r, dns.RcodeServerFailure, false).Pack()
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/handler"
 	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/request"
+	"github.com/dnsagent/dnsagent/request/requesttest"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -107,9 +109,9 @@ func FuzzRequest(f *testing.F) {
 			if c.agent == signed && !refused && c.network == "udp" && handler.PlainQuery(raw) {
 				// The UDP fast path relays such a query without the chain: the chain must
 				// relay it too, or drop it for the rate limit the fast path shares.
-				var rl *middleware.RefusedError
+				var rl *request.RefusedError
 				limited := errors.As(res.err, &rl) && rl.Reason == "rate_limit"
-				if !limited && (res.err != nil || dest.received.Load() != sent+1 || len(res.w.replies) != 1) {
+				if !limited && (res.err != nil || dest.received.Load() != sent+1 || len(res.w.Replies()) != 1) {
 					t.Fatalf("a plain query (handler.PlainQuery) was not relayed by the chain: rcode %d, %v", res.rcode, res.err)
 				}
 			}
@@ -135,7 +137,7 @@ func FuzzRequest(f *testing.F) {
 
 // fuzzAgent is one configured request path with the listener's settings.
 type fuzzAgent struct {
-	handler  middleware.Handler
+	handler  request.Handler
 	srv      *dns.Server // MsgAcceptFunc, MsgInvalidFunc and TsigSecret as the listener sets them
 	zones    *fakeZones
 	provider dns.TsigProvider
@@ -174,19 +176,15 @@ type result struct {
 	invalid bool  // miekg/dns could not unpack it: MsgInvalidFunc ran, no handler
 	rcode   int   // from the chain
 	err     error // from the chain
-	w       *wireWriter
+	w       *requesttest.Writer
 	calls   []string // engine calls
 }
 
 // serve mirrors dns.Server.serveDNS for one message, then the chain.
 func (a *fuzzAgent) serve(in []byte, source, network string) result {
 	raw := append([]byte(nil), in...) // TSIG verification writes into the buffer
-	w := &wireWriter{provider: a.provider, udp: network == "udp"}
-	if network == "udp" {
-		w.remote = &net.UDPAddr{IP: net.ParseIP(source), Port: 53000}
-	} else {
-		w.remote = &net.TCPAddr{IP: net.ParseIP(source), Port: 53000}
-	}
+	w := requesttest.New(source, network == "tcp")
+	w.Provider = a.provider
 	res := result{w: w}
 	if len(raw) < 12 {
 		a.srv.MsgInvalidFunc(raw, errors.New("short header"))
@@ -204,8 +202,8 @@ func (a *fuzzAgent) serve(in []byte, source, network string) result {
 		return res
 	}
 	if t := req.IsTsig(); t != nil && a.provider != nil {
-		w.status = dns.TsigVerifyWithProvider(raw, a.provider, "", false)
-		w.requestMAC = t.MAC
+		w.Status = dns.TsigVerifyWithProvider(raw, a.provider, "", false)
+		w.RequestMAC = t.MAC
 	}
 	a.zones.calls = nil
 	res.rcode, res.err = a.handler.ServeDNS(context.Background(), w, req)
@@ -244,20 +242,20 @@ func checkResult(t *testing.T, reg *prometheus.Registry, a *fuzzAgent, res resul
 			t.Fatalf("the engine was asked %q: not a valid canonical zone name", call)
 		}
 	}
-	switch len(res.w.replies) {
+	switch len(res.w.Replies()) {
 	case 0:
-		var refused *middleware.RefusedError
+		var refused *request.RefusedError
 		if !errors.As(res.err, &refused) || refused.Reason != "rate_limit" || counter(t, reg, "dnsagent_rate_limited_total") == 0 {
 			t.Fatalf("request neither answered nor dropped and counted: rcode %d, error %v", res.rcode, res.err)
 		}
 		return
 	case 1:
 	default:
-		t.Fatalf("%d replies to one request", len(res.w.replies))
+		t.Fatalf("%d replies to one request", len(res.w.Replies()))
 	}
 	reply := new(dns.Msg)
-	if err := reply.Unpack(res.w.replies[0]); err != nil {
-		t.Fatalf("reply %x does not unpack: %v", res.w.replies[0], err)
+	if err := reply.Unpack(res.w.Replies()[0]); err != nil {
+		t.Fatalf("reply %x does not unpack: %v", res.w.Replies()[0], err)
 	}
 	if reply.Id != req.Id || !reply.Response || reply.Opcode != req.Opcode {
 		t.Fatalf("reply id %d opcode %d qr %v to request id %d opcode %d", reply.Id, reply.Opcode, reply.Response, req.Id, req.Opcode)
@@ -266,8 +264,8 @@ func checkResult(t *testing.T, reg *prometheus.Registry, a *fuzzAgent, res resul
 		t.Fatalf("reply question %v, request %v", reply.Question, req.Question)
 	}
 	// Designate's worker counts a NOTIFY or command as done only with NOERROR and AA.
-	if op := reply.Opcode; (op == dns.OpcodeNotify || op == middleware.OpcodeCC) && reply.Rcode == dns.RcodeSuccess && !reply.Authoritative {
-		t.Fatalf("a NOERROR %s reply without AA", middleware.OpcodeName(op))
+	if op := reply.Opcode; (op == dns.OpcodeNotify || op == request.OpcodeCC) && reply.Rcode == dns.RcodeSuccess && !reply.Authoritative {
+		t.Fatalf("a NOERROR %s reply without AA", request.OpcodeName(op))
 	}
 	checkTSIG(t, a, res, req, reply, sign)
 }
@@ -278,7 +276,7 @@ func checkTSIG(t *testing.T, a *fuzzAgent, res result, req, reply *dns.Msg, sign
 	t.Helper()
 	rt, qt := reply.IsTsig(), req.IsTsig()
 	if rt == nil || qt == nil || a.provider == nil {
-		if a.provider != nil && (sign == signKey1 || sign == signKey2) && res.w.status == nil &&
+		if a.provider != nil && (sign == signKey1 || sign == signKey2) && res.w.Status == nil &&
 			reply.Rcode != dns.RcodeFormatError && qt != nil {
 			t.Fatalf("a request signed with %s and verified got an unsigned %s reply", qt.Hdr.Name, dns.RcodeToString[reply.Rcode])
 		}
@@ -299,10 +297,10 @@ func checkTSIG(t *testing.T, a *fuzzAgent, res result, req, reply *dns.Msg, sign
 	default:
 		t.Fatalf("reply TSIG error %d", rt.Error)
 	}
-	if res.w.status != nil {
-		t.Fatalf("request TSIG failed (%v) but the reply is signed without an error code", res.w.status)
+	if res.w.Status != nil {
+		t.Fatalf("request TSIG failed (%v) but the reply is signed without an error code", res.w.Status)
 	}
-	if err := dns.TsigVerifyWithProvider(res.w.replies[0], a.provider, qt.MAC, false); err != nil {
+	if err := dns.TsigVerifyWithProvider(res.w.Replies()[0], a.provider, qt.MAC, false); err != nil {
 		t.Fatalf("the signed reply does not verify with %s: %v", rt.Hdr.Name, err)
 	}
 }
@@ -405,56 +403,6 @@ func (k keyring) Verify(msg []byte, t *dns.TSIG) error {
 	}
 	return nil
 }
-
-// wireWriter is dns.Server's response writer without the socket: it signs replies that
-// carry a TSIG as the server does, and keeps every reply.
-type wireWriter struct {
-	remote     net.Addr
-	udp        bool
-	provider   dns.TsigProvider
-	status     error
-	requestMAC string
-	replies    [][]byte
-}
-
-func (w *wireWriter) LocalAddr() net.Addr {
-	if w.udp {
-		return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5358}
-	}
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5358}
-}
-func (w *wireWriter) RemoteAddr() net.Addr { return w.remote }
-
-func (w *wireWriter) WriteMsg(m *dns.Msg) error {
-	if w.provider != nil && m.IsTsig() != nil {
-		data, mac, err := dns.TsigGenerateWithProvider(m, w.provider, w.requestMAC, false)
-		if err != nil {
-			return err
-		}
-		w.requestMAC = mac
-		_, err = w.Write(data)
-		return err
-	}
-	data, err := m.Pack()
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(data)
-	return err
-}
-
-func (w *wireWriter) Write(b []byte) (int, error) {
-	if !w.udp && len(b) > dns.MaxMsgSize {
-		return 0, errors.New("message too large for TCP")
-	}
-	w.replies = append(w.replies, append([]byte(nil), b...))
-	return len(b), nil
-}
-
-func (w *wireWriter) Close() error        { return nil }
-func (w *wireWriter) TsigStatus() error   { return w.status }
-func (w *wireWriter) TsigTimersOnly(bool) {}
-func (w *wireWriter) Hijack()             {}
 
 // echoDestination stands in for query_destination over UDP and TCP on one loopback port:
 // it answers every query with the query itself, QR set, and notes what it received.

@@ -22,6 +22,7 @@ import (
 	"github.com/dnsagent/dnsagent/handler"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/option"
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/dnsagent/dnsagent/transfer"
 	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
@@ -140,7 +141,7 @@ type Service struct {
 	transfer *transfer.Manager
 	catalogs *catalog.Consumer // nil unless catalog_zones is set
 	allow    *middleware.AllowLists
-	handler  middleware.Handler
+	handler  request.Handler
 	fast     *fastQueries     // nil: every query takes the chain
 	commands control.Commands // CREATE and DELETE, through the catalog router if any
 	ready    atomic.Bool      // the DNS listeners are bound
@@ -164,7 +165,7 @@ func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 }
 
 // NewHandler builds the request path: the middleware chain in front of the handler.
-func NewHandler(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) middleware.Handler {
+func NewHandler(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) request.Handler {
 	h, _ := newRequestPath(cfg, zones, allow, log)
 	return h
 }
@@ -172,7 +173,7 @@ func NewHandler(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, 
 // newRequestPath builds the middleware chain in front of the handler, and the UDP query
 // fast path that shares its allow lists, rate limiter, query slots and request log (nil
 // when queries are not relayed, or must be signed).
-func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) (middleware.Handler, *fastQueries) {
+func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) (request.Handler, *fastQueries) {
 	h := &handler.Handler{Zones: zones, CreateTimeout: cfg.CreateTimeout}
 	if cfg.QueryDestination != "" {
 		h.Forward = &handler.Forwarder{Destination: cfg.QueryDestination, Timeout: defaultQueryTimeout}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/middleware"
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -121,7 +122,7 @@ func (g *udpGate) read() {
 			// An allowed source that floods is cut to a rate no deployment reaches, so the
 			// CPU its requests take stays bounded and this loop keeps reading.
 			kind := limitDatagrams
-			if buf[2]>>3&0xf == middleware.OpcodeCC {
+			if buf[2]>>3&0xf == request.OpcodeCC {
 				kind = limitCommands
 			}
 			if !g.limit.Allow(source, kind) {

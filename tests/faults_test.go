@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/dnsagent/dnsagent/tests/harness"
 	"github.com/miekg/dns"
 )
@@ -175,8 +176,8 @@ func garbage(rng *rand.Rand) [][]byte {
 	long = append(long, 0, 0xff, 0x02, 0xff, 0x00)
 	g = append(g, long)
 	// a CREATE with a bogus OPT and a TSIG for a key nobody knows
-	m := &dns.Msg{MsgHdr: dns.MsgHdr{Id: 0x0809, Opcode: harness.OpcodeCC, Authoritative: true}}
-	m.Question = []dns.Question{{Name: "garbage-zone.example.", Qtype: harness.TypeCreate, Qclass: harness.ClassCC}}
+	m := &dns.Msg{MsgHdr: dns.MsgHdr{Id: 0x0809, Opcode: request.OpcodeCC, Authoritative: true}}
+	m.Question = []dns.Question{{Name: "garbage-zone.example.", Qtype: request.TypeCreate, Qclass: request.ClassCC}}
 	m.SetEdns0(4096, false)
 	m.Extra[0].(*dns.OPT).Hdr.Ttl = 0x00ff0000 // EDNS version 255
 	if b, err := m.Pack(); err == nil {
@@ -239,7 +240,7 @@ func TestAT08Garbage(t *testing.T) {
 
 	// Structured cases with an expectation.
 	q := harness.Question(zone, dns.TypeSOA, dns.ClassINET)
-	cq := harness.Question(zone, harness.TypeCreate, harness.ClassCC)
+	cq := harness.Question(zone, request.TypeCreate, request.ClassCC)
 	formerrOrNothing := []struct {
 		name string
 		req  []byte

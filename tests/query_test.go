@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/dnsagent/dnsagent/tests/harness"
 	"github.com/miekg/dns"
 )
@@ -197,8 +198,8 @@ func TestAT10TruncationAndRefusals(t *testing.T) {
 		{"UPDATE", harness.RawMessage(0x1010, 0x2800, soaQ), 0xa805},
 		{"STATUS", harness.RawMessage(0x1011, 0x1000, soaQ), 0x9005},
 		{"IQUERY", harness.RawMessage(0x1012, 0x0800, soaQ), 0x8805},
-		{"CC with type 65284", harness.RawMessage(0x1013, 0x7400, harness.Question(zone, 0xff04, harness.ClassCC)), 0xf005},
-		{"CC CREATE with class IN", harness.RawMessage(0x1014, 0x7400, harness.Question(zone, harness.TypeCreate, dns.ClassINET)), 0xf005},
+		{"CC with type 65284", harness.RawMessage(0x1013, 0x7400, harness.Question(zone, 0xff04, request.ClassCC)), 0xf005},
+		{"CC CREATE with class IN", harness.RawMessage(0x1014, 0x7400, harness.Question(zone, request.TypeCreate, dns.ClassINET)), 0xf005},
 	}
 	for _, c := range cases {
 		expectBytes(t, c.name+" over UDP", udp(t, a.Addr(), c.req, 3*time.Second), harness.Reply(c.req, c.wantFlags))

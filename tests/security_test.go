@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/dnsagent/dnsagent/tests/harness"
 	"github.com/miekg/dns"
 )
@@ -80,8 +81,8 @@ func signedExchange(t *testing.T, network, addr string, m *dns.Msg, key tsigKey,
 
 // ccMsg is Designate's CREATE (or DELETE) as a miekg message: flags 0x7400, no EDNS.
 func ccMsg(id uint16, name string, qtype uint16) *dns.Msg {
-	return &dns.Msg{MsgHdr: dns.MsgHdr{Id: id, Opcode: harness.OpcodeCC, Authoritative: true},
-		Question: []dns.Question{{Name: name, Qtype: qtype, Qclass: harness.ClassCC}}}
+	return &dns.Msg{MsgHdr: dns.MsgHdr{Id: id, Opcode: request.OpcodeCC, Authoritative: true},
+		Question: []dns.Question{{Name: name, Qtype: qtype, Qclass: request.ClassCC}}}
 }
 
 // expectTSIGError checks a NOTAUTH reply carrying TSIG error code, unsigned for BADKEY and
@@ -217,19 +218,19 @@ func TestSecurityAT1RequireTSIGForCommands(t *testing.T) {
 		expectBytes(t, "unsigned DELETE over "+network, udp(t, a.Addr(), del, 25*time.Second), harness.Reply(del, 0xf005))
 	}
 
-	r, _, _ := signedExchange(t, "udp", a.Addr(), ccMsg(0x7121, zone, harness.TypeCreate), strangerKey, 0)
+	r, _, _ := signedExchange(t, "udp", a.Addr(), ccMsg(0x7121, zone, request.TypeCreate), strangerKey, 0)
 	expectTSIGError(t, "CREATE signed with an unknown key", r, dns.RcodeBadKey)
 	wrong := tsigKey{designateKey.name, designateKey.algorithm, strangerKey.secret}
-	r, _, _ = signedExchange(t, "tcp", a.Addr(), ccMsg(0x7122, zone, harness.TypeCreate), wrong, 0)
+	r, _, _ = signedExchange(t, "tcp", a.Addr(), ccMsg(0x7122, zone, request.TypeCreate), wrong, 0)
 	expectTSIGError(t, "CREATE signed with a wrong secret", r, dns.RcodeBadSig)
 	// A known name with another algorithm is another key (RFC 8945 §5.2.2): BADKEY.
 	otherAlg := tsigKey{designateKey.name, "hmac-sha512", designateKey.secret}
-	r, _, _ = signedExchange(t, "udp", a.Addr(), ccMsg(0x7123, zone, harness.TypeCreate), otherAlg, 0)
+	r, _, _ = signedExchange(t, "udp", a.Addr(), ccMsg(0x7123, zone, request.TypeCreate), otherAlg, 0)
 	expectTSIGError(t, "CREATE signed with the key's name but another algorithm", r, dns.RcodeBadKey)
 
 	mark := len(a.Output())
 	signedAt := time.Now().Add(-time.Hour).Unix()
-	r, _, mac := signedExchange(t, "udp", a.Addr(), ccMsg(0x7124, zone, harness.TypeCreate), designateKey, signedAt)
+	r, _, mac := signedExchange(t, "udp", a.Addr(), ccMsg(0x7124, zone, request.TypeCreate), designateKey, signedAt)
 	if ts := expectTSIGError(t, "CREATE signed an hour ago", r, dns.RcodeBadTime); ts != nil {
 		if err := verifyErrorReply(r, designateKey, mac); err != nil {
 			t.Errorf("the BADTIME reply is not signed with %s: %v", designateKey.name, err)
@@ -250,8 +251,8 @@ func TestSecurityAT1RequireTSIGForCommands(t *testing.T) {
 	noTransfer(t, p, "refused commands")
 
 	// The right key, miekg/dns client: NOERROR+AA, signed with that key.
-	r, raw, mac := signedExchange(t, "udp", a.Addr(), ccMsg(0x7131, zone, harness.TypeCreate), designateKey, 0)
-	if r.Rcode != dns.RcodeSuccess || !r.Authoritative || r.Opcode != harness.OpcodeCC {
+	r, raw, mac := signedExchange(t, "udp", a.Addr(), ccMsg(0x7131, zone, request.TypeCreate), designateKey, 0)
+	if r.Rcode != dns.RcodeSuccess || !r.Authoritative || r.Opcode != request.OpcodeCC {
 		t.Fatalf("CREATE signed with %s: %v", designateKey.name, r)
 	}
 	if err := dns.TsigVerify(raw, designateKey.secret, mac, false); err != nil || r.IsTsig() == nil || r.IsTsig().Hdr.Name != designateKey.fqdn() {
@@ -302,14 +303,14 @@ func TestSecurityKeyRotation(t *testing.T) {
 	e := tsigEnv(t)
 	a := e.a
 
-	r, raw, mac := signedExchange(t, "tcp", a.Addr(), ccMsg(0x7201, zone, harness.TypeCreate), nextKey, 0)
+	r, raw, mac := signedExchange(t, "tcp", a.Addr(), ccMsg(0x7201, zone, request.TypeCreate), nextKey, 0)
 	if r.Rcode != dns.RcodeSuccess || !r.Authoritative {
 		t.Fatalf("CREATE signed with the new key %s: %v", nextKey.name, r)
 	}
 	if err := dns.TsigVerify(raw, nextKey.secret, mac, false); err != nil {
 		t.Errorf("reply to the new key's request does not verify with it: %v", err)
 	}
-	r, raw, mac = signedExchange(t, "udp", a.Addr(), ccMsg(0x7202, zone, harness.TypeDelete), designateKey, 0)
+	r, raw, mac = signedExchange(t, "udp", a.Addr(), ccMsg(0x7202, zone, request.TypeDelete), designateKey, 0)
 	if r.Rcode != dns.RcodeSuccess || !r.Authoritative {
 		t.Fatalf("DELETE signed with the old key %s: %v", designateKey.name, r)
 	}
@@ -327,7 +328,7 @@ func TestSecurityKeyRotation(t *testing.T) {
 	cfg.Sections = nextKey.section()
 	harness.StopAgent(a)
 	b := harness.StartAgent(t, cfg)
-	r, _, _ = signedExchange(t, "udp", b.Addr(), ccMsg(0x7203, zone, harness.TypeDelete), designateKey, 0)
+	r, _, _ = signedExchange(t, "udp", b.Addr(), ccMsg(0x7203, zone, request.TypeDelete), designateKey, 0)
 	expectTSIGError(t, "DELETE signed with the retired key", r, dns.RcodeBadKey)
 	if _, err := os.Stat(b.ZoneFile(zone)); err != nil {
 		t.Errorf("a DELETE signed with the retired key removed the zone: %v", err)
@@ -462,7 +463,7 @@ func TestSecurityAT5NoWriteOutsideNoAttackerCommand(t *testing.T) {
 			t.Fatalf("test bug: %q is not a domain name miekg/dns can send", fq)
 		}
 		for _, network := range []string{"udp", "tcp"} {
-			for _, m := range []*dns.Msg{ccMsg(id, fq, harness.TypeCreate), ccMsg(id+1, fq, harness.TypeDelete), notifyMsg(id+2, fq)} {
+			for _, m := range []*dns.Msg{ccMsg(id, fq, request.TypeCreate), ccMsg(id+1, fq, request.TypeDelete), notifyMsg(id+2, fq)} {
 				id += 3
 				r, err := harness.Exchange(network, a.Addr(), m, 25*time.Second)
 				if err != nil {
@@ -629,7 +630,7 @@ func TestSecuritySignedRequestWithoutKeys(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envOpts{records: 10, allowLocal: true})
 	a := e.a
-	r, _, _ := signedExchange(t, "udp", a.Addr(), ccMsg(0x7401, zone, harness.TypeCreate), designateKey, 0)
+	r, _, _ := signedExchange(t, "udp", a.Addr(), ccMsg(0x7401, zone, request.TypeCreate), designateKey, 0)
 	expectTSIGError(t, "CREATE signed, agent without keys", r, dns.RcodeBadKey)
 	if n := dirEntries(t, a.Dir()); len(n) != 0 {
 		t.Errorf("a CREATE signed with a key the agent does not have wrote %v", n)

@@ -7,15 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
-)
-
-// Designate's private codes (designate/backend/private_codes.py).
-const (
-	opcodeCC   = 14
-	classCC    = 65280
-	typeCreate = 65282
-	typeDelete = 65283
 )
 
 // send builds exactly what Designate's worker sends, sends it and prints the reply. Like
@@ -78,8 +71,8 @@ func send(args []string, stdout, stderr io.Writer) int {
 		return 3
 	}
 	// miekg/dns names the standard opcodes only; 14 is Designate's private CC opcode.
-	if _, ok := dns.OpcodeToString[opcodeCC]; !ok {
-		dns.OpcodeToString[opcodeCC] = "CC"
+	if _, ok := dns.OpcodeToString[request.OpcodeCC]; !ok {
+		dns.OpcodeToString[request.OpcodeCC] = "CC"
 	}
 	fmt.Fprintf(stdout, ";; answer from %s in %v\n%s", *server, rtt.Round(time.Microsecond), reply)
 	if err != nil { // an answer that failed TSIG verification, e.g. BADKEY
@@ -107,12 +100,12 @@ func designateMessage(kind, zone string) (*dns.Msg, error) {
 		msg.Opcode, msg.RecursionDesired = dns.OpcodeNotify, true
 		msg.Question = []dns.Question{{Name: zone, Qtype: dns.TypeSOA, Qclass: dns.ClassINET}}
 	case "create", "delete":
-		qtype := uint16(typeCreate)
+		qtype := uint16(request.TypeCreate)
 		if kind == "delete" {
-			qtype = typeDelete
+			qtype = request.TypeDelete
 		}
-		msg.Opcode, msg.Authoritative = opcodeCC, true
-		msg.Question = []dns.Question{{Name: zone, Qtype: qtype, Qclass: classCC}}
+		msg.Opcode, msg.Authoritative = request.OpcodeCC, true
+		msg.Question = []dns.Question{{Name: zone, Qtype: qtype, Qclass: request.ClassCC}}
 	default:
 		return nil, fmt.Errorf("unknown message %q: use notify, create or delete", kind)
 	}

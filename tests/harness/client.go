@@ -11,18 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
-)
-
-// Private codes of Designate (designate/backend/private_codes.py), SPEC §1.
-const (
-	OpcodeCC     = 14
-	ClassCC      = 0xFF00
-	TypeCreate   = 0xFF02
-	TypeDelete   = 0xFF03
-	FlagsCC      = 0x7400 // opcode 14 + AA, as Designate's worker sends
-	FlagsNotify  = 0x2000 // opcode 4
-	FlagsNotifRD = 0x2100 // opcode 4 + RD, as Designate's worker sends
 )
 
 // DefaultTimeout bounds every exchange of the helpers below unless told otherwise.
@@ -71,20 +61,20 @@ func RawMessage(id, flags uint16, questions ...[]byte) []byte {
 // CreateMsg is Designate's CREATE for zone: `zone. CLASS65280 TYPE65282`, flags 0x7400,
 // no EDNS.
 func CreateMsg(id uint16, zone string) []byte {
-	return RawMessage(id, FlagsCC, Question(zone, TypeCreate, ClassCC))
+	return RawMessage(id, request.FlagsCC, Question(zone, request.TypeCreate, request.ClassCC))
 }
 
 // DeleteMsg is Designate's DELETE for zone (TYPE65283).
 func DeleteMsg(id uint16, zone string) []byte {
-	return RawMessage(id, FlagsCC, Question(zone, TypeDelete, ClassCC))
+	return RawMessage(id, request.FlagsCC, Question(zone, request.TypeDelete, request.ClassCC))
 }
 
 // NotifyMsg is a NOTIFY for zone (question zone SOA IN) with flags 0x2100 when rd (what
 // Designate's worker sends) or 0x2000.
 func NotifyMsg(id uint16, zone string, rd bool) []byte {
-	flags := uint16(FlagsNotify)
+	flags := uint16(request.FlagsNotify)
 	if rd {
-		flags = FlagsNotifRD
+		flags = request.FlagsNotifyRD
 	}
 	return RawMessage(id, flags, Question(zone, dns.TypeSOA, dns.ClassINET))
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 )
 
@@ -30,8 +31,8 @@ func TestMessageBytes(t *testing.T) {
 		}
 	}
 	// The same with miekg/dns, as the agent will see them.
-	m := &dns.Msg{MsgHdr: dns.MsgHdr{Id: 0x7de2, Opcode: OpcodeCC, Authoritative: true}}
-	m.Question = []dns.Question{{Name: "example.com.", Qtype: TypeCreate, Qclass: ClassCC}}
+	m := &dns.Msg{MsgHdr: dns.MsgHdr{Id: 0x7de2, Opcode: request.OpcodeCC, Authoritative: true}}
+	m.Question = []dns.Question{{Name: "example.com.", Qtype: request.TypeCreate, Qclass: request.ClassCC}}
 	packed, err := m.Pack()
 	if err != nil {
 		t.Fatal(err)

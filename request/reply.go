@@ -1,4 +1,4 @@
-package middleware
+package request
 
 import "github.com/miekg/dns"
 
@@ -31,4 +31,14 @@ func Reply(req *dns.Msg, rcode int, authoritative bool) *dns.Msg {
 // end with `return WriteReply(...)`.
 func WriteReply(w dns.ResponseWriter, req *dns.Msg, rcode int, authoritative bool) (int, error) {
 	return rcode, w.WriteMsg(Reply(req, rcode, authoritative))
+}
+
+// Refuse answers REFUSED with the question echoed, as Designate's agent does, and returns
+// why, for the layers above to log and count.
+func Refuse(w dns.ResponseWriter, r *dns.Msg, why error) (int, error) {
+	rcode, err := WriteReply(w, r, dns.RcodeRefused, false)
+	if err != nil {
+		return rcode, err
+	}
+	return rcode, why
 }
