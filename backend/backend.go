@@ -79,6 +79,17 @@ func CanonicalZone(name string) string {
 	return strings.ToLower(dns.Fqdn(name))
 }
 
+// CheckZone is how every backend operation begins: it refuses a name ValidateZoneName
+// refuses (it could escape a directory, change an rndc command or a SQL row), saying which
+// backend and operation, and returns the name canonical, so one zone has one name (one
+// file, one row) whatever case it came in.
+func CheckZone(backendName, op, zone string) (string, error) {
+	if err := ValidateZoneName(zone); err != nil {
+		return "", fmt.Errorf("%s backend: %s: %w", backendName, op, err)
+	}
+	return CanonicalZone(zone), nil
+}
+
 // Checker is the optional capability of checking, at check-config time, that what the
 // backend talks to is reachable (database, control sockets). A failure is a warning: the
 // server may simply not be up yet.

@@ -285,14 +285,8 @@ func (b *Backend) Zones(context.Context) ([]string, error) {
 	return zones, nil
 }
 
-// canonical refuses names that could escape the directory or change the meaning of an
-// rndc command, before anything else happens, and folds case so one zone has one file.
-func canonical(op, zone string) (string, error) {
-	if err := backend.ValidateZoneName(zone); err != nil {
-		return "", fmt.Errorf("bind9 backend: %s: %w", op, err)
-	}
-	return strings.ToLower(zone), nil
-}
+// canonical checks and folds the zone name every operation gets (backend.CheckZone).
+func canonical(op, zone string) (string, error) { return backend.CheckZone("bind9", op, zone) }
 
 // zoneArgs builds `CMD [flags] NAME [IN VIEW]`.
 func (b *Backend) zoneArgs(cmd, zone string, flags ...string) []string {

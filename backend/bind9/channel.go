@@ -23,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dnsagent/dnsagent/internal/run"
 )
 
 // Channel speaks named's control channel protocol itself (the one rndc speaks: ISC's
@@ -142,10 +144,7 @@ func (c *Channel) Run(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	text, err := c.run(ctx, strings.Join(args, " "))
-	text = strings.Join(strings.Fields(text), " ")
-	if len(text) > maxOutput {
-		text = strings.ToValidUTF8(text[:maxOutput], "") + " [...]"
-	}
+	text = run.Clip(text)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
 			err = fmt.Errorf("no answer within rndc_timeout %s: %w", c.Timeout, err)

@@ -1,7 +1,6 @@
 package bind9
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dnsagent/dnsagent/internal/run"
 )
 
 // RNDC runs one rndc command against named and returns what rndc printed. It is the seam
@@ -44,10 +45,6 @@ func said(err error, text string) bool {
 	var re *RNDCError
 	return errors.As(err, &re) && strings.Contains(re.Output, text)
 }
-
-// maxOutput bounds the rndc output kept in an error, so a confused server cannot flood
-// the log.
-const maxOutput = 2048
 
 // Exec runs the rndc program directly (never through a shell), with the control-channel
 // flags of the configuration before the command's own arguments.
@@ -115,27 +112,14 @@ func findBinary(name string) (string, error) {
 
 // Run implements RNDC.
 func (r *Exec) Run(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, r.Binary, slices.Concat(r.Flags, args)...)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	// rndc forks nothing, but a wrapper script might: its children must not hold us.
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	// One line, so the error reads as one log field; rndc explains itself over several.
-	text := strings.Join(strings.Fields(out.String()), " ")
-	if len(text) > maxOutput {
-		text = strings.ToValidUTF8(text[:maxOutput], "") + " [...]"
+	text, err := run.Command(ctx, r.Timeout, slices.Concat([]string{r.Binary}, r.Flags, args))
+	if errors.Is(err, run.ErrTimedOut) {
+		err = fmt.Errorf("no answer within rndc_timeout: %w", err)
 	}
-	if err == nil {
-		return text, nil
+	if err != nil {
+		return text, &RNDCError{Args: args, Output: text, Err: err}
 	}
-	if ctx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("no answer within rndc_timeout %s: %w", r.Timeout, err)
-	}
-	return text, &RNDCError{Args: args, Output: text, Err: err}
+	return text, nil
 }
 
 // showzoneFile finds the file clause in `rndc showzone` output, e.g.

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
@@ -140,14 +139,8 @@ func (b *Backend) Zones(context.Context) ([]string, error) {
 	return zones, nil
 }
 
-// canonical refuses names that could escape the directory or confuse a command, and
-// folds case so one zone has one file.
-func canonical(op, zone string) (string, error) {
-	if err := backend.ValidateZoneName(zone); err != nil {
-		return "", fmt.Errorf("file backend: %s: %w", op, err)
-	}
-	return strings.ToLower(zone), nil
-}
+// canonical checks and folds the zone name every operation gets (backend.CheckZone).
+func canonical(op, zone string) (string, error) { return backend.CheckZone("file", op, zone) }
 
 // write replaces the zone file with the stream once it has ended cleanly and is on disk;
 // on any error the zone file is untouched.

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsagent/dnsagent/internal/run"
+
 	"github.com/miekg/dns"
 
 	"github.com/dnsagent/dnsagent/backend"
@@ -344,7 +346,7 @@ func TestCommandOutputIsBounded(t *testing.T) {
 	if err == nil {
 		t.Fatal("command succeeded")
 	}
-	if len(err.Error()) > 2*maxOutput {
+	if len(err.Error()) > 2*run.MaxOutput {
 		t.Fatalf("error is %d bytes long", len(err.Error()))
 	}
 }

@@ -123,10 +123,11 @@ func (b *Backend) Zones(context.Context) ([]string, error) {
 
 // begin validates the name and returns the canonical name.
 func (b *Backend) begin(op, zone string) (string, error) {
-	if err := backend.ValidateZoneName(zone); err != nil {
-		return "", fmt.Errorf("memory backend: %s: %w", op, err)
+	zone, err := backend.CheckZone("memory", op, zone)
+	if err != nil {
+		return "", err
 	}
-	return strings.ToLower(zone), nil
+	return zone, nil
 }
 
 func (b *Backend) exists(zone string) bool {

@@ -1,15 +1,14 @@
 package powerdns
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dnsagent/dnsagent/internal/run"
 )
 
 // commandTimeout bounds every pdns_control and pdnsutil run.
@@ -157,10 +156,8 @@ func (c control) ping(ctx context.Context) error {
 
 func (c control) exec(ctx context.Context, base []string, args ...string) error {
 	argv := append(append([]string(nil), base...), args...)
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
 	if out, err := c.run(ctx, argv); err != nil {
-		if out = boundedOutput(out); out != "" {
+		if out != "" {
 			return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, out)
 		}
 		return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
@@ -170,22 +167,5 @@ func (c control) exec(ctx context.Context, base []string, args ...string) error 
 
 // runCommand is the real runner.
 func runCommand(ctx context.Context, argv []string) (string, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	// A child that keeps the output pipe open must not hold us past the timeout.
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		err = fmt.Errorf("timed out after %s: %w", commandTimeout, err)
-	}
-	return out.String(), err
-}
-
-func boundedOutput(out string) string {
-	out = strings.TrimSpace(out)
-	if len(out) > 1024 {
-		out = strings.ToValidUTF8(out[:1024], "") + " [...]"
-	}
-	return out
+	return run.Command(ctx, commandTimeout, argv)
 }

@@ -425,8 +425,6 @@ func (b *Backend) notOwned(op, zone string, d domain) error {
 
 // rowZone validates a zone name and returns it in row form.
 func rowZone(op, zone string) (string, error) {
-	if err := backend.ValidateZoneName(zone); err != nil {
-		return "", fmt.Errorf("powerdns backend: %s: %w", op, err)
-	}
-	return strings.TrimSuffix(strings.ToLower(zone), "."), nil
+	name, err := backend.CheckZone("powerdns", op, zone)
+	return strings.TrimSuffix(name, "."), err
 }
