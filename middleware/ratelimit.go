@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dnsagent/dnsagent/logsample"
 	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +40,7 @@ func RateLimit(l *Limiter) Middleware {
 
 // NewLimiter limits each kind to its rate; a kind without a rate is not limited.
 func NewLimiter(rates map[string]float64, log *zap.Logger, interval time.Duration, now func() time.Time) *Limiter {
-	return &Limiter{rates: rates, buckets: map[bucketKey]*bucket{}, log: log, interval: interval, now: now}
+	return &Limiter{rates: rates, buckets: map[bucketKey]*bucket{}, log: log, sample: logsample.New[bucketKey](interval, now), now: now}
 }
 
 // Allow tells whether source may send one more of kind now.
@@ -49,6 +50,10 @@ func (l *Limiter) Allow(source netip.Addr, kind string) bool {
 		return true
 	}
 	rateLimitedTotal.WithLabelValues(kind).Inc()
+	if n, due := l.sample.Due(bucketKey{source, kind}); due {
+		l.log.Warn("rate limit: dropping requests", zap.Stringer("source", source), zap.String("kind", kind),
+			zap.Int("dropped", n), zap.Float64("rate_per_second", rate))
+	}
 	return false
 }
 
@@ -60,20 +65,18 @@ type bucketKey struct {
 }
 
 type bucket struct {
-	tokens  float64
-	last    time.Time
-	dropped int       // since the last log line
-	logged  time.Time // when the last log line for this source went out
+	tokens float64
+	last   time.Time
 }
 
 // Limiter drops what a source sends of a kind beyond that kind's rate per second (burst:
 // one second's worth), counting the drops and logging each limited source once per
 // interval. RateLimit uses one per kind of request; the UDP listener one on datagrams.
 type Limiter struct {
-	rates    map[string]float64
-	log      *zap.Logger
-	interval time.Duration
-	now      func() time.Time
+	rates  map[string]float64
+	log    *zap.Logger
+	sample *logsample.Sampler[bucketKey] // one line per limited source and kind per interval
+	now    func() time.Time
 
 	mu      sync.Mutex
 	buckets map[bucketKey]*bucket
@@ -102,12 +105,6 @@ func (l *Limiter) allow(source netip.Addr, kind string, rate float64) bool {
 	if b.tokens >= 1 {
 		b.tokens--
 		return true
-	}
-	b.dropped++
-	if now.Sub(b.logged) >= l.interval {
-		l.log.Warn("rate limit: dropping requests", zap.Stringer("source", source), zap.String("kind", kind),
-			zap.Int("dropped", b.dropped), zap.Float64("rate_per_second", rate))
-		b.dropped, b.logged = 0, now
 	}
 	return false
 }
