@@ -6,6 +6,7 @@ import (
 
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/request"
+	"github.com/dnsagent/dnsagent/transfer"
 	"github.com/miekg/dns"
 )
 
@@ -24,6 +25,9 @@ func (h *Handler) command(ctx context.Context, w dns.ResponseWriter, r *dns.Msg)
 		err = h.Zones.Create(ctx, zone)
 	} else {
 		err = h.Zones.Delete(ctx, zone)
+	}
+	if errors.Is(err, transfer.ErrCheckFailed) {
+		err = &request.LoggedError{Err: err}
 	}
 	if err != nil {
 		// Designate's agent sets AA on a DELETE before it calls the backend, so its failed

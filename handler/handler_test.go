@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,28 @@ func TestHandlerDoesNotRelayTransfers(t *testing.T) {
 		var refused *request.RefusedError
 		if m := w.Msg(); m == nil || m.Rcode != dns.RcodeRefused || !errors.As(err, &refused) || refused.Reason != "not_served" {
 			t.Errorf("%s: reply %v, error %v; want REFUSED, not_served", dns.Type(qtype), m, err)
+		}
+	}
+}
+
+// A CREATE whose check failed was logged by the engine with its cause: the handler marks
+// the error so the request's line is not a second warning. A CREATE that ran out of time
+// was not logged anywhere yet.
+func TestFailedCreateMarkedLogged(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		err    error
+		logged bool
+	}{
+		{"check failed", fmt.Errorf("wrapped: %w", transfer.ErrCheckFailed), true},
+		{"not done in time", errors.New("create example.com.: not done in time"), false},
+	} {
+		h := &Handler{Zones: &engine{err: tt.err}, CreateTimeout: time.Second}
+		w := requesttest.New("192.0.2.1", false)
+		_, err := h.ServeDNS(context.Background(), w, msg(t, "735d74000001000000000000"+question+"ff02ff00"))
+		var logged *request.LoggedError
+		if errors.As(err, &logged) != tt.logged || !errors.Is(err, tt.err) {
+			t.Errorf("%s: error %#v; logged %v wanted", tt.name, err, tt.logged)
 		}
 	}
 }

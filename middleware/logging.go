@@ -47,11 +47,14 @@ func (l *RequestLog) Debug() bool { return l.log.Core().Enabled(zapcore.DebugLev
 func (l *RequestLog) Done(req request.Meta, r *dns.Msg, rcode int, err error) {
 	level := zapcore.InfoLevel
 	var refused *request.RefusedError
+	var logged *request.LoggedError
 	switch {
 	case errors.As(err, &refused) && (refused.Reason == "acl" || refused.Reason == "rate_limit"):
 		// A flood must not become a log flood: these layers log once per source
 		// per interval themselves.
 		level = zapcore.DebugLevel
+	case errors.As(err, &logged):
+		level = zapcore.DebugLevel // the cause has its line already (sampled, below)
 	case err != nil:
 		level = zapcore.WarnLevel
 	case r.Opcode == dns.OpcodeQuery || r.Opcode == dns.OpcodeNotify:
@@ -60,10 +63,15 @@ func (l *RequestLog) Done(req request.Meta, r *dns.Msg, rcode int, err error) {
 		level = zapcore.DebugLevel
 	}
 	failures := 0
-	if level == zapcore.WarnLevel {
+	if level == zapcore.WarnLevel || logged != nil {
+		// Failures are sampled, also those at debug for their cause has a line:
+		// with debug on, a flood of failing CREATEs must not become a log flood.
 		kind := failureKind{opcode: r.Opcode, rcode: rcode}
-		if refused != nil {
+		switch {
+		case refused != nil:
 			kind.reason, kind.detail = refused.Reason, refused.Detail
+		case logged != nil:
+			kind.reason = "logged" // apart from the warnings of the same rcode
 		}
 		n, due := l.sample.Due(kind)
 		if !due {

@@ -12,6 +12,7 @@ import (
 	"github.com/dnsagent/dnsagent/request/requesttest"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // served is the handler behind the layer under test: it answers NOERROR with AA and
@@ -235,5 +236,55 @@ func TestMetadata(t *testing.T) {
 		got[0].Source.Addr() != netip.MustParseAddr("192.0.2.1") || got[0].Transport != "udp" ||
 		got[1].Source.Addr() != netip.MustParseAddr("2001:db8::1") || got[1].Transport != "tcp" {
 		t.Errorf("metadata %+v", got)
+	}
+}
+
+// Past its rate a source's requests are dropped unanswered, and the drops make one log
+// line per source and kind per interval, with their count.
+func TestRateLimitLogsOncePerInterval(t *testing.T) {
+	now := time.Unix(0, 0)
+	clock := func() time.Time { return now }
+	core, logs := observer.New(zap.WarnLevel)
+	next := &served{}
+	h := Metadata(clock)(RateLimit(map[string]float64{KindNotify: 2}, zap.New(core), 10*time.Second, clock)(next))
+	send := func(n int) (dropped int) {
+		for range n {
+			w := requesttest.New("192.0.2.1", false)
+			if h.ServeDNS(context.Background(), w, new(dns.Msg).SetNotify("example.com.")); w.Reply() == nil {
+				dropped++
+			}
+		}
+		return dropped
+	}
+	if d := send(7); d != 5 || next.n != 2 {
+		t.Fatalf("7 NOTIFYs at a rate of 2/s: %d dropped, %d served; want 5, 2", d, next.n)
+	}
+	now = now.Add(5 * time.Second) // the bucket refills (burst 2); the log waits for its interval
+	send(4)
+	now = now.Add(5 * time.Second)
+	send(3)
+	var counts []int64
+	for _, e := range logs.All() {
+		counts = append(counts, e.ContextMap()["dropped"].(int64))
+	}
+	if len(counts) != 2 || counts[0] != 1 || counts[1] != 4+2+1 {
+		t.Errorf("log lines with dropped counts %v; want [1 7]: the first drop, then one line 10 s later with the drops since", counts)
+	}
+}
+
+// Failures are logged at warn, sampled, except those whose cause has its line already.
+func TestLoggingLevels(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	for _, err := range []error{errors.New("backend down"), &request.LoggedError{Err: errors.New("zone check failed")}} {
+		h := Metadata(time.Now)(Logging(zap.New(core), time.Minute, time.Now)(request.HandlerFunc(
+			func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+				rcode, _ := request.WriteReply(w, r, dns.RcodeServerFailure, false)
+				return rcode, err
+			})))
+		h.ServeDNS(context.Background(), requesttest.New("192.0.2.1", false), command("example.com."))
+	}
+	entries := logs.All()
+	if len(entries) != 2 || entries[0].Level != zap.WarnLevel || entries[1].Level != zap.DebugLevel {
+		t.Errorf("log entries %+v; want the failure at warn, the one logged already at debug", entries)
 	}
 }

@@ -63,3 +63,11 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 func Refused(reason, format string, args ...any) error {
 	return &RefusedError{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
+
+// LoggedError is a failure whose cause was logged where it happened (a failed CREATE: the
+// transfer engine's "zone check failed" line), so the request's own line goes to debug:
+// one failure, one warning.
+type LoggedError struct{ Err error }
+
+func (e *LoggedError) Error() string { return e.Err.Error() }
+func (e *LoggedError) Unwrap() error { return e.Err }

@@ -213,7 +213,9 @@ func (t *timedSource) Next() ([]dns.RR, error) {
 	return batch, err
 }
 
-func (m *Manager) logSummary(s *Summary, err error) {
+// logSummary counts a transfer and logs its summary: at info once applied, at warn when
+// it failed unless warn is false (debug then).
+func (m *Manager) logSummary(s *Summary, err error, warn bool) {
 	var te *transferError
 	m.metrics.observe(s, err != nil && !errors.As(err, &te) && !errors.Is(err, errDeleted) && !errors.Is(err, context.Canceled))
 	fields := []zap.Field{zap.String("zone", s.Zone), zap.String("master", s.Master), zap.String("type", s.Type),
@@ -232,9 +234,12 @@ func (m *Manager) logSummary(s *Summary, err error) {
 	if s.Path == "diff" || s.Path == "ixfr" {
 		fields = append(fields, zap.Int("deleted", s.Deleted), zap.Int("added", s.Added))
 	}
-	if s.Result == "applied" {
+	switch {
+	case s.Result == "applied":
 		m.log.Info("transfer", fields...)
-	} else {
+	case warn:
 		m.log.Warn("transfer", fields...)
+	default:
+		m.log.Debug("transfer", fields...)
 	}
 }

@@ -153,6 +153,17 @@ type job struct {
 	create     *waiter // a CREATE waits for the zone to be created
 }
 
+// ErrCheckFailed is in the error of a Create whose check failed. The engine logs such a
+// failure with its cause ("zone check failed", sampled), so its callers need not.
+var ErrCheckFailed = errors.New("zone check failed")
+
+// checkFailed is a check's error as Create returns it: the same text, and ErrCheckFailed.
+type checkFailed struct{ err error }
+
+func (e checkFailed) Error() string        { return e.err.Error() }
+func (e checkFailed) Unwrap() error        { return e.err }
+func (e checkFailed) Is(target error) bool { return target == ErrCheckFailed }
+
 // waiter lets CREATE requests wait for the check that creates their zone.
 type waiter struct {
 	done chan struct{}
@@ -162,7 +173,7 @@ type waiter struct {
 // NewManager returns a Manager applying transfers to be.
 func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = 5 * time.Second // a zero delay would turn retries into a busy loop
+		cfg.RetryMin = DefaultRetryMin // a zero delay would turn retries into a busy loop
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	m := &Manager{
@@ -206,7 +217,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		z := m.zoneLocked(name)
 		z.sched.lastSuccess = m.now() // the baseline for expiry: we cannot know better
 		if z.job == nil {
-			m.armLocked(z, jitter(spread, 1))
+			m.armLocked(z, Jitter(spread, 1))
 		}
 	}
 	m.log.Info("scheduled start-up checks", zap.Int("zones", len(names)), zap.Duration("spread", spread))
@@ -335,7 +346,10 @@ func (m *Manager) Create(ctx context.Context, name string) error {
 
 	select {
 	case <-w.done:
-		return w.err
+		if w.err != nil {
+			return checkFailed{w.err}
+		}
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("create %s: not done in time, the transfer goes on: %w", name, ctx.Err())
 	}
@@ -559,7 +573,8 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		m.noteMaster(master, err)
 		if summary != nil {
 			res.summary = summary
-			m.logSummary(summary, err)
+			// A create's failed attempt: its cause is in the check's one line.
+			m.logSummary(summary, err, exists || err == nil)
 		}
 		if err == nil {
 			res.changed = !exists || Newer(summary.To, current)
@@ -602,7 +617,11 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 	return res
 }
 
-// jitter returns a random duration in [d·(1-share), d]: spread, never past the bound.
-func jitter(d time.Duration, share float64) time.Duration {
+// DefaultRetryMin is the first retry delay (retry_min) unless configured.
+const DefaultRetryMin = 5 * time.Second
+
+// Jitter returns a random duration in [d·(1-share), d]: retries and refreshes of many
+// zones (or catalogs) spread out, never past the bound.
+func Jitter(d time.Duration, share float64) time.Duration {
 	return d - time.Duration(rand.Float64()*share*float64(d))
 }

@@ -137,7 +137,7 @@ func (m *Manager) Resync(ctx context.Context, name string) (*zonecompare.Result,
 		})
 	})
 	sum.setResult(err)
-	m.logSummary(sum, err)
+	m.logSummary(sum, err, true)
 	m.mu.Lock()
 	if err == nil && m.zones[name] == z {
 		z.sched.applied, z.sched.hasApplied = sum.To, true

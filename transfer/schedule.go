@@ -77,7 +77,7 @@ func (m *Manager) afterCheckLocked(z *zone, o outcome) {
 		}
 		// A quarter of jitter: zones created together (a burst of CREATEs) refresh spread
 		// over a quarter of the interval instead of together.
-		m.armLocked(z, jitter(m.refreshInterval(s), 0.25))
+		m.armLocked(z, Jitter(m.refreshInterval(s), 0.25))
 		return
 	}
 	s.failures++
@@ -111,7 +111,7 @@ func (m *Manager) retryDelay(s *schedule) time.Duration {
 	for i := 1; i < s.failures && d < bound; i++ {
 		d *= 2
 	}
-	return jitter(min(d, bound), 0.25)
+	return Jitter(min(d, bound), 0.25)
 }
 
 type soaField int
@@ -145,7 +145,7 @@ func (m *Manager) logFailure(ctx context.Context, z *zone, o outcome) {
 		if !due {
 			return
 		}
-		fields = append(fields, zap.Int("failed_creates_since_last_line", n))
+		fields = append(fields, zap.Bool("create", true), zap.Int("failures_since_last_line", n))
 	}
 	if !next.IsZero() {
 		fields = append(fields, zap.Int("failures", failures), zap.Duration("retry_in", next.Sub(m.now()).Round(time.Millisecond)))
