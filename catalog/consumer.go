@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -108,7 +107,7 @@ func New(cfg Config, tcfg transfer.Config, main Zones, be Serials, log *zap.Logg
 		owners: map[string]owner{}, catalogs: map[string]*catalogState{}, removing: map[string]bool{},
 	}
 	if c.retryMin <= 0 {
-		c.retryMin = 5 * time.Second
+		c.retryMin = transfer.DefaultRetryMin
 	}
 	for _, name := range cfg.Zones {
 		c.catalogs[name] = &catalogState{name: name, bringIn: make(chan struct{}, 1),
@@ -194,7 +193,7 @@ func (c *Consumer) bringIn(st *catalogState) {
 		select {
 		case <-c.ctx.Done():
 			return
-		case <-time.After(jitter(delay)):
+		case <-time.After(transfer.Jitter(delay, 0.25)):
 		case <-st.bringIn:
 		}
 		delay = min(2*delay, maxRetryDelay)
@@ -566,7 +565,7 @@ func (c *Consumer) armRetryLocked(st *catalogState) {
 	}
 	delay := min(c.retryMin<<min(st.retries, 16), maxRetryDelay)
 	st.retries++
-	st.retryTimer = time.AfterFunc(jitter(delay), func() {
+	st.retryTimer = time.AfterFunc(transfer.Jitter(delay, 0.25), func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.kickLocked(st)
@@ -590,9 +589,4 @@ func sameMembers(a, b *Catalog) bool {
 		}
 	}
 	return true
-}
-
-// jitter returns a random duration in [0.75·d, d], so retries of many catalogs spread.
-func jitter(d time.Duration) time.Duration {
-	return d - time.Duration(rand.Float64()*0.25*float64(d))
 }

@@ -37,7 +37,6 @@ const (
 	// few hundred thousand; a 1M-record zone is about 41 MB on the wire.
 	defaultMaxZoneRecords   = 2_000_000
 	defaultMaxTransferBytes = 1 << 30
-	defaultRetryMin         = 5 * time.Second
 	defaultStartupSpread    = 30 * time.Second
 	defaultMaxTCPPerSource  = 16
 	refusalLogInterval      = 10 * time.Second
@@ -105,7 +104,7 @@ func ReadConfig(f *config.File) *Config {
 			SpoolDir:     s.String("transfer_spool_dir", ""),
 			// 0 means: use each zone's SOA refresh.
 			RefreshInterval:  s.Seconds("refresh_interval", 0),
-			RetryMin:         s.Seconds("retry_min", defaultRetryMin),
+			RetryMin:         s.Seconds("retry_min", transfer.DefaultRetryMin),
 			StartupSpread:    s.Seconds("startup_check_spread", defaultStartupSpread),
 			MinCheckInterval: s.Seconds("min_check_interval", defaultMinCheckInterval),
 			// 0: no cap.

@@ -123,11 +123,7 @@ func (b *Backend) Zones(context.Context) ([]string, error) {
 
 // begin validates the name and returns the canonical name.
 func (b *Backend) begin(op, zone string) (string, error) {
-	zone, err := backend.CheckZone("memory", op, zone)
-	if err != nil {
-		return "", err
-	}
-	return zone, nil
+	return backend.CheckZone("memory", op, zone)
 }
 
 func (b *Backend) exists(zone string) bool {
