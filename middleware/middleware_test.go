@@ -246,7 +246,7 @@ func TestRateLimitLogsOncePerInterval(t *testing.T) {
 	clock := func() time.Time { return now }
 	core, logs := observer.New(zap.WarnLevel)
 	next := &served{}
-	h := Metadata(clock)(RateLimit(map[string]float64{KindNotify: 2}, zap.New(core), 10*time.Second, clock)(next))
+	h := Metadata(clock)(RateLimit(NewLimiter(map[string]float64{KindNotify: 2}, zap.New(core), 10*time.Second, clock))(next))
 	send := func(n int) (dropped int) {
 		for range n {
 			w := requesttest.New("192.0.2.1", false)
@@ -276,7 +276,7 @@ func TestRateLimitLogsOncePerInterval(t *testing.T) {
 func TestLoggingLevels(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
 	for _, err := range []error{errors.New("backend down"), &request.LoggedError{Err: errors.New("zone check failed")}} {
-		h := Metadata(time.Now)(Logging(zap.New(core), time.Minute, time.Now)(request.HandlerFunc(
+		h := Metadata(time.Now)(Logging(NewRequestLog(zap.New(core), time.Minute, time.Now))(request.HandlerFunc(
 			func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 				rcode, _ := request.WriteReply(w, r, dns.RcodeServerFailure, false)
 				return rcode, err
