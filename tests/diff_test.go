@@ -5,6 +5,7 @@ package tests
 // only the difference to the zone each backend holds. TestDiffN is acceptance point N.
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -200,7 +201,7 @@ func updateClients(log string) map[string]bool {
 // pdnsRowsWritten is MariaDB's count of row writes, deletes and updates so far.
 func pdnsRowsWritten(t *testing.T, db *sql.DB) int {
 	t.Helper()
-	rows, err := db.Query(`SHOW GLOBAL STATUS WHERE Variable_name IN ('Handler_write', 'Handler_delete', 'Handler_update')`)
+	rows, err := db.QueryContext(stmtCtx(t), `SHOW GLOBAL STATUS WHERE Variable_name IN ('Handler_write', 'Handler_delete', 'Handler_update')`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +230,7 @@ func pdnsMatchesPrimary(t *testing.T, e *pdnsEnv, p *harness.Primary, db *sql.DB
 		}
 	}
 	var rows int
-	db.QueryRow(`SELECT COUNT(*) FROM records r JOIN domains d ON d.id = r.domain_id WHERE d.name = ? AND r.type IS NOT NULL`,
+	db.QueryRowContext(stmtCtx(t), `SELECT COUNT(*) FROM records r JOIN domains d ON d.id = r.domain_id WHERE d.name = ? AND r.type IS NOT NULL`,
 		strings.TrimSuffix(zone, ".")).Scan(&rows)
 	if want := len(p.AXFR(t, zone)) - 1; rows != want { // the closing SOA
 		t.Errorf("%d record rows, want the primary's %d records", rows, want)
@@ -324,8 +325,8 @@ func TestDiff2PowerDNSRowDeleted(t *testing.T) {
 	e.start(t, pdnsAgentConfig(pe))
 	db := pe.m.DB(t, pe.dbname)
 	var victim string
-	db.QueryRow(`SELECT name FROM records WHERE name LIKE 'r1%' AND type = 'A' LIMIT 1`).Scan(&victim)
-	if _, err := db.Exec(`DELETE FROM records WHERE name = ? AND type = 'A'`, victim); err != nil || victim == "" {
+	db.QueryRowContext(stmtCtx(t), `SELECT name FROM records WHERE name LIKE 'r1%' AND type = 'A' LIMIT 1`).Scan(&victim)
+	if _, err := db.ExecContext(stmtCtx(t), `DELETE FROM records WHERE name = ? AND type = 'A'`, victim); err != nil || victim == "" {
 		t.Fatalf("deleting %q: %v", victim, err)
 	}
 	old := e.z
@@ -353,9 +354,11 @@ func TestDiff3KilledMidApply(t *testing.T) {
 		var serial uint32
 		var rows int
 		var content string
-		db.QueryRow(`SELECT content FROM records WHERE type = 'SOA' AND name = ?`, strings.TrimSuffix(zone, ".")).Scan(&content)
+		ctx, cancel := context.WithTimeout(t.Context(), stmtTimeout)
+		defer cancel()
+		db.QueryRowContext(ctx, `SELECT content FROM records WHERE type = 'SOA' AND name = ?`, strings.TrimSuffix(zone, ".")).Scan(&content)
 		fmt.Sscanf(strings.Fields(content + " x x 0")[2], "%d", &serial)
-		db.QueryRow(`SELECT COUNT(*) FROM records WHERE type IS NOT NULL`).Scan(&rows)
+		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE type IS NOT NULL`).Scan(&rows)
 		return serial, rows
 	}
 	wantRows := len(e.p.AXFR(t, zone)) - 1 // every version has as many records

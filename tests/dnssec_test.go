@@ -8,7 +8,6 @@ package tests
 
 import (
 	"fmt"
-	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -294,9 +293,8 @@ func compareSigned(server, primary, name, qtype string) string {
 // delvValidates runs delv against server with the zone's key as the only trust anchor.
 func delvValidates(server, anchor, zone, name, qtype, want string) string {
 	host, port, _ := strings.Cut(server, ":")
-	out, err := exec.Command(harness.LookPath("delv"), "-a", anchor, "+root="+zone, "@"+host, "-p", port,
-		"+tcp", name, qtype).CombinedOutput()
-	text := string(out)
+	text, err := harness.RunTool(30*time.Second, harness.LookPath("delv"), "-a", anchor, "+root="+zone, "@"+host, "-p", port,
+		"+tcp", name, qtype)
 	ok := false
 	switch want {
 	case "validated":

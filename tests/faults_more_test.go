@@ -74,7 +74,7 @@ func restartNamed(t *testing.T, p *harness.Primary) {
 		case <-done:
 		case <-time.After(5 * time.Second):
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
+			within(t, done, 30*time.Second, "restarted named exiting after SIGKILL")
 		}
 		if t.Failed() {
 			t.Logf("restarted named output:\n%s", out)
@@ -212,21 +212,40 @@ func serveTCP(t *testing.T, serve func(net.Conn)) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+	)
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
 			wg.Go(func() {
-				defer c.Close()
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					c.Close()
+				}()
 				serve(c)
 			})
 		}
 	})
 	t.Cleanup(func() {
+		// Closing the connections too ends a serve blocked reading or writing, whatever
+		// the agent on the other end does.
 		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	return ln
@@ -490,8 +509,8 @@ func TestFaultsAT4Bind9WrongRndcKey(t *testing.T) {
 	a := harness.StartAgent(t, cfg)
 
 	// What rndc itself says with that key, to find in the agent's log.
-	out, _ := exec.Command(harness.LookPath("rndc"), "-k", keyFile, "-s", "127.0.0.1", "-p", strconv.Itoa(n.ControlPort()), "status").CombinedOutput()
-	rndcSays := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	out, _ := harness.RunTool(30*time.Second, harness.LookPath("rndc"), "-k", keyFile, "-s", "127.0.0.1", "-p", strconv.Itoa(n.ControlPort()), "status")
+	rndcSays := strings.TrimSpace(strings.SplitN(out, "\n", 2)[0])
 	if rndcSays == "" {
 		t.Fatalf("test setup: rndc with the wrong key printed nothing")
 	}

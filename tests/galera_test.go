@@ -127,12 +127,13 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	}
 
 	// The full replace, node 1 killed once a quarter of the new version is staged.
-	staged := make(chan struct{})
+	staged := make(chan bool, 1)
 	go func() {
-		defer close(staged)
-		harness.Eventually(60*time.Second, 10*time.Millisecond, func() bool {
+		staged <- harness.Eventually(60*time.Second, 10*time.Millisecond, func() bool {
+			ctx, cancel := context.WithTimeout(ctx, stmtTimeout)
+			defer cancel()
 			var c int
-			dbs[0].QueryRow(`SELECT COUNT(*) FROM records r JOIN domains d ON d.id = r.domain_id WHERE d.name LIKE 'staging-%'`).Scan(&c)
+			dbs[0].QueryRowContext(ctx, `SELECT COUNT(*) FROM records r JOIN domains d ON d.id = r.domain_id WHERE d.name LIKE 'staging-%'`).Scan(&c)
 			return c > n/4
 		})
 	}()
@@ -142,7 +143,10 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 		done <- b.Replace(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 3, n), 1000)...))
 	}()
 	select {
-	case <-staged:
+	case ok := <-staged:
+		if !ok {
+			t.Fatal("a quarter of the new version not seen staged on node 1 within 60 s")
+		}
 	case err := <-done:
 		t.Fatalf("Replace ended (%v) before node 1 could be killed in its middle", err)
 	}
@@ -157,7 +161,7 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 		!strings.Contains(r.Answer[0].String(), "serial 1 record") {
 		t.Errorf("last record of the old version on node 3: %v", r.Answer)
 	}
-	if err := <-done; err != nil {
+	if err := within(t, done, 3*time.Minute, "Replace ending after node 1 was killed"); err != nil {
 		t.Fatalf("Replace with node 1 killed after %v: %v", killed, err)
 	}
 	t.Logf("Replace (staged, node 1 killed after %v): %v", killed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
@@ -170,7 +174,7 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 		t.Errorf("last record of the new version on node 3: %v", r.Answer)
 	}
 	close(stop)
-	<-watched
+	within(t, watched, time.Minute, "the watcher stopping")
 
 	// Every version any node showed was complete; the old ones are gone.
 	mu.Lock()
@@ -195,7 +199,9 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	// retired version's last deletes to arrive here.
 	var left int
 	harness.Eventually(10*time.Second, 100*time.Millisecond, func() bool {
-		dbs[1].QueryRow(`SELECT COUNT(*) FROM records`).Scan(&left)
+		ctx, cancel := context.WithTimeout(ctx, stmtTimeout)
+		defer cancel()
+		dbs[1].QueryRowContext(ctx, `SELECT COUNT(*) FROM records`).Scan(&left)
 		return left == n+2
 	})
 	if left != n+2 {
@@ -215,12 +221,12 @@ func zoneVersion(ctx context.Context, db *sql.DB) (uint32, int, bool) {
 	defer tx.Rollback()
 	var id int64
 	var content string
-	if err := tx.QueryRow(`SELECT d.id, r.content FROM domains d JOIN records r ON r.domain_id = d.id AND r.type = 'SOA'
+	if err := tx.QueryRowContext(ctx, `SELECT d.id, r.content FROM domains d JOIN records r ON r.domain_id = d.id AND r.type = 'SOA'
 		WHERE d.name = 'big.example'`).Scan(&id, &content); err != nil {
 		return 0, 0, false
 	}
 	var c int
-	if err := tx.QueryRow(`SELECT COUNT(*) FROM records WHERE domain_id = ?`, id).Scan(&c); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE domain_id = ?`, id).Scan(&c); err != nil {
 		return 0, 0, false
 	}
 	f := strings.Fields(content)

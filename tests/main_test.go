@@ -6,6 +6,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,6 +19,30 @@ import (
 )
 
 func TestMain(m *testing.M) { harness.RunMain(m) }
+
+// stmtTimeout bounds each statement or backend call a test makes itself against MariaDB:
+// one that stopped answering fails the test with the statement's error instead of hanging
+// the suite until go test's -timeout (the driver's own read timeout is minutes).
+const stmtTimeout = 30 * time.Second
+
+// within returns what ch gives within d, or fails the test saying what did not happen.
+func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("%s: not within %v", what, d)
+		panic("unreachable")
+	}
+}
+
+// stmtCtx is a context that ends after stmtTimeout, or with the test.
+func stmtCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), stmtTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
 
 const zone = "example.com."
 

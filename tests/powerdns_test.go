@@ -381,13 +381,13 @@ func zoneRows(t *testing.T, db *sql.DB, id int64, zone string) map[string]int {
 	counts := map[string]int{}
 	for _, table := range []string{"records", "domainmetadata", "comments", "cryptokeys"} {
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM `+table+` WHERE domain_id = ?`, id).Scan(&n); err != nil {
+		if err := db.QueryRowContext(stmtCtx(t), `SELECT COUNT(*) FROM `+table+` WHERE domain_id = ?`, id).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		counts[table] = n
 	}
 	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM domains WHERE name = ?`, strings.TrimSuffix(zone, ".")).Scan(&n); err != nil {
+	if err := db.QueryRowContext(stmtCtx(t), `SELECT COUNT(*) FROM domains WHERE name = ?`, strings.TrimSuffix(zone, ".")).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	counts["domains"] = n
@@ -410,7 +410,7 @@ func TestPDNS03Delete(t *testing.T) {
 	}
 	db := e.m.DB(t, e.dbname)
 	var id int64
-	if err := db.QueryRow(`SELECT id FROM domains WHERE name = 'example.com'`).Scan(&id); err != nil {
+	if err := db.QueryRowContext(stmtCtx(t), `SELECT id FROM domains WHERE name = 'example.com'`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
 	for _, stmt := range []string{
@@ -418,7 +418,7 @@ func TestPDNS03Delete(t *testing.T) {
 		`INSERT INTO comments (domain_id, name, type, modified_at, account, comment) VALUES (?, 'www.example.com', 'A', 0, 'ops', 'web')`,
 		`INSERT INTO cryptokeys (domain_id, flags, active, content) VALUES (?, 257, 1, 'Private-key-format: v1.2')`,
 	} {
-		if _, err := db.Exec(stmt, id); err != nil {
+		if _, err := db.ExecContext(stmtCtx(t), stmt, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -457,17 +457,18 @@ func TestPDNS04DatabaseDownMidReplace(t *testing.T) {
 	db := e.m.DB(t, e.dbname)
 	// The replace is in its middle once half of the new version's rows are written, as a
 	// session reading uncommitted rows sees.
-	writing := make(chan struct{})
+	writing := make(chan bool, 1)
 	go func() {
-		defer close(writing)
-		harness.Eventually(30*time.Second, 5*time.Millisecond, func() bool {
+		writing <- harness.Eventually(30*time.Second, 5*time.Millisecond, func() bool {
+			ctx, cancel := context.WithTimeout(ctx, stmtTimeout)
+			defer cancel()
 			tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadUncommitted, ReadOnly: true})
 			if err != nil {
 				return false
 			}
 			defer tx.Rollback()
 			var written int
-			tx.QueryRow(`SELECT COUNT(*) FROM records WHERE type = 'TXT' AND content LIKE '"serial 2 %'`).Scan(&written)
+			tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE type = 'TXT' AND content LIKE '"serial 2 %'`).Scan(&written)
 			return written > n/4 // a TXT record every other one
 		})
 	}()
@@ -477,12 +478,15 @@ func TestPDNS04DatabaseDownMidReplace(t *testing.T) {
 		done <- b.Replace(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 2, n), 1000)...))
 	}()
 	select {
-	case <-writing:
+	case ok := <-writing:
+		if !ok {
+			t.Fatal("the replace not seen writing the new version within 30 s")
+		}
 	case err := <-done:
 		t.Fatalf("Replace ended (%v) before MariaDB could be stopped in its middle", err)
 	}
 	e.m.Kill(t)
-	err := <-done
+	err := within(t, done, 2*time.Minute, "Replace ending after MariaDB was killed")
 	if err == nil {
 		t.Fatal("Replace succeeded although MariaDB was killed in its middle")
 	}
@@ -497,7 +501,7 @@ func TestPDNS04DatabaseDownMidReplace(t *testing.T) {
 		t.Fatalf("after the restart Serial = %d, %v; want the old version 1", serial, err)
 	}
 	var rows int
-	e.m.DB(t, e.dbname).QueryRow(`SELECT COUNT(*) FROM records`).Scan(&rows)
+	e.m.DB(t, e.dbname).QueryRowContext(ctx, `SELECT COUNT(*) FROM records`).Scan(&rows)
 	if rows != n+2 {
 		t.Errorf("%d rows after the restart, want the old version's %d", rows, n+2)
 	}
@@ -541,7 +545,7 @@ func TestPDNS04EngineRetriesAfterOutage(t *testing.T) {
 	expectBytes(t, "CREATE", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf400))
 	db := e.m.DB(t, e.dbname)
 	var before int
-	db.QueryRow(`SELECT COUNT(*) FROM records`).Scan(&before)
+	db.QueryRowContext(stmtCtx(t), `SELECT COUNT(*) FROM records`).Scan(&before)
 
 	z2 := z.Next(0, 10)
 	p.SetZone(t, zone, z2.Text())
@@ -550,13 +554,15 @@ func TestPDNS04EngineRetriesAfterOutage(t *testing.T) {
 	midway := make(chan bool, 1)
 	go func() {
 		midway <- harness.Eventually(30*time.Second, 2*time.Millisecond, func() bool {
-			tx, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelReadUncommitted, ReadOnly: true})
+			ctx, cancel := context.WithTimeout(t.Context(), stmtTimeout)
+			defer cancel()
+			tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadUncommitted, ReadOnly: true})
 			if err != nil {
 				return false
 			}
 			defer tx.Rollback()
 			var rows int
-			tx.QueryRow(`SELECT COUNT(*) FROM records`).Scan(&rows)
+			tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM records`).Scan(&rows)
 			return rows < before/2
 		})
 	}()
@@ -574,14 +580,15 @@ func TestPDNS04EngineRetriesAfterOutage(t *testing.T) {
 	e.m.Start(t)
 	// One snapshot of the zone: the old version, complete (or, if the engine's retry
 	// was quicker than this check, the new one, complete), never a mix.
-	tx, err := db.BeginTx(context.Background(), &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	ctx := stmtCtx(t)
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rows int
 	var soa string
-	tx.QueryRow(`SELECT COUNT(*) FROM records`).Scan(&rows)
-	tx.QueryRow(`SELECT content FROM records WHERE type = 'SOA'`).Scan(&soa)
+	tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM records`).Scan(&rows)
+	tx.QueryRowContext(ctx, `SELECT content FROM records WHERE type = 'SOA'`).Scan(&soa)
 	tx.Rollback()
 	switch serial, _ := strconv.Atoi(strings.Fields(soa + " x x x")[2]); {
 	case serial == 1 && rows == before:
@@ -611,14 +618,16 @@ func TestPDNS05NotOwned(t *testing.T) {
 		`INSERT INTO records (domain_id, name, type, content, ttl, prio, auth) SELECT id, 'example.com', 'SOA', 'ns1.example.com hostmaster.example.com 77 3600 600 86400 300', 3600, 0, 1 FROM domains`,
 		`INSERT INTO records (domain_id, name, type, content, ttl, prio, auth) SELECT id, 'www.example.com', 'A', '198.51.100.7', 300, 0, 1 FROM domains`,
 	} {
-		if _, err := db.Exec(stmt); err != nil {
+		if _, err := db.ExecContext(stmtCtx(t), stmt); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var id int64
-	db.QueryRow(`SELECT id FROM domains WHERE name = 'example.com'`).Scan(&id)
+	db.QueryRowContext(stmtCtx(t), `SELECT id FROM domains WHERE name = 'example.com'`).Scan(&id)
 	snapshot := func() string {
-		rows, err := db.Query(`SELECT CONCAT_WS('|', name, type, content, ttl, prio, auth) FROM records WHERE domain_id = ?`, id)
+		ctx, cancel := context.WithTimeout(t.Context(), stmtTimeout)
+		defer cancel()
+		rows, err := db.QueryContext(ctx, `SELECT CONCAT_WS('|', name, type, content, ttl, prio, auth) FROM records WHERE domain_id = ?`, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -631,7 +640,7 @@ func TestPDNS05NotOwned(t *testing.T) {
 		}
 		sort.Strings(out)
 		var acct string
-		db.QueryRow(`SELECT CONCAT_WS('|', name, type, account) FROM domains WHERE id = ?`, id).Scan(&acct)
+		db.QueryRowContext(ctx, `SELECT CONCAT_WS('|', name, type, account) FROM domains WHERE id = ?`, id).Scan(&acct)
 		return acct + "\n" + strings.Join(out, "\n")
 	}
 	before := snapshot()
@@ -717,7 +726,7 @@ func TestPDNSDNSSECRectify(t *testing.T) {
 		// ENT rows keep a NULL ordername in NSEC mode: rectify-zone only orders them for
 		// NSEC3, where they need hashes of their own.
 		var n int
-		db.QueryRow(`SELECT COUNT(*) FROM records WHERE auth = 1 AND ordername IS NULL AND type IS NOT NULL`).Scan(&n)
+		db.QueryRowContext(stmtCtx(t), `SELECT COUNT(*) FROM records WHERE auth = 1 AND ordername IS NULL AND type IS NOT NULL`).Scan(&n)
 		return n
 	}
 	signedDenial := func(what string) {
@@ -802,7 +811,7 @@ www.dup.test. 300 IN A 192.0.2.2
 	db := e.m.DB(t, e.dbname)
 	rowsOf := func(name string) int {
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM records WHERE name = ? AND type IS NOT NULL`, name).Scan(&n); err != nil {
+		if err := db.QueryRowContext(stmtCtx(t), `SELECT COUNT(*) FROM records WHERE name = ? AND type IS NOT NULL`, name).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -875,7 +884,7 @@ func TestPDNSNameIndex(t *testing.T) {
 	db := e.m.DB(t, e.dbname)
 	indexed := func() bool {
 		var n int
-		if err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.STATISTICS
+		if err := db.QueryRowContext(stmtCtx(t), `SELECT COUNT(*) FROM information_schema.STATISTICS
 			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'records' AND INDEX_NAME = 'dnsagent_parent'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}

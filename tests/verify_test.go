@@ -6,7 +6,6 @@ package tests
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,7 +56,7 @@ func verifyCase(t *testing.T, a *harness.Agent, p *harness.Primary, soaChange st
 	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	check, err := exec.Command(harness.LookPath("named-checkzone"), zone, path).CombinedOutput()
+	check, err := harness.RunTool(30*time.Second, harness.LookPath("named-checkzone"), zone, path)
 	if err != nil {
 		t.Fatalf("named-checkzone refuses the dump: %v\n%s", err, check)
 	}
@@ -84,7 +83,7 @@ func TestVerify1PowerDNS(t *testing.T) {
 	create(t, a, 0x1601)
 	db := pe.m.DB(t, pe.dbname)
 	verifyCase(t, a, p, "", 1, func() {
-		res, err := db.Exec(`UPDATE records SET content = '192.0.2.99' WHERE name = ? AND type = 'A'`,
+		res, err := db.ExecContext(stmtCtx(t), `UPDATE records SET content = '192.0.2.99' WHERE name = ? AND type = 'A'`,
 			"r0."+strings.TrimSuffix(zone, "."))
 		if n, _ := res.RowsAffected(); err != nil || n != 1 {
 			t.Fatalf("changing the row: %v (%d rows)", err, n)

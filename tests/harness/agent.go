@@ -369,14 +369,16 @@ func RunAgentCommand(t testing.TB, timeout time.Duration, args ...string) (int, 
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	var err error
+	done := make(chan struct{})
+	go func() {
+		err = cmd.Wait()
+		close(done)
+	}()
 	select {
-	case err = <-done:
+	case <-done:
 	case <-time.After(timeout):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		kill(cmd, done)
 		return -1, out.String()
 	}
 	if err == nil {

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -148,10 +147,7 @@ func (s *Server) SetZone(t testing.TB, zone, text string) {
 
 // control runs a control tool (knotc, nsd-control) for at most 10 s.
 func control(bin string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	return string(out), err
+	return RunTool(10*time.Second, bin, args...)
 }
 
 // writeNewer writes a file atomically with an mtime after the one it replaces: knotd and

@@ -189,7 +189,9 @@ func flooderBinary() (string, error) {
 			return
 		}
 		flooder.bin = filepath.Join(dir, "flooder")
-		cmd := exec.Command("go", "build", "-o", flooder.bin, "github.com/dnsagent/dnsagent/tests/harness/flooder")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", flooder.bin, "github.com/dnsagent/dnsagent/tests/harness/flooder")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			flooder.err = fmt.Errorf("go build flooder: %v\n%s", err, out)

@@ -9,6 +9,7 @@ package harness
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -242,17 +243,47 @@ func isClosed(done <-chan struct{}) bool {
 // not hang the test.
 const waitDelay = 10 * time.Second
 
+// killWait bounds the wait for a process killed with SIGKILL to be reaped: one stuck in
+// the kernel (uninterruptible I/O on a loaded disk) must not hang the test binary.
+const killWait = 30 * time.Second
+
+// kill sends SIGKILL to the process group of cmd (started with Setpgid) and waits, at
+// most killWait, until done is closed; it reports whether it was.
+func kill(cmd *exec.Cmd, done <-chan struct{}) bool {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-done:
+		return true
+	case <-time.After(killWait):
+		return false
+	}
+}
+
 // terminate asks a process the harness started (in its own process group) to end with
 // SIGTERM and kills the group if it has not after grace; it returns once the process has
-// exited (done closed) and reports whether it had to be killed.
+// exited (done closed), or killWait after the kill, and reports whether it had to be
+// killed.
 func terminate(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) (killed bool) {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
 		return false
 	case <-time.After(grace):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		kill(cmd, done)
 		return true
 	}
+}
+
+// RunTool runs a command-line tool (rndc, delv, named-checkzone...) for at most timeout
+// and returns its combined output; a tool that hangs is killed and named in the error.
+func RunTool(timeout time.Duration, bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.WaitDelay = waitDelay
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%s %v still running after %v: %w", filepath.Base(bin), args, timeout, err)
+	}
+	return string(out), err
 }

@@ -204,8 +204,9 @@ func (m *MariaDB) Kill(t testing.TB) {
 	m.stopped = true
 	cmd, done := m.cmd, m.done
 	m.mu.Unlock()
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-done
+	if !kill(cmd, done) {
+		t.Fatalf("mariadbd on %s still running %v after SIGKILL", m.Addr(), killWait)
+	}
 }
 
 func (m *MariaDB) stop(onPurpose bool) {
