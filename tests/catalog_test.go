@@ -211,7 +211,7 @@ func (e *catalogEnv) stillServed(zone string) {
 // status reads /catalogs/NAME from the agent's HTTP endpoint.
 func (e *catalogEnv) status() catalog.Detail {
 	e.t.Helper()
-	resp, err := http.Get("http://" + e.a.Config.MetricsListen + "/catalogs/" + catalogName)
+	resp, err := catalogHTTP.Get("http://" + e.a.Config.MetricsListen + "/catalogs/" + catalogName)
 	if err != nil {
 		e.t.Fatalf("GET /catalogs: %v", err)
 	}
@@ -394,9 +394,13 @@ func TestCatalogAT4MassRemovalGuard(t *testing.T) {
 	}
 }
 
+// catalogHTTP reads the agent's HTTP endpoint; an agent that stops answering fails the
+// test instead of hanging it.
+var catalogHTTP = http.Client{Timeout: 10 * time.Second}
+
 func catalogHTTPGet(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := catalogHTTP.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
