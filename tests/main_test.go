@@ -38,8 +38,12 @@ func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 }
 
 // stmtCtx is a context that ends after stmtTimeout, or with the test.
-func stmtCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), stmtTimeout)
+func stmtCtx(t *testing.T) context.Context { return boundedCtx(t, stmtTimeout) }
+
+// boundedCtx is a context that ends after d, or with the test: for a test's series of
+// backend calls, where t.Context() alone would let one hang until go test's -timeout.
+func boundedCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
 }

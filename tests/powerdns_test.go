@@ -129,7 +129,7 @@ func TestPDNSRecordTypes(t *testing.T) {
 	e := startPDNSEnv(t, harness.PDNSOptions{})
 	b := e.backend(t)
 	rrs := pdnsParse(t, pdnsTypesZone)
-	if err := b.Create(t.Context(), "types.test.", backendtest.Stream(rrs)); err != nil {
+	if err := b.Create(stmtCtx(t), "types.test.", backendtest.Stream(rrs)); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	for _, want := range rrs {
@@ -165,7 +165,7 @@ func TestPDNSRecordTypes(t *testing.T) {
 			t.Fatalf("%s: %v", c.line, err)
 		}
 		zone := append(slices.Clone(rrs[:3]), rr)
-		err = b.Replace(t.Context(), "types.test.", backendtest.Stream(zone))
+		err = b.Replace(stmtCtx(t), "types.test.", backendtest.Stream(zone))
 		if err == nil || !strings.Contains(err.Error(), c.why) {
 			t.Errorf("Replace with %s: %v, want a refusal saying %q", c.line, err, c.why)
 		}
@@ -662,7 +662,7 @@ func TestPDNS05NotOwned(t *testing.T) {
 		t.Errorf("the operator's zone changed:\nbefore %s\nafter  %s", before, after)
 	}
 	b := e.backend(t)
-	if zones, err := b.Zones(t.Context()); err != nil || len(zones) != 0 {
+	if zones, err := b.Zones(stmtCtx(t)); err != nil || len(zones) != 0 {
 		t.Errorf("Zones = %v, %v; want none", zones, err)
 	}
 	if r := e.p.Query(t, "www.example.com.", dns.TypeA); len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "198.51.100.7") {
@@ -706,7 +706,7 @@ func TestPDNSDNSSECRectify(t *testing.T) {
 	}
 	defer b.Close()
 	const zone = "signed.test."
-	ctx := t.Context()
+	ctx := boundedCtx(t, 2*time.Minute)
 	if err := b.Create(ctx, zone, backendtest.Stream(backendtest.Zone(zone, 1, 10))); err != nil {
 		t.Fatal(err)
 	}
@@ -785,7 +785,7 @@ func TestPDNSDuplicatesAndNetChange(t *testing.T) {
 	t.Parallel()
 	e := startPDNSEnv(t, harness.PDNSOptions{})
 	b := e.backend(t)
-	ctx := t.Context()
+	ctx := boundedCtx(t, 2*time.Minute)
 	const zone = "dup.test."
 	soa := func(serial uint32) *dns.SOA {
 		return pdnsParse(t, fmt.Sprintf("dup.test. 3600 IN SOA ns1.dup.test. hostmaster.dup.test. %d 3600 600 86400 300", serial))[0].(*dns.SOA)
@@ -898,7 +898,7 @@ func TestPDNSNameIndex(t *testing.T) {
 	}
 	defer off.Close()
 	const zone = "idx.test."
-	ctx := t.Context()
+	ctx := boundedCtx(t, 2*time.Minute)
 	if err := off.Create(ctx, zone, backendtest.Stream(backendtest.Zone(zone, 1, 50))); err != nil {
 		t.Fatal(err)
 	}
