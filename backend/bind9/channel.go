@@ -103,6 +103,9 @@ const (
 )
 
 var keyStatement = regexp.MustCompile(`(?s)key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;`)
+
+// confComment matches a quoted string or a comment of named.conf's syntax.
+var confComment = regexp.MustCompile(`(?s)"[^"]*"|/\*.*?\*/|//[^\n]*|#[^\n]*`)
 var keyField = regexp.MustCompile(`(?s)\b(algorithm|secret)\s+"?([^";\s]+)"?\s*;`)
 
 // ReadKeyFile reads the first key statement of an rndc key file (rndc-confgen -a's
@@ -113,7 +116,13 @@ func ReadKeyFile(path string) (ChannelKey, error) {
 		return ChannelKey{}, err
 	}
 	// Comments (#, //, /* */) never hold a key here; drop them so they cannot confuse.
-	text := regexp.MustCompile(`(?s)/\*.*?\*/|//[^\n]*|#[^\n]*`).ReplaceAllString(string(data), "")
+	// Quoted strings are kept whole: a base64 secret may hold "//".
+	text := confComment.ReplaceAllStringFunc(string(data), func(s string) string {
+		if strings.HasPrefix(s, `"`) {
+			return s
+		}
+		return ""
+	})
 	m := keyStatement.FindStringSubmatch(text)
 	if m == nil {
 		return ChannelKey{}, fmt.Errorf("%s: no key statement", path)
