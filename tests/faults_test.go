@@ -50,8 +50,11 @@ func TestAT06SlowPrimaryNotifyAnsweredAtOnce(t *testing.T) {
 		if rtt > slowest {
 			slowest = rtt
 		}
-		if rtt >= 100*time.Millisecond {
-			t.Errorf("NOTIFY %d answered in %v (want < 100 ms: the transfer must not run inside the request)", i, rtt)
+		// A transfer run inside the request would hold the answer 3 s; a third of that is
+		// "at once" with room for a loaded machine (357 ms was seen with -race on 2 busy
+		// cores), where 100 ms was not.
+		if rtt >= time.Second {
+			t.Errorf("NOTIFY %d answered in %v (want < 1 s, the transfer held 3 s: it must not run inside the request)", i, rtt)
 		}
 		time.Sleep(150 * time.Millisecond) // spread the NOTIFYs over the held transfer
 	}
