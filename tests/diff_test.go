@@ -92,14 +92,22 @@ func lastApply(t *testing.T, a *harness.Agent, serial uint32) (logged, status di
 			logged = l.diffLine
 		}
 	}
+	// /zones/NAME shows the transfer once the check that made it has ended, a moment
+	// after its log line: wait for it.
 	var st struct {
-		LastTransfer diffLine `json:"last_transfer"`
+		LastTransfer struct {
+			diffLine
+			To uint32 `json:"serial_to"`
+		} `json:"last_transfer"`
 	}
-	_, body := httpGet(t, a, "/zones/"+zone)
-	if !jsonLine(body, &st) {
-		t.Fatalf("/zones/%s: %s", zone, body)
+	var body string
+	if !harness.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+		_, body = httpGet(t, a, "/zones/"+zone)
+		return jsonLine(body, &st) && st.LastTransfer.To == serial
+	}) {
+		t.Errorf("/zones/%s does not show the transfer to serial %d: %s", zone, serial, body)
 	}
-	return logged, st.LastTransfer
+	return logged, st.LastTransfer.diffLine
 }
 
 func wantDiff(t *testing.T, a *harness.Agent, serial uint32, deleted, added int) {

@@ -18,7 +18,7 @@ import (
 )
 
 // TestGaleraFailoverStagedReplace is issue 18's Galera test: a 3-node cluster on loopback
-// whose wsrep_max_ws_rows (100,000) a 200,000-record zone exceeds in one transaction;
+// whose wsrep_max_ws_rows (10,000) a 20,000-record zone exceeds in one transaction;
 // the powerdns backend writes to node 1 (hosts = node1, node2, node3), pdns_server reads
 // node 3. Create and full replace are staged (stage.go), an incremental change is one
 // transaction; node 1 is killed in the middle of the replace and the backend finishes
@@ -28,7 +28,10 @@ import (
 func TestGaleraFailoverStagedReplace(t *testing.T) {
 	t.Parallel()
 	began := time.Now()
-	g := harness.StartGalera(t, 3, "--wsrep-max-ws-rows=100000")
+	// 20,000 records against 10,000 rows a write set stage the loads as 200,000 against
+	// 100,000 did, in a fifth of the time (the larger size took 4.5 minutes of a loaded CI
+	// run).
+	g := harness.StartGalera(t, 3, "--wsrep-max-ws-rows=10000")
 	n1, n2, n3 := g.Nodes[0], g.Nodes[1], g.Nodes[2]
 	dbname := n1.NewPDNSDatabase(t)
 	t.Logf("cluster of 3 synced, schema loaded: %v", time.Since(began).Round(time.Millisecond))
@@ -53,7 +56,7 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	// Every statement ends within the test's budget, even on a cluster that stops answering.
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	const zone, n = "big.example.", 200000
+	const zone, n = "big.example.", 20000
 	rows := map[uint32]int{} // serial -> rows of the complete version
 	var mu sync.Mutex
 
@@ -87,7 +90,7 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	count := func(serial uint32) {
 		// Node 2 applies what node 1 committed a moment later.
 		var c int
-		ok := harness.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+		ok := harness.Eventually(30*time.Second, 20*time.Millisecond, func() bool {
 			var got uint32
 			got, c, _ = zoneVersion(ctx, dbs[1])
 			return got == serial
@@ -106,7 +109,7 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	}
 	t.Logf("Create (staged): %v", time.Since(start).Round(time.Millisecond))
 	count(1)
-	if _, ok := servedSerial(p.Addr(), zone, 1, 10*time.Second); !ok {
+	if _, ok := servedSerial(p.Addr(), zone, 1, 30*time.Second); !ok {
 		t.Fatal("pdns_server on node 3 does not serve serial 1")
 	}
 
@@ -122,11 +125,13 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	}
 	t.Logf("Apply: %v", time.Since(start).Round(time.Millisecond))
 	count(2)
-	if _, ok := servedSerial(p.Addr(), zone, 2, 10*time.Second); !ok {
+	if _, ok := servedSerial(p.Addr(), zone, 2, 30*time.Second); !ok {
 		t.Fatal("pdns_server on node 3 does not serve serial 2")
 	}
 
-	// The full replace, node 1 killed once a quarter of the new version is staged.
+	// The full replace, node 1 killed once its first staged transaction (a quarter of the
+	// write-set limit, 2,500 rows of 20,000) is committed: early, so that the replace has
+	// most of its work left when the node goes.
 	staged := make(chan bool, 1)
 	go func() {
 		staged <- harness.Eventually(60*time.Second, 10*time.Millisecond, func() bool {
@@ -134,7 +139,7 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 			defer cancel()
 			var c int
 			dbs[0].QueryRowContext(ctx, `SELECT COUNT(*) FROM records r JOIN domains d ON d.id = r.domain_id WHERE d.name LIKE 'staging-%'`).Scan(&c)
-			return c > n/4
+			return c > 0
 		})
 	}()
 	done := make(chan error, 1)
@@ -145,7 +150,7 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	select {
 	case ok := <-staged:
 		if !ok {
-			t.Fatal("a quarter of the new version not seen staged on node 1 within 60 s")
+			t.Fatal("no staged row of the new version seen on node 1 within 60 s")
 		}
 	case err := <-done:
 		t.Fatalf("Replace ended (%v) before node 1 could be killed in its middle", err)
@@ -153,20 +158,24 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	n1.Kill(t)
 	killed := time.Since(start)
 	// pdns_server on node 3 still answers the old complete version (once node 3 is back in
-	// the primary component: it leaves it for a moment while the cluster notices the loss).
-	if _, ok := servedSerial(p.Addr(), zone, 2, 10*time.Second); !ok {
+	// the primary component: it leaves it while the cluster notices the loss, which took
+	// more than 10 s on a loaded machine; the replace cannot finish before either).
+	if _, ok := servedSerial(p.Addr(), zone, 2, 60*time.Second); !ok {
 		t.Errorf("while the replace runs on: pdns_server on node 3 does not serve serial 2")
 	}
-	if r := p.Query(t, fmt.Sprintf("host-%d.%s", n-1, zone), dns.TypeTXT); len(r.Answer) != 1 ||
-		!strings.Contains(r.Answer[0].String(), "serial 1 record") {
-		t.Errorf("last record of the old version on node 3: %v", r.Answer)
+	last := fmt.Sprintf("host-%d.%s", n-1, zone)
+	if r := p.Query(t, last, dns.TypeTXT); len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "serial 1 record") {
+		// Once seen on a loaded CI run (an empty answer, nothing in pdns_server's log): say
+		// what node 3 held then.
+		t.Errorf("last record of the old version on node 3: %s %v; node 3's rows for it: %s",
+			dns.RcodeToString[r.Rcode], r.Answer, rowsNamed(ctx, dbs[2], strings.TrimSuffix(last, ".")))
 	}
 	if err := within(t, done, 3*time.Minute, "Replace ending after node 1 was killed"); err != nil {
 		t.Fatalf("Replace with node 1 killed after %v: %v", killed, err)
 	}
 	t.Logf("Replace (staged, node 1 killed after %v): %v", killed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	count(3)
-	if _, ok := servedSerial(p.Addr(), zone, 3, 10*time.Second); !ok {
+	if _, ok := servedSerial(p.Addr(), zone, 3, 30*time.Second); !ok {
 		t.Fatal("pdns_server on node 3 does not serve serial 3")
 	}
 	if r := p.Query(t, fmt.Sprintf("host-%d.%s", n-1, zone), dns.TypeTXT); len(r.Answer) != 1 ||
@@ -198,7 +207,7 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	// Galera applies other nodes' commits a moment after they are certified: wait for the
 	// retired version's last deletes to arrive here.
 	var left int
-	harness.Eventually(10*time.Second, 100*time.Millisecond, func() bool {
+	harness.Eventually(30*time.Second, 100*time.Millisecond, func() bool {
 		ctx, cancel := context.WithTimeout(ctx, stmtTimeout)
 		defer cancel()
 		dbs[1].QueryRowContext(ctx, `SELECT COUNT(*) FROM records`).Scan(&left)
@@ -208,6 +217,25 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 		t.Errorf("%d rows in records after the replace, want %d (retired or staged rows left)", left, n+2)
 	}
 	t.Logf("whole test: %v", time.Since(began).Round(time.Millisecond))
+}
+
+// rowsNamed describes the records rows of name, with their zone's name.
+func rowsNamed(ctx context.Context, db *sql.DB, name string) string {
+	ctx, cancel := context.WithTimeout(ctx, stmtTimeout)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, `SELECT d.name, r.type, r.content FROM records r JOIN domains d ON d.id = r.domain_id
+		WHERE r.name = ?`, name)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var d, typ, content sql.NullString
+		rows.Scan(&d, &typ, &content)
+		out = append(out, fmt.Sprintf("%s %s %q", d.String, typ.String, content.String))
+	}
+	return fmt.Sprint(out, rows.Err())
 }
 
 // zoneVersion reads the zone's SOA serial and row count in one snapshot.
