@@ -124,8 +124,10 @@ func TestMasters2bcDisagreeingMastersNotifyNotLost(t *testing.T) {
 
 // Item 3: a master hangs on IXFR (and would on AXFR) while another master serves the same
 // version: the new version arrives after one transfer_stall_timeout, from the other master,
-// and the hung one is never asked for an AXFR. The hung master answers its SOA query first
-// and comes first in masters, so it is tried first; the NOTIFY comes from 127.0.0.3.
+// and the hung one is never asked for an AXFR. The hung master comes first in masters, so
+// it is tried first; the NOTIFY comes from 127.0.0.3. Neither master's SOA answer is
+// delayed: one arriving 250 ms (the answer grace) after the other's leaves that master
+// out of the check, which a 100 ms delay on a loaded machine can.
 func TestMasters3HungIXFRFallsBackToOtherMaster(t *testing.T) {
 	t.Parallel()
 	const stall = 2 * time.Second
@@ -135,7 +137,6 @@ func TestMasters3HungIXFRFallsBackToOtherMaster(t *testing.T) {
 	a := mastersAgent(t, []string{hungPx.Addr(), goodPx.Addr()}, map[string]string{"transfer_stall_timeout": "2", "min_check_interval": "0"})
 	hang := harness.DNSFault{Hang: true}
 	hungPx.SetMode(harness.DNSProxyMode{IXFR: hang, AXFR: hang})
-	goodPx.SetMode(harness.DNSProxyMode{Other: harness.DNSFault{Delay: 100 * time.Millisecond}})
 	axfrs := hungPx.AXFRs()
 	z = z.Next(5, 5)
 	for _, p := range ps {
@@ -144,7 +145,9 @@ func TestMasters3HungIXFRFallsBackToOtherMaster(t *testing.T) {
 	mastersNotify(t, a, "127.0.0.3", 0x1203)
 	took := mastersExpect(t, a, ps[1], z.Serial, 4*stall)
 	t.Logf("applied %v after the NOTIFY (transfer_stall_timeout %v)", took, stall)
-	if took > stall*3/2 {
+	// Two stalls (the hung master's AXFR too, or a retry) take 4 s at least; what is
+	// left of that is slack for a loaded machine.
+	if took >= 2*stall {
 		t.Errorf("new version applied %v after the NOTIFY, want about one transfer_stall_timeout (%v), not two", took, stall)
 	}
 	if n := hungPx.AXFRs() - axfrs; n != 0 || hungPx.IXFRs() != 1 {

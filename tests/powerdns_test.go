@@ -336,9 +336,11 @@ func TestPDNS01CreateServedLikePrimary(t *testing.T) {
 
 	req := harness.CreateMsg(0x0101, zone)
 	expectBytes(t, "CREATE", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf400))
-	took, ok := pdnsServed(e, zone, 1, 5*time.Second)
-	if !ok || took > time.Second {
-		t.Fatalf("pdns_server served the new zone %v after the CREATE reply (served: %v), want within 1 s", took, ok)
+	// The zone cache runs (300 s): without the agent's rediscover the zone would not be
+	// served for minutes. 10 s tells that apart on a loaded machine; it takes milliseconds.
+	took, ok := pdnsServed(e, zone, 1, 10*time.Second)
+	if !ok {
+		t.Fatalf("pdns_server does not serve the new zone 10 s after the CREATE reply")
 	}
 	t.Logf("pdns_server served the zone %v after the CREATE reply", took)
 
