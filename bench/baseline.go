@@ -27,15 +27,20 @@ func (r *Results) Targets13() []Check {
 		cs = append(cs, Check{Target: fmt.Sprintf("%s, %s: ≤ %.1f×", target, sz, limit),
 			Measured: fmt.Sprintf("%s / %s = %.2f×", fmtDur(d), fmtDur(rd), x), Met: x <= limit})
 	}
-	ratio("10-record change as a full zone → served, powerdns ≤ 1.5 × raw AXFR read", agPDNS+fullZone, limAXFR, 1.5)
+	// The raw read taken beside the agents' runs, when there is one: the same load.
+	axfr, beside := limAXFR, ""
+	if r.median(limAXFRBy, n) > 0 {
+		axfr, beside = limAXFRBy, " (read just before each run)"
+	}
+	ratio("10-record change as a full zone → served, powerdns ≤ 1.5 × raw AXFR read"+beside, agPDNS+fullZone, axfr, 1.5)
 	if d, rd := r.median(agPDNS+fullZone, n), r.median(agPDNSOff, n); d > 0 && rd > 0 {
 		x := float64(rd) / float64(d)
 		cs = append(cs, Check{Target: fmt.Sprintf("10-record change as a full zone, powerdns ≥ 10 × faster than its full replace (index off, same run), %s", sz),
 			Measured: fmt.Sprintf("%s vs %s = %.1f× faster", fmtDur(d), fmtDur(rd), x), Met: x >= 10})
 	}
-	ratio("10-record change as a full zone → served, bind9 update mode ≤ 1.3 × raw AXFR read", agUpdate+fullZone, limAXFR, 1.3)
-	ratio("10-record change as a full zone → served, file ≤ 1.2 × raw AXFR read", agFile+fullZone, limAXFR, 1.2)
-	if d, rd := r.median(agReload+fullZone, n), r.median(limAXFR, n); d > 0 && rd > 0 {
+	ratio("10-record change as a full zone → served, bind9 update mode ≤ 1.3 × raw AXFR read"+beside, agUpdate+fullZone, axfr, 1.3)
+	ratio("10-record change as a full zone → served, file ≤ 1.2 × raw AXFR read"+beside, agFile+fullZone, axfr, 1.2)
+	if d, rd := r.median(agReload+fullZone, n), r.median(axfr, n); d > 0 && rd > 0 {
 		cs = append(cs, Check{Target: fmt.Sprintf("10-record change as a full zone → served, bind9 reload mode, %s (no target: named reloads the whole file)", sz),
 			Measured: fmt.Sprintf("%s / %s = %.2f× raw AXFR read", fmtDur(d), fmtDur(rd), float64(d)/float64(rd)), Info: true})
 	}

@@ -41,6 +41,7 @@ func (o Options) has(c string) bool { return len(o.Cases) == 0 || o.Cases[c] }
 // KEY.full and KEY.ixfr.
 const (
 	limAXFR      = "limit.axfr"
+	limAXFRBy    = "limit.axfr.beside" // the raw AXFR read again just before each agent's fullzone run
 	limCheckzone = "limit.checkzone"
 	limBulk      = "limit.bulkload"
 	peerNamed    = "peer.named"
