@@ -56,45 +56,48 @@ func checkBytes(t *testing.T, rr dns.RR, fast map[uint16]bool) (string, bool) {
 	return string(line), ok
 }
 
+// sampleLines are records of every type appendCommon writes, with the edge cases of its
+// escaping, and of types and names it leaves to rr.String().
+var sampleLines = []string{
+	"example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. 4294967295 3600 600 86400 300",
+	"Example.COM. 0 IN NS ns1.Example.net.",
+	"www.example.com. 300 IN A 192.0.2.1",
+	"www.example.com. 300 IN A 0.0.0.0",
+	"www.example.com. 300 IN AAAA 2001:db8::1",
+	"www.example.com. 300 IN AAAA ::",
+	"www.example.com. 300 IN AAAA ::ffff:192.0.2.1",
+	"www.example.com. 300 IN AAAA 2001:db8:0:0:1:0:0:1",
+	"alias.example.com. 300 IN CNAME www.example.com.",
+	"d.example.com. 300 IN DNAME example.net.",
+	"1.2.0.192.in-addr.arpa. 300 IN PTR host.example.net.",
+	"mx.example.com. 300 IN MX 0 .",
+	"mx.example.com. 300 IN MX 65535 mail.example.net.",
+	"_sip._udp.example.com. 300 IN SRV 10 20 5060 sip.example.net.",
+	`txt.example.com. 300 IN TXT "one" "two with spaces" "semi;colon" "quote\"d" "back\\slash" "\255\000bin"`,
+	`txt.example.com. 300 IN TXT "price $5" "a;b" "" "#hash" "(paren)"`,
+	`txt.example.com. 300 IN TXT "tab\009" "\127\128" "end\\"`,
+	`txt.example.com. 300 IN TXT "` + strings.Repeat("a", 255) + `" "x"`,
+	`spf.example.com. 300 IN SPF "v=spf1 ip4:10.0.0.0/16 -all"`,
+	// names that need escaping, and a '$': rr.String() writes them
+	`a\$b.example.com. 300 IN A 192.0.2.1`,
+	`\$start.example.com. 300 IN A 192.0.2.2`,
+	`semi\;colon.example.com. 300 IN CNAME sp\ ace.example.com.`,
+	`q\"uote.example.com. 300 IN MX 5 back\\slash.example.com.`,
+	`par\(en\).example.com. 300 IN TXT "x"`,
+	`at\@.example.com. 300 IN NS a\.b.example.com.`,
+	`bin\200.example.com. 300 IN PTR x\000y.example.com.`,
+	// other classes and types: rr.String() alone
+	"version.bind. 0 CH TXT \"9.18\"",
+	"www.example.com. 300 IN HINFO \"PC\" \"Linux\"",
+	"www.example.com. 300 IN TYPE65000 \\# 2 0a0b",
+	"rrsig.example.com. 300 IN RRSIG A 13 2 300 20300101000000 20200101000000 12345 example.com. bWRzc3dV",
+}
+
 // Every type appendCommon writes itself gives the bytes rr.String() gives (with
 // Presentation's rules), and what it hands over to rr.String() is still written.
 func TestAppendPresentationMatches(t *testing.T) {
-	lines := []string{
-		"example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. 4294967295 3600 600 86400 300",
-		"Example.COM. 0 IN NS ns1.Example.net.",
-		"www.example.com. 300 IN A 192.0.2.1",
-		"www.example.com. 300 IN A 0.0.0.0",
-		"www.example.com. 300 IN AAAA 2001:db8::1",
-		"www.example.com. 300 IN AAAA ::",
-		"www.example.com. 300 IN AAAA ::ffff:192.0.2.1",
-		"www.example.com. 300 IN AAAA 2001:db8:0:0:1:0:0:1",
-		"alias.example.com. 300 IN CNAME www.example.com.",
-		"d.example.com. 300 IN DNAME example.net.",
-		"1.2.0.192.in-addr.arpa. 300 IN PTR host.example.net.",
-		"mx.example.com. 300 IN MX 0 .",
-		"mx.example.com. 300 IN MX 65535 mail.example.net.",
-		"_sip._udp.example.com. 300 IN SRV 10 20 5060 sip.example.net.",
-		`txt.example.com. 300 IN TXT "one" "two with spaces" "semi;colon" "quote\"d" "back\\slash" "\255\000bin"`,
-		`txt.example.com. 300 IN TXT "price $5" "a;b" "" "#hash" "(paren)"`,
-		`txt.example.com. 300 IN TXT "tab\009" "\127\128" "end\\"`,
-		`txt.example.com. 300 IN TXT "` + strings.Repeat("a", 255) + `" "x"`,
-		`spf.example.com. 300 IN SPF "v=spf1 ip4:10.0.0.0/16 -all"`,
-		// names that need escaping, and a '$': rr.String() writes them
-		`a\$b.example.com. 300 IN A 192.0.2.1`,
-		`\$start.example.com. 300 IN A 192.0.2.2`,
-		`semi\;colon.example.com. 300 IN CNAME sp\ ace.example.com.`,
-		`q\"uote.example.com. 300 IN MX 5 back\\slash.example.com.`,
-		`par\(en\).example.com. 300 IN TXT "x"`,
-		`at\@.example.com. 300 IN NS a\.b.example.com.`,
-		`bin\200.example.com. 300 IN PTR x\000y.example.com.`,
-		// other classes and types: rr.String() alone
-		"version.bind. 0 CH TXT \"9.18\"",
-		"www.example.com. 300 IN HINFO \"PC\" \"Linux\"",
-		"www.example.com. 300 IN TYPE65000 \\# 2 0a0b",
-		"rrsig.example.com. 300 IN RRSIG A 13 2 300 20300101000000 20200101000000 12345 example.com. bWRzc3dV",
-	}
 	fast := map[uint16]bool{}
-	for _, l := range lines {
+	for _, l := range sampleLines {
 		rr, err := dns.NewRR(l)
 		if err != nil {
 			t.Fatalf("%s: %v", l, err)
