@@ -44,6 +44,12 @@ func (r *Results) Targets13() []Check {
 		cs = append(cs, Check{Target: fmt.Sprintf("10-record change as a full zone → served, bind9 reload mode, %s (no target: named reloads the whole file)", sz),
 			Measured: fmt.Sprintf("%s / %s = %.2f× raw AXFR read", fmtDur(d), fmtDur(rd), float64(d)/float64(rd)), Info: true})
 	}
+	for _, c := range []struct{ label, key string }{{"file", agFile}, {"bind9 reload", agReload}, {"bind9 update", agUpdate}, {"powerdns", agPDNS}} {
+		if d, rd := r.median(cpuKey+c.key+fullZone, n), r.median(cpuKey+limAXFRBy, n); d > 0 && rd > 0 {
+			cs = append(cs, Check{Target: fmt.Sprintf("CPU time, %s, 10-record change as a full zone, until served (the agent's, /proc/PID/stat, 10 ms ticks) / the raw AXFR read's, %s", c.label, sz),
+				Measured: fmt.Sprintf("%s / %s = %.2f×", fmtDur(d), fmtDur(rd), float64(d)/float64(rd)), Info: true})
+		}
+	}
 	if rows := r.rows[agPDNS+fullZone][n]; len(rows) > 0 {
 		m := maxInt(rows)
 		cs = append(cs, Check{Target: fmt.Sprintf("10-record change as a full zone, powerdns: MariaDB rows written ≤ 50, %s", sz),

@@ -49,16 +49,27 @@ func (s *sizeRun) fullZoneChanges() {
 				continue // it fell behind; the notes say why
 			}
 			key := tg.key + fullZone
+			var cpu0 time.Duration
 			if tg.agent != nil {
 				// The reference read again just before: on a shared machine the ratio then
-				// compares figures taken under the same load.
+				// compares figures taken under the same load. CPU time moves less with the
+				// load than wall time: the read's (this process's) and the agent's are kept
+				// too, the agent's up to when it serves the change (its index is written after).
+				self0, _ := procCPU(os.Getpid())
 				d, _, err := rawAXFR(s.p.Addr(), s.zone)
 				if err != nil {
 					t.Fatalf("raw AXFR: %v", err)
 				}
+				self1, _ := procCPU(os.Getpid())
 				s.res.add(limAXFRBy, s.n, d)
+				s.res.add(cpuKey+limAXFRBy, s.n, self1-self0)
+				cpu0, _ = procCPU(tg.agent.pid())
 			}
 			d := s.measure(tg, key, tg.notify, s.z.Serial)
+			if tg.agent != nil {
+				cpu1, _ := procCPU(tg.agent.pid())
+				s.res.add(cpuKey+key, s.n, cpu1-cpu0)
+			}
 			if r == 0 && d > s.opt.LongRun && s.opt.Runs > 1 {
 				once[tg.key] = true
 				s.res.note("%s at %s: one run only (the first took %s, over %s)", key, sizeName(s.n), fmtDur(d), fmtDur(s.opt.LongRun))

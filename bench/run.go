@@ -42,6 +42,7 @@ func (o Options) has(c string) bool { return len(o.Cases) == 0 || o.Cases[c] }
 const (
 	limAXFR      = "limit.axfr"
 	limAXFRBy    = "limit.axfr.beside" // the raw AXFR read again just before each agent's fullzone run
+	cpuKey       = "cpu."              // before a key: CPU time (user+system) instead of wall time
 	limCheckzone = "limit.checkzone"
 	limBulk      = "limit.bulkload"
 	peerNamed    = "peer.named"
