@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/miekg/dns"
 
 	"github.com/dnsagent/dnsagent/backend"
@@ -172,24 +173,38 @@ func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *hel
 	var addedHashes []uint64 // new records the held version lacks, maybe repeated
 	var addedOffs []uint32
 	limit := int(x.maxRatio*float64(old.size())) + 1
+	var packed []byte   // the batch's records, each behind its 2-byte length
+	var hashes []uint64 // their hashes
+	var found []int     // their positions in the held table, -1 when not there
 	soa, err := backend.StreamCheck{Zone: w.zone}.Read(ctx, src, func(batch []dns.RR) error {
+		packed, hashes = packed[:0], hashes[:0]
 		for _, rr := range batch {
 			if _, ok := rr.(*dns.SOA); ok && w.soa == nil {
 				w.soa = rr.(*dns.SOA)
 				continue
 			}
-			wire, hash, err := w.canonical(rr)
-			if err != nil {
+			start := len(packed)
+			var err error
+			if packed, err = appendPacked(packed, rr); err != nil {
 				return err
 			}
-			if i := old.find(hash); i >= 0 {
+			hashes = append(hashes, xxhash.Sum64(packed[start+2:]))
+		}
+		// All the batch's lookups at once: for a big zone each is likely a cache miss, and
+		// a loop of nothing else lets the processor overlap them.
+		found = old.table.findAll(hashes, found[:0])
+		for k, off := 0, 0; k < len(hashes); k++ {
+			n := int(packed[off])<<8 | int(packed[off+1])
+			wire := packed[off+2 : off+2+n]
+			off += 2 + n
+			if i := found[k]; i >= 0 {
 				old.mark(i) // repeated or not, one RR (RFC 2181 §5)
 				continue
 			}
 			if len(addedHashes) <= limit {
-				addedHashes, addedOffs = append(addedHashes, hash), append(addedOffs, uint32(w.off))
+				addedHashes, addedOffs = append(addedHashes, hashes[k]), append(addedOffs, uint32(w.off))
 			}
-			if err := w.add(wire, hash); err != nil {
+			if err := w.add(wire, hashes[k]); err != nil {
 				return err
 			}
 		}

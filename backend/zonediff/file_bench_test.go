@@ -77,7 +77,11 @@ func (s *wireSource) Next() ([]dns.RR, error) {
 // writes a new zone with its index, "diff" applies a 10-record change delivered as the
 // full zone. The ratio metrics are the operation's time over the raw read's.
 func BenchmarkFileDiff(b *testing.B) {
-	const n = 100_000
+	b.Run("100k", func(b *testing.B) { benchmarkFileDiff(b, 100_000) })
+	b.Run("1M", func(b *testing.B) { benchmarkFileDiff(b, 1_000_000) })
+}
+
+func benchmarkFileDiff(b *testing.B, n int) {
 	name := "bench.example."
 	z1 := harness.NewZone(name, 1, n)
 	z2 := z1.Next(5, 5)

@@ -226,7 +226,6 @@ type writer struct {
 	w         *bufio.Writer
 	off       uint64
 	entries   *entryLog // the table entries of the records written, in their order
-	buf       []byte
 	soa       *dns.SOA
 	failed    bool // a record could not be indexed: no index is written
 }
@@ -241,23 +240,11 @@ func newWriter(dir, zone string) (*writer, error) {
 		entries.close()
 		return nil, err
 	}
-	return &writer{dir: dir, zone: zone, f: f, w: bufio.NewWriterSize(f, 256<<10), buf: make([]byte, 0, 512), entries: entries}, nil
+	return &writer{dir: dir, zone: zone, f: f, w: bufio.NewWriterSize(f, 256<<10), entries: entries}, nil
 }
 
 // records is how many records were written.
 func (w *writer) records() int { return w.entries.n }
-
-// canonical packs rr in its comparison form (backend.AppendCanonical) and returns the
-// bytes and their hash.
-func (w *writer) canonical(rr dns.RR) ([]byte, uint64, error) {
-	packed, err := appendPacked(w.buf[:0], rr)
-	if err != nil {
-		return nil, 0, err
-	}
-	w.buf = packed
-	wire := packed[2:]
-	return wire, xxhash.Sum64(wire), nil
-}
 
 // appendPacked appends rr's comparison form, behind its 2-byte length, to buf.
 func appendPacked(buf []byte, rr dns.RR) ([]byte, error) {

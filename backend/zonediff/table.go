@@ -49,6 +49,14 @@ func (t *table) find(hash uint64) int {
 	return -1
 }
 
+// findAll appends the position of each hash (find) to out.
+func (t *table) findAll(hashes []uint64, out []int) []int {
+	for _, h := range hashes {
+		out = append(out, t.find(h))
+	}
+	return out
+}
+
 // sorted returns the entries sorted by hash without duplicates: a counting sort on the
 // bucket bits, then each small bucket sorted in place.
 func sorted(hashes []uint64, offs []uint32) *table {
