@@ -3,6 +3,7 @@ package backend
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -471,19 +472,38 @@ func (p *Patcher) Touches(owner []byte) bool {
 	}
 	// KeyOfLine lowercases the owner with strings.ToLower; for ASCII (all Presentation
 	// writes) this is the same, without allocating.
-	p.lower = p.lower[:0]
-	for _, c := range owner {
-		if c >= 0x80 {
-			p.lower = append(p.lower[:0], strings.ToLower(string(owner))...)
-			break
+	var ascii bool
+	if p.lower, ascii = appendLowerASCII(p.lower[:0], owner); !ascii {
+		p.lower = append(p.lower[:0], strings.ToLower(string(owner))...)
+	}
+	_, ok := slices.BinarySearch(p.owners, maphash.Bytes(p.seed, p.lower))
+	return ok
+}
+
+// appendLowerASCII appends src with 'A'..'Z' lowercased, eight bytes at a time; ascii is
+// false if src has a byte over 0x7f (then dst is not finished).
+func appendLowerASCII(dst, src []byte) (_ []byte, ascii bool) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for len(src) >= 8 {
+		w := binary.LittleEndian.Uint64(src)
+		if w&highs != 0 {
+			return dst, false
+		}
+		// A byte's top bit: set by +0x3f from 'A' up, by +0x25 above 'Z'; no byte carries.
+		upper := (w + 0x3f*ones) &^ (w + 0x25*ones) & highs
+		dst = binary.LittleEndian.AppendUint64(dst, w|upper>>2)
+		src = src[8:]
+	}
+	for _, c := range src {
+		if c > 0x7f {
+			return dst, false
 		}
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		p.lower = append(p.lower, c)
+		dst = append(dst, c)
 	}
-	_, ok := slices.BinarySearch(p.owners, maphash.Bytes(p.seed, p.lower))
-	return ok
+	return dst, true
 }
 
 // SOA is the zone's SOA after the change set.
