@@ -202,7 +202,7 @@ func fileManager(tb testing.TB, p *generatedPrimary, dir string) *Manager {
 		tb.Fatal(err)
 	}
 	return NewManager(Config{Masters: []netip.AddrPort{p.addr}, Workers: 1, DialTimeout: 5 * time.Second,
-		StallTimeout: 30 * time.Second, RetryMin: time.Minute, SpoolDir: dir}, be, zap.NewNop())
+		StallTimeout: 30 * time.Second, RetryMin: time.Minute, SpoolDir: dir, checked: make(chan struct{}, 1)}, be, zap.NewNop())
 }
 
 // axfrIntoFile creates zone from p in a fresh manager over the file backend in dir,
@@ -250,11 +250,10 @@ func ixfrIntoFile(tb testing.TB, p *generatedPrimary, dir string) transferRun {
 		tb.Fatal(err)
 	}
 	var st Status
-	for deadline := start.Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if st, _ = m.Status(p.zone); st.LastTransfer != nil && st.LastTransfer.To == 2 {
-			break
-		}
-	}
+	waitCheckWithin(tb, m, 5*time.Minute, func() string { return fmt.Sprintf("no IXFR to serial 2: %+v", st) }, func() bool {
+		st, _ = m.Status(p.zone)
+		return st.LastTransfer != nil && st.LastTransfer.To == 2
+	})
 	took := time.Since(start)
 	h.Stop()
 	if s := st.LastTransfer; s == nil || s.Type != "IXFR" || s.Result != "applied" || s.Added != p.n || s.Deleted != p.n {

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -51,7 +52,7 @@ func TestIXFRAppliesChanges(t *testing.T) {
 	p.setZone(2, 96)
 	p.setZone(3, 90) // two version steps behind
 	m.Notify(ctx, "example.com.", Notify{})
-	waitSerial(t, be, "example.com.", 3)
+	waitApplied(t, m, be, "example.com.", 3)
 	m.Close()
 	sameRecords(t, be, p)
 	if sum := lastTransfer(t, m, "example.com."); sum.Type != "IXFR" || sum.From != 1 || sum.To != 3 || sum.Fallback != "" {
@@ -74,7 +75,7 @@ func TestIXFRFailuresFallBackToAXFR(t *testing.T) {
 			p.set(func(p *fakePrimary) { p.ixfr = mode })
 			p.setZone(2, 90)
 			m.Notify(ctx, "example.com.", Notify{})
-			waitSerial(t, be, "example.com.", 2)
+			waitApplied(t, m, be, "example.com.", 2)
 			m.Close()
 			sameRecords(t, be, p)
 			if sum := lastTransfer(t, m, "example.com."); sum.Type != "AXFR" || sum.Fallback == "" {
@@ -90,7 +91,7 @@ func TestIXFRAnsweredWithFullZoneIsAReplace(t *testing.T) {
 	p.set(func(p *fakePrimary) { p.ixfr = "full" }) // as a primary that lost its journal
 	p.setZone(2, 80)
 	m.Notify(ctx, "example.com.", Notify{})
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2)
 	m.Close()
 	sameRecords(t, be, p)
 	if sum := lastTransfer(t, m, "example.com."); sum.Type != "IXFR-full" {
@@ -107,7 +108,7 @@ func TestIXFRThatDoesNotFitTheStoredZoneFallsBack(t *testing.T) {
 	}
 	p.setZone(2, 99)
 	m.Notify(ctx, "example.com.", Notify{})
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2)
 	m.Close()
 	sameRecords(t, be, p)
 	if sum := lastTransfer(t, m, "example.com."); sum.Type != "AXFR" || !strings.Contains(sum.Fallback, "not in the zone") {
@@ -125,22 +126,16 @@ func TestRetryAfterPrimaryComesBack(t *testing.T) {
 	p.set(func(p *fakePrimary) { p.down = true })
 	p.setZone(2, 10)
 	m.Notify(ctx, "example.com.", Notify{})
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		st, _ := m.Status("example.com.")
-		if st.Failures >= 2 {
-			if st.LastError == "" || st.NextCheck.IsZero() || st.State != "retrying" && st.State != "transferring" && st.State != "queued" {
-				t.Errorf("status while the primary is down: %+v", st)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no retries while the primary was down: %+v", st)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var st Status
+	waitCheck(t, m, func() string { return fmt.Sprintf("no retries while the primary was down: %+v", st) }, func() bool {
+		st, _ = m.Status("example.com.")
+		return st.Failures >= 2
+	})
+	if st.LastError == "" || st.NextCheck.IsZero() || st.State != "retrying" && st.State != "transferring" && st.State != "queued" {
+		t.Errorf("status while the primary is down: %+v", st)
 	}
 	p.set(func(p *fakePrimary) { p.down = false })
-	waitSerial(t, be, "example.com.", 2) // no new NOTIFY
+	waitApplied(t, m, be, "example.com.", 2) // no new NOTIFY
 	if st, _ := m.Status("example.com."); st.Failures != 0 || *st.AppliedSerial != 2 || *st.PrimarySerial != 2 {
 		t.Errorf("status after recovery: %+v", st)
 	}
@@ -167,7 +162,7 @@ func TestPeriodicRefreshWithoutNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.setZone(2, 12)
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2)
 }
 
 func TestStartChecksZonesAlreadyHeld(t *testing.T) {
@@ -180,7 +175,7 @@ func TestStartChecksZonesAlreadyHeld(t *testing.T) {
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitSerial(t, be, "example.com.", 5)
+	waitApplied(t, m, be, "example.com.", 5)
 }
 
 func TestTSIGSignedTransfers(t *testing.T) {
@@ -194,7 +189,7 @@ func TestTSIGSignedTransfers(t *testing.T) {
 	}
 	p.setZone(2, 90)
 	m.Notify(ctx, "example.com.", Notify{})
-	waitSerial(t, be, "example.com.", 2) // signed IXFR, multi-message, verified
+	waitApplied(t, m, be, "example.com.", 2) // signed IXFR, multi-message, verified
 
 	wrong := &tsigkey.Key{Name: "transfer.key.", Algorithm: dns.HmacSHA256, Secret: "d3Jvbmctc2VjcmV0"}
 	m2, _ := newManagerWith(t, Config{Masters: []netip.AddrPort{p.addr}, Key: wrong}, memory.New())
@@ -255,13 +250,13 @@ func TestFailedNewerMasterIsNotReportedUpToDate(t *testing.T) {
 	fresh.set(func(p *fakePrimary) { p.cut, p.ixfr = true, "cut" })
 	fresh.setZone(2, 10)
 	m.Notify(ctx, "example.com.", Notify{})
-	deadline := time.Now().Add(3 * time.Second)
-	for st, _ := m.Status("example.com."); st.Failures == 0; st, _ = m.Status("example.com.") {
-		if time.Now().After(deadline) {
-			t.Fatalf("status %+v: the newer master failed, so the check must count as failed", st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var st Status
+	waitCheck(t, m, func() string {
+		return fmt.Sprintf("status %+v: the newer master failed, so the check must count as failed", st)
+	}, func() bool {
+		st, _ = m.Status("example.com.")
+		return st.Failures > 0
+	})
 	waitSerial(t, be, "example.com.", 1)
 }
 
@@ -282,7 +277,7 @@ func TestNotifyFloodIsSpacedByMinCheckInterval(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	waitSerial(t, be, "example.com.", 2) // the change announced mid-flood is not lost
+	waitApplied(t, m, be, "example.com.", 2) // the change announced mid-flood is not lost
 	if n := p.soas.Load() - before; n > 4 {
 		t.Errorf("%d SOA checks for 60 NOTIFYs in 600 ms with a 300 ms interval, want at most 4", n)
 	}

@@ -59,10 +59,17 @@ type Config struct {
 	// OnChecked, when set, is called after every successful check of a zone, with whether
 	// the check changed what the backend holds (the zone was created or a newer version
 	// applied). A check that found the zone up to date reports changed false, which tells
-	// that the primary still serves the same version. It runs on the zone's job goroutine
-	// before any CREATE waiting for the check is released, and must return quickly. The
-	// catalog consumer uses it to learn about new versions of catalog zones.
+	// that the primary still serves the same version. It is called once the check's
+	// outcome is recorded, so the zone's Status already shows it (applied serial, last
+	// transfer, failures), though its state still reads transferring. It runs on the
+	// zone's job goroutine before any CREATE waiting for the check is released, and must
+	// return quickly. It is not called for a check cut short by a DELETE or the shutdown.
+	// The catalog consumer uses it to learn about new versions of catalog zones.
 	OnChecked func(zone string, changed bool)
+	// checked, when set, is signalled where OnChecked is called, after every check
+	// recorded, failed ones too: the tests wait on it for a check's outcome instead of
+	// polling. One slot: a signal nobody took yet stands for any number of checks.
+	checked chan struct{}
 	// MetricsSubsystem names this engine's metrics apart from another engine's in the
 	// same agent: "catalog" gives dnsagent_catalog_transfers_total; empty, the zone
 	// engine's dnsagent_transfers_total.
@@ -437,8 +444,17 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		m.mu.Unlock()
 
 		outcome := m.check(ctx, z, j.gen, hint, create != nil)
-		if m.cfg.OnChecked != nil && outcome.err == nil && !outcome.gone {
-			m.cfg.OnChecked(z.name, outcome.changed)
+		m.mu.Lock()
+		// Recorded before anyone hears of the check, so a hook or a released CREATE
+		// reading Status sees this check's outcome, not the previous one's. A check cut
+		// short by a DELETE or the shutdown is not recorded: the zone is going away.
+		recorded := z.job == j && ctx.Err() == nil && !m.closed
+		if recorded {
+			m.recordLocked(z, outcome)
+		}
+		m.mu.Unlock()
+		if recorded {
+			m.reportCheck(z.name, outcome)
 		}
 
 		m.mu.Lock()
@@ -463,7 +479,7 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		}
 		if z.job == j {
 			z.job = nil
-			m.afterCheckLocked(z, outcome)
+			m.armAfterLocked(z, outcome)
 			if outcome.gone {
 				delete(m.zones, z.name) // not in the backend: nothing to schedule or report
 			}
@@ -473,6 +489,17 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 			m.logFailure(ctx, z, outcome)
 		}
 		return
+	}
+}
+
+// reportCheck tells the hooks about a check whose outcome is recorded.
+func (m *Manager) reportCheck(zone string, o outcome) {
+	if m.cfg.OnChecked != nil && o.err == nil && !o.gone {
+		m.cfg.OnChecked(zone, o.changed)
+	}
+	select {
+	case m.cfg.checked <- struct{}{}: // a nil channel (not under test) is never ready
+	default:
 	}
 }
 

@@ -31,7 +31,7 @@ func TestNotifyAsksMasterInBackoff(t *testing.T) {
 	if err := m.Notify(ctx, "example.com.", Notify{Source: netip.MustParseAddr("192.0.2.53")}); err != nil {
 		t.Fatal(err)
 	}
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2)
 	if back.transfers() != 1 {
 		t.Errorf("%d transfers from the master that came back, want 1", back.transfers())
 	}
@@ -58,7 +58,7 @@ func TestRetryAsksMasterInBackoff(t *testing.T) {
 	eventually(t, func() string { return "no AXFR from the master whose IXFR was cut" },
 		func() bool { return fresh.axfrs.Load() != axfrs })
 	fresh.set(func(p *fakePrimary) { p.cut, p.ixfr = false, "" })
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2)
 }
 
 // The master with the newest version fails its transfers while another, with a version
@@ -81,10 +81,10 @@ func TestBestMasterFailingIsRetriedAfterOlderVersionApplied(t *testing.T) {
 	if err := m.Notify(ctx, "example.com.", Notify{}); err != nil {
 		t.Fatal(err)
 	}
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2)
 	best.set(func(p *fakePrimary) { p.hold = nil })
 	close(hold)
-	waitSerial(t, be, "example.com.", 3)
+	waitApplied(t, m, be, "example.com.", 3)
 }
 
 // 2b: several masters on the NOTIFY sender's address (different ports): the first one to
@@ -102,7 +102,7 @@ func TestNotifyWaitsForEveryMasterOnSendersAddress(t *testing.T) {
 	if err := m.Notify(ctx, "example.com.", Notify{Source: netip.MustParseAddr("127.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2)
 }
 
 // 2c: the NOTIFY's sender answers with the serial already held while another master has
@@ -120,7 +120,7 @@ func TestNotifierNotNewerDoesNotHideNewerMaster(t *testing.T) {
 	if err := m.Notify(ctx, "example.com.", Notify{Source: notifier.addr.Addr()}); err != nil {
 		t.Fatal(err)
 	}
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2)
 	if other.ixfrs.Load() != 1 {
 		t.Errorf("%d IXFRs from the master with the newer serial, want 1", other.ixfrs.Load())
 	}

@@ -118,23 +118,18 @@ func TestStartupChecksKeepToMaxChecksPerSecond(t *testing.T) {
 	// 8 workers: background slots beyond one, so the pace, not the workers, is what bounds.
 	m := NewManager(Config{Masters: []netip.AddrPort{p.addr}, Workers: 8, DialTimeout: time.Second,
 		StallTimeout: time.Second, RetryMin: time.Minute, StartupSpread: 100 * time.Millisecond,
-		MaxChecksPerSecond: perSecond}, be, zap.NewNop())
+		MaxChecksPerSecond: perSecond, checked: make(chan struct{}, 1)}, be, zap.NewNop())
 	t.Cleanup(m.Close)
 	start := time.Now()
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// The spread grows from 100 ms to zones/perSecond (3 s), and every zone is checked.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, _, unchecked := m.counts(); unchecked == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("start-up checks not all done after 10 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	unchecked := zones
+	waitCheck(t, m, func() string { return fmt.Sprintf("%d start-up checks not done", unchecked) }, func() bool {
+		_, _, unchecked = m.counts()
+		return unchecked == 0
+	})
 	took := time.Since(start)
 	soas := p.soasSince(start)
 	if len(soas) != zones {
@@ -217,8 +212,10 @@ func TestSchedulerMemoryPerZone(t *testing.T) {
 	for _, z := range m.zones {
 		sum := &Summary{Zone: z.name, Master: master.String(), Type: "AXFR", To: 1, Records: 3, Bytes: 200,
 			Path: "create", Result: "applied", At: time.Now()}
-		m.afterCheckLocked(z, outcome{primary: &soaTimes{serial: 1, refresh: 3600, retry: 600, expire: 86400},
-			applied: 1, changed: true, summary: sum})
+		o := outcome{primary: &soaTimes{serial: 1, refresh: 3600, retry: 600, expire: 86400},
+			applied: 1, changed: true, summary: sum}
+		m.recordLocked(z, o)
+		m.armAfterLocked(z, o)
 	}
 	m.mu.Unlock()
 	perZone := (heapInUse() - before) / n

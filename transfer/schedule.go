@@ -44,9 +44,9 @@ type schedule struct {
 	lastTransfer *Summary
 }
 
-// afterCheckLocked records a check's outcome and arms the zone's next check: the refresh
-// interval after a success, a retry with exponential backoff after a failure.
-func (m *Manager) afterCheckLocked(z *zone, o outcome) {
+// recordLocked records a check's outcome in the zone's status: what the masters serve,
+// the transfer made, the serial held, and the failures counted since the last success.
+func (m *Manager) recordLocked(z *zone, o outcome) {
 	s := &z.sched
 	now := m.now()
 	if o.primary != nil {
@@ -61,33 +61,41 @@ func (m *Manager) afterCheckLocked(z *zone, o outcome) {
 	if o.err != nil {
 		s.lastError, s.lastErrorAt = o.err.Error(), now
 	}
-	if o.gone {
+	switch {
+	case o.gone: // deleted, or a CREATE that failed: nothing more to count
+	case o.err == nil:
+		s.failures, s.expired, s.lastSuccess = 0, false, now
+	default:
+		s.failures++
+		if !s.expired && !s.lastSuccess.IsZero() && now.Sub(s.lastSuccess) > m.soaTimer(s, soaExpire) {
+			// The zone stays served: no backend can withdraw it safely. It is flagged instead.
+			s.expired = true
+			m.log.Error("zone expired: no successful check within the SOA expire time; still served",
+				zap.String("zone", z.name), zap.Time("last_success", s.lastSuccess))
+		}
+	}
+}
+
+// armAfterLocked arms the zone's next check after its last recorded one: the refresh
+// interval after a success, a retry with exponential backoff after a failure.
+func (m *Manager) armAfterLocked(z *zone, o outcome) {
+	s := &z.sched
+	switch {
+	case o.gone:
 		// Deleted, or a CREATE that failed: Designate's worker retries the CREATE itself.
 		s.next = time.Time{}
-		return
-	}
-	if o.err == nil {
-		s.failures, s.expired, s.lastSuccess = 0, false, now
-		if s.behindLocked() {
-			// The best master's transfer failed and another master's version, newer than
-			// ours but older than the best, was applied: try the best one again soon, not
-			// one SOA refresh later.
-			m.armLocked(z, m.retryDelay(s))
-			return
-		}
+	case o.err != nil:
+		m.armLocked(z, m.retryDelay(s))
+	case s.behindLocked():
+		// The best master's transfer failed and another master's version, newer than
+		// ours but older than the best, was applied: try the best one again soon, not
+		// one SOA refresh later.
+		m.armLocked(z, m.retryDelay(s))
+	default:
 		// A quarter of jitter: zones created together (a burst of CREATEs) refresh spread
 		// over a quarter of the interval instead of together.
 		m.armLocked(z, Jitter(m.refreshInterval(s), 0.25))
-		return
 	}
-	s.failures++
-	if !s.expired && !s.lastSuccess.IsZero() && now.Sub(s.lastSuccess) > m.soaTimer(s, soaExpire) {
-		// The zone stays served: no backend can withdraw it safely. It is flagged instead.
-		s.expired = true
-		m.log.Error("zone expired: no successful check within the SOA expire time; still served",
-			zap.String("zone", z.name), zap.Time("last_success", s.lastSuccess))
-	}
-	m.armLocked(z, m.retryDelay(s))
 }
 
 // behindLocked tells whether a master answered the last check with a serial newer than

@@ -110,6 +110,7 @@ func newManager(t *testing.T, masters ...netip.AddrPort) (*Manager, *memory.Back
 func newManagerWith(t *testing.T, cfg Config, be *memory.Backend) (*Manager, *memory.Backend) {
 	t.Helper()
 	cfg.Workers, cfg.DialTimeout, cfg.StallTimeout = 2, time.Second, 2*time.Second
+	cfg.checked = make(chan struct{}, 1)
 	if cfg.RetryMin == 0 {
 		cfg.RetryMin = time.Minute // tests that retry say so
 	}
@@ -148,6 +149,45 @@ func eventually(t *testing.T, what func() string, cond func() bool) {
 	}
 }
 
+// waitCheck waits until cond holds, looking again after every check the manager records
+// (which signals after its outcome is in Status), failing the test with what it waited
+// for after eventuallyWithin. The manager's Config must set checked (newManagerWith does).
+func waitCheck(t *testing.T, m *Manager, what func() string, cond func() bool) {
+	t.Helper()
+	waitCheckWithin(t, m, eventuallyWithin, what, cond)
+}
+
+func waitCheckWithin(tb testing.TB, m *Manager, within time.Duration, what func() string, cond func() bool) {
+	tb.Helper()
+	if m.cfg.checked == nil {
+		tb.Fatal("waitCheck: the manager signals no checks; set Config.checked")
+	}
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for !cond() {
+		select {
+		case <-m.cfg.checked:
+		case <-deadline.C:
+			tb.Fatalf("after %v: %s", within, what())
+		}
+	}
+}
+
+// waitApplied waits until a check recorded the zone at serial want, then checks that the
+// backend holds that serial.
+func waitApplied(t *testing.T, m *Manager, be *memory.Backend, zone string, want uint32) {
+	t.Helper()
+	var st Status
+	waitCheck(t, m, func() string { return fmt.Sprintf("zone %s status %+v, want serial %d applied", zone, st, want) },
+		func() bool {
+			st, _ = m.Status(zone)
+			return st.AppliedSerial != nil && *st.AppliedSerial == want
+		})
+	if got, err := be.Serial(context.Background(), zone); err != nil || got != want {
+		t.Fatalf("zone %s: status says serial %d applied, the backend holds %d (%v)", zone, want, got, err)
+	}
+}
+
 func waitSerial(t *testing.T, be *memory.Backend, zone string, want uint32) {
 	t.Helper()
 	var (
@@ -183,7 +223,7 @@ func TestCreateNotifyDelete(t *testing.T) {
 	if err := m.Notify(ctx, "example.com.", Notify{Serial: 2, HasSerial: true}); err != nil {
 		t.Fatal(err)
 	}
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2)
 
 	if err := m.Notify(ctx, "example.com.", Notify{Serial: 2, HasSerial: true}); err != nil {
 		t.Fatal(err)
@@ -231,7 +271,7 @@ func TestCreateTimeoutLeavesTransferRunning(t *testing.T) {
 		t.Fatalf("NOTIFY during the CREATE must fold into it, got %v", err)
 	}
 	close(p.hold)
-	waitSerial(t, be, "example.com.", 3)
+	waitApplied(t, m, be, "example.com.", 3)
 	m.Close()
 	if n := p.axfrs.Load(); n != 1 {
 		t.Errorf("%d transfers, want 1 (the follow-up check sees the same serial)", n)
@@ -252,7 +292,7 @@ func TestNotifiesCoalesce(t *testing.T) {
 	p.setZone(3, 10)
 	p.set(func(p *fakePrimary) { p.hold = nil })
 	close(hold)
-	waitSerial(t, be, "example.com.", 3)
+	waitApplied(t, m, be, "example.com.", 3)
 	m.Close()
 	if n := p.transfers(); n < 2 || n > 3 {
 		t.Errorf("%d transfers for 50 NOTIFYs, want the CREATE's plus one or two", n)
@@ -266,9 +306,8 @@ func TestDeleteWinsOverRunningTransfer(t *testing.T) {
 	p.set(func(p *fakePrimary) { p.hold = hold })
 	p.setZone(2, 10)
 	m.Notify(ctx, "example.com.", Notify{})
-	for p.transfers() < 2 { // the refresh's transfer is running now
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, func() string { return "the NOTIFY's transfer did not start" },
+		func() bool { return p.transfers() >= 2 }) // the refresh's transfer is running now
 	if err := m.Delete(ctx, "example.com."); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +325,7 @@ func TestHighestSerialMasterWins(t *testing.T) {
 	if err := m.Create(context.Background(), "example.com."); err != nil {
 		t.Fatal(err)
 	}
-	waitSerial(t, be, "example.com.", 9)
+	waitApplied(t, m, be, "example.com.", 9)
 	if old.axfrs.Load() != 0 {
 		t.Error("transferred from the master with the older serial")
 	}

@@ -2,10 +2,10 @@ package transfer
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dnsagent/dnsagent/backend/memory"
 	"github.com/dnsagent/dnsagent/tsigkey"
@@ -96,11 +96,12 @@ func TestTSIGRefusedTransferKeepsOldZone(t *testing.T) {
 			p.set(func(p *fakePrimary) { p.signing = tt.how })
 			p.setZone(2, 1200)
 			m.Notify(ctx, "example.com.", Notify{})
-			deadline := time.Now().Add(3 * time.Second)
-			for st, _ := m.Status("example.com."); st.LastError == "" && time.Now().Before(deadline); st, _ = m.Status("example.com.") {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if st, _ := m.Status("example.com."); !strings.Contains(st.LastError, tt.want) {
+			var st Status
+			waitCheck(t, m, func() string { return fmt.Sprintf("no failed check recorded: %+v", st) }, func() bool {
+				st, _ = m.Status("example.com.")
+				return st.LastError != ""
+			})
+			if !strings.Contains(st.LastError, tt.want) {
 				t.Errorf("last error %q, want one saying %q", st.LastError, tt.want)
 			}
 			waitSerial(t, be, "example.com.", 1)
