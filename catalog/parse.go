@@ -81,7 +81,7 @@ func (p *parser) broken(reason string) *BrokenError {
 // add takes one record; it returns why the catalog is broken, or "".
 func (p *parser) add(rr dns.RR) string {
 	h := rr.Header()
-	name := strings.ToLower(h.Name)
+	name := backend.CanonicalZone(h.Name)
 	if h.Class != dns.ClassINET {
 		return fmt.Sprintf("record %s %s has class %s; every record of a catalog zone must be IN (RFC 9432 §4)",
 			name, dns.TypeToString[h.Rrtype], dns.ClassToString[h.Class])

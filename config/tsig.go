@@ -3,8 +3,6 @@ package config
 import (
 	"strings"
 
-	"github.com/miekg/dns"
-
 	"github.com/dnsagent/dnsagent/tsigkey"
 )
 
@@ -42,7 +40,7 @@ func (f *File) tsigKey(name string) *tsigkey.Key {
 	_, seen := f.sections["tsig:"+name]
 	ks := f.Section("tsig:" + name)
 	algorithm := strings.ToLower(ks.String("algorithm", "hmac-sha256"))
-	k := &tsigkey.Key{Name: dns.Fqdn(strings.ToLower(name)), Algorithm: tsigkey.Algorithm(algorithm), Secret: ks.String("secret", "")}
+	k := &tsigkey.Key{Name: tsigkey.CanonicalName(name), Algorithm: tsigkey.Algorithm(algorithm), Secret: ks.String("secret", "")}
 	if k.Algorithm == "" {
 		if !seen {
 			ks.Errorf("algorithm", "%q: use hmac-sha256, hmac-sha512 or hmac-sha1", algorithm)

@@ -25,6 +25,10 @@ var algorithms = map[string]string{
 	"hmac-sha512": dns.HmacSHA512,
 }
 
+// CanonicalName returns the form key names take: lowercase, fully qualified. RFC 8945
+// §4.2 compares key names as domain names, case-insensitively.
+func CanonicalName(name string) string { return strings.ToLower(dns.Fqdn(name)) }
+
 // Algorithm returns miekg/dns's name of the algorithm BIND calls name, or "" for one the
 // agent does not support.
 func Algorithm(name string) string { return algorithms[strings.ToLower(name)] }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/miekg/dns"
@@ -34,7 +33,7 @@ func New() *Backend {
 func (b *Backend) Records(zone string) ([]dns.RR, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	rrs, ok := b.zones[strings.ToLower(zone)]
+	rrs, ok := b.zones[backend.CanonicalZone(zone)]
 	if !ok {
 		return nil, false
 	}

@@ -144,7 +144,7 @@ func (d *Dir) Zones() ([]string, error) {
 				continue
 			}
 		}
-		if backend.ValidateZoneName(zone) != nil || zone != strings.ToLower(zone) {
+		if backend.ValidateZoneName(zone) != nil || zone != backend.CanonicalZone(zone) {
 			continue
 		}
 		zones = append(zones, zone)
@@ -164,7 +164,7 @@ func (d *Dir) owner(path string) (string, bool) {
 	if !ok || rr.Header().Rrtype != dns.TypeSOA {
 		return "", false
 	}
-	return strings.ToLower(rr.Header().Name), true
+	return backend.CanonicalZone(rr.Header().Name), true
 }
 
 // Serial reads the SOA at the top of the zone's file, and nothing else of it. A missing

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/request"
+	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
 
@@ -90,7 +92,7 @@ func send(args []string, stdout, stderr io.Writer) int {
 // designateMessage builds the worker's request: NOTIFY with flags 0x2100 (RD set, as
 // dnspython's make_query does), or a command with flags 0x7400 (opcode 14 and AA).
 func designateMessage(kind, zone string) (*dns.Msg, error) {
-	zone = dns.Fqdn(zone)
+	zone = backend.CanonicalZone(zone)
 	if _, ok := dns.IsDomainName(zone); !ok {
 		return nil, fmt.Errorf("%q is not a domain name", zone)
 	}
@@ -120,10 +122,12 @@ func parseTSIG(spec string) (name, alg, secret string, err error) {
 	case 2:
 		name, secret = parts[0], parts[1]
 	case 3:
-		alg = dns.Fqdn(strings.ToLower(parts[0]))
+		if alg = tsigkey.Algorithm(parts[0]); alg == "" {
+			return "", "", "", fmt.Errorf("--tsig %q: unknown algorithm %q: use hmac-sha256, hmac-sha512 or hmac-sha1", spec, parts[0])
+		}
 		name, secret = parts[1], parts[2]
 	default:
 		return "", "", "", fmt.Errorf("--tsig %q: want [ALG:]NAME:SECRET", spec)
 	}
-	return dns.Fqdn(strings.ToLower(name)), alg, secret, nil
+	return tsigkey.CanonicalName(name), alg, secret, nil
 }
