@@ -62,9 +62,12 @@ func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg) 
 		return nil, err
 	}
 	// Cancelling the context (shutdown, DELETE of the zone) must interrupt a blocked read.
+	// The read buffer is small: a message larger than it is read straight into s.buf
+	// (bufio skips its buffer for large reads), and a burst of CREATEs opens two sessions
+	// per zone, where 64 KiB buffers each cost more than the transfer (issue 15).
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	now := time.Now()
-	s := &session{client: c, conn: &stoppableConn{Conn: conn, stop: stop}, in: bufio.NewReaderSize(conn, 64<<10),
+	s := &session{client: c, conn: &stoppableConn{Conn: conn, stop: stop}, in: bufio.NewReaderSize(conn, 4<<10),
 		zone: req.Question[0].Name, master: master, id: req.Id, progress: now}
 	if c.MaxDuration > 0 {
 		s.deadline = now.Add(c.MaxDuration)

@@ -231,16 +231,11 @@ type writer struct {
 }
 
 func newWriter(dir, zone string) (*writer, error) {
-	entries, err := newEntryLog(dir)
-	if err != nil {
-		return nil, err
-	}
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		entries.close()
 		return nil, err
 	}
-	return &writer{dir: dir, zone: zone, f: f, w: bufio.NewWriterSize(f, 256<<10), entries: entries}, nil
+	return &writer{dir: dir, zone: zone, f: f, w: indexWriters.Get(f), entries: newEntryLog(dir)}, nil
 }
 
 // records is how many records were written.
@@ -316,11 +311,18 @@ func (w *writer) finish(fingerprint string) error {
 	return os.Rename(w.f.Name(), filepath.Join(w.dir, fileName(w.zone)))
 }
 
-// discard removes the unfinished file.
+// indexWriters buffer the index files being written.
+var indexWriters = backend.WriterPool{Size: 256 << 10}
+
+// discard removes the unfinished file (after finish: nothing) and frees the buffers.
 func (w *writer) discard() {
 	w.entries.close()
 	w.f.Close()
 	os.Remove(w.f.Name())
+	if w.w != nil {
+		indexWriters.Put(w.w)
+		w.w = nil
+	}
 }
 
 // replay reads the new zone back as a backend.Source, the SOA first: the records written

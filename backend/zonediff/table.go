@@ -2,6 +2,7 @@ package zonediff
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"io"
 	"math/bits"
@@ -115,39 +116,54 @@ func (t *table) dedupe() {
 	t.hashes, t.offs = slices.Clip(t.hashes[:n]), slices.Clip(t.offs[:n])
 }
 
-// entryLog collects a table's entries in an unlinked temp file while a zone streams, so
-// the memory of a transfer does not grow with the zone: the table is built once, sorted,
-// when the zone is complete.
+// entryLog collects a table's entries while a zone streams, so the memory of a transfer
+// does not grow with the zone: the first memEntries stay in memory (a small zone, the
+// common case, costs no file), the rest go to an unlinked temp file. The table is built
+// once, sorted, when the zone is complete.
 type entryLog struct {
-	f *os.File
-	w *bufio.Writer
-	n int
+	dir string
+	mem []byte // the first entries, entrySize bytes each
+	f   *os.File
+	w   *bufio.Writer
+	n   int
 }
 
-func newEntryLog(dir string) (*entryLog, error) {
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return nil, err
-	}
-	os.Remove(f.Name()) // the space is freed when f is closed, also should the agent die
-	return &entryLog{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
-}
+// memEntries is how many entries stay in memory: 48 KiB.
+const memEntries = 4096
+
+func newEntryLog(dir string) *entryLog { return &entryLog{dir: dir} }
 
 func (l *entryLog) add(hash uint64, off uint32) error {
 	var e [entrySize]byte
 	binary.BigEndian.PutUint64(e[:], hash)
 	binary.BigEndian.PutUint32(e[8:], off)
-	_, err := l.w.Write(e[:])
 	l.n++
+	if l.f == nil && len(l.mem) < memEntries*entrySize {
+		l.mem = append(l.mem, e[:]...)
+		return nil
+	}
+	if l.f == nil {
+		f, err := os.CreateTemp(l.dir, ".tmp-*")
+		if err != nil {
+			return err
+		}
+		os.Remove(f.Name()) // the space is freed when f is closed, also should the agent die
+		l.f, l.w = f, bufio.NewWriterSize(f, 64<<10)
+	}
+	_, err := l.w.Write(e[:])
 	return err
 }
 
 // each reads the entries back in order.
 func (l *entryLog) each(fn func(hash uint64, off uint32)) error {
-	if err := l.w.Flush(); err != nil {
-		return err
+	in := io.Reader(bytes.NewReader(l.mem))
+	if l.f != nil {
+		if err := l.w.Flush(); err != nil {
+			return err
+		}
+		spilled := int64(l.n)*entrySize - int64(len(l.mem))
+		in = io.MultiReader(in, bufio.NewReaderSize(io.NewSectionReader(l.f, 0, spilled), 64<<10))
 	}
-	in := bufio.NewReaderSize(io.NewSectionReader(l.f, 0, int64(l.n)*entrySize), 64<<10)
 	var e [entrySize]byte
 	for range l.n {
 		if _, err := io.ReadFull(in, e[:]); err != nil {
@@ -181,4 +197,8 @@ func (l *entryLog) table() (*table, error) {
 	return t, nil
 }
 
-func (l *entryLog) close() { l.f.Close() }
+func (l *entryLog) close() {
+	if l.f != nil {
+		l.f.Close()
+	}
+}

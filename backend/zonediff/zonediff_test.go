@@ -259,3 +259,30 @@ func sortedLines(t *testing.T, path string) []string {
 	slices.Sort(lines)
 	return slices.Compact(lines)
 }
+
+// A zone with more records than the index keeps entries of in memory while it streams:
+// the rest spill to a temp file, and the table built from both still finds every record.
+func TestDiffOfAZoneLargerThanTheMemoryLog(t *testing.T) {
+	zonesDir := t.TempDir()
+	b, err := file.New(file.Config{ZoneFilePath: zonesDir, FileMode: 0o644, CommandTimeout: 1e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := zonediff.Open(t.TempDir(), zonediff.DefaultMaxRatio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(serial uint32, n int) backend.Source {
+		rrs := backendtest.Zone(zone, 1, n)
+		rrs[0].(*dns.SOA).Serial = serial
+		return backendtest.Stream(backendtest.Batches(rrs, 500)...)
+	}
+	if res, err := idx.Full(t.Context(), b, zone, false, 0, at(1, 10_000)); err != nil || res.Apply != "create" {
+		t.Fatalf("create: %+v %v", res, err)
+	}
+	res, err := idx.Full(t.Context(), b, zone, true, 1, at(2, 10_001))
+	if err != nil || res.Apply != "diff" || res.Added != 1 || res.Deleted != 0 {
+		t.Fatalf("got %+v, %v; want a diff adding the one new record", res, err)
+	}
+	wantLines(t, filepath.Join(zonesDir, "example.com.zone"), 2+10_001)
+}

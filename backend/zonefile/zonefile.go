@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/miekg/dns"
 
@@ -33,6 +34,7 @@ type Dir struct {
 	path string // absolute, so a zone file's path is absolute too
 	mode os.FileMode
 	gid  int // -1: keep the agent's group
+	sync groupSync
 }
 
 // Open resolves group (LookupGroup), creates the directory if needed and checks that it
@@ -53,7 +55,9 @@ func Open(path string, mode os.FileMode, group string) (*Dir, error) {
 	if err := checkWritable(abs); err != nil {
 		return nil, fmt.Errorf("zone_file_path %s is not writable: %w", abs, err)
 	}
-	return &Dir{path: abs, mode: mode, gid: gid}, nil
+	d := &Dir{path: abs, mode: mode, gid: gid}
+	d.sync.cond.L = &d.sync.mu
+	return d, nil
 }
 
 func checkWritable(dir string) error {
@@ -217,6 +221,9 @@ func (d *Dir) Write(ctx context.Context, check backend.StreamCheck, src backend.
 	return d.Install(tmp, check.Zone)
 }
 
+// fileWriters buffer the zone files being written.
+var fileWriters = backend.WriterPool{Size: 64 << 10}
+
 // WriteTemp writes a zone file aside, in a temp file beside the zone's file: a comment
 // line, then what write writes. The file is complete, on disk, and readable by the DNS
 // server when WriteTemp returns its path; on error nothing is left behind.
@@ -231,7 +238,8 @@ func (d *Dir) WriteTemp(zone string, write func(*bufio.Writer) error) (_ string,
 			os.Remove(f.Name())
 		}
 	}()
-	w := bufio.NewWriterSize(f, 64<<10)
+	w := fileWriters.Get(f)
+	defer fileWriters.Put(w)
 	if _, err := fmt.Fprintf(w, "; %s mirrored by dnsagent\n", zone); err != nil {
 		return "", err
 	}
@@ -336,14 +344,50 @@ func (d *Dir) RemoveTemps(zone string) error {
 	return nil
 }
 
-// Sync makes renames and removals in the directory survive a crash.
+// Sync makes renames and removals in the directory survive a crash. Concurrent callers
+// share one fsync of the directory (group commit): each waits for one that started after
+// it was called, so a burst of CREATEs costs one directory fsync per batch of zones, not
+// one each, and every zone is still durable before its CREATE is answered.
 func (d *Dir) Sync() error {
-	f, err := os.Open(d.path)
-	if err != nil {
-		return err
+	return d.sync.do(func() error {
+		f, err := os.Open(d.path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	})
+}
+
+// groupSync runs a sync for many callers: a caller is covered by any run that started
+// after it called, and waits for the next one while one is running.
+type groupSync struct {
+	mu                sync.Mutex
+	cond              sync.Cond
+	started, finished uint64 // runs started and finished
+	running           bool
+	err               error // of the last run finished
+}
+
+func (g *groupSync) do(run func() error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	need := g.started + 1 // the run in progress, if any, may have missed our change
+	for g.finished < need {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		g.started++
+		g.mu.Unlock()
+		err := run()
+		g.mu.Lock()
+		g.running = false
+		g.finished, g.err = g.started, err
+		g.cond.Broadcast()
 	}
-	defer f.Close()
-	return f.Sync()
+	return g.err
 }
 
 // Read parses the zone's file and hands its records to each in batches of

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -363,4 +365,45 @@ func writeLong(t *testing.T, d *Dir, zone string, serial uint32) {
 	if err := d.Write(t.Context(), backend.StreamCheck{Zone: zone}, src); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Concurrent Syncs share runs, and each caller returns only after a run that started
+// after it called: a change made before Sync is never covered by a run already under way.
+func TestGroupSyncCoversEveryCaller(t *testing.T) {
+	var (
+		g       groupSync
+		mu      sync.Mutex
+		changes int // changes made (a counter standing for renames)
+		covered int // changes made before the last run started
+		runs    int
+	)
+	g.cond.L = &g.mu
+	const callers = 64
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			mu.Lock()
+			changes++
+			mine := changes
+			mu.Unlock()
+			err := g.do(func() error {
+				mu.Lock()
+				covered = changes
+				runs++
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond) // an fsync
+				return nil
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || covered < mine {
+				t.Errorf("change %d: Sync returned %v after a run covering changes up to %d", mine, err, covered)
+			}
+		})
+	}
+	wg.Wait()
+	if runs >= callers {
+		t.Errorf("%d runs for %d concurrent callers: no run was shared", runs, callers)
+	}
+	t.Logf("%d callers, %d runs", callers, runs)
 }
