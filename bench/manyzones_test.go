@@ -51,8 +51,16 @@ func TestBenchManyZonesRestart(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	a := startAgent(t, "many", agentBin, harness.AgentConfig{Masters: p.Addr(), ZoneFilePath: dir,
-		Service: map[string]string{"max_checks_per_second": fmt.Sprint(rate), "startup_check_spread": "1"}})
+	cfg := harness.AgentConfig{Masters: p.Addr(), ZoneFilePath: dir,
+		Service: map[string]string{"max_checks_per_second": fmt.Sprint(rate), "startup_check_spread": "1"}}
+	var a *agent
+	var pa *profiledAgent
+	if *flagProfOut != "" { // the profiling build, for the heap once every zone was checked
+		pa = startProfiledAgent(t, "many", cfg)
+		a = pa.agent
+	} else {
+		a = startAgent(t, "many", agentBin, cfg)
+	}
 	mem := watchMemory(a)
 	metrics := a.cfg.MetricsListen
 	var took time.Duration
@@ -68,6 +76,9 @@ func TestBenchManyZonesRestart(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	rss, _ := mem.stop()
+	if pa != nil {
+		heapAt(t, pa, *flagProfOut, fmt.Sprintf("restart-held-%d", n))
+	}
 	soas, err := p.QueryTimes("SOA", start)
 	if err != nil {
 		t.Fatal(err)

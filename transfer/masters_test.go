@@ -175,10 +175,8 @@ func testHungIXFR(t *testing.T, fromHung bool) {
 		t.Errorf("hung master: %d IXFRs, %d AXFRs after the NOTIFY; want only the one IXFR that hung",
 			hung.ixfrs.Load(), hung.axfrs.Load()-axfrs)
 	}
-	m.mu.Lock()
-	last := m.zones["example.com."].sched.lastTransfer
-	m.mu.Unlock()
-	if last == nil || last.Master != good.addr.String() || last.Type != "IXFR" {
-		t.Errorf("last transfer %+v, want an IXFR from %s", last, good.addr)
+	st, _ := m.Status("example.com.")
+	if last := st.LastTransfer; last == nil || last.Master != good.addr.String() || last.Type != "IXFR" {
+		t.Errorf("last transfer %+v, want an IXFR from %s", st.LastTransfer, good.addr)
 	}
 }

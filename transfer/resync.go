@@ -141,7 +141,7 @@ func (m *Manager) Resync(ctx context.Context, name string) (*zonecompare.Result,
 	m.mu.Lock()
 	if err == nil && m.zones[name] == z {
 		z.sched.applied, z.sched.hasApplied = sum.To, true
-		z.sched.lastTransfer = sum
+		z.sched.lastTransfer = keep(sum, m.cfg.Masters)
 	}
 	m.mu.Unlock()
 	if err != nil {

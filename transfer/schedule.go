@@ -29,19 +29,26 @@ func soaTimesOf(soa *dns.SOA) *soaTimes {
 	return &soaTimes{serial: soa.Serial, refresh: soa.Refresh, retry: soa.Retry, expire: soa.Expire}
 }
 
-// schedule is what the scheduler remembers of a zone between checks.
+// schedule is what the scheduler remembers of a zone between checks. Fields are ordered
+// to pack: every byte here is 100 kB with 100,000 zones.
 type schedule struct {
 	applied      uint32
-	hasApplied   bool     // a check ended since the agent started
-	primary      soaTimes // the latest SOA a master gave, if hasPrimary
+	hasApplied   bool // a check ended since the agent started
 	hasPrimary   bool
+	expired      bool
+	primary      soaTimes // the latest SOA a master gave, if hasPrimary
 	lastSuccess  time.Time
-	lastError    string
-	lastErrorAt  time.Time
 	failures     int // consecutive failed checks
 	next         time.Time
-	expired      bool
-	lastTransfer *Summary
+	lastError    *zoneError // the last check that failed, if one did
+	lastTransfer *keptSummary
+}
+
+// zoneError is the last failure of a zone's check: a pointer in schedule, for most zones
+// never fail.
+type zoneError struct {
+	err string
+	at  time.Time
 }
 
 // recordLocked records a check's outcome in the zone's status: what the masters serve,
@@ -53,13 +60,13 @@ func (m *Manager) recordLocked(z *zone, o outcome) {
 		s.primary, s.hasPrimary = *o.primary, true
 	}
 	if o.summary != nil {
-		s.lastTransfer = o.summary
+		s.lastTransfer = keep(o.summary, m.cfg.Masters)
 	}
 	if !o.gone {
 		s.applied, s.hasApplied = o.applied, true
 	}
 	if o.err != nil {
-		s.lastError, s.lastErrorAt = o.err.Error(), now
+		s.lastError = &zoneError{o.err.Error(), now}
 	}
 	switch {
 	case o.gone: // deleted, or a CREATE that failed: nothing more to count
@@ -184,7 +191,7 @@ func (m *Manager) Status(name string) (Status, bool) {
 	if !ok {
 		return Status{}, false
 	}
-	return z.statusLocked(), true
+	return m.statusLocked(z), true
 }
 
 // ZoneStates are the states a zone's status can be in.
@@ -211,7 +218,7 @@ func (m *Manager) StatusPage(state, after string, limit int) (page []Status, mor
 	defer m.mu.Unlock()
 	for _, name := range names {
 		if z, ok := m.zones[name]; ok { // not deleted meanwhile
-			page = append(page, z.statusLocked())
+			page = append(page, m.statusLocked(z))
 		}
 	}
 	return page, more
@@ -256,10 +263,16 @@ func (z *zone) stateLocked() string {
 	return "idle"
 }
 
-func (z *zone) statusLocked() Status {
+func (m *Manager) statusLocked(z *zone) Status {
 	s := z.sched
-	st := Status{Zone: z.name, State: z.stateLocked(), LastSuccess: s.lastSuccess, LastError: s.lastError,
-		LastErrorAt: s.lastErrorAt, Failures: s.failures, NextCheck: s.next, Expired: s.expired, LastTransfer: s.lastTransfer}
+	st := Status{Zone: z.name, State: z.stateLocked(), LastSuccess: s.lastSuccess, Failures: s.failures, NextCheck: s.next,
+		Expired: s.expired}
+	if s.lastError != nil {
+		st.LastError, st.LastErrorAt = s.lastError.err, s.lastError.at
+	}
+	if s.lastTransfer != nil {
+		st.LastTransfer = s.lastTransfer.summary(z.name, m.cfg.Masters)
+	}
 	if s.hasApplied {
 		st.AppliedSerial = &s.applied
 	}
