@@ -52,7 +52,16 @@ type session struct {
 }
 
 // open connects to master and sends req, signed when the client has a key.
-func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg) (*session, error) {
+// Read buffers: a SOA answer is small, and a message larger than the buffer is read
+// straight into s.buf anyway (bufio skips its buffer for large reads). A burst of CREATEs
+// opens two sessions per zone, and 64 KiB buffers each cost more than a small zone's
+// transfer (issue 15); a transfer's buffer still takes several messages a read.
+const (
+	soaReadBuffer      = 4 << 10
+	transferReadBuffer = 32 << 10
+)
+
+func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg, bufSize int) (*session, error) {
 	dialer := net.Dialer{Timeout: c.DialTimeout}
 	if c.Source.IsValid() {
 		dialer.LocalAddr = &net.TCPAddr{IP: c.Source.AsSlice()}
@@ -62,12 +71,9 @@ func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg) 
 		return nil, err
 	}
 	// Cancelling the context (shutdown, DELETE of the zone) must interrupt a blocked read.
-	// The read buffer is small: a message larger than it is read straight into s.buf
-	// (bufio skips its buffer for large reads), and a burst of CREATEs opens two sessions
-	// per zone, where 64 KiB buffers each cost more than the transfer (issue 15).
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	now := time.Now()
-	s := &session{client: c, conn: &stoppableConn{Conn: conn, stop: stop}, in: bufio.NewReaderSize(conn, 4<<10),
+	s := &session{client: c, conn: &stoppableConn{Conn: conn, stop: stop}, in: bufio.NewReaderSize(conn, bufSize),
 		zone: req.Question[0].Name, master: master, id: req.Id, progress: now}
 	if c.MaxDuration > 0 {
 		s.deadline = now.Add(c.MaxDuration)
@@ -213,7 +219,7 @@ func (s *session) complete() error {
 func (c *Client) SOA(ctx context.Context, master netip.AddrPort, zone string) (*dns.SOA, error) {
 	req := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
 	req.RecursionDesired = false
-	s, err := c.open(ctx, master, req)
+	s, err := c.open(ctx, master, req, soaReadBuffer)
 	if err != nil {
 		return nil, fmt.Errorf("SOA %s from %s: %w", zone, master, err)
 	}
@@ -236,7 +242,7 @@ func (c *Client) SOA(ctx context.Context, master netip.AddrPort, zone string) (*
 // AXFR starts a full transfer of zone from master and reads its first message, so the
 // new serial is known before anything is applied.
 func (c *Client) AXFR(ctx context.Context, master netip.AddrPort, zone string) (*Stream, error) {
-	s, err := c.open(ctx, master, new(dns.Msg).SetAxfr(zone))
+	s, err := c.open(ctx, master, new(dns.Msg).SetAxfr(zone), transferReadBuffer)
 	if err != nil {
 		return nil, fmt.Errorf("AXFR %s from %s: %w", zone, master, err)
 	}
