@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -246,23 +245,13 @@ type Agent struct {
 func StartAgent(t testing.TB, cfg AgentConfig) *Agent {
 	t.Helper()
 	bin := AgentBinary(t)
-	a := &Agent{t: t, out: NewBuffer(1 << 20), done: make(chan struct{})}
+	a := &Agent{t: t, out: NewBuffer(1 << 20)}
 	a.Path = WriteAgentConfig(t, &cfg)
 	a.Config = cfg
 	a.cmd = exec.Command(bin, "--config", a.Path)
-	a.cmd.WaitDelay = waitDelay
 	a.cmd.Env = agentEnv()
 	a.cmd.Dir = filepath.Dir(a.Path)
-	a.cmd.Stdout = a.out
-	a.cmd.Stderr = a.out
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
-	go func() {
-		a.cmd.Wait()
-		close(a.done)
-	}()
+	a.done = startProcess(t, a.cmd, a.out)
 	t.Cleanup(a.stop)
 
 	addr := a.Addr()
@@ -361,35 +350,15 @@ func RunAgentCommand(t testing.TB, timeout time.Duration, args ...string) (int, 
 	bin := AgentBinary(t)
 	out := NewBuffer(1 << 20)
 	cmd := exec.Command(bin, args...)
-	cmd.WaitDelay = waitDelay
 	cmd.Env = agentEnv()
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	var err error
-	done := make(chan struct{})
-	go func() {
-		err = cmd.Wait()
-		close(done)
-	}()
+	done := startProcess(t, cmd, out)
 	select {
 	case <-done:
 	case <-time.After(timeout):
 		kill(cmd, done)
 		return -1, out.String()
 	}
-	if err == nil {
-		return 0, out.String()
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String()
-	}
-	t.Fatalf("run %s %v: %v", bin, args, err)
-	return -1, ""
+	return cmd.ProcessState.ExitCode(), out.String()
 }
 
 // CheckConfig writes cfg and runs `dnsagent check-config --config FILE`, returning the exit

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -49,7 +48,7 @@ type Server struct {
 func newServer(t testing.TB, name string, opts ServerOptions) *Server {
 	t.Helper()
 	s := &Server{t: t, name: name, dir: t.TempDir(), port: FreePort(t), files: map[string]string{}, tsig: opts.TSIG,
-		out: NewBuffer(256 << 10), done: make(chan struct{})}
+		out: NewBuffer(256 << 10)}
 	for zone, text := range opts.Zones {
 		s.files[fqdn(zone)] = filepath.Join(s.dir, "db."+strings.TrimSuffix(fqdn(zone), "."))
 		if err := writeNewer(s.files[fqdn(zone)], text); err != nil {
@@ -69,17 +68,8 @@ func (s *Server) start(bin string, args ...string) {
 	t := s.t
 	t.Helper()
 	s.cmd = exec.Command(bin, args...)
-	s.cmd.WaitDelay = waitDelay
 	s.cmd.Dir = s.dir
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", s.name, err)
-	}
-	go func() {
-		s.cmd.Wait()
-		close(s.done)
-	}()
+	s.done = startProcess(t, s.cmd, s.out)
 	t.Cleanup(s.stopNow)
 	ready := Eventually(10*time.Second, 50*time.Millisecond, func() bool {
 		if s.exited() {

@@ -274,6 +274,26 @@ func terminate(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) (killed
 	}
 }
 
+// startProcess starts cmd (its program, arguments, Dir and Env set by the caller) with out
+// as its stdout and stderr, in its own process group so that kill reaches whatever it
+// starts, and with waitDelay; it fails the test if the program cannot start. A goroutine
+// reaps it: the channel returned is closed once it has exited, cmd.ProcessState set.
+func startProcess(t testing.TB, cmd *exec.Cmd, out *Buffer) chan struct{} {
+	t.Helper()
+	cmd.WaitDelay = waitDelay
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", filepath.Base(cmd.Path), err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	return done
+}
+
 // RunTool runs a command-line tool (rndc, delv, named-checkzone...) for at most timeout
 // and returns its combined output; a tool that hangs is killed and named in the error.
 func RunTool(timeout time.Duration, bin string, args ...string) (string, error) {

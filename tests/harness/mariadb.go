@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -140,27 +139,17 @@ func (m *MariaDB) Start(t testing.TB) {
 		"--performance-schema=OFF", "--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0"}, m.tuning()...)
 	args = append(args, m.extra...)
 	m.mu.Lock()
-	if m.cmd != nil && !m.exited() {
-		m.mu.Unlock()
+	running := m.cmd != nil && !m.exited()
+	m.mu.Unlock()
+	if running {
 		t.Fatalf("mariadbd on %s is running already", m.Addr())
 	}
-	m.cmd = exec.Command(m.binary, args...)
-	m.cmd.WaitDelay = waitDelay
-	m.cmd.Dir = m.dir
-	m.out = NewBuffer(256 << 10)
-	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	m.done = make(chan struct{})
-	m.stopped = false
-	if err := m.cmd.Start(); err != nil {
-		m.mu.Unlock()
-		t.Fatalf("start mariadbd: %v", err)
-	}
-	cmd, done := m.cmd, m.done
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
+	cmd := exec.Command(m.binary, args...)
+	cmd.Dir = m.dir
+	out := NewBuffer(256 << 10)
+	done := startProcess(t, cmd, out) // not under m.mu: a failure ends the test
+	m.mu.Lock()
+	m.cmd, m.out, m.done, m.stopped = cmd, out, done, false
 	m.mu.Unlock()
 
 	db := m.open(t, "", false)

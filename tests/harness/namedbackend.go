@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -151,19 +150,8 @@ func (n *BackendNamed) writeFiles() error {
 func (n *BackendNamed) start(t testing.TB) {
 	t.Helper()
 	cmd := exec.Command(LookPath("named"), "-g", "-n", "2", "-c", filepath.Join(n.dir, "named.conf"))
-	cmd.WaitDelay = waitDelay
 	cmd.Dir = n.dir
-	cmd.Stdout = n.out
-	cmd.Stderr = n.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start named: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
+	done := startProcess(t, cmd, n.out)
 	n.mu.Lock()
 	n.cmd, n.done, n.stopped = cmd, done, false
 	n.mu.Unlock()

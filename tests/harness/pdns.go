@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +39,7 @@ type PDNS struct {
 func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS {
 	t.Helper()
 	server := mustLook(t, "pdns_server")
-	p := &PDNS{t: t, dir: t.TempDir(), port: FreePort(t), out: NewBuffer(256 << 10), done: make(chan struct{})}
+	p := &PDNS{t: t, dir: t.TempDir(), port: FreePort(t), out: NewBuffer(256 << 10)}
 	conf := []string{
 		"launch=gmysql",
 		"gmysql-host=127.0.0.1",
@@ -74,17 +73,8 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(server, "--config-dir="+p.dir)
-	p.cmd.WaitDelay = waitDelay
 	p.cmd.Dir = p.dir
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start pdns_server: %v", err)
-	}
-	go func() {
-		p.cmd.Wait()
-		close(p.done)
-	}()
+	p.done = startProcess(t, p.cmd, p.out)
 	t.Cleanup(p.shutdown)
 
 	probe := new(dns.Msg)

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,7 +111,6 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 		secret:  base64.StdEncoding.EncodeToString(key),
 		opts:    opts,
 		out:     NewBuffer(256 << 10),
-		done:    make(chan struct{}),
 		mtimes:  map[string]time.Time{},
 	}
 	if p.opts.Zones == nil {
@@ -141,18 +139,8 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 		foreground = "-f"
 	}
 	p.cmd = exec.Command(named, foreground, "-n", "2", "-c", filepath.Join(p.dir, "named.conf"))
-	p.cmd.WaitDelay = waitDelay
 	p.cmd.Dir = p.dir
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start named: %v", err)
-	}
-	go func() {
-		p.cmd.Wait()
-		close(p.done)
-	}()
+	p.done = startProcess(t, p.cmd, p.out)
 	t.Cleanup(p.stop)
 
 	// Ready: the first zone's SOA (or any answer for the root) over TCP, within 10 s.
