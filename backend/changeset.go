@@ -538,11 +538,25 @@ func (p *Patcher) Added() ([]dns.RR, error) {
 // remove only if it holds them. For a backend that deletes by record rather than streaming
 // its copy through Keep.
 func (p *Patcher) Deleted() (must, ifHeld []dns.RR, err error) {
+	err = p.EachDeleted(func(rr dns.RR, held bool) error {
+		if held {
+			ifHeld = append(ifHeld, rr)
+		} else {
+			must = append(must, rr)
+		}
+		return nil
+	})
+	return must, ifHeld, err
+}
+
+// EachDeleted calls fn for every net deletion (Deleted, one at a time): ifHeld says the
+// record is to be removed only if the zone holds it.
+func (p *Patcher) EachDeleted(fn func(rr dns.RR, ifHeld bool) error) error {
 	if p.err != nil {
-		return nil, nil, p.err
+		return p.err
 	}
 	listed := newBitset(len(p.deleted))
-	err = p.cs.Records(func(_ int, added bool, rr dns.RR) error {
+	return p.cs.Records(func(_ int, added bool, rr dns.RR) error {
 		if added {
 			return nil
 		}
@@ -551,14 +565,8 @@ func (p *Patcher) Deleted() (must, ifHeld []dns.RR, err error) {
 			return nil
 		}
 		listed.set(i)
-		if p.ifHeld.has(i) {
-			ifHeld = append(ifHeld, rr)
-		} else {
-			must = append(must, rr)
-		}
-		return nil
+		return fn(rr, p.ifHeld.has(i))
 	})
-	return must, ifHeld, err
 }
 
 // Err reports deletions of records the zone did not hold, once every record went through Keep.

@@ -56,6 +56,11 @@ func startBind9EnvWith(t *testing.T, mode string, records int, service map[strin
 
 // bind9AgentConfig points an agent at the primary and at the backend named.
 func bind9AgentConfig(p *harness.Primary, n *harness.BackendNamed, mode string) harness.AgentConfig {
+	return bind9AgentConfigTo(p.Addr(), n, mode)
+}
+
+// bind9AgentConfigTo is bind9AgentConfig for a primary that is not a harness.Primary.
+func bind9AgentConfigTo(masters string, n *harness.BackendNamed, mode string) harness.AgentConfig {
 	backend := map[string]string{
 		"rndc_host":     "127.0.0.1",
 		"rndc_port":     fmt.Sprint(n.ControlPort()),
@@ -69,7 +74,7 @@ func bind9AgentConfig(p *harness.Primary, n *harness.BackendNamed, mode string) 
 		sections = fmt.Sprintf("[tsig:%s]\nalgorithm = hmac-sha256\nsecret = %s\n", harness.UpdateKeyName, n.UpdateSecret)
 	}
 	return harness.AgentConfig{
-		Masters:          p.Addr(),
+		Masters:          masters,
 		AllowNotify:      "127.0.0.1",
 		BackendDriver:    "bind9",
 		ZoneFilePath:     n.ZoneDir(),

@@ -12,15 +12,15 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 )
 
-// change is a change set's net effect (backend.ChangeSet.Patcher folds its steps),
-// converted to rows.
+// change is a checked change set: its SOAs as rows, and its net effect
+// (backend.ChangeSet.Patcher folds its steps), read again from the change set (from disk
+// when it is spooled) batch by batch, so that a change of a million records is never
+// held in memory, as rows or as records.
 type change struct {
+	zone           string // as in the change set, with its trailing dot
 	from, to       uint32
 	oldSOA, newSOA row
-	deleted        []row // the zone must hold them
-	ifHeld         []row // deleted if the zone holds them: an earlier step added them
-	added          []row
-	sign           signing // the zone's signing once the change is in
+	p              *backend.Patcher
 }
 
 // Apply applies an incremental change set's net effect as row deletes and inserts in one
@@ -32,7 +32,7 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	if err != nil {
 		return err
 	}
-	c, err := convertChange(zone, cs)
+	c, err := checkChange(zone, cs)
 	if err != nil {
 		return fmt.Errorf("powerdns backend: apply %s: %w", zone, err)
 	}
@@ -40,7 +40,7 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	b.store.prepare(ctx) //nolint:errcheck
 	var sign signing
 	err = b.retry.do(ctx, func(int) error {
-		return b.inTx(ctx, func(tx storeTx) (err error) { sign, err = b.applyChange(ctx, tx, name, c); return err })
+		return b.inTx(ctx, func(tx storeTx) (err error) { sign, err = b.applyRows(ctx, tx, name, c); return err })
 	})
 	if err != nil {
 		return fmt.Errorf("powerdns backend: apply %s: %w", zone, err)
@@ -51,11 +51,12 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	return nil
 }
 
-// convertChange checks the change set, folds its steps and converts the net change before
-// any transaction: its errors do not depend on the database and are never retried. Only
-// the net change must be storable: a record of a type PowerDNS cannot store that one step
+// checkChange checks the change set's steps and folds them before any transaction: its
+// errors do not depend on the database and are never retried. The records are converted
+// in the transaction, batch by batch; a conversion error is not retried either. Only the
+// net change must be storable: a record of a type PowerDNS cannot store that one step
 // adds and a later one deletes never reaches the database.
-func convertChange(zone string, cs *backend.ChangeSet) (*change, error) {
+func checkChange(zone string, cs *backend.ChangeSet) (*change, error) {
 	if cs == nil || len(cs.Steps) == 0 {
 		return nil, errors.New("empty change set")
 	}
@@ -68,7 +69,7 @@ func convertChange(zone string, cs *backend.ChangeSet) (*change, error) {
 				i+1, s.Old.Serial, cs.Steps[i-1].New.Serial, backend.ErrInconsistent)
 		}
 	}
-	c := &change{from: cs.From(), to: cs.To()}
+	c := &change{zone: zone, from: cs.From(), to: cs.To()}
 	var err error
 	if c.oldSOA, err = toRow(cs.Steps[0].Old); err != nil {
 		return nil, err
@@ -76,41 +77,7 @@ func convertChange(zone string, cs *backend.ChangeSet) (*change, error) {
 	if c.newSOA, err = toRow(cs.Steps[len(cs.Steps)-1].New); err != nil {
 		return nil, err
 	}
-	p := cs.Patcher()
-	must, ifHeld, err := p.Deleted()
-	if err != nil {
-		return nil, err
-	}
-	for _, rr := range must {
-		r, err := recordRow(zone, rr)
-		if err != nil {
-			// Not a record the stored zone can hold, so not one it holds.
-			return nil, fmt.Errorf("%w: the change set deletes a record the zone cannot hold: %v", backend.ErrInconsistent, err)
-		}
-		c.deleted = append(c.deleted, r)
-	}
-	for _, rr := range ifHeld {
-		if r, err := recordRow(zone, rr); err == nil {
-			c.ifHeld = append(c.ifHeld, r)
-		}
-	}
-	added, err := p.Added()
-	if err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	for _, rr := range added {
-		r, err := recordRow(zone, rr)
-		if err != nil {
-			return nil, fmt.Errorf("serial %d would hold a record PowerDNS cannot store: %w", c.to, err)
-		}
-		// Two records that differ only where the row form does not (owner case) are one.
-		if k := r.key(); !seen[k] {
-			seen[k] = true
-			r.Auth = true // fixAuth corrects it once the change is in
-			c.added = append(c.added, r)
-		}
-	}
+	c.p = cs.Patcher()
 	return c, nil
 }
 
@@ -125,91 +92,222 @@ func recordRow(zone string, rr dns.RR) (row, error) {
 	return toRow(rr)
 }
 
-func (b *Backend) applyChange(ctx context.Context, tx storeTx, zone string, c *change) (signing, error) {
-	if err := b.applyRows(ctx, tx, zone, c); err != nil {
-		return signing{}, err
-	}
-	return c.sign, nil
-}
-
-func (b *Backend) applyRows(ctx context.Context, tx storeTx, zone string, c *change) error {
+// applyRows writes the change in the open transaction, in passes over the change set,
+// each holding batch_size records at most: the net deletions, the additions, then the
+// empty non-terminals, auth flags and ordernames at the names they touched.
+func (b *Backend) applyRows(ctx context.Context, tx storeTx, zone string, c *change) (signing, error) {
 	d, err := tx.domain(ctx, zone)
 	if errors.Is(err, errNoDomain) {
-		return backend.ErrNotFound
+		return signing{}, backend.ErrNotFound
 	}
 	if err != nil {
-		return err
+		return signing{}, err
 	}
 	if d.Account != b.account {
-		return fmt.Errorf("the zone is held with account %q: %w", d.Account, backend.ErrNotOwned)
+		return signing{}, fmt.Errorf("the zone is held with account %q: %w", d.Account, backend.ErrNotOwned)
 	}
-	// Every row the change can remove is at one of its owners: read them all at once,
-	// match in Go, delete by id.
-	set := map[string]bool{zone: true}
-	for _, rows := range [][]row{c.deleted, c.ifHeld, c.added} {
-		for _, r := range rows {
-			set[r.Name] = true
+	apex, err := tx.rowsAt(ctx, d.ID, []string{zone})
+	if err != nil {
+		return signing{}, err
+	}
+	var soa []row
+	for _, r := range apex {
+		if r.Type == "SOA" {
+			soa = append(soa, r)
 		}
 	}
-	held, err := tx.rowsAt(ctx, d.ID, sortedNames(set))
+	if err := checkSOA(soa, c); err != nil {
+		return signing{}, err
+	}
+	delegated := false // an NS row below the apex changed
+	touch := func(r row) {
+		if r.Type == "NS" && r.Name != zone {
+			delegated = true
+		}
+	}
+	var batch []row
+	var must []bool
+	err = c.p.EachDeleted(func(rr dns.RR, ifHeld bool) error {
+		r, err := recordRow(c.zone, rr)
+		if err != nil && ifHeld {
+			return nil
+		}
+		if err != nil {
+			// Not a record the stored zone can hold, so not one it holds.
+			return fmt.Errorf("%w: the change set deletes a record the zone cannot hold: %v", backend.ErrInconsistent, err)
+		}
+		touch(r)
+		batch, must = append(batch, r), append(must, !ifHeld)
+		if len(batch) < b.batch {
+			return nil
+		}
+		err = b.removeRows(ctx, tx, d.ID, c, batch, must)
+		batch, must = batch[:0], must[:0]
+		return err
+	})
+	if err == nil {
+		err = b.removeRows(ctx, tx, d.ID, c, batch, must)
+	}
+	if err != nil {
+		return signing{}, err
+	}
+	batch, size := batch[:0], 0
+	err = c.p.EachAdded(func(rr dns.RR) error {
+		r, err := recordRow(c.zone, rr)
+		if err != nil {
+			return fmt.Errorf("serial %d would hold a record PowerDNS cannot store: %w", c.to, err)
+		}
+		r.Auth = true // fixAuth corrects it once the change is in
+		touch(r)
+		batch, size = append(batch, r), size+r.size()
+		if len(batch) < b.batch && size < maxBatchBytes {
+			return nil
+		}
+		err = b.addRows(ctx, tx, d.ID, batch)
+		batch, size = batch[:0], 0
+		return err
+	})
+	if err == nil {
+		err = b.addRows(ctx, tx, d.ID, batch)
+	}
+	if err != nil {
+		return signing{}, err
+	}
+	if err := tx.deleteIDs(ctx, d.ID, []int64{soa[0].ID}); err != nil {
+		return signing{}, err
+	}
+	if err := tx.insertRecords(ctx, d.ID, []row{withAuth(c.newSOA)}); err != nil {
+		return signing{}, err
+	}
+	return b.fixNames(ctx, tx, d.ID, zone, c, delegated)
+}
+
+// removeRows removes the rows holding the records of a batch of net deletions: every copy
+// (an older version of the agent may have stored a record twice). A record the zone must
+// hold and does not is ErrInconsistent.
+func (b *Backend) removeRows(ctx context.Context, tx storeTx, id int64, c *change, rows []row, must []bool) error {
+	byKey, err := heldRows(ctx, tx, id, rows)
 	if err != nil {
 		return err
 	}
-	byKey := map[string][]int64{}
-	var soa []row
-	for _, r := range held {
-		if r.Type == "SOA" && r.Name == zone {
-			soa = append(soa, r)
-			continue
-		}
-		byKey[r.key()] = append(byKey[r.key()], r.ID)
-	}
-	if err := checkSOA(soa, c); err != nil {
-		return err
-	}
-	ids := []int64{soa[0].ID}
-	touched := map[string]bool{}     // owners whose rows changed
-	delegations := map[string]bool{} // owners below the apex whose NS rows changed
-	remove := func(r row, must bool) error {
+	var ids []int64
+	for i, r := range rows {
 		found := byKey[r.key()]
-		if len(found) == 0 && must {
+		if len(found) == 0 && must[i] {
 			return fmt.Errorf("serial %d -> %d deletes %s %s %q, which the zone does not hold: %w",
 				c.from, c.to, r.Name, r.Type, r.Content, backend.ErrInconsistent)
 		}
-		// Every copy: an older version of the agent may have stored a record twice.
 		ids = append(ids, found...)
 		delete(byKey, r.key())
-		touch(touched, delegations, zone, r)
-		return nil
 	}
-	for _, r := range c.deleted {
-		if err := remove(r, true); err != nil {
-			return err
-		}
-	}
-	for _, r := range c.ifHeld {
-		remove(r, false) //nolint:errcheck // never fails when not a must
-	}
-	// Adding a record the zone holds already changes nothing in DNS but its TTL; without
-	// the delete PowerDNS would serve it twice.
-	for _, r := range c.added {
-		remove(r, false) //nolint:errcheck
-	}
-	if err := tx.deleteIDs(ctx, d.ID, ids); err != nil {
-		return err
-	}
-	if err := b.insertRows(ctx, tx, d.ID, append(c.added, withAuth(c.newSOA))); err != nil {
-		return err
-	}
-	names, err := fixENTs(ctx, tx, b, d.ID, zone, touched)
+	return tx.deleteIDs(ctx, id, ids)
+}
+
+// addRows inserts a batch of added rows. Adding a record the zone holds already changes
+// nothing in DNS but its TTL; without deleting the held row first PowerDNS would serve it
+// twice. Two added records that differ only where the row form does not (owner case)
+// are one row: within the batch the first is kept, across batches the later one replaces
+// the row of the earlier.
+func (b *Backend) addRows(ctx context.Context, tx storeTx, id int64, rows []row) error {
+	byKey, err := heldRows(ctx, tx, id, rows)
 	if err != nil {
 		return err
 	}
-	if err := fixAuth(ctx, tx, d.ID, zone, names, delegations); err != nil {
+	var ids []int64
+	seen := map[string]bool{}
+	var add []row
+	for _, r := range rows {
+		k := r.key()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		ids = append(ids, byKey[k]...)
+		add = append(add, r)
+	}
+	if err := tx.deleteIDs(ctx, id, ids); err != nil {
 		return err
 	}
-	c.sign, err = changeSigning(ctx, tx, d.ID, zone, names, len(delegations) > 0)
-	return err
+	return b.insertRows(ctx, tx, id, add)
+}
+
+// heldRows reads the rows at the owners of rows, by key, the SOA left out.
+func heldRows(ctx context.Context, tx storeTx, id int64, rows []row) (map[string][]int64, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	set := map[string]bool{}
+	for _, r := range rows {
+		set[r.Name] = true
+	}
+	held, err := tx.rowsAt(ctx, id, sortedNames(set))
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[string][]int64{}
+	for _, r := range held {
+		if r.Type != "SOA" {
+			byKey[r.key()] = append(byKey[r.key()], r.ID)
+		}
+	}
+	return byKey, nil
+}
+
+// fixNames corrects empty non-terminals, auth flags and ordernames at the names the change
+// touched, batch_size names at a time (each with the names between it and the apex).
+// Every fix writes what the final rows, all in by now, call for at the names it looks
+// at, so the batches may come in any order: a name met in several batches is decided
+// last in the last one, which also holds every touched name below it.
+func (b *Backend) fixNames(ctx context.Context, tx storeTx, id int64, zone string, c *change, delegated bool) (signing, error) {
+	sf, err := planSigning(ctx, tx, id, zone, delegated)
+	if err != nil {
+		return signing{}, err
+	}
+	touched, delegations := map[string]bool{}, map[string]bool{}
+	flush := func() error {
+		if len(touched) == 0 {
+			return nil
+		}
+		names, err := fixENTs(ctx, tx, b, id, zone, touched)
+		if err != nil {
+			return err
+		}
+		if err := fixAuth(ctx, tx, id, zone, names, delegations); err != nil {
+			return err
+		}
+		if err := sf.fixAt(ctx, tx, id, zone, names); err != nil {
+			return err
+		}
+		clear(touched)
+		clear(delegations)
+		return nil
+	}
+	each := func(rr dns.RR) error {
+		h := rr.Header()
+		name, err := pdnsName(h.Name)
+		if err != nil || !dns.IsSubDomain(c.zone, h.Name) {
+			return nil // an ifHeld deletion the zone cannot hold
+		}
+		touched[name] = true
+		if h.Rrtype == dns.TypeNS && name != zone {
+			delegations[name] = true
+		}
+		if len(touched) < b.batch {
+			return nil
+		}
+		return flush()
+	}
+	err = c.p.EachDeleted(func(rr dns.RR, _ bool) error { return each(rr) })
+	if err == nil {
+		err = c.p.EachAdded(each)
+	}
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return signing{}, err
+	}
+	return sf.now, sf.finish(ctx, tx, id, zone)
 }
 
 // checkSOA: the zone has one SOA row, the change set's first one.
@@ -247,13 +345,6 @@ func (b *Backend) insertRows(ctx context.Context, tx storeTx, id int64, rows []r
 		rows = rows[n:]
 	}
 	return nil
-}
-
-func touch(touched, delegations map[string]bool, zone string, r row) {
-	touched[r.Name] = true
-	if r.Type == "NS" && r.Name != zone {
-		delegations[r.Name] = true
-	}
 }
 
 // withAuth marks a row authoritative.

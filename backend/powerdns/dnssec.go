@@ -191,49 +191,75 @@ func fixOrder(ctx context.Context, tx signingTx, id int64, zone string, s signin
 	return tx.setOrder(ctx, id, updates)
 }
 
-// changeSigning brings ordernames and metadata to the zone's signing after an incremental
-// change whose rows are in; names are the owners the change touched, with the names
-// between them and the apex. The whole zone is read when the signing changed (every
+// signingFix brings ordernames and metadata to the zone's signing after an incremental
+// change whose rows are in: at the names the change touched (fixAt, with the names
+// between them and the apex), or over the whole zone when the signing changed (every
 // ordername may change) or a delegation did (auth and ordername below it change).
-func changeSigning(ctx context.Context, t storeTx, id int64, zone string, names []string, delegations bool) (signing, error) {
+type signingFix struct {
+	now, old signing
+	tx       signingTx // nil: nothing to do, the zone neither is nor was presigned
+	whole    bool
+}
+
+// planSigning reads the zone's signing before and after the change, whose rows are in.
+func planSigning(ctx context.Context, t storeTx, id int64, zone string, delegations bool) (*signingFix, error) {
 	tx, ok := t.(signingTx)
 	if !ok {
-		return signing{}, nil
+		return &signingFix{}, nil
 	}
 	old, err := tx.signing(ctx, id)
 	if err != nil {
-		return signing{}, err
+		return nil, err
 	}
 	apex, err := t.rowsAt(ctx, id, []string{zone})
 	if err != nil {
-		return signing{}, err
+		return nil, err
 	}
 	now := apexSigning(zone, apex)
 	if now.nsec3 != nil {
 		if old.nsec3 != nil && (signing{presigned: true, nsec3: now.nsec3}).equal(signing{presigned: true, nsec3: old.nsec3}) {
 			now.optOut = old.optOut
 		} else if now.optOut, err = apexOptOut(ctx, t, id, zone, now); err != nil {
-			return signing{}, err
+			return nil, err
 		}
 	}
-	if !now.presigned && !old.presigned {
-		return now, nil
+	sf := &signingFix{now: now, old: old}
+	if now.presigned || old.presigned {
+		sf.tx, sf.whole = tx, !now.equal(old) || delegations
 	}
-	var rows []row
-	if !now.equal(old) || delegations {
-		if !now.equal(old) {
-			if err := tx.setSigning(ctx, id, now); err != nil {
-				return signing{}, err
-			}
-		}
-		rows, err = tx.zoneRows(ctx, id)
-	} else {
-		rows, err = t.rowsAt(ctx, id, append(names, zone))
+	return sf, nil
+}
+
+// fixAt fixes the ordernames at names, unless the whole zone is done at the end.
+func (sf *signingFix) fixAt(ctx context.Context, t storeTx, id int64, zone string, names []string) error {
+	if sf.tx == nil || sf.whole {
+		return nil
 	}
+	rows, err := t.rowsAt(ctx, id, names)
 	if err != nil {
-		return signing{}, err
+		return err
 	}
-	return now, fixOrder(ctx, tx, id, zone, now, rows)
+	return fixOrder(ctx, sf.tx, id, zone, sf.now, rows)
+}
+
+// finish fixes the apex, or the whole zone and the metadata.
+func (sf *signingFix) finish(ctx context.Context, t storeTx, id int64, zone string) error {
+	if sf.tx == nil {
+		return nil
+	}
+	if !sf.whole {
+		return sf.fixAt(ctx, t, id, zone, []string{zone})
+	}
+	if !sf.now.equal(sf.old) {
+		if err := sf.tx.setSigning(ctx, id, sf.now); err != nil {
+			return err
+		}
+	}
+	rows, err := sf.tx.zoneRows(ctx, id)
+	if err != nil {
+		return err
+	}
+	return fixOrder(ctx, sf.tx, id, zone, sf.now, rows)
 }
 
 // apexOptOut reads the opt-out flag of the apex's NSEC3 record (RFC 5155 §3.1.2.1: the

@@ -86,6 +86,14 @@ func TestMariaDB(t *testing.T) {
 			return b, dumpFor(t, db)
 		})
 	})
+	t.Run("RandomChangesInBatches", func(t *testing.T) {
+		runRandomChanges(t, 6, func(t *testing.T) (*Backend, func() []string) {
+			cfg := testConfig()
+			cfg.BatchSize = 3
+			b, db := m.backendWith(t, cfg)
+			return b, func() []string { return dbRows(t, db, "r.test") }
+		})
+	})
 	t.Run("Batches", func(t *testing.T) { testBatches(t, m) })
 	t.Run("LargeZone", func(t *testing.T) { testLargeZone(t, m) })
 }
