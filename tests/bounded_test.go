@@ -222,6 +222,7 @@ func TestBoundedMillionRecordIXFRBind9(t *testing.T) {
 			bn := harness.StartBackendNamed(t, harness.BackendOptions{})
 			cfg := bind9AgentConfigTo(p.Addr(), bn, mode)
 			cfg.CreateTimeout = "600"
+			cfg.Backend["rndc_timeout"] = "120" // named loads 500,000 records before rndc returns
 			millionIXFR(t, p, cfg, n)
 			if s, err := bn.Serial(zone); err != nil || s != 2 {
 				t.Errorf("named serves serial %d (%v), want 2", s, err)
