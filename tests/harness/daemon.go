@@ -61,6 +61,8 @@ func newServer(t testing.TB, name string, opts ServerOptions) *Server {
 	return s
 }
 
+// fqdn is the harness's canonical form of a zone name: lowercase, fully qualified. It is
+// written here again, not taken from the agent, so the tests check the agent's rule.
 func fqdn(zone string) string { return dns.Fqdn(strings.ToLower(zone)) }
 
 // start runs the server and waits (10 s at most) until it serves the SOA of every zone.

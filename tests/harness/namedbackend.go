@@ -137,7 +137,7 @@ func (n *BackendNamed) writeFiles() error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		origin := strings.TrimSuffix(dns.Fqdn(strings.ToLower(name)), ".")
+		origin := strings.TrimSuffix(fqdn(name), ".")
 		path := filepath.Join(n.dir, "static."+origin)
 		if err := os.WriteFile(path, []byte(n.opts.StaticZones[name]), 0o644); err != nil {
 			return err

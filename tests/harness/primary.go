@@ -201,7 +201,7 @@ func (p *Primary) zonePath(name string) string {
 // primaryFileName is db.<zone>, or db.<hash> for a name too long for a file name with
 // named's ".jnl" after it.
 func primaryFileName(name string) string {
-	name = strings.TrimSuffix(strings.ToLower(dns.Fqdn(name)), ".")
+	name = strings.TrimSuffix(fqdn(name), ".")
 	if len(name) > 200 {
 		sum := sha256.Sum256([]byte(name))
 		name = hex.EncodeToString(sum[:8])

@@ -58,7 +58,7 @@ func (z Zone) WithSerial(serial uint32) Zone {
 }
 
 // Origin is the zone name, fully qualified and lower case.
-func (z Zone) Origin() string { return dns.Fqdn(strings.ToLower(z.Name)) }
+func (z Zone) Origin() string { return fqdn(z.Name) }
 
 // Text renders the zone file (absolute names, SOA first).
 func (z Zone) Text() string {
@@ -254,7 +254,7 @@ func DiffSets(want, got []string, max int) string {
 // without the trailing dot, plus ".zone"; for a name over 238 characters its first 200,
 // '~' and 16 hex digits of the SHA-256 of the whole name (README, zone files).
 func ZoneFileName(zone string) string {
-	name := strings.TrimSuffix(strings.ToLower(dns.Fqdn(zone)), ".")
+	name := strings.TrimSuffix(fqdn(zone), ".")
 	if len(name) > 238 {
 		sum := sha256.Sum256([]byte(name))
 		name = name[:200] + "~" + hex.EncodeToString(sum[:8])
