@@ -191,7 +191,7 @@ func TestBoundedMillionRecordIXFR(t *testing.T) {
 	}
 }
 
-// The same 1M-record IXFR into powerdns (MariaDB): about 4 minutes on 2 cores (the
+// The same 1M-record IXFR into powerdns (MariaDB): 2-4 minutes on 2 cores (the
 // CREATE and the IXFR write 1.5M rows), so only with DNSAGENT_LONG_TESTS=1. The rows are
 // read back from the spooled change set batch_size at a time: 41 MiB peak RSS, 655 MiB
 // when Apply built every row first.
