@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -147,15 +148,23 @@ func (c *ChangeSet) Close() error {
 // Records calls fn for every record in order: step by step, its deletions, then its
 // additions. A spooled change set is read back from disk, one record at a time.
 func (c *ChangeSet) Records(fn func(step int, added bool, rr dns.RR) error) error {
+	return c.records(nil, fn)
+}
+
+// records is Records for the records want accepts (by their index in Records' order and
+// whether they are added; nil: all). The others are passed over without being unpacked:
+// each unpacked record is a few allocations, and 500,000 of them unpacked for nothing are
+// a burst of 150 MB of garbage.
+func (c *ChangeSet) records(want func(n int, added bool) bool, fn func(step int, added bool, rr dns.RR) error) error {
+	n := 0
 	if c.spool == nil {
 		for i, s := range c.Steps {
-			for _, rr := range s.Deleted {
-				if err := fn(i, false, rr); err != nil {
-					return err
+			for j, rr := range slices.Concat(s.Deleted, s.Added) {
+				added := j >= len(s.Deleted)
+				if n++; want != nil && !want(n-1, added) {
+					continue
 				}
-			}
-			for _, rr := range s.Added {
-				if err := fn(i, true, rr); err != nil {
+				if err := fn(i, added, rr); err != nil {
 					return err
 				}
 			}
@@ -167,12 +176,19 @@ func (c *ChangeSet) Records(fn func(step int, added bool, rr dns.RR) error) erro
 		return err
 	}
 	for i, s := range c.Steps {
-		for n := range s.spooledDeleted + s.spooledAdded {
+		for j := range s.spooledDeleted + s.spooledAdded {
+			added := j >= s.spooledDeleted
+			if n++; want != nil && !want(n-1, added) {
+				if err := r.skip(); err != nil {
+					return err
+				}
+				continue
+			}
 			rr, err := r.next()
 			if err != nil {
 				return err
 			}
-			if err := fn(i, n >= s.spooledDeleted, rr); err != nil {
+			if err := fn(i, added, rr); err != nil {
 				return err
 			}
 		}
@@ -295,6 +311,8 @@ type Patcher struct {
 	write   bitset   // by record index in cs.Records: an addition to write
 	owners  []uint64 // sorted: the owners of the records changed (Touches); nil when too many
 	lower   []byte   // Touches' scratch
+	line    []byte   // hashRR's scratch
+	key     []byte   // hashLine's scratch
 	err     error    // reading the change set failed
 }
 
@@ -376,11 +394,11 @@ func (p *Patcher) sortedChanges(total int, fold func([]change)) error {
 	}
 	n := uint32(0)
 	err := p.cs.Records(func(_ int, added bool, rr dns.RR) error {
-		key, owner := keyAndOwner(rr)
+		key, owner := p.hashRR(rr)
 		if p.owners != nil {
-			p.owners = append(p.owners, p.hash(owner))
+			p.owners = append(p.owners, owner)
 		}
-		ch := change{p.hash(key), n << 1}
+		ch := change{key, n << 1}
 		if added {
 			ch.v |= 1
 		}
@@ -449,12 +467,59 @@ func (p *Patcher) Start(stored *dns.SOA) error {
 	return nil
 }
 
+// hashRR is hash(Key(rr)), and the hash of the key's owner field (Touches), computed in
+// p's scratch buffers: 1M records hashed one Key string each allocated about 200 MB in a
+// few seconds, and a burst like that, met by a GC starved of CPU on a loaded machine,
+// doubled the agent's RSS (issue 14). Not safe for concurrent use, as Touches.
+func (p *Patcher) hashRR(rr dns.RR) (key, owner uint64) {
+	p.line = AppendPresentation(p.line[:0], rr)
+	return p.hashLine(p.line)
+}
+
+// hashLine is hash(KeyOfLine(line)) and the hash of its lowercased owner, without
+// building the key; for a line of another shape, keyAndOwner's: the line and "".
+func (p *Patcher) hashLine(line []byte) (key, owner uint64) {
+	var tabs [4]int
+	at := 0
+	for i := range tabs {
+		t := bytes.IndexByte(line[at:], '\t')
+		if t < 0 || (i == 0 && t == 0) {
+			return maphash.Bytes(p.seed, line), maphash.String(p.seed, "")
+		}
+		tabs[i], at = at+t, at+t+1
+	}
+	var ascii bool
+	if p.key, ascii = appendLowerASCII(p.key[:0], line[:tabs[0]]); !ascii {
+		p.key = append(p.key[:0], strings.ToLower(string(line[:tabs[0]]))...)
+	}
+	owner = maphash.Bytes(p.seed, p.key)
+	// KeyOfLine's owner, class, type and data, space-separated (the TTL left out).
+	p.key = append(p.key, ' ')
+	p.key = append(p.key, line[tabs[1]+1:tabs[2]]...)
+	p.key = append(p.key, ' ')
+	p.key = append(p.key, line[tabs[2]+1:tabs[3]]...)
+	p.key = append(p.key, ' ')
+	p.key = append(p.key, line[tabs[3]+1:]...)
+	return maphash.Bytes(p.seed, p.key), owner
+}
+
 // Keep reports whether a stored record (not the SOA) stays as it is.
-func (p *Patcher) Keep(rr dns.RR) bool { return p.KeepKey(Key(rr)) }
+func (p *Patcher) Keep(rr dns.RR) bool {
+	key, _ := p.hashRR(rr)
+	return p.keepHash(key)
+}
 
 // KeepKey is Keep for the record whose Key is k.
-func (p *Patcher) KeepKey(k string) bool {
-	h := p.hash(k)
+func (p *Patcher) KeepKey(k string) bool { return p.keepHash(p.hash(k)) }
+
+// KeepLine is Keep for the record whose presentation (Presentation) is line; it does not
+// allocate.
+func (p *Patcher) KeepLine(line []byte) bool {
+	key, _ := p.hashLine(line)
+	return p.keepHash(key)
+}
+
+func (p *Patcher) keepHash(h uint64) bool {
 	if i, ok := slices.BinarySearch(p.deleted, h); ok {
 		p.seen.set(i)
 		return false
@@ -514,14 +579,8 @@ func (p *Patcher) EachAdded(fn func(dns.RR) error) error {
 	if p.err != nil {
 		return p.err
 	}
-	n := 0
-	return p.cs.Records(func(_ int, added bool, rr dns.RR) error {
-		n++
-		if added && p.write.has(n-1) {
-			return fn(rr)
-		}
-		return nil
-	})
+	return p.cs.records(func(n int, added bool) bool { return added && p.write.has(n) },
+		func(_ int, _ bool, rr dns.RR) error { return fn(rr) })
 }
 
 // Added lists the records to write after the kept ones (EachAdded, in memory).
@@ -556,11 +615,9 @@ func (p *Patcher) EachDeleted(fn func(rr dns.RR, ifHeld bool) error) error {
 		return p.err
 	}
 	listed := newBitset(len(p.deleted))
-	return p.cs.Records(func(_ int, added bool, rr dns.RR) error {
-		if added {
-			return nil
-		}
-		i, ok := slices.BinarySearch(p.deleted, p.hash(Key(rr)))
+	return p.cs.records(deletions, func(_ int, _ bool, rr dns.RR) error {
+		key, _ := p.hashRR(rr)
+		i, ok := slices.BinarySearch(p.deleted, key)
 		if !ok || listed.has(i) {
 			return nil
 		}
@@ -568,6 +625,9 @@ func (p *Patcher) EachDeleted(fn func(rr dns.RR, ifHeld bool) error) error {
 		return fn(rr, p.ifHeld.has(i))
 	})
 }
+
+// deletions is a records filter: the deleted records only.
+func deletions(_ int, added bool) bool { return !added }
 
 // Err reports deletions of records the zone did not hold, once every record went through Keep.
 func (p *Patcher) Err() error {
@@ -586,8 +646,8 @@ func (p *Patcher) Err() error {
 	// Name one of them: read the change set again for a deletion with that key.
 	name := fmt.Sprintf("%d record(s)", len(missing))
 	errFound := errors.New("found")
-	err := p.cs.Records(func(_ int, added bool, rr dns.RR) error {
-		if k := Key(rr); !added && missing[p.hash(k)] {
+	err := p.cs.records(deletions, func(_ int, _ bool, rr dns.RR) error {
+		if k := Key(rr); missing[p.hash(k)] {
 			name = fmt.Sprintf("record %q", k)
 			return errFound
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -138,5 +139,35 @@ func TestSpoolLeavesNothingBehind(t *testing.T) {
 	}
 	if err := cs.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// The Patcher hashes keys in scratch buffers (hashRR, hashLine) instead of building Key
+// strings: the hashes must be those of Key and KeyOfLine exactly, or an apply would keep
+// or drop the wrong records. Non-ASCII owners and lines of another shape included.
+func TestPatcherHashesAsKey(t *testing.T) {
+	cs := &ChangeSet{Zone: "example.com."}
+	cs.StartStep(&dns.SOA{Hdr: dns.RR_Header{Name: "example.com.", Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Serial: 1})
+	cs.Steps[0].New = &dns.SOA{Hdr: dns.RR_Header{Name: "example.com.", Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Serial: 2}
+	p := cs.Patcher()
+	for _, text := range []string{
+		`Www.Example.com. 300 IN A 192.0.2.1`,
+		`example.com. 300 IN MX 10 Mail.example.com.`,
+		`t.example.com. 300 IN TXT "a	b" "c\"d"`,
+		`x.example.com. 300 IN TYPE65534 \# 4 0a000001`,
+		`ÄBC.example.com. 300 IN A 192.0.2.2`,
+		`a\ b.EXAMPLE.com. 300 IN AAAA 2001:db8::1`,
+	} {
+		rr := mustRR(t, text)
+		key, owner := p.hashRR(rr)
+		line := Presentation(rr)
+		if key != p.hash(Key(rr)) || owner != p.hash(strings.ToLower(line[:strings.IndexByte(line, '\t')])) {
+			t.Errorf("%s: hashRR differs from the hash of Key %q or of its owner", text, Key(rr))
+		}
+	}
+	for _, line := range []string{"", "; comment", "\tx\ty\tz\tw", "example.com. IN A 192.0.2.1", "a\tb\tc\td"} {
+		if key, owner := p.hashLine([]byte(line)); key != p.hash(line) || owner != p.hash("") {
+			t.Errorf("hashLine(%q) is not the hash of the line itself, as keyAndOwner's", line)
+		}
 	}
 }

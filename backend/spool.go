@@ -78,12 +78,31 @@ type spoolReader struct {
 	buf []byte
 }
 
-func (r *spoolReader) next() (dns.RR, error) {
+// length reads the length of the next record.
+func (r *spoolReader) length() (int, error) {
 	var l [4]byte
 	if _, err := io.ReadFull(r.r, l[:]); err != nil {
-		return nil, fmt.Errorf("reading the spooled change set: %w", err)
+		return 0, fmt.Errorf("reading the spooled change set: %w", err)
 	}
-	n := int(binary.BigEndian.Uint32(l[:]))
+	return int(binary.BigEndian.Uint32(l[:])), nil
+}
+
+// skip passes over the next record.
+func (r *spoolReader) skip() error {
+	n, err := r.length()
+	if err == nil {
+		if _, err = r.r.Discard(n); err != nil {
+			err = fmt.Errorf("reading the spooled change set: %w", err)
+		}
+	}
+	return err
+}
+
+func (r *spoolReader) next() (dns.RR, error) {
+	n, err := r.length()
+	if err != nil {
+		return nil, err
+	}
 	if cap(r.buf) < n {
 		r.buf = make([]byte, n)
 	}

@@ -96,11 +96,8 @@ func patch(ctx context.Context, stored io.Reader, zone string, p *backend.Patche
 		if tab <= 0 || bytes.Count(line[tab+1:], []byte("\t")) < 3 {
 			return fmt.Errorf("%w: stored line %d is not one record as the agent writes it", backend.ErrInconsistent, n+1)
 		}
-		if p.Touches(line[:tab]) {
-			key, _ := zonefile.LineKey(string(line))
-			if !p.KeepKey(key) {
-				continue
-			}
+		if p.Touches(line[:tab]) && !p.KeepLine(line) {
+			continue
 		}
 		w.Write(line)     //nolint:errcheck // a bufio.Writer keeps its first error for Flush
 		w.WriteByte('\n') //nolint:errcheck // as above
