@@ -196,6 +196,34 @@ func (c *ChangeSet) records(want func(n int, added bool) bool, fn func(step int,
 	return nil
 }
 
+// lines calls fn for every record's Presentation line, in Records' order, with whether it
+// is added; the line is valid until fn returns. A spooled record is not unpacked: its line
+// is read from the spool. scratch is for records held in memory.
+func (c *ChangeSet) lines(scratch *[]byte, fn func(added bool, line []byte) error) error {
+	if c.spool == nil {
+		return c.Records(func(_ int, added bool, rr dns.RR) error {
+			*scratch = AppendPresentation((*scratch)[:0], rr)
+			return fn(added, *scratch)
+		})
+	}
+	r, err := c.spool.reader()
+	if err != nil {
+		return err
+	}
+	for _, s := range c.Steps {
+		for j := range s.spooledDeleted + s.spooledAdded {
+			line, err := r.nextLine()
+			if err != nil {
+				return err
+			}
+			if err := fn(j >= s.spooledDeleted, line); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // InMemory returns the change set with every record in Deleted and Added: c itself unless
 // it is spooled. For backends whose apply holds the whole change anyway.
 func (c *ChangeSet) InMemory() (*ChangeSet, error) {
@@ -393,8 +421,8 @@ func (p *Patcher) sortedChanges(total int, fold func([]change)) error {
 		p.owners = make([]uint64, 0, total)
 	}
 	n := uint32(0)
-	err := p.cs.Records(func(_ int, added bool, rr dns.RR) error {
-		key, owner := p.hashRR(rr)
+	err := p.cs.lines(&p.line, func(added bool, line []byte) error {
+		key, owner := p.hashLine(line)
 		if p.owners != nil {
 			p.owners = append(p.owners, owner)
 		}

@@ -11,8 +11,11 @@ import (
 	"github.com/miekg/dns"
 )
 
-// spool is an append-only file of records in wire format (uncompressed, each after its
-// 4-byte length), read back from the start as often as needed. The file is unlinked as
+// spool is an append-only file of records, each in wire format (uncompressed) and then as
+// its Presentation line, each of the two after its 4-byte length, read back from the start
+// as often as needed. The line costs disk, not memory: Patcher hashes every record's key,
+// which is read from the line, and unpacking 1M records for it was a burst of 150 MB of
+// garbage. The file is unlinked as
 // soon as it is created: its space is the system's to free when it is closed, even if the
 // agent dies first, and nothing is ever left to sweep.
 type spool struct {
@@ -53,8 +56,11 @@ func (s *spool) write(rr dns.RR) error {
 		return err
 	}
 	binary.BigEndian.PutUint32(s.buf, uint32(n-4))
-	_, err = s.w.Write(s.buf[:n])
-	s.size += int64(n)
+	s.buf = AppendPresentation(append(s.buf[:n], 0, 0, 0, 0), rr)
+	binary.BigEndian.PutUint32(s.buf[n:], uint32(len(s.buf)-n-4))
+	_, err = s.w.Write(s.buf)
+	s.size += int64(len(s.buf))
+	s.buf = s.buf[:cap(s.buf)]
 	return err
 }
 
@@ -78,43 +84,69 @@ type spoolReader struct {
 	buf []byte
 }
 
-// length reads the length of the next record.
-func (r *spoolReader) length() (int, error) {
+// field reads the length of the next field; skip passes over it.
+func (r *spoolReader) field(skip bool) (int, error) {
 	var l [4]byte
 	if _, err := io.ReadFull(r.r, l[:]); err != nil {
 		return 0, fmt.Errorf("reading the spooled change set: %w", err)
 	}
-	return int(binary.BigEndian.Uint32(l[:])), nil
-}
-
-// skip passes over the next record.
-func (r *spoolReader) skip() error {
-	n, err := r.length()
-	if err == nil {
-		if _, err = r.r.Discard(n); err != nil {
-			err = fmt.Errorf("reading the spooled change set: %w", err)
+	n := int(binary.BigEndian.Uint32(l[:]))
+	if skip {
+		if _, err := r.r.Discard(n); err != nil {
+			return 0, fmt.Errorf("reading the spooled change set: %w", err)
 		}
 	}
-	return err
+	return n, nil
 }
 
-func (r *spoolReader) next() (dns.RR, error) {
-	n, err := r.length()
-	if err != nil {
-		return nil, err
-	}
+// read reads the next field, n bytes, into r.buf.
+func (r *spoolReader) read(n int) error {
 	if cap(r.buf) < n {
 		r.buf = make([]byte, n)
 	}
 	r.buf = r.buf[:n]
 	if _, err := io.ReadFull(r.r, r.buf); err != nil {
-		return nil, fmt.Errorf("reading the spooled change set: %w", err)
+		return fmt.Errorf("reading the spooled change set: %w", err)
+	}
+	return nil
+}
+
+// skip passes over the next record.
+func (r *spoolReader) skip() error {
+	if _, err := r.field(true); err != nil {
+		return err
+	}
+	_, err := r.field(true)
+	return err
+}
+
+// next reads the next record.
+func (r *spoolReader) next() (dns.RR, error) {
+	n, err := r.field(false)
+	if err == nil {
+		err = r.read(n)
+	}
+	if err != nil {
+		return nil, err
 	}
 	rr, _, err := dns.UnpackRR(r.buf, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading the spooled change set: %w", err)
 	}
-	return rr, nil
+	_, err = r.field(true)
+	return rr, err
+}
+
+// nextLine reads the next record's Presentation line, valid until the next call.
+func (r *spoolReader) nextLine() ([]byte, error) {
+	if _, err := r.field(true); err != nil {
+		return nil, err
+	}
+	n, err := r.field(false)
+	if err == nil {
+		err = r.read(n)
+	}
+	return r.buf, err
 }
 
 // changeFile is an unlinked file of changes (12 bytes each), one partition of the table
