@@ -164,7 +164,7 @@ func testHungIXFR(t *testing.T, fromHung bool) {
 	if err := m.Notify(ctx, "example.com.", n); err != nil {
 		t.Fatal(err)
 	}
-	waitSerial(t, be, "example.com.", 2)
+	waitApplied(t, m, be, "example.com.", 2) // recorded in Status, read below
 	took := time.Since(start)
 	// The hung IXFR costs one stall; anything that waited out a second one (the hung
 	// master's AXFR, a retry) takes 2 s at least. What is left, up to 1 s, is slack for a
