@@ -3,6 +3,7 @@ package zonediff_test
 import (
 	"context"
 	"io"
+	"runtime/metrics"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,6 +98,7 @@ func benchmarkFileDiff(b *testing.B, n int) {
 	served := &servedAt{Backend: be}
 	var raw, create, diff time.Duration
 	var rawCPU, createCPU, diffCPU time.Duration // CPU time of the process: less moved by other load
+	var peak, peakOver uint64                    // the live Go heap during a diff, and its growth over the heap before
 	for b.Loop() {
 		start, cpu := time.Now(), cpuTime()
 		src := v1.source()
@@ -113,18 +115,23 @@ func benchmarkFileDiff(b *testing.B, n int) {
 		create += served.at.Sub(start)
 		createCPU += served.cpu - cpu
 
+		base := heapBytes()
+		stop := samplePeakHeap(&peak)
 		start, cpu = time.Now(), cpuTime()
 		if res, err := idx.Full(b.Context(), served, name, true, 1, v2.source()); err != nil || res.Apply != "diff" {
 			b.Fatal(res, err)
 		}
 		diff += served.at.Sub(start)
 		diffCPU += served.cpu - cpu
+		stop()
+		peakOver = max(peakOver, peak-base)
 	}
 	b.ReportMetric(float64(create)/float64(raw), "create/raw")
 	b.ReportMetric(float64(diff)/float64(raw), "diff/raw")
 	b.ReportMetric(float64(createCPU)/float64(rawCPU), "create-cpu/raw")
 	b.ReportMetric(float64(diffCPU)/float64(rawCPU), "diff-cpu/raw")
 	b.ReportMetric(float64(raw.Microseconds())/1000/float64(b.N), "raw-ms")
+	b.ReportMetric(float64(peakOver)/(1<<20), "diff-heap-MiB")
 }
 
 // servedAt notes when the new zone file is in place: what the bench times, the index
@@ -154,4 +161,32 @@ func (s *servedAt) Apply(ctx context.Context, zone string, cs *backend.ChangeSet
 	err := s.Backend.Apply(ctx, zone, cs)
 	s.done()
 	return err
+}
+
+// heapBytes is the live Go heap as the last GC marked it: what the code retains, whatever
+// the GC pacing (the benchmark itself holds both versions' messages, which would pace it).
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// samplePeakHeap keeps the largest heapBytes in *peak, every millisecond, until stop.
+func samplePeakHeap(peak *uint64) (stop func()) {
+	*peak = heapBytes()
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				*peak = max(*peak, heapBytes())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
