@@ -196,12 +196,12 @@ func (c *ChangeSet) records(want func(n int, added bool) bool, fn func(step int,
 	return nil
 }
 
-// lines calls fn for every record's Presentation line, in Records' order, with whether it
+// lines calls fn for the Presentation line of every record want accepts (as records'), in Records' order, with whether it
 // is added; the line is valid until fn returns. A spooled record is not unpacked: its line
 // is read from the spool. scratch is for records held in memory.
-func (c *ChangeSet) lines(scratch *[]byte, fn func(added bool, line []byte) error) error {
+func (c *ChangeSet) lines(scratch *[]byte, want func(n int, added bool) bool, fn func(added bool, line []byte) error) error {
 	if c.spool == nil {
-		return c.Records(func(_ int, added bool, rr dns.RR) error {
+		return c.records(want, func(_ int, added bool, rr dns.RR) error {
 			*scratch = AppendPresentation((*scratch)[:0], rr)
 			return fn(added, *scratch)
 		})
@@ -210,8 +210,15 @@ func (c *ChangeSet) lines(scratch *[]byte, fn func(added bool, line []byte) erro
 	if err != nil {
 		return err
 	}
+	n := 0
 	for _, s := range c.Steps {
 		for j := range s.spooledDeleted + s.spooledAdded {
+			if n++; want != nil && !want(n-1, j >= s.spooledDeleted) {
+				if err := r.skip(); err != nil {
+					return err
+				}
+				continue
+			}
 			line, err := r.nextLine()
 			if err != nil {
 				return err
@@ -421,7 +428,7 @@ func (p *Patcher) sortedChanges(total int, fold func([]change)) error {
 		p.owners = make([]uint64, 0, total)
 	}
 	n := uint32(0)
-	err := p.cs.lines(&p.line, func(added bool, line []byte) error {
+	err := p.cs.lines(&p.line, nil, func(added bool, line []byte) error {
 		key, owner := p.hashLine(line)
 		if p.owners != nil {
 			p.owners = append(p.owners, owner)
@@ -607,9 +614,20 @@ func (p *Patcher) EachAdded(fn func(dns.RR) error) error {
 	if p.err != nil {
 		return p.err
 	}
-	return p.cs.records(func(n int, added bool) bool { return added && p.write.has(n) },
-		func(_ int, _ bool, rr dns.RR) error { return fn(rr) })
+	return p.cs.records(p.added, func(_ int, _ bool, rr dns.RR) error { return fn(rr) })
 }
+
+// EachAddedLine is EachAdded for a backend that writes Presentation lines: fn gets each
+// record's line, valid until it returns; a spooled record is not unpacked.
+func (p *Patcher) EachAddedLine(fn func(line []byte) error) error {
+	if p.err != nil {
+		return p.err
+	}
+	return p.cs.lines(&p.line, p.added, func(_ bool, line []byte) error { return fn(line) })
+}
+
+// added is a records filter: the additions to write.
+func (p *Patcher) added(n int, added bool) bool { return added && p.write.has(n) }
 
 // Added lists the records to write after the kept ones (EachAdded, in memory).
 func (p *Patcher) Added() ([]dns.RR, error) {

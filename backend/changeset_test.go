@@ -36,10 +36,21 @@ func patched(t *testing.T, cs *ChangeSet, stored []dns.RR) ([]string, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
+	var want, lines []string
 	err := p.EachAdded(func(rr dns.RR) error {
 		out = append(out, rr.String())
+		want = append(want, Presentation(rr))
 		return nil
 	})
+	if err == nil {
+		err = p.EachAddedLine(func(line []byte) error {
+			lines = append(lines, string(line))
+			return nil
+		})
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("EachAddedLine gives %q, EachAdded the records of %q", lines, want)
+	}
 	slices.Sort(out)
 	return out, err
 }

@@ -75,7 +75,10 @@ func patchRecords(ctx context.Context, w *bufio.Writer, in *os.File, zone string
 	if err := p.Err(); err != nil {
 		return err
 	}
-	return p.EachAdded(func(rr dns.RR) error { return zonefile.WriteRecords(w, []dns.RR{rr}) })
+	return p.EachAddedLine(func(line []byte) error {
+		w.Write(line)            //nolint:errcheck // a bufio.Writer keeps its first error for Flush
+		return w.WriteByte('\n') // as above
+	})
 }
 
 // install renames a finished temp file over the zone's file; on error the temp file is

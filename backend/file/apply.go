@@ -108,7 +108,10 @@ func patch(ctx context.Context, stored io.Reader, zone string, p *backend.Patche
 	if err := p.Err(); err != nil {
 		return err
 	}
-	return p.EachAdded(func(rr dns.RR) error { return zonefile.WriteRecords(w, []dns.RR{rr}) })
+	return p.EachAddedLine(func(line []byte) error {
+		w.Write(line)            //nolint:errcheck // a bufio.Writer keeps its first error for Flush
+		return w.WriteByte('\n') // as above
+	})
 }
 
 // lineReader reads lines without allocating for each: a line is valid until the next call.
