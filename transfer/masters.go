@@ -81,7 +81,9 @@ func (m *Manager) mastersToAsk(skipBackedOff bool) []candidate {
 // check waits for all of them: taking the first answer, even the notifier's, could miss a
 // newer serial, or leave out the master to fall back to. Once one has answered, the others
 // get a short grace, so a master that hangs costs one grace period, not a timeout, and is
-// then backed off like one that failed.
+// then backed off like one that failed; masters on the NOTIFY sender's address are the
+// exception, waited for up to the SOA query's timeout, as their NOTIFY announced a version
+// the others may not have yet.
 func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr, skipBackedOff, urgent bool) ([]candidate, error) {
 	masters := m.mastersToAsk(skipBackedOff)
 	// Every master's turn comes before any query goes out, so no master's answer grace
@@ -115,10 +117,12 @@ func (m *Manager) candidates(ctx context.Context, zoneName string, notifier neti
 		errs  []error
 		grace <-chan time.Time
 	)
-collect:
 	for len(pending) > 0 {
 		select {
 		case a := <-answers:
+			if !pending[a.addr] {
+				continue // given up on at the grace
+			}
 			delete(pending, a.addr)
 			if a.err != nil {
 				errs = append(errs, a.err)
@@ -129,10 +133,15 @@ collect:
 				grace = time.After(masterAnswerGrace)
 			}
 		case <-grace:
+			// The NOTIFY's sender said it has a new version: its masters are waited for
+			// (their SOA query's own timeout bounds that), the others are given up on.
+			grace = nil
 			for master := range pending {
-				m.noteMaster(master, fmt.Errorf("no SOA answer within %v of another master's", masterAnswerGrace))
+				if master.Addr() != notifier {
+					m.noteMaster(master, fmt.Errorf("no SOA answer within %v of another master's", masterAnswerGrace))
+					delete(pending, master)
+				}
 			}
-			break collect
 		}
 	}
 	if len(found) == 0 {

@@ -127,6 +127,26 @@ func TestNotifierNotNewerDoesNotHideNewerMaster(t *testing.T) {
 	}
 }
 
+// The NOTIFY's sender answers its SOA well after the answer grace another master's answer
+// started: it is still waited for, and its newer version transferred, rather than the
+// check ending "up to date" on the other's older serial (the NOTIFY would then be lost
+// until the next refresh).
+func TestSlowNotifierIsWaitedForPastTheGrace(t *testing.T) {
+	ctx := context.Background()
+	notifier := startPrimary(t, "example.com.", 1, 10)
+	other := startPrimaryOn(t, "127.0.0.2", "example.com.", 1, 10)
+	m, be := newManager(t, notifier.addr, other.addr)
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	notifier.setZone(2, 10)
+	notifier.set(func(p *fakePrimary) { p.soaDelay = 4 * masterAnswerGrace })
+	if err := m.Notify(ctx, "example.com.", Notify{Source: notifier.addr.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, m, be, "example.com.", 2)
+}
+
 // Item 3: a master that hangs mid-IXFR costs one stall timeout: the next master with the
 // same version is asked before the hung one's AXFR, which is never tried. The hung master
 // comes first either as the NOTIFY's sender or, with the NOTIFY from elsewhere, by the
