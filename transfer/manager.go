@@ -549,14 +549,15 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		return outcome{err: errStopping}
 	default:
 	}
-	select {
-	case m.workers <- struct{}{}:
-		defer func() { <-m.workers }()
-	case <-ctx.Done():
-		return outcome{err: ctx.Err()}
-	case <-m.draining:
-		return outcome{err: errStopping}
+	slot := &workerSlot{m: m}
+	if err := slot.take(ctx); err != nil {
+		return outcome{err: err}
 	}
+	defer slot.give()
+	// A backend gives the worker back once its change is committed (backend.Committed):
+	// waiting for the server to serve it or for a shared fsync takes no worker, so such
+	// waits batch across more zones than there are workers.
+	ctx = backend.WithCommitted(ctx, slot.give)
 
 	current, err := m.backend.Serial(ctx, z.name)
 	exists := err == nil
@@ -623,6 +624,9 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		// Masters are sorted by serial: when the next one serves the same version, it goes
 		// before this one's AXFR should this one's IXFR fail on the wire.
 		elsewhere := i+1 < len(masters) && masters[i+1].soa.Serial == master.soa.Serial
+		if err := slot.take(ctx); err != nil {
+			return outcome{err: err, gone: !exists, applied: current}
+		}
 		if err := m.waitTurn(ctx, master.addr, urgent); err != nil {
 			return outcome{err: err, gone: !exists, applied: current}
 		}
@@ -632,6 +636,9 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		}
 	}
 	for _, l := range later {
+		if err := slot.take(ctx); err != nil {
+			return outcome{err: err, gone: !exists, applied: current}
+		}
 		if err := m.waitTurn(ctx, l.master, urgent); err != nil {
 			return outcome{err: err, gone: !exists, applied: current}
 		}
@@ -642,6 +649,46 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 	}
 	res.err = errors.Join(errs...)
 	return res
+}
+
+// workerSlot is one check's hold on a transfer worker (Config.Workers). The backend may
+// give it back before the check ends (backend.Committed); a check that transfers again
+// afterwards (the next master, after a failure) takes one again.
+type workerSlot struct {
+	m    *Manager
+	mu   sync.Mutex // give may run on a backend's goroutine
+	held bool
+}
+
+// take waits for a worker unless the slot holds one.
+func (s *workerSlot) take(ctx context.Context) error {
+	s.mu.Lock()
+	held := s.held
+	s.mu.Unlock()
+	if held {
+		return nil
+	}
+	select {
+	case s.m.workers <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.m.draining:
+		return errStopping
+	}
+	s.mu.Lock()
+	s.held = true
+	s.mu.Unlock()
+	return nil
+}
+
+// give returns the worker, if the slot holds one.
+func (s *workerSlot) give() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		s.held = false
+		<-s.m.workers
+	}
 }
 
 // DefaultRetryMin is the first retry delay (retry_min) unless configured.

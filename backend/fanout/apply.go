@@ -34,6 +34,7 @@ type work struct {
 }
 
 func (b *Backend) store(ctx context.Context, zone string, src backend.Source, create bool) error {
+	ctx = backend.WithCommitted(ctx, nil) // one member committed is not all of them
 	if err := backend.ValidateZoneName(zone); err != nil {
 		return err // before reading anything: the source is not for us
 	}
@@ -164,6 +165,7 @@ func (b *Backend) record(zone string, serial uint32, results []zonediff.Result, 
 // ErrInconsistent, so the engine falls back to a full transfer, which the members already
 // up to date skip.
 func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet) error {
+	ctx = backend.WithCommitted(ctx, nil) // as in store
 	serials, errs := b.serials(ctx, zone)
 	results := make([]zonediff.Result, len(b.members))
 	applying := 0

@@ -62,8 +62,9 @@ func (b *Backend) Serial(_ context.Context, zone string) (uint32, error) {
 	return serial, nil
 }
 
-// Create writes a new zone file. If the reload command then fails, the file is removed
-// again: the zone was not created, and a retry must not find it half there.
+// Create writes a new zone file. If making it durable or the reload command then fails,
+// the file is removed again: the zone was not created, and a retry must not find it half
+// there.
 func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) error {
 	zone, err := canonical("create", zone)
 	if err != nil {
@@ -75,8 +76,23 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("file backend: create %s: %w", zone, err)
 	}
-	if err := b.write(ctx, zone, src); err != nil {
+	tmp, _, err := b.dir.WriteStream(ctx, backend.StreamCheck{Zone: zone}, src)
+	if err == nil {
+		err = b.dir.Rename(tmp, zone)
+	}
+	if err != nil {
 		return fmt.Errorf("file backend: create %s: %w", zone, err)
+	}
+	if len(b.reloadCommand) == 0 {
+		// What remains is the directory's group fsync, shared with the zones created
+		// meanwhile. A reload command, work for the DNS server, keeps the worker.
+		backend.Committed(ctx)
+	}
+	if err := b.dir.Sync(); err != nil {
+		if rmErr := b.dir.Remove(zone); rmErr != nil {
+			return fmt.Errorf("file backend: create %s: making the rename durable: %w (and removing %s failed: %v)", zone, err, path, rmErr)
+		}
+		return fmt.Errorf("file backend: create %s: making the rename durable: %w (zone file removed)", zone, err)
 	}
 	if err := b.run(ctx, b.reloadCommand, zone, path); err != nil {
 		if rmErr := b.dir.Remove(zone); rmErr != nil {

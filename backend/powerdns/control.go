@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/internal/run"
 )
 
@@ -60,6 +61,8 @@ func (c control) afterCommit(ctx context.Context, zone string, rediscover bool) 
 	if c.pdnsControl == nil {
 		return nil
 	}
+	// The rest is a wait for the shared batch: the transfer worker can go (backend.Committed).
+	backend.Committed(ctx)
 	return c.batches.join(ctx, zone, rediscover, c.flush)
 }
 

@@ -1,6 +1,8 @@
 package zonediff
 
 import (
+	"sync"
+
 	"github.com/cespare/xxhash/v2"
 	"github.com/miekg/dns"
 
@@ -80,6 +82,8 @@ type indexing struct {
 	ch   chan []byte // packed records, each behind its 2-byte length
 	free chan []byte // chunks the index writer is done with, for reuse
 	done chan struct{}
+
+	closeOnce sync.Once // wait may run twice: once the backend committed, and at the end
 }
 
 func tee(w *writer, src backend.Source) *indexing {
@@ -132,6 +136,6 @@ func (t *indexing) Next() ([]dns.RR, error) {
 
 // wait lets the index writer finish what it was given.
 func (t *indexing) wait() {
-	close(t.ch)
+	t.closeOnce.Do(func() { close(t.ch) })
 	<-t.done
 }

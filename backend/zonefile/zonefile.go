@@ -294,11 +294,19 @@ func Line(rr dns.RR) string {
 // Install renames a temp file from WriteTemp over the zone's file and makes the rename
 // durable. If the rename fails the temp file is removed.
 func (d *Dir) Install(tmp, zone string) error {
+	if err := d.Rename(tmp, zone); err != nil {
+		return err
+	}
+	return d.Sync()
+}
+
+// Rename is Install without the Sync: the caller makes the rename durable.
+func (d *Dir) Rename(tmp, zone string) error {
 	if err := os.Rename(tmp, d.Path(zone)); err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	return d.Sync()
+	return nil
 }
 
 // Remove deletes the zone's file and makes the removal durable. A missing file is an
