@@ -76,17 +76,19 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("file backend: create %s: %w", zone, err)
 	}
-	tmp, _, err := b.dir.WriteStream(ctx, backend.StreamCheck{Zone: zone}, src)
+	var written func()
+	if len(b.reloadCommand) == 0 {
+		// Once the file is written what remains is waiting for the disk: the file's fsync,
+		// then the directory's, shared with the zones created meanwhile (group commit).
+		// A reload command, work for the DNS server, keeps the transfer worker.
+		written = func() { backend.Committed(ctx) }
+	}
+	tmp, _, err := b.dir.WriteStreamThen(ctx, backend.StreamCheck{Zone: zone}, src, written)
 	if err == nil {
 		err = b.dir.Rename(tmp, zone)
 	}
 	if err != nil {
 		return fmt.Errorf("file backend: create %s: %w", zone, err)
-	}
-	if len(b.reloadCommand) == 0 {
-		// What remains is the directory's group fsync, shared with the zones created
-		// meanwhile. A reload command, work for the DNS server, keeps the worker.
-		backend.Committed(ctx)
 	}
 	if err := b.dir.Sync(); err != nil {
 		if rmErr := b.dir.Remove(zone); rmErr != nil {

@@ -515,3 +515,34 @@ func TestApplySpooledChangeSetAllocatesLittle(t *testing.T) {
 		t.Errorf("after the apply the file holds %d records (serial %d), want %d at serial 2", len(got), got[0].(*dns.SOA).Serial, len(stored))
 	}
 }
+
+// Create says when only waiting for the disk is left (backend.Committed): once, after the
+// whole zone was written and before its file is in place, for the file is renamed into
+// place only once on disk. With a reload command, work for the DNS server, it never does.
+func TestCreateCommittedBeforeTheFsyncs(t *testing.T) {
+	b, dir := newTestBackend(t, nil)
+	calls, inPlace := 0, false
+	ctx := backend.WithCommitted(t.Context(), func() {
+		calls++
+		_, err := os.Stat(filepath.Join(dir, "example.com.zone"))
+		inPlace = err == nil
+	})
+	if err := b.Create(ctx, zone, backendtest.Stream(backendtest.Zone(zone, 1, 10))); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || inPlace {
+		t.Fatalf("Committed called %d times (zone file in place then: %v), want once, before the rename", calls, inPlace)
+	}
+	if got := readZoneFile(t, filepath.Join(dir, "example.com.zone"), zone); len(got) != 12 {
+		t.Fatalf("zone file holds %d records, want 12", len(got))
+	}
+
+	b, _ = newTestBackend(t, func(c *Config) { c.ReloadCommand = []string{"true"} })
+	calls = 0
+	if err := b.Create(ctx, zone, backendtest.Stream(backendtest.Zone(zone, 1, 10))); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 0 {
+		t.Fatalf("with a reload command Committed was called %d times, want never", calls)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 )
 
@@ -71,5 +72,34 @@ func TestConcurrentCreatesShareRediscover(t *testing.T) {
 		if purged < 0 || rediscovered < 0 {
 			t.Errorf("z%d: Create returned before a rediscover and a purge of its zone ran", i)
 		}
+	}
+}
+
+// A create says it is committed (backend.Committed) once, with its rows in the database
+// and before the pdns_control runs it then waits for, and returns only after them.
+func TestCreateCommittedBeforeRediscover(t *testing.T) {
+	st := newFakeStore()
+	var mu sync.Mutex
+	runs := 0
+	b := newBackend(st, controlConfig(), func(context.Context, []string) (string, error) {
+		mu.Lock()
+		runs++
+		mu.Unlock()
+		return "", nil
+	})
+	calls, runsThen, rowsThen := 0, 0, 0
+	ctx := backend.WithCommitted(t.Context(), func() {
+		calls++
+		mu.Lock()
+		runsThen = runs
+		mu.Unlock()
+		rowsThen = len(st.rowsOf("example.com"))
+	})
+	if err := b.Create(ctx, "example.com.", backendtest.Stream(backendtest.Zone("example.com.", 1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || runsThen != 0 || rowsThen == 0 || runs == 0 {
+		t.Fatalf("Committed called %d times, with %d rows stored and %d pdns_control runs done then (%d at the end); "+
+			"want once, rows stored, before any run", calls, rowsThen, runsThen, runs)
 	}
 }

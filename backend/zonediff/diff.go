@@ -102,28 +102,19 @@ func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists
 	defer w.discard()
 	if !exists {
 		t := tee(w, src)
-		// Once the backend committed, the index is written before the caller hears of it
-		// (backend.Committed): it costs what the zone's size costs, like the transfer, while
-		// what Create waits for afterwards does not.
-		indexed := false
+		// The records are indexed before the backend gives the transfer worker back
+		// (backend.Committed); the index file is written once the zone is in place (its
+		// fingerprint is the file's or the rows'), after the backend's wait.
 		committed := func() {
 			t.wait()
-			x.finish(ctx, b, w) //nolint:errcheck // it always returns nil
-			indexed = true
 			backend.Committed(ctx)
 		}
 		err := b.Create(backend.WithCommitted(ctx, committed), zone, t)
 		t.wait()
 		if err != nil {
-			if indexed {
-				x.Drop(zone) // the zone was not created after all
-			}
 			return Result{}, err
 		}
-		if !indexed {
-			x.finish(ctx, b, w) //nolint:errcheck // as above
-		}
-		return Result{Apply: "create"}, nil
+		return Result{Apply: "create"}, x.finish(ctx, b, w)
 	}
 	old, reason := x.usable(ctx, b, zone, current)
 	if old == nil {

@@ -199,12 +199,18 @@ func (d *Dir) Serial(zone string) (uint32, error) {
 // (WriteTemp) and returns the file's path and the zone's SOA. The zone never sits in
 // memory: records go to the file batch by batch.
 func (d *Dir) WriteStream(ctx context.Context, check backend.StreamCheck, src backend.Source) (string, *dns.SOA, error) {
+	return d.WriteStreamThen(ctx, check, src, nil)
+}
+
+// WriteStreamThen is WriteStream calling written, when set, once the stream is in the temp
+// file and before the file's fsync: what remains is waiting for the disk.
+func (d *Dir) WriteStreamThen(ctx context.Context, check backend.StreamCheck, src backend.Source, written func()) (string, *dns.SOA, error) {
 	var soa *dns.SOA
-	tmp, err := d.WriteTemp(check.Zone, func(w *bufio.Writer) error {
+	tmp, err := d.writeTemp(check.Zone, func(w *bufio.Writer) error {
 		var err error
 		soa, err = check.Read(ctx, src, func(batch []dns.RR) error { return WriteRecords(w, batch) })
 		return err
-	})
+	}, written)
 	if err != nil {
 		return "", nil, err
 	}
@@ -228,6 +234,11 @@ var fileWriters = backend.WriterPool{Size: 64 << 10}
 // line, then what write writes. The file is complete, on disk, and readable by the DNS
 // server when WriteTemp returns its path; on error nothing is left behind.
 func (d *Dir) WriteTemp(zone string, write func(*bufio.Writer) error) (_ string, err error) {
+	return d.writeTemp(zone, write, nil)
+}
+
+// writeTemp is WriteTemp calling written, when set, just before the fsync.
+func (d *Dir) writeTemp(zone string, write func(*bufio.Writer) error, written func()) (_ string, err error) {
 	f, err := os.CreateTemp(d.path, tempPrefix(zone)+"*")
 	if err != nil {
 		return "", err
@@ -258,6 +269,9 @@ func (d *Dir) WriteTemp(zone string, write func(*bufio.Writer) error) (_ string,
 		if err := f.Chown(-1, d.gid); err != nil {
 			return "", fmt.Errorf("setting group %d: %w", d.gid, err)
 		}
+	}
+	if written != nil {
+		written()
 	}
 	if err := f.Sync(); err != nil {
 		return "", err
