@@ -6,6 +6,7 @@ set -u
 GO=${GO:-go}
 mkdir -p var
 log=var/test.log
+: >"$log" # exists before tail opens it
 "$GO" test "$@" >"$log" 2>&1 &
 pid=$!
 tail -n +1 -f --pid="$pid" "$log"
