@@ -19,8 +19,10 @@ import (
 const (
 	masterBackoffMin = 5 * time.Second
 	masterBackoffMax = 5 * time.Minute
-	// How long the other masters may still answer their SOA query once one has.
-	masterAnswerGrace = 250 * time.Millisecond
+	// How long the other masters may still answer their SOA query once one has; masters
+	// on the NOTIFY sender's address get longer.
+	masterAnswerGrace   = 250 * time.Millisecond
+	notifierAnswerGrace = 2 * time.Second
 )
 
 type masterHealth struct {
@@ -81,9 +83,8 @@ func (m *Manager) mastersToAsk(skipBackedOff bool) []candidate {
 // check waits for all of them: taking the first answer, even the notifier's, could miss a
 // newer serial, or leave out the master to fall back to. Once one has answered, the others
 // get a short grace, so a master that hangs costs one grace period, not a timeout, and is
-// then backed off like one that failed; masters on the NOTIFY sender's address are the
-// exception, waited for up to the SOA query's timeout, as their NOTIFY announced a version
-// the others may not have yet.
+// then backed off like one that failed; masters on the NOTIFY sender's address get a
+// longer grace, as their NOTIFY announced a version the others may not have yet.
 func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr, skipBackedOff, urgent bool) ([]candidate, error) {
 	masters := m.mastersToAsk(skipBackedOff)
 	// Every master's turn comes before any query goes out, so no master's answer grace
@@ -115,13 +116,24 @@ func (m *Manager) candidates(ctx context.Context, zoneName string, notifier neti
 	var (
 		found []candidate
 		errs  []error
-		grace <-chan time.Time
+		// Both start at the first answer: the NOTIFY's sender said it has a new version,
+		// so its masters may answer later than the others, though not forever (a dead
+		// one there must not cost every NOTIFY a whole SOA timeout).
+		grace, notifierGrace <-chan time.Time
 	)
+	giveUp := func(all bool, after time.Duration) {
+		for master := range pending {
+			if all || master.Addr() != notifier {
+				m.noteMaster(master, fmt.Errorf("no SOA answer within %v of another master's", after))
+				delete(pending, master)
+			}
+		}
+	}
 	for len(pending) > 0 {
 		select {
 		case a := <-answers:
 			if !pending[a.addr] {
-				continue // given up on at the grace
+				continue // given up on already
 			}
 			delete(pending, a.addr)
 			if a.err != nil {
@@ -129,19 +141,13 @@ func (m *Manager) candidates(ctx context.Context, zoneName string, notifier neti
 				continue
 			}
 			found = append(found, a.candidate)
-			if grace == nil {
-				grace = time.After(masterAnswerGrace)
+			if notifierGrace == nil {
+				grace, notifierGrace = time.After(masterAnswerGrace), time.After(notifierAnswerGrace)
 			}
 		case <-grace:
-			// The NOTIFY's sender said it has a new version: its masters are waited for
-			// (their SOA query's own timeout bounds that), the others are given up on.
-			grace = nil
-			for master := range pending {
-				if master.Addr() != notifier {
-					m.noteMaster(master, fmt.Errorf("no SOA answer within %v of another master's", masterAnswerGrace))
-					delete(pending, master)
-				}
-			}
+			giveUp(false, masterAnswerGrace)
+		case <-notifierGrace:
+			giveUp(true, notifierAnswerGrace)
 		}
 	}
 	if len(found) == 0 {
