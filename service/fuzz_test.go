@@ -276,8 +276,10 @@ func checkTSIG(t *testing.T, a *fuzzAgent, res result, req, reply *dns.Msg, sign
 	t.Helper()
 	rt, qt := reply.IsTsig(), req.IsTsig()
 	if rt == nil || qt == nil || a.provider == nil {
+		// FORMERR and BADVERS (an EDNS version above 0) come from Validate, which answers
+		// a malformed request before the TSIG layer that signs replies.
 		if a.provider != nil && (sign == signKey1 || sign == signKey2) && res.w.Status == nil &&
-			reply.Rcode != dns.RcodeFormatError && qt != nil {
+			reply.Rcode != dns.RcodeFormatError && reply.Rcode != dns.RcodeBadVers && qt != nil {
 			t.Fatalf("a request signed with %s and verified got an unsigned %s reply", qt.Hdr.Name, dns.RcodeToString[reply.Rcode])
 		}
 		return
