@@ -142,19 +142,10 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 			return c > 0
 		})
 	}()
-	done := make(chan error, 1)
 	start = time.Now()
-	go func() {
-		done <- b.Replace(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 3, n), 1000)...))
-	}()
-	select {
-	case ok := <-staged:
-		if !ok {
-			t.Fatal("no staged row of the new version seen on node 1 within 60 s")
-		}
-	case err := <-done:
-		t.Fatalf("Replace ended (%v) before node 1 could be killed in its middle", err)
-	}
+	done := replaceMidway(t, staged, "a staged row of the new version on node 1 (60 s)", func() error {
+		return b.Replace(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 3, n), 1000)...))
+	})
 	n1.Kill(t)
 	killed := time.Since(start)
 	// pdns_server on node 3 still answers the old complete version (once node 3 is back in

@@ -37,6 +37,24 @@ func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 	}
 }
 
+// replaceMidway runs replace in the background and returns once midway reports that it is
+// in its middle; the test fails if midway says it never was, or if replace ends first.
+// The returned channel gets replace's result.
+func replaceMidway(t *testing.T, midway <-chan bool, what string, replace func() error) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- replace() }()
+	select {
+	case ok := <-midway:
+		if !ok {
+			t.Fatalf("%s: never seen", what)
+		}
+	case err := <-done:
+		t.Fatalf("Replace ended (%v) before %s", err, what)
+	}
+	return done
+}
+
 // stmtCtx is a context that ends after stmtTimeout, or with the test.
 func stmtCtx(t *testing.T) context.Context { return boundedCtx(t, stmtTimeout) }
 

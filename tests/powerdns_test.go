@@ -474,19 +474,10 @@ func TestPDNS04DatabaseDownMidReplace(t *testing.T) {
 			return written > n/4 // a TXT record every other one
 		})
 	}()
-	done := make(chan error, 1)
 	start := time.Now()
-	go func() {
-		done <- b.Replace(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 2, n), 1000)...))
-	}()
-	select {
-	case ok := <-writing:
-		if !ok {
-			t.Fatal("the replace not seen writing the new version within 30 s")
-		}
-	case err := <-done:
-		t.Fatalf("Replace ended (%v) before MariaDB could be stopped in its middle", err)
-	}
+	done := replaceMidway(t, writing, "the replace writing the new version (30 s)", func() error {
+		return b.Replace(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 2, n), 1000)...))
+	})
 	e.m.Kill(t)
 	err := within(t, done, 2*time.Minute, "Replace ending after MariaDB was killed")
 	if err == nil {

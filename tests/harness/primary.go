@@ -348,16 +348,7 @@ func (p *Primary) SetZone(t testing.TB, name, text string) {
 	if !ok {
 		t.Fatalf("SetZone %s: no SOA in the new text", name)
 	}
-	if err := p.writeZone(name, text); err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.opts.Zones[name] = text
-	p.mu.Unlock()
-	zone := strings.TrimSuffix(dns.Fqdn(name), ".")
-	if out, err := p.Rndc("reload", zone); err != nil {
-		t.Fatalf("rndc reload %s: %v: %s\nnamed output:\n%s", zone, err, out, p.out)
-	}
+	p.ReloadZone(t, name, text)
 	var last uint32
 	var lastErr error
 	okServed := Eventually(10*time.Second, 20*time.Millisecond, func() bool {
@@ -365,7 +356,7 @@ func (p *Primary) SetZone(t testing.TB, name, text string) {
 		return lastErr == nil && last == serial
 	})
 	if !okServed {
-		t.Fatalf("SetZone %s: named still serves serial %d (err %v), want %d\nnamed output:\n%s", zone, last, lastErr, serial, p.out)
+		t.Fatalf("SetZone %s: named still serves serial %d (err %v), want %d\nnamed output:\n%s", name, last, lastErr, serial, p.out)
 	}
 }
 
