@@ -63,11 +63,7 @@ func TestBenchManyProfile(t *testing.T) {
 			m := harness.StartMariaDB(t)
 			db := m.NewPDNSDatabase(t)
 			ps := harness.StartPDNS(t, m, db, harness.PDNSOptions{ZoneCache: true})
-			cfg := base
-			cfg.BackendDriver = "powerdns"
-			cfg.QueryDestination = ps.Addr()
-			cfg.Backend = map[string]string{"zone_file_path": "-", "dsn": m.DSN(db),
-				"pdns_control": harness.LookPath("pdns_control"), "pdns_socket_dir": ps.SocketDir()}
+			cfg := powerdnsConfig(base, m, db, ps)
 			pa := startProfiledAgent(t, "powerdns-prof", cfg)
 			var r manyRow
 			report := pa.profileCase(t, out, fmt.Sprintf("powerdns-create-%d", n), func() {

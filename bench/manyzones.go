@@ -142,11 +142,7 @@ func runManyZones(t *testing.T, n int, agentBin string, parts map[string]bool) [
 	if has("powerdns") {
 		db := m.NewPDNSDatabase(t)
 		ps := harness.StartPDNS(t, m, db, harness.PDNSOptions{ZoneCache: true})
-		cfg := base
-		cfg.BackendDriver = "powerdns"
-		cfg.QueryDestination = ps.Addr()
-		cfg.Backend = map[string]string{"zone_file_path": "-", "dsn": m.DSN(db),
-			"pdns_control": harness.LookPath("pdns_control"), "pdns_socket_dir": ps.SocketDir()}
+		cfg := powerdnsConfig(base, m, db, ps)
 		a := startAgent(t, "powerdns-many", agentBin, cfg)
 		r := createMany(t, a, zones, map[string]int{"pdns_server": ps.PID(), "mariadbd": m.PID()})
 		r.Who = "agent, powerdns"
@@ -566,4 +562,14 @@ func parseParts(s string) map[string]bool {
 		}
 	}
 	return parts
+}
+
+// powerdnsConfig is base with the powerdns backend on database db of m, served by ps.
+func powerdnsConfig(base harness.AgentConfig, m *harness.MariaDB, db string, ps *harness.PDNS) harness.AgentConfig {
+	cfg := base
+	cfg.BackendDriver = "powerdns"
+	cfg.QueryDestination = ps.Addr()
+	cfg.Backend = map[string]string{"zone_file_path": "-", "dsn": m.DSN(db),
+		"pdns_control": harness.LookPath("pdns_control"), "pdns_socket_dir": ps.SocketDir()}
+	return cfg
 }
