@@ -72,21 +72,7 @@ func TestAppendCanonicalMatches(t *testing.T) {
 	check(&dns.CNAME{Hdr: dns.RR_Header{Name: "a.example.com.", Rrtype: dns.TypeCNAME, Class: dns.ClassCHAOS}, Target: "b."})
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 2000 {
-		s := make([]byte, r.IntN(40))
-		for i := range s {
-			s[i] = byte(r.IntN(256))
-		}
-		const alphabet = "aZ9-_$;.\\\" @()*\x00\xff\t"
-		label := []byte{byte(1 + r.IntN(10))}
-		for range int(label[0]) {
-			label = append(label, alphabet[r.IntN(len(alphabet))])
-		}
-		owner, _, err := dns.UnpackDomainName(append(label, "\x07Example\x03com\x00"...), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		txt := fromWire(t, &dns.TXT{Hdr: hdr, Txt: []string{string(s)}})
-		txt.Header().Name = owner
+		txt, owner := randomTXT(t, r, hdr, "\x07Example\x03com\x00")
 		check(txt)
 		check(&dns.MX{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeMX, Class: dns.ClassINET}, Mx: "Mail." + owner})
 	}

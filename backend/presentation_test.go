@@ -126,23 +126,7 @@ func TestAppendPresentationMatches(t *testing.T) {
 	// Random character-strings and owner bytes, through the wire.
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 2000 {
-		s := make([]byte, r.IntN(40))
-		for i := range s {
-			s[i] = byte(r.IntN(256))
-		}
-		// An owner with a label of random bytes, as a transfer would unpack it.
-		const alphabet = "aZ9-_$;.\\\" @()*\x00\xff\t"
-		label := []byte{byte(1 + r.IntN(10))}
-		for range int(label[0]) {
-			label = append(label, alphabet[r.IntN(len(alphabet))])
-		}
-		owner, _, err := dns.UnpackDomainName(append(label, "\x07example\x03com\x00"...), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		txt := &dns.TXT{Hdr: hdr(dns.TypeTXT), Txt: []string{string(s)}}
-		wire := fromWire(t, txt)
-		wire.Header().Name = owner
+		wire, _ := randomTXT(t, r, hdr(dns.TypeTXT), "\x07example\x03com\x00")
 		checkSame(t, wire, fast)
 	}
 	for _, typ := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeNS, dns.TypeCNAME, dns.TypeDNAME, dns.TypePTR,
@@ -151,4 +135,27 @@ func TestAppendPresentationMatches(t *testing.T) {
 			t.Errorf("no %s record went through appendCommon", dns.TypeToString[typ])
 		}
 	}
+}
+
+// randomTXT is a TXT record of random bytes, owned by a name whose first label holds
+// random bytes from an alphabet of escapes, under suffix (a wire-form name), as a transfer
+// would unpack it; it returns the owner too.
+func randomTXT(t *testing.T, r *rand.Rand, hdr dns.RR_Header, suffix string) (dns.RR, string) {
+	t.Helper()
+	s := make([]byte, r.IntN(40))
+	for i := range s {
+		s[i] = byte(r.IntN(256))
+	}
+	const alphabet = "aZ9-_$;.\\\" @()*\x00\xff\t"
+	label := []byte{byte(1 + r.IntN(10))}
+	for range int(label[0]) {
+		label = append(label, alphabet[r.IntN(len(alphabet))])
+	}
+	owner, _, err := dns.UnpackDomainName(append(label, suffix...), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt := fromWire(t, &dns.TXT{Hdr: hdr, Txt: []string{string(s)}})
+	txt.Header().Name = owner
+	return txt, owner
 }
