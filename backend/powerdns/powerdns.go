@@ -324,8 +324,9 @@ func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMod
 // database keeps the candidates and turns those without rows of their own into ENT rows.
 //
 // With cut (staged loads, stage.go), the rows go in several transactions: after each
-// batch, cut gets the rows written and returns the transaction to go on with. It returns
-// the transaction it ended in.
+// batch, cut gets the rows written and returns the transaction to go on with; and the SOA
+// row is written disabled, as the switch enables it (stage.go says why). It returns the
+// transaction it ended in.
 func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone string, sp *spool, batch int,
 	cut func(tx storeTx, rows int) (storeTx, error)) (storeTx, error) {
 	rd, err := sp.reader()
@@ -369,6 +370,9 @@ func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone st
 		}
 		r.Auth = sp.cuts.auth(zone, r.Name, r.Type)
 		sp.sign.order(zone, &r, sp.secure[r.Name])
+		if cut != nil && r.Type == "SOA" {
+			r.Disabled = true
+		}
 		rows = append(rows, r)
 		size += r.size()
 		between(zone, r.Name, func(n string) {

@@ -16,10 +16,15 @@ import (
 // version is written under a domains row of its own with a name no resolver asks for
 // (".invalid", RFC 6761 §6.4), in as many transactions as needed; one small transaction
 // then renames the old domains row away and the new one to the zone's name, and moves
-// the zone's domainmetadata, cryptokeys and comments to it. PowerDNS finds a zone by its
-// domains.name and reads records by domain_id, so every reader on every node sees the
-// old complete version or the new complete one. The old version's rows are deleted in
-// chunks afterwards, once pdns_control has told pdns_server about the new domain_id.
+// the zone's domainmetadata, cryptokeys and comments to it. PowerDNS reads records by
+// domain_id, and finds a zone's domain_id by its domains.name (zone cache) or, with
+// zone-cache-refresh-interval=0, by the records row of the zone's SOA (the last of several
+// it reads). So the staged version's SOA row is written disabled and enabled by the switch:
+// until then no reader finds the half-written version; after it, a reader without the
+// zone cache finds the new SOA (the higher id, read last) and one with it keeps the old
+// domain_id until pdns_control rediscovers, each seeing the old complete version or the
+// new complete one on every node. The old version's rows are deleted in chunks
+// afterwards, its SOA first.
 
 // stagingSuffix ends the names of domains rows holding a version being staged or retired.
 const stagingSuffix = ".dnsagent.invalid"
@@ -226,6 +231,10 @@ func (b *Backend) stagedLoad(ctx context.Context, s *sqlStore, conn *sql.Conn, n
 		if _, err := tx.tx.ExecContext(ctx, `UPDATE domains SET name = ? WHERE id = ?`, name, id); err != nil {
 			return err
 		}
+		if _, err := tx.tx.ExecContext(ctx, `UPDATE records SET disabled = 0 WHERE domain_id = ? AND name = ? AND type = 'SOA'`,
+			id, name); err != nil {
+			return err
+		}
 		return tx.setSigning(ctx, id, sp.sign)
 	})
 }
@@ -279,6 +288,10 @@ func (b *Backend) dropVersions(ctx context.Context, conn *sql.Conn, tag, kind st
 		return err
 	}
 	for _, id := range ids {
+		// No reader without the zone cache may pick the version while it shrinks.
+		if _, err := conn.ExecContext(ctx, `DELETE FROM records WHERE domain_id = ? AND type = 'SOA'`, id); err != nil {
+			return err
+		}
 		for {
 			res, err := conn.ExecContext(ctx, `DELETE FROM records WHERE domain_id = ? LIMIT ?`, id, chunk)
 			if err != nil {
