@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,24 @@ func (l *AllowLists) Set(notify, query ACL) { l.p.Store(&[2]ACL{notify, query}) 
 func (l *AllowLists) Known(addr netip.Addr) bool {
 	acls := l.p.Load()
 	return acls[0].Allows(addr) || acls[1].Allows(addr)
+}
+
+// Entries lists the networks of both lists, the notify list's first, each once; "any" is
+// 0.0.0.0/0 and ::/0. The UDP listener gives each its own receive queue (service/steer.go).
+func (l *AllowLists) Entries() []netip.Prefix {
+	var out []netip.Prefix
+	for _, acl := range l.p.Load() {
+		prefixes := slices.Clone(acl.prefixes)
+		if acl.any {
+			prefixes = append(prefixes, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
+		}
+		for _, p := range prefixes {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // Query reports whether addr may send queries.

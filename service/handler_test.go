@@ -161,12 +161,13 @@ func TestTwoQuestionsFormerrEchoesOpcode(t *testing.T) {
 	zones := &fakeZones{known: map[string]bool{"example.com.": true}}
 	allow := middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery)
 	s := &Service{cfg: cfg, log: zap.NewNop(), allow: allow}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	udp, err := listenUDP("127.0.0.1:0", allow.Entries())
 	if err != nil {
 		t.Fatal(err)
 	}
+	pc := udp.conns[0]
 	base := middleware.Server{Base: context.Background(), Handler: NewHandler(cfg, zones, allow, zap.NewNop())}
-	for _, srv := range s.udpServers(pc.(*net.UDPConn), base) {
+	for _, srv := range s.udpServers(udp, base) {
 		go srv.ActivateAndServe()
 		t.Cleanup(func() { srv.Shutdown() })
 	}

@@ -6,10 +6,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -143,6 +143,8 @@ type Service struct {
 	allow    *middleware.AllowLists
 	handler  request.Handler
 	fast     *fastQueries     // nil: every query takes the chain
+	udpMu    sync.Mutex       // guards udp: a SIGHUP may come while Run binds
+	udp      []*udpListener   // steered by the allow lists (steer.go)
 	commands control.Commands // CREATE and DELETE, through the catalog router if any
 	ready    atomic.Bool      // the DNS listeners are bound
 }
@@ -213,6 +215,13 @@ func (s *Service) ReloadAllowLists(path string) {
 		return
 	}
 	s.allow.Set(cfg.AllowNotify, cfg.AllowQuery)
+	s.udpMu.Lock()
+	for _, udp := range s.udp {
+		if err := udp.steer(s.allow.Entries()); err != nil {
+			s.log.Error("reload: UDP sources still steered by the old allow lists", zap.Error(err))
+		}
+	}
+	s.udpMu.Unlock()
 	s.log.Info("reload: allow lists replaced", zap.Stringer("allow_notify", cfg.AllowNotify),
 		zap.Stringer("allow_query", cfg.AllowQuery))
 }
@@ -317,14 +326,28 @@ func (s *Service) serveControl(ctx context.Context, ln net.Listener) error {
 func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 	base := middleware.Server{Base: ctx, Handler: s.handler}
 	var servers []*dns.Server
-	closeAll := func() { closeListeners(servers) }
+	var udps []*udpListener
+	closeAll := func() {
+		closeListeners(servers)
+		for _, udp := range udps {
+			udp.Close()
+		}
+	}
 	for _, addr := range s.cfg.Listen {
-		pc, err := net.ListenPacket("udp", addr)
+		udp, err := listenUDP(addr, s.allow.Entries())
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("listen %s/udp: %w", addr, err)
 		}
-		servers = append(servers, s.udpServers(pc.(*net.UDPConn), base)...)
+		if udp.unsteered != nil {
+			s.log.Warn("one UDP socket for every source: a flood fills the receive queue allowed sources share",
+				zap.String("listen", addr), zap.Error(udp.unsteered))
+		}
+		udps = append(udps, udp)
+		s.udpMu.Lock()
+		s.udp = append(s.udp, udp)
+		s.udpMu.Unlock()
+		servers = append(servers, s.udpServers(udp, base)...)
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			closeAll()
@@ -358,19 +381,17 @@ func tsigAlgorithms(keys []*tsigkey.Key) map[string]string {
 	return algorithms
 }
 
-// udpServers serve h on pc behind a request gate (udpgate.go): one server for the
+// udpServers serve h on udp behind a request gate (udpgate.go): one server for the
 // allowed sources, one for the others.
-func (s *Service) udpServers(pc *net.UDPConn, h dns.Handler) []*dns.Server {
+func (s *Service) udpServers(udp *udpListener, h dns.Handler) []*dns.Server {
 	limit := middleware.NewLimiter(gateLimits, s.log.Named("udp"), refusalLogInterval, time.Now)
-	gate := newUDPGate(pc, s.allow.Known, limit)
+	gate := newUDPGate(udp.conns, s.allow.Known, limit)
 	if s.fast != nil {
-		gate.fast = func(msg []byte, session *dns.SessionUDP, source netip.Addr) bool {
-			return s.fast.serve(pc, msg, session, source)
-		}
+		gate.fast = s.fast.serve
 	}
 	var servers []*dns.Server
 	for _, lane := range gate.lanes {
-		srv := &dns.Server{PacketConn: pc, Handler: gatedHandler{h, lane}, DecorateReader: lane.Decorate}
+		srv := &dns.Server{PacketConn: udp.conns[0], Handler: gatedHandler{h, lane}, DecorateReader: lane.Decorate}
 		servers = append(servers, s.server(srv, lane))
 	}
 	return servers

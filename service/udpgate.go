@@ -12,6 +12,8 @@ import (
 	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // UDP request path bounds (README, Security). miekg/dns starts one goroutine per datagram
@@ -49,8 +51,8 @@ var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Datagrams dropped unread because the request queue was full, by queue (allowed, others).",
 }, []string{"queue"})
 
-// udpGate sits between a UDP socket and two miekg/dns servers on it (as their
-// DecorateReader): one goroutine reads the socket into two bounded queues, one for
+// udpGate sits between a UDP listener and two miekg/dns servers on it (as their
+// DecorateReader): one goroutine per socket (steer.go) reads into two bounded queues, one for
 // sources in an allow list and one for the others, and each server takes datagrams off
 // its own queue only while it serves fewer than its lane's slots. A slot is given back
 // when the request is answered or dropped (release). So strangers never hold the slots
@@ -59,16 +61,17 @@ var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 // source waits behind its own datagrams; an allowed source is also held to gateLimits.
 // What does not fit is dropped unread: a flood costs a bounded queue, never goroutines.
 type udpGate struct {
-	conn    *net.UDPConn
+	conns   []*net.UDPConn
 	allowed func(netip.Addr) bool
 	limit   *middleware.Limiter // gateLimits on allowed sources
 	start   sync.Once
-	done    chan struct{} // the reader stopped: err says why
+	stop    sync.Once
+	done    chan struct{} // a reader stopped, and with it the others: err says why
 	err     error
 	lanes   [2]*gateLane // allowed sources, others
 	// fast, if set, relays a datagram from an allowed source at once, without the
 	// queue, a server goroutine or the chain, and reports whether it took it (fastquery.go).
-	fast func(msg []byte, session *dns.SessionUDP, source netip.Addr) bool
+	fast func(conn *net.UDPConn, msg []byte, session *dns.SessionUDP, source netip.Addr) bool
 }
 
 // gateLane is one queue of the gate and the slots of the server that serves it.
@@ -83,11 +86,18 @@ type gateLane struct {
 	q  queue
 }
 
-func newUDPGate(conn *net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter) *udpGate {
-	// A larger socket buffer rides out the moments the reader does not run (the kernel
-	// caps it at net.core.rmem_max); best effort.
-	conn.SetReadBuffer(udpSocketBuffer) //nolint:errcheck
-	g := &udpGate{conn: conn, allowed: allowed, limit: limit, done: make(chan struct{})}
+func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter) *udpGate {
+	for _, conn := range conns {
+		// A larger socket buffer rides out the moments the reader does not run (the
+		// kernel caps it at net.core.rmem_max); best effort.
+		conn.SetReadBuffer(udpSocketBuffer) //nolint:errcheck
+		// Each datagram's destination address, so that a reply from a wildcard address
+		// leaves from the address asked (dns.SessionUDP). The servers ask this of the
+		// first socket only; one of the two families fails, as it may.
+		ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true) //nolint:errcheck
+		ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true) //nolint:errcheck
+	}
+	g := &udpGate{conns: conns, allowed: allowed, limit: limit, done: make(chan struct{})}
 	lane := func(slots, size int, pace time.Duration, name string) *gateLane {
 		return &gateLane{gate: g, slots: make(chan struct{}, slots), wake: make(chan struct{}, 1), pace: pace,
 			q: newQueue(size, name)}
@@ -97,16 +107,23 @@ func newUDPGate(conn *net.UDPConn, allowed func(netip.Addr) bool, limit *middlew
 	return g
 }
 
-// read fills the queues until the socket fails (it is closed at shutdown).
-func (g *udpGate) read() {
+// read fills the queues from conn until a socket fails (the servers close the first at
+// shutdown); then it closes the others.
+func (g *udpGate) read(conn *net.UDPConn) {
 	buf := make([]byte, udpMaxDatagram)
 	for {
-		n, session, err := dns.ReadFromSessionUDP(g.conn, buf)
+		n, session, err := dns.ReadFromSessionUDP(conn, buf)
 		if err != nil {
-			// Wrapped: not a net.Error, so the servers stop instead of retrying (a read
-			// deadline in the past, which is how a server shuts down, is "temporary").
-			g.err = fmt.Errorf("reading the UDP socket: %w", err)
-			close(g.done)
+			g.stop.Do(func() {
+				// Wrapped: not a net.Error, so the servers stop instead of retrying (a
+				// read deadline in the past, which is how a server shuts down, is
+				// "temporary").
+				g.err = fmt.Errorf("reading the UDP socket: %w", err)
+				close(g.done)
+				for _, c := range g.conns[1:] {
+					c.Close()
+				}
+			})
 			return
 		}
 		// Shorter than a header: the server would only drop it. QR set: a response, never
@@ -129,7 +146,7 @@ func (g *udpGate) read() {
 				continue
 			}
 			l = g.lanes[0]
-			if g.fast != nil && g.fast(buf[:n], session, source) {
+			if g.fast != nil && g.fast(conn, buf[:n], session, source) {
 				continue
 			}
 		}
@@ -159,7 +176,11 @@ func (l *gateLane) release() { <-l.slots }
 // next takes a slot, then the lane's first datagram.
 func (l *gateLane) next(timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
 	g := l.gate
-	g.start.Do(func() { go g.read() }) // after the server set its socket options
+	g.start.Do(func() { // after the server set its socket options
+		for _, conn := range g.conns {
+			go g.read(conn)
+		}
+	})
 	expired := time.NewTimer(timeout)
 	defer expired.Stop()
 	select {

@@ -29,14 +29,15 @@ func TestUDPGateSlotsComeBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := &Service{cfg: cfg, log: zap.NewNop(), allow: middleware.NewAllowLists(acl, acl)}
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			udp, err := listenUDP("127.0.0.1:0", s.allow.Entries())
 			if err != nil {
 				t.Fatal(err)
 			}
+			pc := udp.conns[0]
 			answer := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 				w.WriteMsg(new(dns.Msg).SetReply(r))
 			})
-			servers := s.udpServers(pc.(*net.UDPConn), answer)
+			servers := s.udpServers(udp, answer)
 			for _, srv := range servers {
 				go srv.ActivateAndServe()
 				t.Cleanup(func() { srv.Shutdown() })
