@@ -79,13 +79,14 @@ func TestBenchFlood(t *testing.T) {
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	b.WriteString(strings.Join(rows, "\n") + "\n")
 	b.WriteString("\nHow to read it: the goroutines and RSS columns are the agent's own bounds (the UDP gate's " +
-		"slots and queues, README, Security); they do not depend on the host. The allowed source's NOTIFYs " +
-		"are lost or late when the kernel drops them before the agent reads them: its socket buffer " +
-		"overflows whenever the host does not run the agent's reader as fast as the flooder sends, and " +
-		"then it drops datagrams of every source alike. That share tracks the kernel drops column, which " +
-		"tracks the host's load (the load average before the run is in the header). Datagrams the agent reads are " +
-		"never lost for an allowed source: allowed sources have their own queue, served in turn per " +
-		"source, ahead of the others.\n")
+		"slots and queues, README, Security); they do not depend on the host. \"Kernel drops\" counts every " +
+		"socket on the host: when the host does not run the agent's readers as fast as the flooder sends, " +
+		"the kernel drops what overflows a socket's receive buffer. The flooder's datagrams reach a socket " +
+		"of their own (127.0.0.2: the strangers' socket; 127.0.0.3: its allow-list entry's), steered by " +
+		"source address (service/steer.go), so those drops never hit the allowed source's NOTIFYs; a NOTIFY " +
+		"is late only when the host gives the agent no CPU for 100 ms. Datagrams the agent reads are never " +
+		"lost for an allowed source: allowed sources have their own queue, served in turn per source, " +
+		"ahead of the others.\n")
 	t.Log("\n" + b.String())
 	if *flagFloodOut != "" {
 		if err := os.WriteFile(*flagFloodOut, []byte(b.String()), 0o644); err != nil {
