@@ -88,7 +88,7 @@ func TestBenchTable(t *testing.T) {
 	opt := Options{Sizes: parseSizes(t, *flagSizes), Runs: *flagRuns, LongRun: *flagLongRun,
 		NotifyRate: *flagNotifyRate, NotifyFor: *flagNotifyFor, QueryFor: *flagQueryFor, Change: *flagChange,
 		Cases: parseCases(t, *flagCases), Many: parseCounts(t, *flagMany),
-		ManyParts: parseParts(*flagManyParts)}
+		ManyParts: parseParts(*flagManyParts), ManyAlso: strings.Split(*flagAlsoAgents, ",")}
 	if *flagBaseline != "" {
 		var err error
 		if opt.Baseline, opt.BaselineFrom, err = readBaseline(*flagBaseline); err != nil {

@@ -58,18 +58,19 @@ www IN AAAA 2001:db8::2
 const manySerial = 7
 
 // manyZones runs table (a) for each count in counts, on servers of its own.
-func manyZones(t *testing.T, counts []int, agentBin string, parts map[string]bool) []manyRow {
+func manyZones(t *testing.T, counts []int, agentBins []string, parts map[string]bool) []manyRow {
 	harness.Require(t, "named", "rndc", "pdns_server", "pdns_control", "mariadbd", "mariadb-install-db")
 	var rows []manyRow
 	for _, n := range counts {
-		t.Run(fmt.Sprintf("many-%d", n), func(t *testing.T) { rows = append(rows, runManyZones(t, n, agentBin, parts)...) })
+		t.Run(fmt.Sprintf("many-%d", n), func(t *testing.T) { rows = append(rows, runManyZones(t, n, agentBins, parts)...) })
 	}
 	return rows
 }
 
 // runManyZones measures one count: a primary with n zones, then each agent backend and
 // each peer on fresh servers.
-func runManyZones(t *testing.T, n int, agentBin string, parts map[string]bool) []manyRow {
+func runManyZones(t *testing.T, n int, agentBins []string, parts map[string]bool) []manyRow {
+	agentBin := agentBins[0]
 	has := func(p string) bool { return len(parts) == 0 || parts[p] }
 	zones := make([]string, n)
 	for i := range zones {
@@ -83,13 +84,20 @@ func runManyZones(t *testing.T, n int, agentBin string, parts map[string]bool) [
 	}
 	base := harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", CreateTimeout: "60"}
 
-	// The file backend.
-	if has("file") {
+	// The file backend; with -also-agents, the other builds' rows right after, against
+	// the same primary (rates on a shared machine compare only within one run).
+	for i, bin := range agentBins {
+		if !has("file") || bin == "" {
+			continue
+		}
 		cfg := base
 		cfg.ZoneFilePath = t.TempDir()
-		a := startAgent(t, "file-many", agentBin, cfg)
+		a := startAgent(t, fmt.Sprint("file-many", i), bin, cfg)
 		r := createMany(t, a, zones, nil)
 		r.Who = "agent, file"
+		if i > 0 {
+			r.Who += " (" + bin + ")"
+		}
 		r.Served = countServed(zones, func(z string) bool {
 			s, ok := fileProbe(filepath.Join(cfg.ZoneFilePath, harness.ZoneFileName(z)), z)()
 			return ok && s == manySerial

@@ -17,7 +17,7 @@ import (
 //	DNSAGENT_BENCH=1 go test -run '^TestBenchPassthrough$' -count=1 -v ./bench -args -runs=3
 //
 // -also-agents=/tmp/old-agent,... measures more agent builds side by side (e.g. main's).
-var flagAlsoAgents = flag.String("also-agents", "", "TestBenchPassthrough: more agent binaries to measure side by side (comma-separated)")
+var flagAlsoAgents = flag.String("also-agents", "", "TestBenchPassthrough and the many-zones file row: more agent binaries to measure side by side (comma-separated)")
 
 func TestBenchPassthrough(t *testing.T) {
 	if !enabled() {

@@ -25,6 +25,7 @@ type Options struct {
 	Change     int             // records deleted and as many added per change
 	Many       []int           // zone counts of the many-zones table (issue 15)
 	ManyParts  map[string]bool // its rows: file, bind9, named, powerdns, pdns; all when empty
+	ManyAlso   []string        // more agent binaries whose file rows follow (-also-agents)
 	Cases      map[string]bool // which parts run (caseNames); all when empty
 	// Baseline holds the medians of an earlier report (-baseline), by key and size: the
 	// new-zone rows are compared with it (issue 13: "must not get slower").
@@ -82,7 +83,7 @@ func Run(t *testing.T, opt Options, agentBin string) *Results {
 	e := &env{t: t, opt: opt, agentBin: agentBin, res: newResults(opt)}
 	start := time.Now()
 	if opt.has("many") && len(opt.Many) > 0 {
-		e.res.Many = manyZones(t, opt.Many, agentBin, opt.ManyParts) // on servers of its own
+		e.res.Many = manyZones(t, opt.Many, append([]string{agentBin}, opt.ManyAlso...), opt.ManyParts) // on servers of its own
 		if len(opt.Cases) == 1 {
 			e.res.Elapsed = time.Since(start)
 			return e.res

@@ -734,3 +734,38 @@ func xfrSignedAXFR(t *testing.T, server, name, key, secret string) []dns.RR {
 	}
 	return rrs
 }
+
+// Issue 15 (file ≥ 2,000 zones/s): a CREATE with one master goes straight to the AXFR.
+// Counted at a DNSProxy in front of a real named: no SOA query before it, the zone file
+// as the primary serves it, the schedule from the AXFR's SOA (/zones primary_serial). A
+// zone the master does not serve still fails with SERVFAIL and a cause naming the master.
+func TestXfrCreateOneMasterSendsNoSOAQuery(t *testing.T) {
+	t.Parallel()
+	e := xfrSetup(t, xfrOpts{records: 20, proxy: true})
+	create(t, e.a, 0x1501)
+	if d := diffFile(e.a, primarySet(t, e.p)); d != "" {
+		t.Errorf("after the CREATE: %s", d)
+	}
+	if others, axfrs := e.px.Others(), e.px.AXFRs(); others != 0 || axfrs != 1 {
+		t.Errorf("the CREATE sent the master %d other queries (SOA) and %d AXFRs, want none and one", others, axfrs)
+	}
+	if st, found := xfrZoneStatus(t, e.a, zone); !found || st.PrimarySerial == nil || *st.PrimarySerial != e.z.Serial {
+		t.Errorf("/zones/%s after the CREATE: %v, want primary_serial %d", zone, st, e.z.Serial)
+	}
+
+	bad := harness.CreateMsg(0x1502, "not-served.example.")
+	expectBytes(t, "CREATE of a zone the master does not serve", udp(t, e.a.Addr(), bad, 25*time.Second), harness.Reply(bad, 0xf002))
+	var cause string
+	harness.Eventually(5*time.Second, 20*time.Millisecond, func() bool {
+		for _, l := range xfrLog(e.a, "zone check failed") {
+			if l.Zone == "not-served.example." {
+				cause = l.Error
+			}
+		}
+		return cause != ""
+	})
+	if !strings.Contains(cause, "AXFR not-served.example. from "+e.px.Addr()) || !strings.Contains(cause, "is the zone configured there") {
+		t.Errorf("failed CREATE logged %q, want the AXFR from the master, its rcode and the hint", cause)
+	}
+	e.a.CheckAlive(t)
+}

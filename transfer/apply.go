@@ -33,6 +33,8 @@ type Summary struct {
 	Added      int       `json:"added,omitempty"`
 	Result     string    `json:"result"` // "applied", or what went wrong
 	At         time.Time `json:"at"`
+
+	soa *soaTimes // the SOA a full transfer started with
 }
 
 func (s *Summary) setResult(err error) {
@@ -141,7 +143,7 @@ func (m *Manager) incremental(ctx context.Context, z *zone, gen uint64, master n
 // applyFull streams a full zone into the backend, unless it is not newer than ours.
 func (m *Manager) applyFull(ctx context.Context, z *zone, gen uint64, stream *Stream, exists bool, current uint32, sum *Summary) error {
 	defer stream.Close()
-	sum.To = stream.Serial()
+	sum.To, sum.soa = stream.Serial(), soaTimesOf(stream.soa)
 	if exists && !Newer(stream.Serial(), current) {
 		return nil
 	}

@@ -157,7 +157,7 @@ func (s *session) read() (*dns.Msg, error) {
 		return nil, err
 	}
 	if msg.Rcode != dns.RcodeSuccess {
-		return nil, fmt.Errorf("primary answered %s", dns.RcodeToString[msg.Rcode])
+		return nil, rcodeError(msg.Rcode)
 	}
 	s.Bytes += n
 	s.Records += len(msg.Answer)
@@ -215,6 +215,11 @@ func (s *session) complete() error {
 	return s.tsig.complete()
 }
 
+// rcodeError is a reply's error rcode.
+type rcodeError int
+
+func (e rcodeError) Error() string { return "primary answered " + dns.RcodeToString[int(e)] }
+
 // SOA asks master for the zone's SOA over TCP. The answer must be authoritative.
 func (c *Client) SOA(ctx context.Context, master netip.AddrPort, zone string) (*dns.SOA, error) {
 	req := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
@@ -249,7 +254,13 @@ func (c *Client) AXFR(ctx context.Context, master netip.AddrPort, zone string) (
 	msg, err := s.read()
 	if err != nil {
 		s.Close()
-		return nil, fmt.Errorf("AXFR %s from %s: %w", zone, master, err)
+		// A CREATE with one master asks no SOA first: the AXFR is what finds a zone the
+		// master does not serve.
+		hint := ""
+		if rc := rcodeError(0); errors.As(err, &rc) && (rc == dns.RcodeNotAuth || rc == dns.RcodeRefused) {
+			hint = " (is the zone configured there, and may this agent transfer it?)"
+		}
+		return nil, fmt.Errorf("AXFR %s from %s: %w%s", zone, master, err, hint)
 	}
 	stream, err := newStream(s, "AXFR", msg.Answer)
 	if err != nil {

@@ -579,11 +579,19 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 	skipBackedOff := !hint.received && !create && z.sched.failures == 0 && !z.sched.behindLocked()
 	m.mu.Unlock()
 	urgent := hint.received || create // goes ahead of the background checks' pace
-	masters, err := m.candidates(ctx, z.name, hint.Source, skipBackedOff, urgent)
-	if err != nil {
-		return outcome{err: err, gone: !exists, applied: current}
+	res := outcome{applied: current, gone: !exists}
+	var masters []candidate
+	if create && len(m.cfg.Masters) == 1 {
+		// A new zone has no serial to compare and one master leaves no choice: its SOA
+		// query would cost the master a connection and the CREATE a round trip, and the
+		// AXFR brings the SOA anyway (README, Scale).
+		masters = []candidate{{addr: m.cfg.Masters[0]}}
+	} else {
+		if masters, err = m.candidates(ctx, z.name, hint.Source, skipBackedOff, urgent); err != nil {
+			return outcome{err: err, gone: !exists, applied: current}
+		}
+		res.primary = soaTimesOf(masters[0].soa)
 	}
-	res := outcome{primary: soaTimesOf(masters[0].soa), applied: current, gone: !exists}
 	if exists {
 		// The zone is up to date only when no master that answered has a newer serial.
 		masters = slices.DeleteFunc(masters, func(c candidate) bool { return !Newer(c.soa.Serial, current) })
@@ -607,6 +615,9 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		if err == nil {
 			res.changed = !exists || Newer(summary.To, current)
 			res.gone, res.applied = false, summary.To
+			if res.primary == nil {
+				res.primary = summary.soa // no SOA query went before the transfer
+			}
 			return true
 		}
 		if errors.Is(err, errDeleted) || ctx.Err() != nil {

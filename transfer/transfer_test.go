@@ -347,8 +347,39 @@ func TestCutTransferKeepsOldZone(t *testing.T) {
 func TestCreateFailsWhenNoMasterAnswers(t *testing.T) {
 	m, _ := newManager(t, netip.MustParseAddrPort("127.0.0.1:1"))
 	err := m.Create(context.Background(), "example.com.")
+	if err == nil || !strings.Contains(err.Error(), "AXFR example.com. from 127.0.0.1:1") || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("error %v, want one naming the AXFR from the master and the refused connection", err)
+	}
+	two, _ := newManager(t, netip.MustParseAddrPort("127.0.0.1:1"), netip.MustParseAddrPort("127.0.0.2:1"))
+	err = two.Create(context.Background(), "example.com.")
 	if err == nil || !strings.Contains(err.Error(), "no master answered") {
-		t.Errorf("error %v, want one saying no master answered", err)
+		t.Errorf("two masters: error %v, want one saying no master answered its SOA query", err)
+	}
+}
+
+// A CREATE with one master sends it no SOA query, only the AXFR (a burst of CREATEs costs
+// the master one connection per zone, not two): the zone's schedule comes from the SOA
+// the AXFR starts with. With several masters each is asked its SOA, to take the newest.
+func TestCreateAsksOneMasterNoSOA(t *testing.T) {
+	p, m, _ := startCreated(t, 7, 10)
+	if soas, axfrs := p.soas.Load(), p.axfrs.Load(); soas != 0 || axfrs != 1 {
+		t.Errorf("one master: CREATE sent %d SOA queries and %d AXFRs, want none and one", soas, axfrs)
+	}
+	st, ok := m.Status("example.com.")
+	if !ok || st.PrimarySerial == nil || *st.PrimarySerial != 7 || st.NextCheck.IsZero() || st.LastError != "" {
+		t.Errorf("status after the CREATE: %+v; want primary serial 7 and the next check armed", st)
+	}
+
+	older := startPrimary(t, "example.com.", 6, 10)
+	newer := startPrimaryOn(t, "127.0.0.2", "example.com.", 7, 10)
+	m2, be := newManager(t, older.addr, newer.addr)
+	if err := m2.Create(context.Background(), "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	waitSerial(t, be, "example.com.", 7)
+	if older.soas.Load() != 1 || newer.soas.Load() != 1 || newer.axfrs.Load() != 1 || older.axfrs.Load() != 0 {
+		t.Errorf("two masters: SOA queries %d and %d, AXFRs %d and %d; want one SOA query each and the newer's AXFR",
+			older.soas.Load(), newer.soas.Load(), older.axfrs.Load(), newer.axfrs.Load())
 	}
 }
 
