@@ -32,6 +32,10 @@ var (
 // max_allowed_packet (16 MiB), whatever batch_size says: TXT rows can be 64000 bytes.
 const maxBatchBytes = 1 << 20
 
+// maxIdleConns: connections kept open between changes, enough for the changes and the
+// serial lookups of a burst of concurrent CREATEs (idle ones close after a minute).
+const maxIdleConns = 64
+
 // Backend stores zones in PowerDNS's gmysql tables.
 type Backend struct {
 	store   store
@@ -62,6 +66,10 @@ func New(cfg Config) (*Backend, error) {
 		db := sql.OpenDB(connector)
 		// MariaDB closes idle connections after wait_timeout; recycle ours before that.
 		db.SetConnMaxIdleTime(time.Minute)
+		// database/sql keeps 2 idle connections by default: under a burst of creates each
+		// change beyond those opened a connection and closed it again (TCP, handshake,
+		// authentication and a server thread per change, half the CPU of a small create).
+		db.SetMaxIdleConns(maxIdleConns)
 		ns.dbs, ns.addrs = append(ns.dbs, db), append(ns.addrs, mc.Addr)
 	}
 	b := newBackend(&sqlStore{nodes: ns, nameIndex: cfg.NameIndex}, cfg, runCommand)
@@ -306,7 +314,8 @@ func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMod
 				return err
 			}
 		}
-		if stx, ok := tx.(signingTx); ok {
+		// A domains row created just now has no metadata to clear.
+		if stx, ok := tx.(signingTx); ok && (exists || sp.sign.presigned) {
 			if err := stx.setSigning(ctx, id, sp.sign); err != nil {
 				return err
 			}
@@ -322,6 +331,9 @@ func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMod
 // insertSpool inserts the rows in batches, with auth from the spool's cuts, and collects
 // every name between the apex and an owner as a candidate empty non-terminal; the
 // database keeps the candidates and turns those without rows of their own into ENT rows.
+// A zone that fits in one batch (most are small) is written by one INSERT, its ENT rows
+// included: every name is at hand then, and the candidates table would cost five more
+// statements.
 //
 // With cut (staged loads, stage.go), the rows go in several transactions: after each
 // batch, cut gets the rows written and returns the transaction to go on with; and the SOA
@@ -338,7 +350,12 @@ func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone st
 	seen := map[string]bool{} // candidates of this batch only: the database deduplicates
 	once := sp.dedup()
 	size := 0
-	flush := func() error {
+	flushed := false
+	flush := func(last bool) error {
+		if last && !flushed && cut == nil {
+			rows, ents = append(rows, missingENTs(rows, ents)...), nil
+		}
+		flushed = true
 		if err := tx.insertRecords(ctx, id, rows); err != nil {
 			return err
 		}
@@ -384,17 +401,32 @@ func (b *Backend) insertSpool(ctx context.Context, tx storeTx, id int64, zone st
 			}
 		})
 		if len(rows) >= batch || size >= maxBatchBytes {
-			if err := flush(); err != nil {
+			if err := flush(false); err != nil {
 				return tx, err
 			}
 		}
 	}
 	if len(rows) > 0 {
-		if err := flush(); err != nil {
+		if err := flush(true); err != nil {
 			return tx, err
 		}
 	}
 	return tx, nil
+}
+
+// missingENTs returns the candidates that have no row of their own among rows.
+func missingENTs(rows, candidates []row) []row {
+	have := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		have[r.Name] = true
+	}
+	var out []row
+	for _, c := range candidates {
+		if !have[c.Name] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // inTx runs fn in a transaction and commits it, or rolls back if fn fails.

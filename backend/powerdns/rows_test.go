@@ -1,8 +1,8 @@
 package powerdns
 
 import (
-	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -125,9 +125,20 @@ func TestCutsAuth(t *testing.T) {
 	}
 }
 
+// A small zone is spooled in memory, a large one in an unlinked file; both read back the
+// same rows as often as needed.
 func TestSpool(t *testing.T) {
+	for _, tt := range []struct {
+		records int
+		inFile  bool
+	}{{30, false}, {20000, true}} {
+		t.Run(fmt.Sprint(tt.records), func(t *testing.T) { testSpool(t, tt.records, tt.inFile) })
+	}
+}
+
+func testSpool(t *testing.T, records int, inFile bool) {
 	zone := "example.com."
-	rrs := backendtest.Zone(zone, 42, 30)
+	rrs := backendtest.Zone(zone, 42, records)
 	deleg, _ := dns.NewRR("sub.example.com. 300 IN NS ns.sub.example.com.")
 	rrs = append(rrs, deleg, rrs[0]) // the closing SOA is dropped
 	sp, err := spoolZone(t.Context(), zone, backendtest.Stream(backendtest.Batches(rrs, 7)...))
@@ -138,9 +149,13 @@ func TestSpool(t *testing.T) {
 	if sp.serial != 42 || sp.rows != len(rrs)-1 || !sp.cuts["sub.example.com"] || len(sp.cuts) != 1 {
 		t.Fatalf("spool: serial %d rows %d cuts %v", sp.serial, sp.rows, sp.cuts)
 	}
-	// The file is unlinked: nothing to clean up after a crash.
-	if _, err := os.Stat(sp.f.Name()); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("spool file %s still has a name: %v", sp.f.Name(), err)
+	if f := sp.buf.f; (f != nil) != inFile {
+		t.Fatalf("%d records spooled to a file: %v, want %v", records, f != nil, inFile)
+	} else if f != nil {
+		// The file is unlinked: nothing to clean up after a crash.
+		if _, err := os.Stat(f.Name()); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("spool file %s still has a name: %v", f.Name(), err)
+		}
 	}
 	for range 2 { // a retry reads the same rows again
 		rd, err := sp.reader()
@@ -161,16 +176,8 @@ func TestSpool(t *testing.T) {
 }
 
 func TestSpoolTruncatedRow(t *testing.T) {
-	f, err := os.CreateTemp(t.TempDir(), "spool")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriter(f)
-	writeRow(w, row{Name: "a.example.com", Type: "A", Content: "192.0.2.1", TTL: 300})
-	w.Flush()
-	info, _ := f.Stat()
-	f.Truncate(info.Size() - 2)
-	sp := &spool{f: f}
+	data := appendRow(nil, row{Name: "a.example.com", Type: "A", Content: "192.0.2.1", TTL: 300})
+	sp := &spool{buf: spillBuffer{mem: data[:len(data)-2]}}
 	rd, _ := sp.reader()
 	if _, err := rd.next(); err == nil || err == io.EOF {
 		t.Fatalf("truncated row read as %v", err)

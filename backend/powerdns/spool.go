@@ -2,6 +2,7 @@ package powerdns
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -17,13 +18,13 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 )
 
-// spool is a transfer converted to rows and written to an unlinked temporary file. A
-// transaction that must be retried (deadlock, lost connection) reads the rows again from
-// it, so the zone is never held in memory and never transferred twice. Reading the whole
-// transfer before the transaction starts also keeps the transaction (and its locks) as
-// short as the database allows.
+// spool is a transfer converted to rows, kept in memory up to spoolInMemory bytes and
+// in an unlinked temporary file beyond. A transaction that must be retried (deadlock,
+// lost connection) reads the rows again from it, so a large zone is never held in memory
+// and no zone is transferred twice. Reading the whole transfer before the transaction
+// starts also keeps the transaction (and its locks) as short as the database allows.
 type spool struct {
-	f      *os.File
+	buf    spillBuffer
 	serial uint32
 	rows   int
 	// cuts are the delegation points (owners of NS records below the apex): auth depends
@@ -93,13 +94,7 @@ func (s *spool) dedup() func(row) bool {
 // owner inside the zone, no second SOA but the copy that closes an AXFR, every record
 // convertible to a row. zone is fully qualified.
 func spoolZone(ctx context.Context, zone string, src backend.Source) (_ *spool, err error) {
-	f, err := os.CreateTemp("", "dnsagent-powerdns-*.spool")
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	// Unlinked at once: nothing is left behind whatever happens to the process.
-	os.Remove(f.Name())
-	s := &spool{f: f, cuts: cuts{}, seed: maphash.MakeSeed()}
+	s := &spool{cuts: cuts{}, seed: maphash.MakeSeed()}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -109,13 +104,17 @@ func spoolZone(ctx context.Context, zone string, src backend.Source) (_ *spool, 
 	if err != nil {
 		return nil, err
 	}
-	w := bufio.NewWriterSize(f, 256<<10)
 	check := backend.StreamCheck{Zone: zone, DropClosingSOA: true}
-	soa, err := check.Read(ctx, src, func(batch []dns.RR) error { return s.add(w, apex, batch) })
+	var scratch []byte
+	soa, err := check.Read(ctx, src, func(batch []dns.RR) error {
+		var err error
+		scratch, err = s.add(scratch, apex, batch)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := w.Flush(); err != nil {
+	if err := s.buf.flush(); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	s.serial = soa.Serial
@@ -125,12 +124,13 @@ func spoolZone(ctx context.Context, zone string, src backend.Source) (_ *spool, 
 	return s, nil
 }
 
-// add converts checked records to rows, writes them and notes the delegation points.
-func (s *spool) add(w *bufio.Writer, apex string, rrs []dns.RR) error {
+// add converts checked records to rows, writes them and notes the delegation points;
+// scratch is a buffer for the encoded row, returned for the next call.
+func (s *spool) add(scratch []byte, apex string, rrs []dns.RR) ([]byte, error) {
 	for _, rr := range rrs {
 		r, err := toRow(rr)
 		if err != nil {
-			return err
+			return scratch, err
 		}
 		switch {
 		case r.Type == "NS" && r.Name != apex:
@@ -147,26 +147,95 @@ func (s *spool) add(w *bufio.Writer, apex string, rrs []dns.RR) error {
 		case r.Name == apex && (r.Type == "RRSIG" || r.Type == "NSEC" || r.Type == "NSEC3PARAM") && len(s.apex) < 100:
 			s.apex = append(s.apex, r)
 		}
-		if err := writeRow(w, r); err != nil {
-			return fmt.Errorf("spool: %w", err)
+		scratch = appendRow(scratch[:0], r)
+		if _, err := s.buf.Write(scratch); err != nil {
+			return scratch, fmt.Errorf("spool: %w", err)
 		}
 		s.hashes = append(s.hashes, s.hash(r))
 		s.rows++
 	}
-	return nil
+	return scratch, nil
 }
 
-func (s *spool) close() { s.f.Close() }
+func (s *spool) close() { s.buf.close() }
 
 // reader starts reading the rows from the beginning.
 func (s *spool) reader() (*spoolReader, error) {
-	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+	r, err := s.buf.reader()
+	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	return &spoolReader{r: bufio.NewReaderSize(s.f, 256<<10)}, nil
+	return &spoolReader{r: r}, nil
 }
 
-type spoolReader struct{ r *bufio.Reader }
+// spoolInMemory: a zone whose rows take up to this many bytes (a few thousand records)
+// stays in memory; a larger one goes to an unlinked temporary file. Most zones of a pool
+// are small, and a file each cost a burst of CREATEs a create, an unlink and a 256 KiB
+// buffer to clear per zone.
+const spoolInMemory = 256 << 10
+
+// spillBuffer holds bytes in memory until they outgrow spoolInMemory, then in an
+// unlinked temporary file.
+type spillBuffer struct {
+	mem  []byte
+	f    *os.File
+	w    *bufio.Writer
+	size int64 // bytes written
+}
+
+func (b *spillBuffer) Write(p []byte) (int, error) {
+	b.size += int64(len(p))
+	if b.f == nil && len(b.mem)+len(p) <= spoolInMemory {
+		b.mem = append(b.mem, p...)
+		return len(p), nil
+	}
+	if b.f == nil {
+		f, err := os.CreateTemp("", "dnsagent-powerdns-*.spool")
+		if err != nil {
+			return 0, err
+		}
+		// Unlinked at once: nothing is left behind whatever happens to the process.
+		os.Remove(f.Name())
+		b.f, b.w = f, bufio.NewWriterSize(f, 256<<10)
+		if _, err := b.w.Write(b.mem); err != nil {
+			return 0, err
+		}
+		b.mem = nil
+	}
+	return b.w.Write(p)
+}
+
+// flush ends the writing.
+func (b *spillBuffer) flush() error {
+	if b.w == nil {
+		return nil
+	}
+	return b.w.Flush()
+}
+
+// reader reads the bytes from the beginning.
+func (b *spillBuffer) reader() (byteReader, error) {
+	if b.f == nil {
+		return bytes.NewReader(b.mem), nil
+	}
+	if _, err := b.f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return bufio.NewReaderSize(b.f, 256<<10), nil
+}
+
+func (b *spillBuffer) close() {
+	if b.f != nil {
+		b.f.Close()
+	}
+}
+
+type byteReader interface {
+	io.Reader
+	io.ByteReader
+}
+
+type spoolReader struct{ r byteReader }
 
 // next returns the next row, or io.EOF after the last.
 func (sr *spoolReader) next() (row, error) {
@@ -193,30 +262,22 @@ func (sr *spoolReader) next() (row, error) {
 	return r, nil
 }
 
-// writeRow appends one row: name, type and content as length-prefixed strings, then TTL
-// and prio as varints. Auth is not stored: it is computed from the cuts when inserting.
-func writeRow(w *bufio.Writer, r row) error {
+// appendRow appends one row to dst: name, type and content as length-prefixed strings,
+// then TTL and prio as varints. Auth is not stored: it is computed from the cuts when
+// inserting.
+func appendRow(dst []byte, r row) []byte {
 	if r.Disabled {
 		r.Type = "-" + r.Type // a type that PowerDNS does not serve (see toRow)
 	}
-	var buf [binary.MaxVarintLen64]byte
 	for _, s := range []string{r.Name, r.Type, r.Content} {
-		if _, err := w.Write(buf[:binary.PutUvarint(buf[:], uint64(len(s)))]); err != nil {
-			return err
-		}
-		if _, err := w.WriteString(s); err != nil {
-			return err
-		}
+		dst = binary.AppendUvarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
 	}
-	for _, n := range []uint64{uint64(r.TTL), uint64(r.Prio)} {
-		if _, err := w.Write(buf[:binary.PutUvarint(buf[:], n)]); err != nil {
-			return err
-		}
-	}
-	return nil
+	dst = binary.AppendUvarint(dst, uint64(r.TTL))
+	return binary.AppendUvarint(dst, uint64(r.Prio))
 }
 
-func readString(r *bufio.Reader) (string, error) {
+func readString(r byteReader) (string, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		return "", err

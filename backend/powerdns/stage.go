@@ -110,11 +110,7 @@ func (b *Backend) chunk(ctx context.Context, conn *sql.Conn, name string, sp *sp
 		name).Scan(&old); err != nil {
 		return 0, err
 	}
-	var size int64
-	if fi, err := sp.f.Stat(); err == nil {
-		size = fi.Size()
-	}
-	return lim.plan(old, sp.rows, size), nil
+	return lim.plan(old, sp.rows, sp.buf.size), nil
 }
 
 // stagingTag names the staged and retired versions of one zone (its changes are never
