@@ -166,7 +166,7 @@ func (t *fakeTx) createDomain(_ context.Context, zone, kind, account string) (in
 	t.s.mu.Lock()
 	defer t.s.mu.Unlock()
 	if t.s.domains[zone] != nil {
-		return 0, fmt.Errorf("duplicate domain %s", zone)
+		return 0, fmt.Errorf("duplicate domain %s: %w", zone, errDomainExists)
 	}
 	t.s.nextID++
 	t.work[zone] = &fakeDomain{id: t.s.nextID, name: zone, kind: kind, account: account}

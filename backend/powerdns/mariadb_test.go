@@ -97,6 +97,8 @@ func TestMariaDB(t *testing.T) {
 	t.Run("Batches", func(t *testing.T) { testBatches(t, m) })
 	t.Run("Fingerprint", func(t *testing.T) { testFingerprint(t, m) })
 	t.Run("BurstReusesConnections", func(t *testing.T) { testBurstReusesConnections(t, m) })
+	t.Run("ReadCommitted", func(t *testing.T) { testReadCommitted(t, m) })
+	t.Run("CreatedMeanwhile", func(t *testing.T) { testCreatedMeanwhile(t, m) })
 	t.Run("LargeZone", func(t *testing.T) { testLargeZone(t, m) })
 }
 
@@ -438,5 +440,66 @@ func testBurstReusesConnections(t *testing.T, m mariadb) {
 	// A round may need a few more than the first one had open; not one per create.
 	if opened := connections() - before; opened >= concurrent {
 		t.Errorf("3 rounds of %d concurrent creates opened %d new connections, want the first round's reused", concurrent, opened)
+	}
+}
+
+// Every transaction runs READ COMMITTED, as PowerDNS's own do, whatever the server's
+// default (REPEATABLE READ).
+func testReadCommitted(t *testing.T, m mariadb) {
+	b, _ := m.backend(t)
+	for range 3 { // new and reused connections alike
+		tx, err := b.store.begin(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var level string
+		err = tx.(*sqlTx).tx.QueryRowContext(t.Context(), `SELECT @@tx_isolation`).Scan(&level)
+		tx.rollback()
+		if err != nil || level != "READ-COMMITTED" {
+			t.Fatalf("transaction isolation %q, %v; want READ-COMMITTED", level, err)
+		}
+	}
+}
+
+// sideEffect is a Source that runs fn when the transfer is first read: after Create's
+// early check, before its transaction.
+type sideEffect struct {
+	backend.Source
+	fn func()
+}
+
+func (s *sideEffect) Next() ([]dns.RR, error) {
+	if s.fn != nil {
+		s.fn()
+		s.fn = nil
+	}
+	return s.Source.Next()
+}
+
+// A zone that someone else creates while the agent transfers it is left alone, and the
+// error says whose it is; one of the agent's own says it exists.
+func testCreatedMeanwhile(t *testing.T, m mariadb) {
+	b, db := m.backend(t)
+	for _, tt := range []struct{ account, want string }{
+		{"designate-2", `held with account "designate-2"`},
+		{DefaultAccount, "exists already"},
+	} {
+		zone := strings.ReplaceAll(tt.account, "-", "") + ".example."
+		name := strings.TrimSuffix(zone, ".")
+		src := &sideEffect{Source: backendtest.Stream(backendtest.Zone(zone, 1, 3)), fn: func() {
+			if _, err := db.Exec(`INSERT INTO domains (name, type, account) VALUES (?, 'NATIVE', ?)`, name, tt.account); err != nil {
+				t.Fatal(err)
+			}
+		}}
+		err := b.Create(t.Context(), zone, src)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("create of a zone %s created meanwhile: %v, want %q", tt.account, err, tt.want)
+		}
+		if tt.account != DefaultAccount && !errors.Is(err, backend.ErrNotOwned) {
+			t.Errorf("create of a zone %s created meanwhile: %v, want ErrNotOwned", tt.account, err)
+		}
+		if rows := dbRows(t, db, name); len(rows) != 0 {
+			t.Errorf("%s: rows written: %v", zone, rows)
+		}
 	}
 }

@@ -63,7 +63,7 @@ func New(cfg Config) (*Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("powerdns backend: %w", err)
 		}
-		db := sql.OpenDB(connector)
+		db := sql.OpenDB(readCommitted{connector})
 		// MariaDB closes idle connections after wait_timeout; recycle ours before that.
 		db.SetConnMaxIdleTime(time.Minute)
 		// database/sql keeps 2 idle connections by default: under a burst of creates each
@@ -297,12 +297,24 @@ func (b *Backend) loadTarget(ctx context.Context, tx storeTx, name string, mode 
 func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMode) error {
 	return b.inTx(ctx, func(tx storeTx) error {
 		var id int64
-		d, exists, err := b.loadTarget(ctx, tx, name, mode)
+		var d domain
+		var exists bool
+		var err error
+		if mode != mustCreate {
+			d, exists, err = b.loadTarget(ctx, tx, name, mode)
+		}
 		switch {
 		case err != nil:
 			return err
 		case !exists:
-			if id, err = tx.createDomain(ctx, name, b.kind, b.account); err != nil {
+			// A create inserts the domains row straight away, its unique name the lock;
+			// only when the name is taken does it read the row to say by whom.
+			if id, err = tx.createDomain(ctx, name, b.kind, b.account); errors.Is(err, errDomainExists) && mode == mustCreate {
+				if _, _, why := b.loadTarget(ctx, tx, name, mode); why != nil {
+					return why
+				}
+			}
+			if err != nil {
 				return err
 			}
 		default:

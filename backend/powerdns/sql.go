@@ -3,6 +3,7 @@ package powerdns
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
@@ -31,13 +32,32 @@ const (
 	indexRefused = 2
 )
 
-// txOptions: READ COMMITTED, as PowerDNS itself uses (gmysql-innodb-read-committed):
-// without gap locks, creating two zones at once cannot deadlock on the domains name index.
-var txOptions = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+// readCommitted makes every connection's transactions READ COMMITTED, as PowerDNS's own
+// are (gmysql-innodb-read-committed): without gap locks, creating two zones at once
+// cannot deadlock on the domains name index. Set once per connection: database/sql's
+// per-transaction isolation costs a SET TRANSACTION round trip before every BEGIN.
+type readCommitted struct{ driver.Connector }
+
+func (c readCommitted) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ex, ok := conn.(driver.ExecerContext)
+	if !ok {
+		conn.Close()
+		return nil, errors.New("the database driver cannot run statements on a new connection")
+	}
+	if _, err := ex.ExecContext(ctx, `SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED`, nil); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
 
 func (s *sqlStore) begin(ctx context.Context) (storeTx, error) {
 	db, node := s.nodes.pick(ctx)
-	tx, err := db.BeginTx(ctx, txOptions)
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		s.nodes.failed(ctx, node, err)
 		return nil, err
@@ -168,7 +188,7 @@ func (t *sqlTx) createDomain(ctx context.Context, zone, kind, account string) (i
 	res, err := t.tx.ExecContext(ctx, `INSERT INTO domains (name, type, account) VALUES (?, ?, ?)`, zone, kind, account)
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && me.Number == 1062 { // ER_DUP_ENTRY on name_index
-		return 0, fmt.Errorf("the zone was created meanwhile by someone else: %w", err)
+		return 0, fmt.Errorf("the zone was created meanwhile by someone else: %w: %w", errDomainExists, err)
 	}
 	if err != nil {
 		return 0, err

@@ -124,7 +124,7 @@ func stagingTag(name string) string {
 func (b *Backend) stagedLoad(ctx context.Context, s *sqlStore, conn *sql.Conn, node int, name string, sp *spool, mode loadMode, chunk int) error {
 	tag := stagingTag(name)
 	begin := func() (*sqlTx, error) {
-		tx, err := conn.BeginTx(ctx, txOptions)
+		tx, err := conn.BeginTx(ctx, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -27,6 +27,9 @@ type store interface {
 // errNoDomain: the domains table has no row for the name.
 var errNoDomain = errors.New("no such domain")
 
+// errDomainExists: createDomain found a domains row of that name.
+var errDomainExists = errors.New("domain exists")
+
 type domain struct {
 	ID      int64
 	Account string
