@@ -55,10 +55,12 @@ type session struct {
 // Read buffers: a SOA answer is small, and a message larger than the buffer is read
 // straight into s.buf anyway (bufio skips its buffer for large reads). A burst of CREATEs
 // opens two sessions per zone, and 64 KiB buffers each cost more than a small zone's
-// transfer (issue 15); a transfer's buffer still takes several messages a read.
+// transfer (issue 15); a transfer's buffer still takes several messages a read. 28 KiB,
+// not 32: Go allocates 32 KiB and more as large objects, a span of their own each, which
+// costs a burst of small transfers more than the size suggests.
 const (
 	soaReadBuffer      = 4 << 10
-	transferReadBuffer = 32 << 10
+	transferReadBuffer = 28 << 10
 )
 
 func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg, bufSize int) (*session, error) {

@@ -228,6 +228,7 @@ type writer struct {
 	entries   *entryLog // the table entries of the records written, in their order
 	soa       *dns.SOA
 	failed    bool // a record could not be indexed: no index is written
+	installed bool // renamed into place: discard has no file to remove
 }
 
 func newWriter(dir, zone string) (*writer, error) {
@@ -308,7 +309,11 @@ func (w *writer) finish(fingerprint string) error {
 	if err := w.f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(w.f.Name(), filepath.Join(w.dir, fileName(w.zone)))
+	if err := os.Rename(w.f.Name(), filepath.Join(w.dir, fileName(w.zone))); err != nil {
+		return err
+	}
+	w.installed = true
+	return nil
 }
 
 // indexWriters buffer the index files being written.
@@ -318,7 +323,9 @@ var indexWriters = backend.WriterPool{Size: 256 << 10}
 func (w *writer) discard() {
 	w.entries.close()
 	w.f.Close()
-	os.Remove(w.f.Name())
+	if !w.installed {
+		os.Remove(w.f.Name())
+	}
 	if w.w != nil {
 		indexWriters.Put(w.w)
 		w.w = nil
