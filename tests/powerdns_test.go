@@ -376,6 +376,37 @@ func TestPDNS01CreateServedLikePrimary(t *testing.T) {
 	a.CheckAlive(t)
 }
 
+// With PowerDNS's caches at their defaults, pdns_server keeps the REFUSED it answered for
+// a name of a zone it did not have yet (packet cache, 20 s). The zone created by a CREATE
+// is served as soon as the CREATE is answered all the same: the agent purges the new
+// zone's names from the caches too, not only rediscovers.
+func TestPDNS01CreateServedPastCachedRefusal(t *testing.T) {
+	t.Parallel()
+	e := startPDNSEnv(t, harness.PDNSOptions{ZoneCache: true, Caches: true})
+	const zone = "example.com."
+	p := harness.StartPrimaryWith(t, harness.PrimaryOptions{Zones: map[string]string{zone: pdnsZone(1)}})
+	a := pdnsAgent(t, e, p)
+	ask := func() *dns.Msg {
+		q := new(dns.Msg)
+		q.SetQuestion("www."+zone, dns.TypeA)
+		r, err := harness.Exchange("udp", e.p.Addr(), q, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := ask(); r.Rcode != dns.RcodeRefused {
+		t.Fatalf("before the CREATE: www.%s %s, want REFUSED", zone, dns.RcodeToString[r.Rcode])
+	}
+	req := harness.CreateMsg(0x0111, zone)
+	expectBytes(t, "CREATE", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf400))
+	if r := ask(); r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+		t.Errorf("right after the CREATE reply: www.%s %s with %d answers, want the zone's A record (not the cached REFUSED)",
+			zone, dns.RcodeToString[r.Rcode], len(r.Answer))
+	}
+	a.CheckAlive(t)
+}
+
 // zoneRows counts the rows of zone (by name, and by the id it had) in every table
 // PowerDNS keeps per zone.
 func zoneRows(t *testing.T, db *sql.DB, id int64, zone string) map[string]int {

@@ -18,10 +18,13 @@ type PDNSOptions struct {
 	// ZoneCache leaves zone-cache-refresh-interval at PowerDNS's default (300 s), so a
 	// new zone is only served after pdns_control rediscover. Otherwise it is 0 (off).
 	ZoneCache bool
+	// Caches leaves the packet and query caches at PowerDNS's defaults (cache-ttl=20,
+	// query-cache-ttl=20, negquery-cache-ttl=60) instead of off.
+	Caches bool
 }
 
 // PDNS is a private pdns_server: launch=gmysql on a database of a private MariaDB,
-// every cache at 0, a random 127.0.0.1 port, its control socket in a temp directory,
+// every cache at 0 (unless Caches), a random 127.0.0.1 port, its control socket in a temp directory,
 // in the foreground without guardian. It is stopped in t.Cleanup.
 type PDNS struct {
 	t    testing.TB
@@ -52,9 +55,6 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 		"local-address=127.0.0.1",
 		fmt.Sprintf("local-port=%d", p.port),
 		"socket-dir=" + p.dir,
-		"cache-ttl=0",
-		"query-cache-ttl=0",
-		"negquery-cache-ttl=0",
 		"guardian=no",
 		"daemon=no",
 		"disable-syslog=yes",
@@ -65,6 +65,9 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 		"receiver-threads=1",
 		"distributor-threads=1",
 		"loglevel=5",
+	}
+	if !opts.Caches {
+		conf = append(conf, "cache-ttl=0", "query-cache-ttl=0", "negquery-cache-ttl=0")
 	}
 	if !opts.ZoneCache {
 		conf = append(conf, "zone-cache-refresh-interval=0")
