@@ -481,7 +481,7 @@ func (s *sideEffect) Next() ([]dns.RR, error) {
 func testCreatedMeanwhile(t *testing.T, m mariadb) {
 	b, db := m.backend(t)
 	for _, tt := range []struct{ account, want string }{
-		{"designate-2", `held with account "designate-2"`},
+		{"designate-2", `with account "designate-2", not the agent's "dnsagent"`},
 		{DefaultAccount, "exists already"},
 	} {
 		zone := strings.ReplaceAll(tt.account, "-", "") + ".example."

@@ -134,22 +134,16 @@ func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
 	return serial, nil
 }
 
-// Create stores a new zone. A zone already in the database is refused before anything
-// is transferred: as ours it exists already, as someone else's it is not ours to touch.
-// If pdns_server cannot be told about the new zone, the zone is removed again: it was
-// not created as far as PowerDNS knows, and a retry must start over.
+// Create stores a new zone. A zone already in the database is refused: as ours it exists
+// already, as someone else's it is not ours to touch. The engine asks Serial before it
+// transfers, so a CREATE of a zone held is refused before any transfer; one created
+// meanwhile is refused by the domains row's unique name (load). If pdns_server cannot be
+// told about the new zone, the zone is removed again: it was not created as far as
+// PowerDNS knows, and a retry must start over.
 func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) error {
 	name, err := rowZone("create", zone)
 	if err != nil {
 		return err
-	}
-	if d, _, err := b.store.lookup(ctx, name); err == nil {
-		if d.Account != b.account {
-			return b.notOwned("create", zone, d)
-		}
-		return fmt.Errorf("powerdns backend: create %s: the zone exists already", zone)
-	} else if !errors.Is(err, errNoDomain) {
-		return fmt.Errorf("powerdns backend: create %s: %w", zone, err)
 	}
 	sp, err := spoolZone(ctx, zone, src)
 	if err != nil {
@@ -286,7 +280,7 @@ func (b *Backend) loadTarget(ctx context.Context, tx storeTx, name string, mode 
 	case err != nil:
 		return d, false, err
 	case d.Account != b.account:
-		return d, false, fmt.Errorf("the zone is held with account %q: %w", d.Account, backend.ErrNotOwned)
+		return d, false, b.heldBy(d)
 	case mode == mustCreate:
 		return d, false, fmt.Errorf("the zone exists already")
 	}
@@ -467,8 +461,13 @@ func (b *Backend) lookupErr(op, zone string, err error) error {
 }
 
 func (b *Backend) notOwned(op, zone string, d domain) error {
-	return fmt.Errorf("powerdns backend: %s %s: the PowerDNS database holds this zone with account %q, not the agent's %q: %w",
-		op, zone, d.Account, b.account, backend.ErrNotOwned)
+	return fmt.Errorf("powerdns backend: %s %s: %w", op, zone, b.heldBy(d))
+}
+
+// heldBy says that d is another account's.
+func (b *Backend) heldBy(d domain) error {
+	return fmt.Errorf("the PowerDNS database holds this zone with account %q, not the agent's %q: %w",
+		d.Account, b.account, backend.ErrNotOwned)
 }
 
 // rowZone validates a zone name and returns it in row form.
