@@ -95,8 +95,9 @@ func (b *Backend) install(tmp, zone string) error {
 }
 
 // removeFiles deletes every file the agent or named keeps for the zone in the directory:
-// the zone file, its journal, and temp files a crash left. It reports whether the zone
-// file was there.
+// the zone file and its journal (temp files a crash left are swept at start-up: listing
+// the directory here would cost each DELETE the whole directory). It reports whether the
+// zone file was there.
 func (b *Backend) removeFiles(zone string) (bool, error) {
 	path := b.dir.Path(zone)
 	existed := true
@@ -106,9 +107,6 @@ func (b *Backend) removeFiles(zone string) (bool, error) {
 		return false, err
 	}
 	if err := os.Remove(path + journalSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return existed, err
-	}
-	if err := b.dir.RemoveTemps(zone); err != nil {
 		return existed, err
 	}
 	return existed, b.dir.Sync()

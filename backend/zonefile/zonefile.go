@@ -349,23 +349,6 @@ func (d *Dir) SweepTemps() error {
 	return d.Sync()
 }
 
-// RemoveTemps deletes the temp files of the zone that a crash left behind.
-func (d *Dir) RemoveTemps(zone string) error {
-	entries, err := os.ReadDir(d.path)
-	if err != nil {
-		return err
-	}
-	prefix := tempPrefix(zone)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			if err := os.Remove(filepath.Join(d.path, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // Sync makes renames and removals in the directory survive a crash. Concurrent callers
 // share one fsync of the directory (group commit): each waits for one that started after
 // it was called, so a burst of CREATEs costs one directory fsync per batch of zones, not

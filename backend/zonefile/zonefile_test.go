@@ -1,7 +1,6 @@
 package zonefile
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -123,28 +122,6 @@ func TestZones(t *testing.T) {
 	got, err := d.Zones()
 	if err != nil || !slices.Equal(got, []string{"a.test.", zone}) {
 		t.Fatalf("Zones: %q, %v", got, err)
-	}
-}
-
-// One zone's temp files are never another's: example.com's prefix must not match those
-// of example.com.au or www.example.com.
-func TestRemoveTemps(t *testing.T) {
-	d, dir := open(t)
-	for _, z := range []string{zone, "example.com.au.", "www.example.com."} {
-		tmp, err := d.WriteTemp(z, func(*bufio.Writer) error { return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.HasPrefix(filepath.Base(tmp), ".") || strings.HasSuffix(tmp, suffix) {
-			t.Fatalf("temp file %s is not hidden or ends in %s", tmp, suffix)
-		}
-	}
-	if err := d.RemoveTemps(zone); err != nil {
-		t.Fatal(err)
-	}
-	got := backendtest.DirNames(t, dir)
-	if len(got) != 2 || slices.ContainsFunc(got, func(n string) bool { return strings.HasPrefix(n, ".example.com.zone~") }) {
-		t.Fatalf("after RemoveTemps(%s): %q", zone, got)
 	}
 }
 
