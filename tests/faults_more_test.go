@@ -585,7 +585,7 @@ func TestFaultsAT4AgentKilledMidApply(t *testing.T) {
 	}
 	z := e.z
 	for round, delay := range []time.Duration{0, 50 * time.Millisecond, 250 * time.Millisecond, 600 * time.Millisecond} {
-		// The agent running now has converged through its start-up check (or it is the
+		// The agent running now has converged and ended its start-up check (or it is the
 		// first one, which had no zone at start-up): nothing but the NOTIFY starts a transfer.
 		left := len(temps())
 		old := primarySet(t, p)
@@ -624,6 +624,14 @@ func TestFaultsAT4AgentKilledMidApply(t *testing.T) {
 			return last == ""
 		}) {
 			t.Fatalf("round %d: 60 s after the restart the zone has not converged without a NOTIFY: %s", round, last)
+		}
+		// The file may have held the new version before the restart (killed after the
+		// rename): the start-up check must still be over before the next round, or it
+		// could fetch the next round's version itself, before that round's NOTIFY.
+		if !harness.Eventually(60*time.Second, 20*time.Millisecond, func() bool {
+			return metricValue(t, a.Config.MetricsListen, "dnsagent_zones_unchecked ") == 0
+		}) {
+			t.Fatalf("round %d: the start-up check has not ended 60 s after the restart", round)
 		}
 		t.Logf("round %d: converged %v after the restart", round, time.Since(restarted).Round(time.Millisecond))
 		a.CheckAlive(t)
