@@ -133,3 +133,25 @@ func TestDeleteWhileCreateWaitsAfterCommit(t *testing.T) {
 		t.Fatalf("after the DELETE: %v, want the zone gone", err)
 	}
 }
+
+// A repeated CREATE (Designate retries one it got no answer to) while the first waits
+// after its commit to be served waits with it: the zone is in the backend already, but
+// answering NOERROR then would tell Designate it is served before it is.
+func TestRepeatedCreateWaitsUntilServed(t *testing.T) {
+	s := newSettling("a.test.")
+	m, done := startSettling(t, s)
+	again := make(chan error, 1)
+	go func() { again <- m.Create(context.Background(), "a.test.") }()
+	select {
+	case err := <-again:
+		t.Fatalf("the repeated CREATE was answered (%v) before the zone was served", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	s.gate <- nil
+	if err := outcomeOf(t, done); err != nil {
+		t.Fatalf("first CREATE: %v", err)
+	}
+	if err := outcomeOf(t, again); err != nil {
+		t.Fatalf("repeated CREATE: %v", err)
+	}
+}

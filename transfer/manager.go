@@ -331,25 +331,35 @@ func (m *Manager) Notify(ctx context.Context, name string, n Notify) error {
 // ctx ends. A zone that exists already is a success. The transfer goes on after ctx
 // ends, and a repeated Create waits for the same work instead of starting more.
 func (m *Manager) Create(ctx context.Context, name string) error {
-	if _, err := m.backend.Serial(ctx, name); err == nil {
-		return nil
-	} else if !errors.Is(err, backend.ErrNotFound) {
-		return fmt.Errorf("create %s: %w", name, err)
-	}
+	// A create under way first: its zone may be in the backend already, committed but
+	// not yet served (backend.Committed), and the repeated CREATE is answered with it.
 	m.mu.Lock()
-	z := m.zoneLocked(name)
-	j := z.job
-	if j == nil || j.create == nil {
-		if j = m.enqueueLocked(z, Notify{}); j == nil {
-			m.mu.Unlock()
-			return fmt.Errorf("create %s: the agent is stopping", name)
-		}
-		if j.create == nil {
-			j.create = &waiter{done: make(chan struct{})}
-		}
+	var w *waiter
+	if z := m.zones[name]; z != nil && z.job != nil {
+		w = z.job.create
 	}
-	w := j.create
 	m.mu.Unlock()
+	if w == nil {
+		if _, err := m.backend.Serial(ctx, name); err == nil {
+			return nil
+		} else if !errors.Is(err, backend.ErrNotFound) {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+		m.mu.Lock()
+		z := m.zoneLocked(name)
+		j := z.job
+		if j == nil || j.create == nil {
+			if j = m.enqueueLocked(z, Notify{}); j == nil {
+				m.mu.Unlock()
+				return fmt.Errorf("create %s: the agent is stopping", name)
+			}
+			if j.create == nil {
+				j.create = &waiter{done: make(chan struct{})}
+			}
+		}
+		w = j.create
+		m.mu.Unlock()
+	}
 
 	select {
 	case <-w.done:
