@@ -85,23 +85,30 @@ func tenChanges(zone string, serial uint32) *backend.ChangeSet {
 // peakHeap runs fn and returns the highest heap in use above what was in use before, as
 // sampled every 2 ms.
 func peakHeap(fn func()) uint64 {
+	return peakSampled(2*time.Millisecond, func() uint64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}, fn)
+}
+
+// peakSampled runs fn, after a collection, and returns the highest value read returned
+// meanwhile (every interval) above the value before.
+func peakSampled(every time.Duration, read func() uint64, fn func()) uint64 {
 	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base, peak := ms.HeapAlloc, ms.HeapAlloc
+	base := read()
+	peak := base
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(2 * time.Millisecond)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
-				var s runtime.MemStats
-				runtime.ReadMemStats(&s)
-				peak = max(peak, s.HeapAlloc)
+				peak = max(peak, read())
 			}
 		}
 	})
@@ -217,29 +224,11 @@ func testLargeZone(t *testing.T, m mariadb) {
 // meanwhile (runtime/metrics /gc/heap/live:bytes): unlike the heap in use, it does not
 // depend on when the collector runs.
 func peakLiveHeap(fn func()) uint64 {
-	runtime.GC()
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	base, peak := s[0].Value.Uint64(), s[0].Value.Uint64()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				metrics.Read(s)
-				peak = max(peak, s[0].Value.Uint64())
-			}
-		}
-	})
-	fn()
-	close(stop)
-	wg.Wait()
-	return peak - min(base, peak)
+	return peakSampled(time.Millisecond, func() uint64 {
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}, fn)
 }
 
 // BenchmarkApplyVsReplace compares a 10-change Apply with a full Replace on a
