@@ -326,12 +326,13 @@ func (s *Service) serveControl(ctx context.Context, ln net.Listener) error {
 func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 	base := middleware.Server{Base: ctx, Handler: s.handler}
 	var servers []*dns.Server
-	var udps []*udpListener
 	closeAll := func() {
 		closeListeners(servers)
-		for _, udp := range udps {
+		s.udpMu.Lock()
+		for _, udp := range s.udp {
 			udp.Close()
 		}
+		s.udpMu.Unlock()
 	}
 	for _, addr := range s.cfg.Listen {
 		udp, err := listenUDP(addr, s.allow.Entries())
@@ -343,7 +344,6 @@ func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 			s.log.Warn("one UDP socket for every source: a flood fills the receive queue allowed sources share",
 				zap.String("listen", addr), zap.Error(udp.unsteered))
 		}
-		udps = append(udps, udp)
 		s.udpMu.Lock()
 		s.udp = append(s.udp, udp)
 		s.udpMu.Unlock()
