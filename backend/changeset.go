@@ -156,8 +156,8 @@ func (c *ChangeSet) Records(fn func(step int, added bool, rr dns.RR) error) erro
 // each unpacked record is a few allocations, and 500,000 of them unpacked for nothing are
 // a burst of 150 MB of garbage.
 func (c *ChangeSet) records(want func(n int, added bool) bool, fn func(step int, added bool, rr dns.RR) error) error {
-	n := 0
 	if c.spool == nil {
+		n := 0
 		for i, s := range c.Steps {
 			for j, rr := range slices.Concat(s.Deleted, s.Added) {
 				added := j >= len(s.Deleted)
@@ -171,10 +171,23 @@ func (c *ChangeSet) records(want func(n int, added bool) bool, fn func(step int,
 		}
 		return nil
 	}
+	return c.spooled(want, func(r *spoolReader, step int, added bool) error {
+		rr, err := r.next()
+		if err != nil {
+			return err
+		}
+		return fn(step, added, rr)
+	})
+}
+
+// spooled walks a spooled change set in Records' order: fn reads each record want accepts
+// from r, with its step and whether it is added; the others are skipped unread.
+func (c *ChangeSet) spooled(want func(n int, added bool) bool, fn func(r *spoolReader, step int, added bool) error) error {
 	r, err := c.spool.reader()
 	if err != nil {
 		return err
 	}
+	n := 0
 	for i, s := range c.Steps {
 		for j := range s.spooledDeleted + s.spooledAdded {
 			added := j >= s.spooledDeleted
@@ -184,11 +197,7 @@ func (c *ChangeSet) records(want func(n int, added bool) bool, fn func(step int,
 				}
 				continue
 			}
-			rr, err := r.next()
-			if err != nil {
-				return err
-			}
-			if err := fn(i, added, rr); err != nil {
+			if err := fn(r, i, added); err != nil {
 				return err
 			}
 		}
@@ -196,8 +205,8 @@ func (c *ChangeSet) records(want func(n int, added bool) bool, fn func(step int,
 	return nil
 }
 
-// lines calls fn for the Presentation line of every record want accepts (as records'), in Records' order, with whether it
-// is added; the line is valid until fn returns. A spooled record is not unpacked: its line
+// lines calls fn for the Presentation line of every record want accepts (as records'),
+// in Records' order, with whether it is added; the line is valid until fn returns. A spooled record is not unpacked: its line
 // is read from the spool. scratch is for records held in memory.
 func (c *ChangeSet) lines(scratch *[]byte, want func(n int, added bool) bool, fn func(added bool, line []byte) error) error {
 	if c.spool == nil {
@@ -206,29 +215,13 @@ func (c *ChangeSet) lines(scratch *[]byte, want func(n int, added bool) bool, fn
 			return fn(added, *scratch)
 		})
 	}
-	r, err := c.spool.reader()
-	if err != nil {
-		return err
-	}
-	n := 0
-	for _, s := range c.Steps {
-		for j := range s.spooledDeleted + s.spooledAdded {
-			if n++; want != nil && !want(n-1, j >= s.spooledDeleted) {
-				if err := r.skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			line, err := r.nextLine()
-			if err != nil {
-				return err
-			}
-			if err := fn(j >= s.spooledDeleted, line); err != nil {
-				return err
-			}
+	return c.spooled(want, func(r *spoolReader, _ int, added bool) error {
+		line, err := r.nextLine()
+		if err != nil {
+			return err
 		}
-	}
-	return nil
+		return fn(added, line)
+	})
 }
 
 // InMemory returns the change set with every record in Deleted and Added: c itself unless
