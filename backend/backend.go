@@ -97,8 +97,10 @@ type Checker interface {
 	Check(ctx context.Context) error
 }
 
-// Sweeper is the optional capability of clearing what an earlier run killed mid-write left
-// behind (partial temp files). The agent calls it once at start, before any transfer.
+// Sweeper is the optional capability of start-up housekeeping: clearing what an earlier
+// run killed mid-write left behind (partial temp files), preparing the schema, refreshing
+// statistics. The agent calls it once at start, before any transfer, and runs on when it
+// fails (the error names what failed).
 type Sweeper interface {
 	Sweep(ctx context.Context) error
 }

@@ -225,8 +225,7 @@ func Profile(t *testing.T, n int, out string, cases map[string]bool) string {
 		cfg := base
 		cfg.BackendDriver = "powerdns"
 		cfg.QueryDestination = pd.Addr()
-		cfg.Backend = map[string]string{"zone_file_path": "-", "dsn": m.DSN(db),
-			"pdns_control": harness.LookPath("pdns_control"), "pdns_socket_dir": pd.SocketDir()}
+		cfg.Backend = map[string]string{"zone_file_path": "-", "dsn": m.DSN(db), "pdns_socket_dir": pd.SocketDir()}
 		a := startProfiledAgent(t, "powerdns", cfg)
 		probe := dnsProbe(pd.Addr(), s.zone)
 		report.WriteString(a.profileCase(t, out, name("powerdns-full"), func() {

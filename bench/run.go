@@ -308,7 +308,7 @@ func (s *sizeRun) startTargets() {
 	pcfg.BackendDriver = "powerdns"
 	pcfg.QueryDestination = s.agentPDNS.Addr()
 	pcfg.Backend = map[string]string{"zone_file_path": "-", "dsn": s.agentDB.DSN(s.agentDBName),
-		"pdns_control": harness.LookPath("pdns_control"), "pdns_socket_dir": s.agentPDNS.SocketDir()}
+		"pdns_socket_dir": s.agentPDNS.SocketDir()}
 	aPDNS := startAgent(t, "powerdns", s.agentBin, pcfg)
 	pt := agentTarget(agPDNS, aPDNS, dnsProbe(s.agentPDNS.Addr(), zone))
 	pt.remove = thenPurged(t, s.agentDB, pt.remove)

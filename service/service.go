@@ -245,7 +245,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if sweeper, ok := s.backend.(backend.Sweeper); ok {
 		if err := sweeper.Sweep(ctx); err != nil {
-			s.log.Warn("could not remove what an earlier run left half-written", zap.Error(err))
+			s.log.Warn("backend start-up housekeeping failed; running on", zap.Error(err))
 		}
 	}
 	var controlLn net.Listener

@@ -223,8 +223,21 @@ deep.a.b.example.com. IN TXT "deep"
 `, serial, strings.Join(extra, "\n"))
 }
 
-// pdnsAgent starts an agent with the powerdns backend on e, the primary as its master.
+// pdnsAgent starts an agent with the powerdns backend on e, the primary as its master,
+// running pdns_control.
 func pdnsAgent(t *testing.T, e *pdnsEnv, p *harness.Primary) *harness.Agent {
+	t.Helper()
+	return startPDNSAgent(t, e, p, harness.LookPath("pdns_control"))
+}
+
+// pdnsAgentOverSocket is pdnsAgent with pdns_control left as it is: the agent sends its
+// commands to pdns_server's control socket itself.
+func pdnsAgentOverSocket(t *testing.T, e *pdnsEnv, p *harness.Primary) *harness.Agent {
+	t.Helper()
+	return startPDNSAgent(t, e, p, "pdns_control")
+}
+
+func startPDNSAgent(t *testing.T, e *pdnsEnv, p *harness.Primary, pdnsControl string) *harness.Agent {
 	t.Helper()
 	return harness.StartAgent(t, harness.AgentConfig{
 		BackendDriver:    "powerdns",
@@ -234,7 +247,7 @@ func pdnsAgent(t *testing.T, e *pdnsEnv, p *harness.Primary) *harness.Agent {
 		Backend: map[string]string{
 			"zone_file_path":  "-",
 			"dsn":             e.m.DSN(e.dbname),
-			"pdns_control":    harness.LookPath("pdns_control"),
+			"pdns_control":    pdnsControl,
 			"pdns_socket_dir": e.p.SocketDir(),
 		},
 	})
@@ -379,13 +392,14 @@ func TestPDNS01CreateServedLikePrimary(t *testing.T) {
 // With PowerDNS's caches at their defaults, pdns_server keeps the REFUSED it answered for
 // a name of a zone it did not have yet (packet cache, 20 s). The zone created by a CREATE
 // is served as soon as the CREATE is answered all the same: the agent purges the new
-// zone's names from the caches too, not only rediscovers.
+// zone's names from the caches too, not only rediscovers. The agent sends both over
+// pdns_server's control socket itself here (pdns_control left as it is).
 func TestPDNS01CreateServedPastCachedRefusal(t *testing.T) {
 	t.Parallel()
 	e := startPDNSEnv(t, harness.PDNSOptions{ZoneCache: true, Caches: true})
 	const zone = "example.com."
 	p := harness.StartPrimaryWith(t, harness.PrimaryOptions{Zones: map[string]string{zone: pdnsZone(1)}})
-	a := pdnsAgent(t, e, p)
+	a := pdnsAgentOverSocket(t, e, p)
 	ask := func() *dns.Msg {
 		q := new(dns.Msg)
 		q.SetQuestion("www."+zone, dns.TypeA)
@@ -429,13 +443,13 @@ func zoneRows(t *testing.T, db *sql.DB, id int64, zone string) map[string]int {
 
 // TestPDNS03Delete is acceptance point 3: after DELETE no row of the zone is left in any
 // table (metadata, comments and keys PowerDNS tools added included), and pdns_server no
-// longer answers for it.
+// longer answers for it. The agent rediscovers over pdns_server's control socket itself.
 func TestPDNS03Delete(t *testing.T) {
 	t.Parallel()
 	e := startPDNSEnv(t, harness.PDNSOptions{ZoneCache: true})
 	const zone = "example.com."
 	p := harness.StartPrimary(t, map[string]string{zone: pdnsZone(1)})
-	a := pdnsAgent(t, e, p)
+	a := pdnsAgentOverSocket(t, e, p)
 	req := harness.CreateMsg(0x0301, zone)
 	expectBytes(t, "CREATE", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf400))
 	if _, ok := pdnsServed(e, zone, 1, 5*time.Second); !ok {

@@ -90,6 +90,7 @@ func (s *fakeStore) withID(r row) row {
 }
 
 func (s *fakeStore) prepare(context.Context) error { return s.check("prepare") }
+func (s *fakeStore) analyze(context.Context) error { return s.check("analyze") }
 func (s *fakeStore) ping(context.Context) error    { return s.check("ping") }
 func (s *fakeStore) close() error                  { return nil }
 

@@ -100,6 +100,7 @@ func TestMariaDB(t *testing.T) {
 	t.Run("ReadCommitted", func(t *testing.T) { testReadCommitted(t, m) })
 	t.Run("CreatedMeanwhile", func(t *testing.T) { testCreatedMeanwhile(t, m) })
 	t.Run("LargeZone", func(t *testing.T) { testLargeZone(t, m) })
+	t.Run("StatisticsRefreshed", func(t *testing.T) { testStatisticsRefreshed(t, m) })
 }
 
 // rowRecords reads the zone's record rows back as records, the way pdns_server serves

@@ -44,6 +44,7 @@ type Backend struct {
 	batch   int
 	ctl     control
 	retry   retryPolicy
+	stats   *statistics
 }
 
 // New validates cfg and prepares the connection pool. It does not connect: a database
@@ -72,7 +73,11 @@ func New(cfg Config) (*Backend, error) {
 		db.SetMaxIdleConns(maxIdleConns)
 		ns.dbs, ns.addrs = append(ns.dbs, db), append(ns.addrs, mc.Addr)
 	}
-	b := newBackend(&sqlStore{nodes: ns, nameIndex: cfg.NameIndex}, cfg, runCommand)
+	run := runCommand
+	if directControl(cfg) {
+		run = controlSocket{path: controlSocketPath(cfg.PDNSSocketDir), next: runCommand}.run
+	}
+	b := newBackend(&sqlStore{nodes: ns, nameIndex: cfg.NameIndex}, cfg, run)
 	if len(ns.dbs) > 1 {
 		// Enough attempts to try every node once more than the single-server policy.
 		b.retry.attempts += len(ns.dbs)
@@ -88,6 +93,7 @@ func newBackend(st store, cfg Config, run runner) *Backend {
 		batch:   cfg.BatchSize,
 		ctl:     newControl(cfg, run),
 		retry:   defaultRetry,
+		stats:   &statistics{},
 	}
 }
 
@@ -108,8 +114,11 @@ func (b *Backend) Check(ctx context.Context) error {
 }
 
 // Sweep runs at start: it creates the name index when it is missing (name_index), before
-// any change needs it. Apply tries again if the database was not up yet.
-func (b *Backend) Sweep(ctx context.Context) error { return b.store.prepare(ctx) }
+// any change needs it (Apply tries again if the database was not up yet), and refreshes
+// MariaDB's statistics of records (analyze.go).
+func (b *Backend) Sweep(ctx context.Context) error {
+	return errors.Join(b.store.prepare(ctx), b.stats.refresh(ctx, b.store))
+}
 
 // Serial returns the serial of the stored SOA.
 func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
@@ -173,6 +182,7 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 	if staged {
 		b.dropRetired(ctx, name) // a retry's replace of a zone created by a lost commit
 	}
+	b.stats.created(b.store)
 	return nil
 }
 

@@ -20,6 +20,8 @@ type store interface {
 	// prepare makes sure, once, that what speeds up incremental changes exists (the
 	// name_index); when it cannot, the store works without it.
 	prepare(ctx context.Context) error
+	// analyze refreshes the database's statistics of the records table (analyze.go).
+	analyze(ctx context.Context) error
 	ping(ctx context.Context) error
 	close() error
 }

@@ -21,10 +21,6 @@ type PDNSOptions struct {
 	// Caches leaves the packet and query caches at PowerDNS's defaults (cache-ttl=20,
 	// query-cache-ttl=20, negquery-cache-ttl=60) instead of off.
 	Caches bool
-	// ZoneListByName runs the zone-list query (gmysql-get-all-domains-query, which every
-	// rediscover runs) with its join on the records table's (name, type) index: the
-	// tuning README.md ("Many zones") suggests for PowerDNS with many zones.
-	ZoneListByName bool
 }
 
 // PDNS is a private pdns_server: launch=gmysql on a database of a private MariaDB,
@@ -75,9 +71,6 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 	}
 	if !opts.ZoneCache {
 		conf = append(conf, "zone-cache-refresh-interval=0")
-	}
-	if opts.ZoneListByName {
-		conf = append(conf, "gmysql-get-all-domains-query="+zoneListByName(t, server))
 	}
 	if err := os.WriteFile(filepath.Join(p.dir, "pdns.conf"), []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -151,29 +144,4 @@ func (p *PDNS) shutdown() {
 	if p.t.Failed() || Verbose() {
 		p.t.Logf("pdns_server (%s) output:\n%s", p.Addr(), p.out)
 	}
-}
-
-// zoneListByName is the installed PowerDNS's own gmysql-get-all-domains-query (from
-// pdns_server --config=default, so it fits the version) with FORCE INDEX (nametype_index)
-// on its join of the records table. MariaDB 10.11 otherwise joins on the domain_id index,
-// reading every record of every zone: 26 ms at 10,000 zones of 5 records, 16 ms with the
-// hint (issue 15's probe).
-func zoneListByName(t testing.TB, server string) string {
-	t.Helper()
-	out, err := exec.Command(server, "--launch=gmysql", "--config=default").Output()
-	if err != nil {
-		t.Fatalf("pdns_server --config=default: %v", err)
-	}
-	const key = "# gmysql-get-all-domains-query="
-	for _, line := range strings.Split(string(out), "\n") {
-		if query, ok := strings.CutPrefix(line, key); ok {
-			const join = "LEFT JOIN records ON"
-			if !strings.Contains(query, join) {
-				t.Fatalf("pdns_server's default gmysql-get-all-domains-query has no %q: %s", join, query)
-			}
-			return strings.Replace(query, join, "LEFT JOIN records FORCE INDEX (nametype_index) ON", 1)
-		}
-	}
-	t.Fatalf("pdns_server --config=default does not list gmysql-get-all-domains-query")
-	return ""
 }
