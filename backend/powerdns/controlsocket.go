@@ -24,10 +24,10 @@ const maxControlAnswer = 64 << 10
 // arguments joined by spaces and a newline, then reads the answer until pdns_server closes
 // the connection; an answer starting "Unknown" is pdns_control's only failure. It is used
 // when pdns_socket_dir is set and pdns_control left as it is, and saves starting a
-// process per command: with the zone cache that makes CREATE bursts wait for batches of
-// rediscover and purge, about 3 ms of CPU each on an idle machine and 11 ms under a
-// burst, on 2 cores (issue 15: 10,000 creates 474 -> 542 zones/s). Any other command
-// (pdnsutil) goes to next.
+// process per command: about 3 ms a command on an idle machine, most of it pdns_control
+// starting, and CREATE bursts wait for batches of rediscover and purge (a batch's purge
+// took 11 ms under a burst on 2 cores; issue 15: 10,000 creates 474 -> 542 zones/s). Any
+// other command (pdnsutil) goes to next.
 type controlSocket struct {
 	path string
 	next runner
