@@ -34,17 +34,24 @@ func TestStatisticsRefreshed(t *testing.T) {
 	if err := b.Sweep(t.Context()); err != nil || analyzed.Load() != 1 {
 		t.Fatalf("Sweep: %v, %d refreshes, want one", err, analyzed.Load())
 	}
-	for i := range 2*analyzeEvery + 1 {
-		zone := fmt.Sprintf("z%d.example.", i)
-		if err := b.Create(t.Context(), zone, backendtest.Stream(backendtest.Zone(zone, 1, 1))); err != nil {
-			t.Fatal(err)
-		}
-		if i == analyzeEvery-2 && analyzed.Load() != 1 {
-			t.Fatalf("%d refreshes after %d creates, want none but Sweep's", analyzed.Load()-1, i+1)
+	created := 0
+	createUpTo := func(n int) {
+		for ; created < n; created++ {
+			zone := fmt.Sprintf("z%d.example.", created)
+			if err := b.Create(t.Context(), zone, backendtest.Stream(backendtest.Zone(zone, 1, 1))); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if !harness.Eventually(5*time.Second, time.Millisecond, func() bool { return analyzed.Load() == 3 }) {
-		t.Fatalf("%d refreshes after %d creates, want 2 (and Sweep's)", analyzed.Load()-1, 2*analyzeEvery+1)
+	for round := 1; round <= 2; round++ {
+		createUpTo(round*analyzeEvery - 1)
+		if got := analyzed.Load() - 1; got != int32(round-1) {
+			t.Fatalf("%d refreshes after %d creates, want %d (and Sweep's)", got, created, round-1)
+		}
+		createUpTo(round * analyzeEvery)
+		if !harness.Eventually(5*time.Second, time.Millisecond, func() bool { return analyzed.Load()-1 == int32(round) }) {
+			t.Fatalf("%d refreshes after %d creates, want %d (and Sweep's)", analyzed.Load()-1, created, round)
+		}
 	}
 	refusing.Store(true)
 	err := b.Sweep(t.Context())
