@@ -4,9 +4,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +59,23 @@ func TestStatisticsRefreshed(t *testing.T) {
 	err := b.Sweep(t.Context())
 	if !errors.Is(err, refuse) || !strings.Contains(err.Error(), "ANALYZE TABLE") {
 		t.Fatalf("Sweep with ANALYZE refused: %v, want the refusal, naming ANALYZE TABLE", err)
+	}
+}
+
+// A database Sweep cannot reach is not waited for a second time by the refresh.
+func TestStatisticsNotRefreshedWhenUnreachable(t *testing.T) {
+	b, st, _ := fakeBackend(t, testConfig())
+	var ops []string
+	down := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	st.fail = func(op string) error {
+		ops = append(ops, op)
+		if op == "prepare" {
+			return fmt.Errorf("powerdns backend: name_index: %w", down)
+		}
+		return nil
+	}
+	if err := b.Sweep(t.Context()); !errors.Is(err, syscall.ECONNREFUSED) || len(ops) != 1 {
+		t.Errorf("Sweep with the database down: %v after %v, want the prepare's error alone", err, ops)
 	}
 }
 

@@ -115,9 +115,14 @@ func (b *Backend) Check(ctx context.Context) error {
 
 // Sweep runs at start: it creates the name index when it is missing (name_index), before
 // any change needs it (Apply tries again if the database was not up yet), and refreshes
-// MariaDB's statistics of records (analyze.go).
+// MariaDB's statistics of records (analyze.go). A database that cannot be reached is not
+// waited for twice: the refresh is left to the creates.
 func (b *Backend) Sweep(ctx context.Context) error {
-	return errors.Join(b.store.prepare(ctx), b.stats.refresh(ctx, b.store))
+	err := b.store.prepare(ctx)
+	if err != nil && nodeError(err) {
+		return err
+	}
+	return errors.Join(err, b.stats.refresh(ctx, b.store))
 }
 
 // Serial returns the serial of the stored SOA.
