@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -136,7 +137,7 @@ func steerProgram(entries []netip.Prefix, allowed int) ([]bpf.RawInstruction, er
 		if p.Addr().Is4() {
 			// X holds the source address (loaded once, below).
 			v4 = append(v4, bpf.TXA{}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: wordMask(p.Bits())},
-				bpf.JumpIf{Cond: bpf.JumpEqual, Val: word(a), SkipFalse: 1}, ret)
+				bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(a), SkipFalse: 1}, ret)
 			continue
 		}
 		// The IPv6 source address is at bytes 8-23 of the header; compare the words the
@@ -145,7 +146,7 @@ func steerProgram(entries []netip.Prefix, allowed int) ([]bpf.RawInstruction, er
 		for w := 0; w < 4 && p.Bits() > 32*w; w++ {
 			block = append(block, bpf.LoadAbsolute{Off: skfNetOff + 8 + uint32(4*w), Size: 4},
 				bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: wordMask(p.Bits() - 32*w)},
-				bpf.JumpIf{Cond: bpf.JumpEqual, Val: word(a[4*w:])})
+				bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(a[4*w:])})
 		}
 		for j := range block {
 			if jump, ok := block[j].(bpf.JumpIf); ok {
@@ -176,9 +177,4 @@ func wordMask(bits int) uint32 {
 		return ^uint32(0)
 	}
 	return ^(^uint32(0) >> bits)
-}
-
-// word reads 4 bytes in network order.
-func word(b []byte) uint32 {
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
