@@ -25,7 +25,7 @@ const (
 	udpSlotsOthers  = 2                // datagrams from other sources served at once: they are only ever refused
 	udpPaceOthers   = time.Millisecond // and at most one per this: a flood of them must not take the CPU the reads need
 	udpSourceRate   = 50000            // datagrams per second one allowed source may send (burst: a second's worth); more are dropped unread
-	udpCommandRate  = 10000            // CREATE/DELETEs, counted apart: each may cost a transfer. Above the agent's own create rate (about 3,000 small zones/s, bench/RESULTS-many-10k-quiet.md), so a worker waiting for its replies is never cut
+	udpCommandRate  = 10000            // CREATE/DELETEs, counted apart: each may cost a transfer. Above the agent's own create rate (at most 2,985 small zones/s measured, README Security), so a worker waiting for its replies is never cut
 	udpQueueAllowed = 1024             // queued datagrams from sources in allow_notify or allow_query
 	udpQueueOthers  = 256              // queued datagrams from everyone else
 	udpMaxDatagram  = 65535
