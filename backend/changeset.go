@@ -206,8 +206,9 @@ func (c *ChangeSet) spooled(want func(n int, added bool) bool, fn func(r *spoolR
 }
 
 // lines calls fn for the Presentation line of every record want accepts (as records'),
-// in Records' order, with whether it is added; the line is valid until fn returns. A spooled record is not unpacked: its line
-// is read from the spool. scratch is for records held in memory.
+// in Records' order, with whether it is added; the line is valid until fn returns. A
+// spooled record is not unpacked: its line is read from the spool. scratch is for records
+// held in memory.
 func (c *ChangeSet) lines(scratch *[]byte, want func(n int, added bool) bool, fn func(added bool, line []byte) error) error {
 	if c.spool == nil {
 		return c.records(want, func(_ int, added bool, rr dns.RR) error {

@@ -20,9 +20,10 @@ const controlSocketName = "pdns.controlsocket"
 const maxControlAnswer = 64 << 10
 
 // controlSocket sends pdns_control's commands to pdns_server's control socket itself, as
-// pdns_control does (PowerDNS 4.x, dynloader.cc and dynmessenger.cc): it writes the
-// arguments joined by spaces and a newline, then reads the answer until pdns_server closes
-// the connection; an answer starting "Unknown" is pdns_control's only failure. It is used
+// pdns_control does (its source, dynloader.cc: the arguments joined by spaces; it exits 1
+// only on an answer starting "Unknown"): it writes the line and a newline, then reads the
+// answer until pdns_server closes the connection, which 4.7.3 does (the PowerDNS tests
+// that go over the socket, tests/powerdns_test.go). It is used
 // when pdns_socket_dir is set and pdns_control left as it is, and saves starting a
 // process per command: about 3 ms a command on an idle machine, most of it pdns_control
 // starting, and CREATE bursts wait for batches of rediscover and purge (a batch's purge
