@@ -333,34 +333,17 @@ func (m *Manager) Notify(ctx context.Context, name string, n Notify) error {
 func (m *Manager) Create(ctx context.Context, name string) error {
 	// A create under way first: its zone may be in the backend already, committed but
 	// not yet served (backend.Committed), and the repeated CREATE is answered with it.
-	m.mu.Lock()
-	var w *waiter
-	if z := m.zones[name]; z != nil && z.job != nil {
-		w = z.job.create
-	}
-	m.mu.Unlock()
+	w := m.createWaiter(name, false)
 	if w == nil {
 		if _, err := m.backend.Serial(ctx, name); err == nil {
 			return nil
 		} else if !errors.Is(err, backend.ErrNotFound) {
 			return fmt.Errorf("create %s: %w", name, err)
 		}
-		m.mu.Lock()
-		z := m.zoneLocked(name)
-		j := z.job
-		if j == nil || j.create == nil {
-			if j = m.enqueueLocked(z, Notify{}); j == nil {
-				m.mu.Unlock()
-				return fmt.Errorf("create %s: the agent is stopping", name)
-			}
-			if j.create == nil {
-				j.create = &waiter{done: make(chan struct{})}
-			}
+		if w = m.createWaiter(name, true); w == nil {
+			return fmt.Errorf("create %s: the agent is stopping", name)
 		}
-		w = j.create
-		m.mu.Unlock()
 	}
-
 	select {
 	case <-w.done:
 		if w.err != nil {
@@ -370,6 +353,28 @@ func (m *Manager) Create(ctx context.Context, name string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("create %s: not done in time, the transfer goes on: %w", name, ctx.Err())
 	}
+}
+
+// createWaiter returns the waiter of the zone's create under way; with start, it queues
+// the create when none is (nil: the agent is stopping).
+func (m *Manager) createWaiter(name string, start bool) *waiter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	z := m.zones[name]
+	if z != nil && z.job != nil && z.job.create != nil {
+		return z.job.create
+	}
+	if !start {
+		return nil
+	}
+	j := m.enqueueLocked(m.zoneLocked(name), Notify{})
+	if j == nil {
+		return nil
+	}
+	if j.create == nil {
+		j.create = &waiter{done: make(chan struct{})}
+	}
+	return j.create
 }
 
 // Delete removes the zone from the backend. Queued work for it is dropped and running
@@ -598,7 +603,8 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, c
 		masters = []candidate{{addr: m.cfg.Masters[0]}}
 	} else {
 		if masters, err = m.candidates(ctx, z.name, hint.Source, skipBackedOff, urgent); err != nil {
-			return outcome{err: err, gone: !exists, applied: current}
+			res.err = err
+			return res
 		}
 		res.primary = soaTimesOf(masters[0].soa)
 	}
