@@ -305,35 +305,9 @@ func (b *Backend) loadTarget(ctx context.Context, tx storeTx, name string, mode 
 // load writes the spooled zone in one transaction.
 func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMode) error {
 	return b.inTx(ctx, func(tx storeTx) error {
-		var id int64
-		var d domain
-		var exists bool
-		var err error
-		if mode != mustCreate {
-			d, exists, err = b.loadTarget(ctx, tx, name, mode)
-		}
-		switch {
-		case err != nil:
+		id, exists, err := b.target(ctx, tx, name, mode)
+		if err != nil {
 			return err
-		case !exists:
-			// A create inserts the domains row straight away, its unique name the lock;
-			// only when the name is taken does it read the row to say by whom.
-			if id, err = tx.createDomain(ctx, name, b.kind, b.account); errors.Is(err, errDomainExists) && mode == mustCreate {
-				if _, _, why := b.loadTarget(ctx, tx, name, mode); why != nil {
-					return why
-				}
-			}
-			if err != nil {
-				return err
-			}
-		default:
-			id = d.ID
-			if err := tx.clearRecords(ctx, id); err != nil {
-				return err
-			}
-			if err := tx.setKind(ctx, id, b.kind); err != nil {
-				return err
-			}
 		}
 		// A domains row created just now has no metadata to clear.
 		if stx, ok := tx.(signingTx); ok && (exists || sp.sign.presigned) {
@@ -347,6 +321,31 @@ func (b *Backend) load(ctx context.Context, name string, sp *spool, mode loadMod
 		}
 		return tx.insertMissingENTs(ctx, id)
 	})
+}
+
+// target returns the id of the domains row a load writes: the zone's own, emptied, or
+// one created now (exists false). A create inserts the row straight away, its unique name
+// the lock; only when the name is taken does it read the row to say by whom.
+func (b *Backend) target(ctx context.Context, tx storeTx, name string, mode loadMode) (id int64, exists bool, err error) {
+	if mode != mustCreate {
+		d, exists, err := b.loadTarget(ctx, tx, name, mode)
+		if err != nil {
+			return 0, false, err
+		}
+		if exists {
+			if err := tx.clearRecords(ctx, d.ID); err != nil {
+				return 0, false, err
+			}
+			return d.ID, true, tx.setKind(ctx, d.ID, b.kind)
+		}
+	}
+	id, err = tx.createDomain(ctx, name, b.kind, b.account)
+	if errors.Is(err, errDomainExists) && mode == mustCreate {
+		if _, _, why := b.loadTarget(ctx, tx, name, mode); why != nil {
+			return 0, false, why
+		}
+	}
+	return id, false, err
 }
 
 // insertSpool inserts the rows in batches, with auth from the spool's cuts, and collects
