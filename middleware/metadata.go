@@ -27,10 +27,10 @@ func Metadata(now func() time.Time) Middleware {
 			var source netip.AddrPort
 			transport := "udp"
 			switch addr := w.RemoteAddr().(type) {
-			case *net.UDPAddr:
-				source = addr.AddrPort()
 			case *net.TCPAddr:
 				source, transport = addr.AddrPort(), "tcp"
+			case interface{ AddrPort() netip.AddrPort }: // *net.UDPAddr, the UDP gate's sources
+				source = addr.AddrPort()
 			}
 			req := NewRequest(source, transport, now())
 			return next.ServeDNS(request.WithMeta(ctx, req), &Recorder{ResponseWriter: w}, r)

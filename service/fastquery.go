@@ -2,12 +2,12 @@ package service
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"time"
 
 	"github.com/dnsagent/dnsagent/handler"
 	"github.com/dnsagent/dnsagent/handler/relay"
+	"github.com/dnsagent/dnsagent/internal/rawudp"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
@@ -32,8 +32,10 @@ type fastQueries struct {
 	log   *middleware.RequestLog
 }
 
-// serve relays msg, read on conn from session, and reports whether it took it.
-func (f *fastQueries) serve(conn *net.UDPConn, msg []byte, session *dns.SessionUDP, source netip.Addr) bool {
+// serve relays msg, read on sock from `from` with the control messages oob, and reports
+// whether it took it.
+func (f *fastQueries) serve(sock *rawudp.Conn, msg []byte, from netip.AddrPort, oob []byte) bool {
+	source := from.Addr().Unmap()
 	if !handler.PlainQuery(msg) || f.log.Debug() || !f.allow.Query(source) || !f.slots.Take() {
 		return false
 	}
@@ -41,7 +43,8 @@ func (f *fastQueries) serve(conn *net.UDPConn, msg []byte, session *dns.SessionU
 		f.slots.Release()
 		return true // dropped unanswered, and counted, as the RateLimit layer does
 	}
-	q := &fastQuery{f: f, conn: conn, session: session, msg: append([]byte(nil), msg...), received: time.Now()}
+	q := &fastQuery{f: f, sock: sock, from: from, control: rawudp.ReplyControl(oob),
+		msg: append([]byte(nil), msg...), received: time.Now()}
 	if err := f.relay.Send(q.msg, q); err != nil {
 		q.Reply(nil, err)
 	}
@@ -51,8 +54,9 @@ func (f *fastQueries) serve(conn *net.UDPConn, msg []byte, session *dns.SessionU
 // fastQuery is one query relayed by fastQueries.
 type fastQuery struct {
 	f        *fastQueries
-	conn     *net.UDPConn
-	session  *dns.SessionUDP
+	sock     *rawudp.Conn
+	from     netip.AddrPort
+	control  []byte // sends the reply from the address asked (rawudp.ReplyControl)
 	msg      []byte // the query as received
 	received time.Time
 }
@@ -64,7 +68,7 @@ func (q *fastQuery) Reply(answer []byte, err error) {
 	rcode := dns.RcodeServerFailure
 	if err == nil {
 		rcode = int(answer[3] & 0x0f)
-		_, err = dns.WriteToSessionUDP(q.conn, answer, q.session)
+		err = q.sock.WriteMsg(answer, q.control, q.from)
 	} else {
 		err = errors.Join(err, q.servfail())
 	}
@@ -72,8 +76,7 @@ func (q *fastQuery) Reply(answer []byte, err error) {
 	if err != nil {
 		r := new(dns.Msg)
 		r.Unpack(q.msg) //nolint:errcheck // a plain query unpacks
-		source := q.session.RemoteAddr().(*net.UDPAddr).AddrPort()
-		q.f.log.Done(middleware.NewRequest(source, "udp", q.received), r, rcode, err)
+		q.f.log.Done(middleware.NewRequest(q.from, "udp", q.received), r, rcode, err)
 	}
 }
 
@@ -86,6 +89,5 @@ func (q *fastQuery) servfail() error {
 	if err != nil {
 		return err
 	}
-	_, err = dns.WriteToSessionUDP(q.conn, b, q.session)
-	return err
+	return q.sock.WriteMsg(b, q.control, q.from)
 }

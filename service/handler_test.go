@@ -167,7 +167,11 @@ func TestTwoQuestionsFormerrEchoesOpcode(t *testing.T) {
 	}
 	pc := udp.conns[0]
 	base := middleware.Server{Base: context.Background(), Handler: NewHandler(cfg, zones, allow, zap.NewNop())}
-	for _, srv := range s.udpServers(udp, base) {
+	servers, err := s.udpServers(udp, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range servers {
 		go srv.ActivateAndServe()
 		t.Cleanup(func() { srv.Shutdown() })
 	}

@@ -347,7 +347,12 @@ func (s *Service) listen(ctx context.Context) ([]*dns.Server, error) {
 		s.udpMu.Lock()
 		s.udp = append(s.udp, udp)
 		s.udpMu.Unlock()
-		servers = append(servers, s.udpServers(udp, base)...)
+		gated, err := s.udpServers(udp, base)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("listen %s/udp: %w", addr, err)
+		}
+		servers = append(servers, gated...)
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			closeAll()
@@ -383,18 +388,21 @@ func tsigAlgorithms(keys []*tsigkey.Key) map[string]string {
 
 // udpServers serve h on udp behind a request gate (udpgate.go): one server for the
 // allowed sources, one for the others.
-func (s *Service) udpServers(udp *udpListener, h dns.Handler) []*dns.Server {
+func (s *Service) udpServers(udp *udpListener, h dns.Handler) ([]*dns.Server, error) {
 	limit := middleware.NewLimiter(gateLimits, s.log.Named("udp"), refusalLogInterval, time.Now)
-	gate := newUDPGate(udp.conns, s.allow.Known, limit)
+	gate, err := newUDPGate(udp.conns, s.allow.Known, limit)
+	if err != nil {
+		return nil, err
+	}
 	if s.fast != nil {
 		gate.fast = s.fast.serve
 	}
 	var servers []*dns.Server
 	for _, lane := range gate.lanes {
-		srv := &dns.Server{PacketConn: udp.conns[0], Handler: gatedHandler{h, lane}, DecorateReader: lane.Decorate}
+		srv := &dns.Server{PacketConn: gate.PacketConn(), Handler: gatedHandler{h, lane}, DecorateReader: lane.Decorate}
 		servers = append(servers, s.server(srv, lane))
 	}
-	return servers
+	return servers, nil
 }
 
 // server sets up srv; lane is a UDP server's lane of its request gate, nil for TCP.

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dnsagent/dnsagent/internal/rawudp"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
@@ -29,6 +31,7 @@ const (
 	udpQueueAllowed = 1024             // queued datagrams from sources in allow_notify or allow_query
 	udpQueueOthers  = 256              // queued datagrams from everyone else
 	udpMaxDatagram  = 65535
+	udpMaxControl   = 128 // a datagram's control messages: packet info (IP_PKTINFO, IPV6_PKTINFO)
 	udpSocketBuffer = 4 << 20
 
 	// Slow kinds served at once, over UDP and TCP together (middleware.Busy): below
@@ -62,6 +65,7 @@ var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 // What does not fit is dropped unread: a flood costs a bounded queue, never goroutines.
 type udpGate struct {
 	conns   []*net.UDPConn
+	raw     []*rawudp.Conn // conns' own: the gate reads with them, and replies leave through them
 	allowed func(netip.Addr) bool
 	limit   *middleware.Limiter // gateLimits on allowed sources
 	start   sync.Once
@@ -70,8 +74,10 @@ type udpGate struct {
 	err     error
 	lanes   [2]*gateLane // allowed sources, others
 	// fast, if set, relays a datagram from an allowed source at once, without the
-	// queue, a server goroutine or the chain, and reports whether it took it (fastquery.go).
-	fast func(conn *net.UDPConn, msg []byte, session *dns.SessionUDP, source netip.Addr) bool
+	// queue, a server goroutine or the chain, and reports whether it took it
+	// (fastquery.go). The datagram came from `from` with the control messages oob on
+	// sock, which its reply leaves through.
+	fast func(sock *rawudp.Conn, msg []byte, from netip.AddrPort, oob []byte) bool
 }
 
 // gateLane is one queue of the gate and the slots of the server that serves it.
@@ -86,33 +92,39 @@ type gateLane struct {
 	q  queue
 }
 
-func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter) *udpGate {
+func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter) (*udpGate, error) {
+	g := &udpGate{conns: conns, allowed: allowed, limit: limit, done: make(chan struct{})}
 	for _, conn := range conns {
+		raw, err := rawudp.New(conn)
+		if err != nil {
+			return nil, fmt.Errorf("UDP socket %s: %w", conn.LocalAddr(), err)
+		}
+		g.raw = append(g.raw, raw)
 		// A larger socket buffer rides out the moments the reader does not run (the
 		// kernel caps it at net.core.rmem_max); best effort.
 		conn.SetReadBuffer(udpSocketBuffer) //nolint:errcheck
 		// Each datagram's destination address, so that a reply from a wildcard address
-		// leaves from the address asked (dns.SessionUDP). The servers ask this of the
-		// first socket only; one of the two families fails, as it may.
+		// leaves from the address asked (rawudp.ReplyControl); one of the two families
+		// fails, as it may.
 		ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true) //nolint:errcheck
 		ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true) //nolint:errcheck
 	}
-	g := &udpGate{conns: conns, allowed: allowed, limit: limit, done: make(chan struct{})}
 	lane := func(slots, size int, pace time.Duration, name string) *gateLane {
 		return &gateLane{gate: g, slots: make(chan struct{}, slots), wake: make(chan struct{}, 1), pace: pace,
 			q: newQueue(size, name)}
 	}
 	g.lanes = [2]*gateLane{lane(udpSlotsAllowed, udpQueueAllowed, 0, "allowed"),
 		lane(udpSlotsOthers, udpQueueOthers, udpPaceOthers, "others")}
-	return g
+	return g, nil
 }
 
-// read fills the queues from conn until a socket fails (the servers close the first at
-// shutdown); then it closes the others.
-func (g *udpGate) read(conn *net.UDPConn) {
+// read fills the queues from the gate's socket i until a socket fails (the servers close
+// the first at shutdown); then it closes the others.
+func (g *udpGate) read(i int) {
 	buf := make([]byte, udpMaxDatagram)
+	oob := make([]byte, udpMaxControl)
 	for {
-		n, session, err := dns.ReadFromSessionUDP(conn, buf)
+		n, oobn, from, err := g.raw[i].ReadMsg(buf, oob)
 		if err != nil {
 			g.stop.Do(func() {
 				// Wrapped: not a net.Error, so the servers stop instead of retrying (a
@@ -133,7 +145,7 @@ func (g *udpGate) read(conn *net.UDPConn) {
 		if n < 12 || buf[2]&0x80 != 0 {
 			continue
 		}
-		source := session.RemoteAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		source := from.Addr().Unmap()
 		l := g.lanes[1]
 		if g.allowed(source) {
 			// An allowed source that floods is cut to a rate no deployment reaches, so the
@@ -146,14 +158,15 @@ func (g *udpGate) read(conn *net.UDPConn) {
 				continue
 			}
 			l = g.lanes[0]
-			if g.fast != nil && g.fast(conn, buf[:n], session, source) {
+			if g.fast != nil && g.fast(g.raw[i], buf[:n], from, oob[:oobn]) {
 				continue
 			}
 		}
 		l.mu.Lock()
 		queued := l.q.room(source)
 		if queued { // copied only when queued: a dropped datagram costs the read alone
-			l.q.push(datagram{msg: append([]byte(nil), buf[:n]...), session: session, source: source})
+			from := &udpSource{from: from, control: rawudp.ReplyControl(oob[:oobn])}
+			l.q.push(datagram{msg: append([]byte(nil), buf[:n]...), from: from, source: source})
 		}
 		l.mu.Unlock()
 		if !queued {
@@ -174,11 +187,11 @@ func (l *gateLane) Decorate(r dns.Reader) dns.Reader { return gateReader{Reader:
 func (l *gateLane) release() { <-l.slots }
 
 // next takes a slot, then the lane's first datagram.
-func (l *gateLane) next(timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
+func (l *gateLane) next(timeout time.Duration) ([]byte, net.Addr, error) {
 	g := l.gate
-	g.start.Do(func() { // after the server set its socket options
-		for _, conn := range g.conns {
-			go g.read(conn)
+	g.start.Do(func() { // once a server serves
+		for i := range g.conns {
+			go g.read(i)
 		}
 	})
 	expired := time.NewTimer(timeout)
@@ -204,7 +217,7 @@ func (l *gateLane) next(timeout time.Duration) ([]byte, *dns.SessionUDP, error) 
 		l.mu.Unlock()
 		if ok {
 			l.nextAt = time.Now().Add(l.pace)
-			return d.msg, d.session, nil
+			return d.msg, d.from, nil
 		}
 		select {
 		case <-l.wake:
@@ -224,9 +237,46 @@ type gateReader struct {
 	lane *gateLane
 }
 
-func (r gateReader) ReadUDP(_ *net.UDPConn, timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
+// ReadPacketConn is how the server reads: its PacketConn is the gate's (gateConn).
+func (r gateReader) ReadPacketConn(_ net.PacketConn, timeout time.Duration) ([]byte, net.Addr, error) {
 	return r.lane.next(timeout)
 }
+
+// ReadUDP is never called: the server's PacketConn is not a *net.UDPConn.
+func (r gateReader) ReadUDP(*net.UDPConn, time.Duration) ([]byte, *dns.SessionUDP, error) {
+	return nil, nil, errors.New("the UDP gate serves datagrams through ReadPacketConn")
+}
+
+// PacketConn is the servers' socket: the gate reads it, they only write their replies,
+// from the address each request was sent to (udpSource).
+func (g *udpGate) PacketConn() net.PacketConn { return gateConn{g.conns[0], g.raw[0]} }
+
+type gateConn struct {
+	*net.UDPConn
+	raw *rawudp.Conn
+}
+
+func (c gateConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	to, ok := addr.(*udpSource)
+	if !ok {
+		return 0, fmt.Errorf("reply to %v: not a source the UDP gate read", addr)
+	}
+	if err := c.raw.WriteMsg(b, to.control, to.from); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// udpSource is where a datagram came from, as the servers see it (RemoteAddr), and the
+// control message that sends its reply from the address it was sent to.
+type udpSource struct {
+	from    netip.AddrPort
+	control []byte // rawudp.ReplyControl
+}
+
+func (s *udpSource) Network() string          { return "udp" }
+func (s *udpSource) String() string           { return s.from.String() }
+func (s *udpSource) AddrPort() netip.AddrPort { return s.from }
 
 // errGateTimeout tells the server loop that nothing came within its read timeout, so it
 // checks whether it is shutting down and reads again.
@@ -239,9 +289,9 @@ func (gateTimeout) Timeout() bool   { return true }
 func (gateTimeout) Temporary() bool { return true }
 
 type datagram struct {
-	msg     []byte
-	session *dns.SessionUDP
-	source  netip.Addr
+	msg    []byte
+	from   *udpSource
+	source netip.Addr // from's address, unmapped
 }
 
 // queue holds up to size datagrams, served one source at a time in turn, so a source

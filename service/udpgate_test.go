@@ -37,7 +37,10 @@ func TestUDPGateSlotsComeBack(t *testing.T) {
 			answer := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 				w.WriteMsg(new(dns.Msg).SetReply(r))
 			})
-			servers := s.udpServers(udp, answer)
+			servers, err := s.udpServers(udp, answer)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, srv := range servers {
 				go srv.ActivateAndServe()
 				t.Cleanup(func() { srv.Shutdown() })

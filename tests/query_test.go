@@ -2,6 +2,8 @@ package tests
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -339,4 +341,62 @@ func TestQueryPassthroughFastPathCountsAndFails(t *testing.T) {
 		}
 	}
 	counted(b, "SERVFAIL", before, 2)
+}
+
+// An agent listening on a wildcard address answers from the address it was asked on,
+// over the relay's fast path (a plain query) and through the request chain (a query with
+// an EDNS option, a NOTIFY): a client that checks where its answer came from, as
+// resolvers and Designate's pollers do, would drop an answer from another address.
+func TestWildcardListenerAnswersFromAddressAsked(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc")
+	z := harness.NewZone(zone, 2024150301, 8)
+	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+	for _, listen := range []string{"0.0.0.0", "[::]"} { // [::]: dual stack, IPv4 peers mapped
+		t.Run(listen, func(t *testing.T) {
+			port := harness.FreePort(t)
+			harness.StartAgent(t, harness.AgentConfig{Listen: fmt.Sprintf("%s:%d", listen, port),
+				Masters: p.Addr(), AllowNotify: "127.0.0.0/8", QueryDestination: p.Addr()})
+			client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			withOption := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
+			withOption.SetEdns0(1232, false)
+			withOption.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}
+			optionQuery, err := withOption.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, asked := range []string{"127.0.0.3", "127.0.0.4"} {
+				to := netip.MustParseAddrPort(fmt.Sprintf("%s:%d", asked, port))
+				for _, req := range []struct {
+					name string
+					msg  []byte
+				}{
+					{"plain query", harness.QueryMsg(0x0601, zone, dns.TypeSOA, false)},
+					{"query with an EDNS option", optionQuery},
+					{"NOTIFY", harness.NotifyMsg(0x0602, "unknown.example.", false)},
+				} {
+					if _, err := client.WriteToUDPAddrPort(req.msg, to); err != nil {
+						t.Fatal(err)
+					}
+					client.SetReadDeadline(time.Now().Add(3 * time.Second))
+					buf := make([]byte, 65535)
+					n, from, err := client.ReadFromUDPAddrPort(buf)
+					if err != nil {
+						t.Errorf("%s to %v: %v", req.name, to, err)
+						continue
+					}
+					if from.Addr().Unmap() != to.Addr() || from.Port() != to.Port() {
+						t.Errorf("%s to %v: answered from %v", req.name, to, from)
+					}
+					if n < 2 || buf[0] != req.msg[0] || buf[1] != req.msg[1] {
+						t.Errorf("%s to %v: the answer's id is not the query's", req.name, to)
+					}
+				}
+			}
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dnsagent/dnsagent/internal/rawudp"
 	"github.com/miekg/dns"
 )
 
@@ -20,7 +21,7 @@ type udpSocket struct {
 	client *Client
 
 	mu       sync.Mutex
-	conn     *net.UDPConn     // nil until the first query and after an idle close
+	raw      *rawudp.Conn     // the socket: nil until the first query and after an idle close
 	pending  map[uint16]*call // ids in use: waiting, or quarantined after a timeout
 	inflight int              // calls waiting for an answer
 	lastUse  time.Time        // when the last query was sent
@@ -46,14 +47,14 @@ type result struct {
 // exchange sends query with a free id and waits for the answer, or ctx's end.
 func (s *udpSocket) exchange(ctx context.Context, query []byte, q question) (*Answer, error) {
 	c := &call{q: q, done: make(chan result, 1)}
-	conn, id, err := s.register(c)
+	raw, id, err := s.register(c)
 	if err != nil {
 		return nil, err
 	}
 	out := getBuffer(len(query))
 	copy(*out, query)
 	binary.BigEndian.PutUint16(*out, id)
-	_, err = conn.Write(*out)
+	err = raw.Write(*out)
 	putBuffer(out)
 	if err != nil {
 		s.abandon(id, c)
@@ -71,14 +72,14 @@ func (s *udpSocket) exchange(ctx context.Context, query []byte, q question) (*An
 // send sends query with a free id; the reader gives the answer, or the failure, to
 // c.reply. An error means c.reply is never called.
 func (s *udpSocket) send(query []byte, c *call) error {
-	conn, id, err := s.register(c)
+	raw, id, err := s.register(c)
 	if err != nil {
 		return err
 	}
 	out := getBuffer(len(query))
 	copy(*out, query)
 	binary.BigEndian.PutUint16(*out, id)
-	_, err = conn.Write(*out)
+	err = raw.Write(*out)
 	putBuffer(out)
 	if err == nil {
 		return nil
@@ -97,10 +98,10 @@ func (s *udpSocket) send(query []byte, c *call) error {
 }
 
 // register opens the socket if needed and reserves a random free id for c.
-func (s *udpSocket) register(c *call) (*net.UDPConn, uint16, error) {
+func (s *udpSocket) register(c *call) (*rawudp.Conn, uint16, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn == nil {
+	if s.raw == nil {
 		raddr, err := net.ResolveUDPAddr("udp", s.client.destination)
 		if err != nil {
 			return nil, 0, err
@@ -109,8 +110,13 @@ func (s *udpSocket) register(c *call) (*net.UDPConn, uint16, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		s.conn, s.pending = conn, map[uint16]*call{}
-		go s.read(conn)
+		raw, err := rawudp.New(conn)
+		if err != nil {
+			conn.Close()
+			return nil, 0, err
+		}
+		s.raw, s.pending = raw, map[uint16]*call{}
+		go s.read(conn, raw)
 	}
 	now := time.Now()
 	s.lastUse = now
@@ -130,7 +136,7 @@ func (s *udpSocket) register(c *call) (*net.UDPConn, uint16, error) {
 		if p, used := s.pending[id]; !used || (!p.expires.IsZero() && now.After(p.expires)) {
 			s.pending[id] = c
 			s.inflight++
-			return s.conn, id, nil
+			return s.raw, id, nil
 		}
 	}
 }
@@ -162,7 +168,7 @@ func (s *udpSocket) abandon(id uint16, c *call) {
 // query sent or waiting, when its owner (the queries in flight) is gone. Every
 // sweepInterval it fails the calls of Send past their deadline: one read deadline for
 // all of them, not a timer per query.
-func (s *udpSocket) read(conn *net.UDPConn) {
+func (s *udpSocket) read(conn *net.UDPConn, raw *rawudp.Conn) {
 	buf := make([]byte, dns.MaxMsgSize)
 	var next time.Time
 	for {
@@ -173,7 +179,7 @@ func (s *udpSocket) read(conn *net.UDPConn) {
 			next = now.Add(sweepInterval)
 			conn.SetReadDeadline(next) //nolint:errcheck // fails only once closed
 		}
-		n, err := conn.Read(buf)
+		n, err := raw.Read(buf)
 		if err != nil {
 			if s.readFailed(conn, err) {
 				return
@@ -212,7 +218,7 @@ func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time) bool {
 	idle := s.inflight == 0 && now.Sub(s.lastUse) >= idleTimeout
 	if idle {
 		conn.Close()
-		s.conn, s.pending = nil, nil // a late answer now meets a closed port
+		s.raw, s.pending = nil, nil // a late answer now meets a closed port
 	}
 	s.mu.Unlock()
 	for _, c := range expired {
