@@ -26,13 +26,14 @@ func TestBenchPassthrough(t *testing.T) {
 	harness.Require(t, "named", "rndc")
 	z := harness.NewZone("passthrough.example.", 1, 10_000)
 	p := harness.StartPrimary(t, map[string]string{z.Name: z.Text()})
-	a := startAgent(t, "passthrough", agentBin, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: p.Addr()})
+	cfg := harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", AllowQuery: queryAllow, QueryDestination: p.Addr()}
+	a := startAgent(t, "passthrough", agentBin, cfg)
 	res := newResults(Options{Sizes: []int{10_000}, Runs: *flagRuns, QueryFor: *flagQueryFor})
 	dd, pid := startDnsdist(t, res, p.Addr())
 	paths := passthroughPaths(p.Addr(), a, dd, pid)
 	for i, bin := range strings.Split(*flagAlsoAgents, ",") {
 		if bin != "" {
-			b := startAgent(t, fmt.Sprint("also", i), bin, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", QueryDestination: p.Addr()})
+			b := startAgent(t, fmt.Sprint("also", i), bin, cfg)
 			paths = append(paths, qpsPath{"agent " + bin, b.addr(), b.pid()})
 		}
 	}

@@ -144,7 +144,7 @@ func Profile(t *testing.T, n int, out string, cases map[string]bool) string {
 	s := &sizeRun{env: &env{t: t, opt: Options{Change: 5}, res: newResults(Options{})}, t: t, n: n, zone: zoneName(n)}
 	s.z = harness.NewZone(s.zone, 1000, n)
 	s.startPrimary()
-	base := harness.AgentConfig{Masters: s.p.Addr(), AllowNotify: "127.0.0.1"}
+	base := harness.AgentConfig{Masters: s.p.Addr(), AllowNotify: "127.0.0.1", AllowQuery: queryAllow}
 	var report bytes.Buffer
 	fmt.Fprintf(&report, "# Agent profiles, %s records\n\n%s, %s. Agent built from %s. Profiles: %s (`go tool pprof`). "+
 		"Written by TestBenchProfile (bench/README.md): CPU profiles cover exactly one case; the agent's CPU only, so "+

@@ -293,7 +293,7 @@ func (s *sizeRun) startTargets() {
 				return nil
 			}}
 	}
-	base := harness.AgentConfig{Masters: s.p.Addr(), AllowNotify: "127.0.0.1"}
+	base := harness.AgentConfig{Masters: s.p.Addr(), AllowNotify: "127.0.0.1", AllowQuery: queryAllow}
 	fileCfg := base
 	fileCfg.ZoneFilePath = t.TempDir()
 	s.aFile = startAgent(t, "file", s.agentBin, fileCfg)
