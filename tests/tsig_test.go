@@ -177,10 +177,15 @@ func TestTSIGTamperedStreamKeepsOldZone(t *testing.T) {
 		if !strings.Contains(st.LastError, tt.want) {
 			t.Errorf("%s: /zones last_error %q, want it to say %q", tt.name, st.LastError, tt.want)
 		}
-		var logged bool
-		for _, l := range xfrLog(a, "zone check failed") {
-			logged = logged || strings.Contains(l.Error, tt.want)
-		}
+		// The line is written just after the status changes: give it a moment.
+		logged := harness.Eventually(2*time.Second, 20*time.Millisecond, func() bool {
+			for _, l := range xfrLog(a, "zone check failed") {
+				if strings.Contains(l.Error, tt.want) {
+					return true
+				}
+			}
+			return false
+		})
 		if !logged {
 			t.Errorf("%s: no \"zone check failed\" log line saying %q", tt.name, tt.want)
 		}
