@@ -3,12 +3,12 @@
 //
 // A system call made the usual way (net.UDPConn) enters the scheduler's system-call
 // state, and the first one after every P went idle wakes the runtime's monitor thread
-// (sysmon), which then runs every 20 µs until the process idles again. A relay idles
-// between bursts thousands of times a second, so at 16 clients the monitor's wake-ups
-// took about a third of the agent's CPU, and its latency showed at 1 client (bench/README.md,
-// Passthrough). The sockets here are non-blocking, so a call returns at once and may skip
-// that state (syscall.RawSyscall); when there is nothing to read or no room to write,
-// Go's netpoller still parks the goroutine (syscall.RawConn).
+// (sysmon), which then runs every 20 µs until the process idles again (runtime/proc.go,
+// sysmon and entersyscall). A relay idles between bursts thousands of times a second: at
+// 16 clients sysmon and the wake-ups of it took about 30% of the agent's CPU (perf record,
+// bench/README.md, Passthrough). The sockets here are non-blocking, so a call returns at
+// once and may skip that state (syscall.RawSyscall); when there is nothing to read or no
+// room to write, Go's netpoller still parks the goroutine (syscall.RawConn).
 package rawudp
 
 import (
