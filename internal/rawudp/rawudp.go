@@ -59,7 +59,7 @@ func New(conn *net.UDPConn) (*Conn, error) {
 type op struct {
 	msg   syscall.Msghdr
 	iov   syscall.Iovec
-	name  syscall.RawSockaddrInet6 // the larger of the two families
+	name  syscall.RawSockaddrInet6 // the larger of the two families; both keep the port, in network order, at bytes 2-3
 	trap  uintptr
 	n     int
 	errno syscall.Errno
@@ -157,7 +157,6 @@ func (c *Conn) Write(b []byte) error {
 func (c *Conn) WriteMsg(b, oob []byte, to netip.AddrPort) error {
 	o := c.get(syscall.SYS_SENDMSG, b, oob)
 	defer c.put(o)
-	port := (*[2]byte)(unsafe.Pointer(&o.name.Port))[:]
 	switch {
 	case c.v6:
 		o.name = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Addr: to.Addr().As16()}
@@ -169,7 +168,7 @@ func (c *Conn) WriteMsg(b, oob []byte, to netip.AddrPort) error {
 	default:
 		return errors.New("sendmsg: an IPv6 destination on an IPv4 socket")
 	}
-	binary.BigEndian.PutUint16(port, to.Port())
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&o.name.Port))[:], to.Port())
 	o.msg.Name = (*byte)(unsafe.Pointer(&o.name))
 	_, err := c.do(o, "sendmsg")
 	return err
