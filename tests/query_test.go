@@ -343,7 +343,8 @@ func TestQueryPassthroughFastPathCountsAndFails(t *testing.T) {
 	counted(b, "SERVFAIL", before, 2)
 }
 
-// An agent listening on a wildcard address answers from the address it was asked on,
+// An agent listening on a wildcard address (0.0.0.0; [::], asked over IPv4 and IPv6)
+// answers from the address it was asked on,
 // over the relay's fast path (a plain query) and through the request chain (a query with
 // an EDNS option, a NOTIFY): a client that checks where its answer came from, as
 // resolvers and Designate's pollers do, would drop an answer from another address.
@@ -352,12 +353,18 @@ func TestWildcardListenerAnswersFromAddressAsked(t *testing.T) {
 	harness.Require(t, "named", "rndc")
 	z := harness.NewZone(zone, 2024150301, 8)
 	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
-	for _, listen := range []string{"0.0.0.0", "[::]"} { // [::]: dual stack, IPv4 peers mapped
-		t.Run(listen, func(t *testing.T) {
+	for _, tc := range []struct {
+		listen string
+		asked  []string
+	}{
+		{"0.0.0.0", []string{"127.0.0.3", "127.0.0.4"}},
+		{"[::]", []string{"127.0.0.3", "127.0.0.4", "::1"}}, // dual stack: IPv4 peers mapped
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
 			port := harness.FreePort(t)
-			harness.StartAgent(t, harness.AgentConfig{Listen: fmt.Sprintf("%s:%d", listen, port),
-				Masters: p.Addr(), AllowNotify: "127.0.0.0/8", QueryDestination: p.Addr()})
-			client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			harness.StartAgent(t, harness.AgentConfig{Listen: fmt.Sprintf("%s:%d", tc.listen, port),
+				Masters: p.Addr(), AllowNotify: "127.0.0.0/8, ::1", QueryDestination: p.Addr()})
+			client, err := net.ListenUDP("udp", &net.UDPAddr{}) // both families
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -369,8 +376,8 @@ func TestWildcardListenerAnswersFromAddressAsked(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, asked := range []string{"127.0.0.3", "127.0.0.4"} {
-				to := netip.MustParseAddrPort(fmt.Sprintf("%s:%d", asked, port))
+			for _, asked := range tc.asked {
+				to := netip.AddrPortFrom(netip.MustParseAddr(asked), uint16(port))
 				for _, req := range []struct {
 					name string
 					msg  []byte
