@@ -46,7 +46,7 @@ func (f *fastQueries) serve(sock *rawudp.Conn, msg []byte, from netip.AddrPort, 
 	q := &fastQuery{f: f, sock: sock, from: from, control: rawudp.ReplyControl(oob),
 		msg: append([]byte(nil), msg...), received: time.Now()}
 	if err := f.relay.Send(q.msg, q); err != nil {
-		q.Reply(nil, err)
+		q.Reply(nil, err, nil)
 	}
 	return true
 }
@@ -59,24 +59,30 @@ type fastQuery struct {
 	control  []byte // sends the reply from the address asked (rawudp.ReplyControl)
 	msg      []byte // the query as received
 	received time.Time
+	rcode    int // the answer's, once there is one
 }
 
-// Reply implements relay.Replier: it writes the answer, or SERVFAIL as the handler
-// answers a query it could not relay.
-func (q *fastQuery) Reply(answer []byte, err error) {
-	defer q.f.slots.Release()
-	rcode := dns.RcodeServerFailure
+// Reply implements relay.Replier: the answer goes out with the others the relay read at
+// once (Sent); a failure is answered SERVFAIL, as the handler answers a query it could
+// not relay.
+func (q *fastQuery) Reply(answer []byte, err error, out *rawudp.Outbox) {
 	if err == nil {
-		rcode = int(answer[3] & 0x0f)
-		err = q.sock.WriteMsg(answer, q.control, q.from)
-	} else {
-		err = errors.Join(err, q.servfail())
+		q.rcode = int(answer[3] & 0x0f)
+		out.Add(q.sock, answer, q.control, q.from, q)
+		return
 	}
-	middleware.CountRequest(dns.OpcodeQuery, rcode)
+	q.rcode = dns.RcodeServerFailure
+	q.Sent(errors.Join(err, q.servfail()))
+}
+
+// Sent implements rawudp.Sender: the query is done.
+func (q *fastQuery) Sent(err error) {
+	q.f.slots.Release()
+	middleware.CountRequest(dns.OpcodeQuery, q.rcode)
 	if err != nil {
 		r := new(dns.Msg)
 		r.Unpack(q.msg) //nolint:errcheck // a plain query unpacks
-		q.f.log.Done(middleware.NewRequest(q.from, "udp", q.received), r, rcode, err)
+		q.f.log.Done(middleware.NewRequest(q.from, "udp", q.received), r, q.rcode, err)
 	}
 }
 

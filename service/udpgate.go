@@ -32,6 +32,7 @@ const (
 	udpQueueOthers  = 256              // queued datagrams from everyone else
 	udpMaxDatagram  = 65535
 	udpMaxControl   = 128 // a datagram's control messages: packet info (IP_PKTINFO, IPV6_PKTINFO)
+	udpReadBatch    = 16  // datagrams read with one system call (rawudp.Batch)
 	udpSocketBuffer = 4 << 20
 
 	// Slow kinds served at once, over UDP and TCP together (middleware.Busy): below
@@ -121,10 +122,9 @@ func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *midd
 // read fills the queues from the gate's socket i until a socket fails (the servers close
 // the first at shutdown); then it closes the others.
 func (g *udpGate) read(i int) {
-	buf := make([]byte, udpMaxDatagram)
-	oob := make([]byte, udpMaxControl)
+	batch := g.raw[i].NewBatch(udpReadBatch, udpMaxDatagram, udpMaxControl)
 	for {
-		n, oobn, from, err := g.raw[i].ReadMsg(buf, oob)
+		n, err := batch.Read()
 		if err != nil {
 			g.stop.Do(func() {
 				// Wrapped: not a net.Error, so the servers stop instead of retrying (a
@@ -138,45 +138,53 @@ func (g *udpGate) read(i int) {
 			})
 			return
 		}
-		// Shorter than a header: the server would only drop it. QR set: a response, never
-		// answered (reflection loops), as middleware.AcceptRequests says; it is the only
-		// verdict but accept that function gives, so every datagram a server takes reaches
-		// its handler or its invalid-message hook, and gives its slot back there.
-		if n < 12 || buf[2]&0x80 != 0 {
-			continue
+		for j := range n {
+			msg, oob, from := batch.Datagram(j)
+			g.take(i, msg, oob, from)
 		}
-		source := from.Addr().Unmap()
-		l := g.lanes[1]
-		if g.allowed(source) {
-			// An allowed source that floods is cut to a rate no deployment reaches, so the
-			// CPU its requests take stays bounded and this loop keeps reading.
-			kind := limitDatagrams
-			if buf[2]>>3&0xf == request.OpcodeCC {
-				kind = limitCommands
-			}
-			if !g.limit.Allow(source, kind) {
-				continue
-			}
-			l = g.lanes[0]
-			if g.fast != nil && g.fast(g.raw[i], buf[:n], from, oob[:oobn]) {
-				continue
-			}
+	}
+}
+
+// take queues or relays one datagram read on the gate's socket i.
+func (g *udpGate) take(i int, msg, oob []byte, from netip.AddrPort) {
+	// Shorter than a header: the server would only drop it. QR set: a response, never
+	// answered (reflection loops), as middleware.AcceptRequests says; it is the only
+	// verdict but accept that function gives, so every datagram a server takes reaches
+	// its handler or its invalid-message hook, and gives its slot back there.
+	if len(msg) < 12 || msg[2]&0x80 != 0 {
+		return
+	}
+	source := from.Addr().Unmap()
+	l := g.lanes[1]
+	if g.allowed(source) {
+		// An allowed source that floods is cut to a rate no deployment reaches, so the
+		// CPU its requests take stays bounded and this loop keeps reading.
+		kind := limitDatagrams
+		if msg[2]>>3&0xf == request.OpcodeCC {
+			kind = limitCommands
 		}
-		l.mu.Lock()
-		queued := l.q.room(source)
-		if queued { // copied only when queued: a dropped datagram costs the read alone
-			from := &udpSource{from: from, control: rawudp.ReplyControl(oob[:oobn])}
-			l.q.push(datagram{msg: append([]byte(nil), buf[:n]...), from: from, source: source})
+		if !g.limit.Allow(source, kind) {
+			return
 		}
-		l.mu.Unlock()
-		if !queued {
-			l.q.dropped.Inc()
-			continue
+		l = g.lanes[0]
+		if g.fast != nil && g.fast(g.raw[i], msg, from, oob) {
+			return
 		}
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
+	}
+	l.mu.Lock()
+	queued := l.q.room(source)
+	if queued { // copied only when queued: a dropped datagram costs the read alone
+		from := &udpSource{from: from, control: rawudp.ReplyControl(oob)}
+		l.q.push(datagram{msg: append([]byte(nil), msg...), from: from, source: source})
+	}
+	l.mu.Unlock()
+	if !queued {
+		l.q.dropped.Inc()
+		return
+	}
+	select {
+	case l.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dnsagent/dnsagent/internal/rawudp"
 )
 
 const (
@@ -100,9 +102,11 @@ func (c *Client) Exchange(ctx context.Context, query []byte, tcp bool) (*Answer,
 // Replier takes the answer to a query relayed with Send, or why there is none.
 type Replier interface {
 	// Reply is called once, from the reader of the socket the query went out on: answer
-	// holds the answer with the query's id and is valid only during the call; or err says
-	// why there is no answer (the timeout passed, the destination refused).
-	Reply(answer []byte, err error)
+	// holds the answer with the query's id, or err says why there is no answer (the
+	// timeout passed, the destination refused). The reader flushes out after the answers
+	// it read at once, so a Replier that writes answer to a client adds it to out: answer
+	// stays valid until then.
+	Reply(answer []byte, err error, out *rawudp.Outbox)
 }
 
 // Send relays query over UDP without waiting for the answer: r gets it. It saves the

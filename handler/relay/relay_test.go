@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/internal/rawudp"
 )
 
 // The upstreams here are fakes on loopback that misbehave on purpose: answers out of
@@ -466,7 +468,7 @@ func formerr(msg []byte) []byte {
 // replies collects what Send's reader hands a Replier.
 type replies chan result
 
-func (r replies) Reply(answer []byte, err error) {
+func (r replies) Reply(answer []byte, err error, _ *rawudp.Outbox) {
 	if err != nil {
 		r <- result{err: err}
 		return

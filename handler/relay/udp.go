@@ -169,29 +169,36 @@ func (s *udpSocket) abandon(id uint16, c *call) {
 // sweepInterval it fails the calls of Send past their deadline: one read deadline for
 // all of them, not a timer per query.
 func (s *udpSocket) read(conn *net.UDPConn, raw *rawudp.Conn) {
-	buf := make([]byte, dns.MaxMsgSize)
+	batch := raw.NewBatch(readBatch, dns.MaxMsgSize, 0)
+	out := new(rawudp.Outbox) // the replies to what one Read got, or a sweep failed
+	defer out.Flush()
 	var next time.Time
 	for {
 		if now := time.Now(); !now.Before(next) {
-			if s.sweep(conn, now) {
+			if s.sweep(conn, now, out) {
 				return
 			}
 			next = now.Add(sweepInterval)
 			conn.SetReadDeadline(next) //nolint:errcheck // fails only once closed
 		}
-		n, err := raw.Read(buf)
+		out.Flush()
+		n, err := batch.Read()
 		if err != nil {
-			if s.readFailed(conn, err) {
+			if s.readFailed(conn, err, out) {
 				return
 			}
 			continue
 		}
-		if n < 12 {
-			continue
+		for i := range n {
+			if msg, _, _ := batch.Datagram(i); len(msg) >= 12 {
+				s.deliver(msg, out)
+			}
 		}
-		s.deliver(buf[:n])
 	}
 }
+
+// readBatch is how many answers the reader takes with one system call (rawudp.Batch).
+const readBatch = 16
 
 // sweepInterval is how often the reader looks for calls of Send past their deadline: the
 // resolution of their timeout.
@@ -200,7 +207,7 @@ const sweepInterval = 100 * time.Millisecond
 // sweep fails the calls of Send past their deadline (their ids are quarantined like an
 // abandoned Exchange's), forgets quarantined ids whose time is up, and closes the socket
 // once it was idle for idleTimeout; it reports whether it closed it.
-func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time) bool {
+func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time, out *rawudp.Outbox) bool {
 	var expired []*call
 	s.mu.Lock()
 	for id, c := range s.pending {
@@ -222,13 +229,13 @@ func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time) bool {
 	}
 	s.mu.Unlock()
 	for _, c := range expired {
-		c.reply.Reply(nil, s.client.failed("udp", fmt.Errorf("no answer within %v: %w", s.client.timeout, context.DeadlineExceeded)))
+		c.reply.Reply(nil, s.client.failed("udp", fmt.Errorf("no answer within %v: %w", s.client.timeout, context.DeadlineExceeded)), out)
 	}
 	return idle
 }
 
 // deliver hands msg to the call waiting for it, if any.
-func (s *udpSocket) deliver(msg []byte) {
+func (s *udpSocket) deliver(msg []byte, out *rawudp.Outbox) {
 	id := binary.BigEndian.Uint16(msg)
 	s.mu.Lock()
 	c := s.pending[id]
@@ -241,7 +248,7 @@ func (s *udpSocket) deliver(msg []byte) {
 	s.mu.Unlock()
 	if c.reply != nil {
 		binary.BigEndian.PutUint16(msg, c.clientID)
-		c.reply.Reply(msg, nil)
+		c.reply.Reply(msg, nil, out)
 		return
 	}
 	b := getBuffer(len(msg))
@@ -252,7 +259,7 @@ func (s *udpSocket) deliver(msg []byte) {
 // readFailed handles a read error and reports whether the reader ends. A timeout is the
 // sweep's turn; an ICMP error (the destination refused, RFC 1122 §4.1.3.3) fails every
 // query waiting on the socket, as it would have failed a socket of their own.
-func (s *udpSocket) readFailed(conn *net.UDPConn, err error) bool {
+func (s *udpSocket) readFailed(conn *net.UDPConn, err error, out *rawudp.Outbox) bool {
 	var ne net.Error
 	switch {
 	case errors.Is(err, net.ErrClosed):
@@ -276,7 +283,7 @@ func (s *udpSocket) readFailed(conn *net.UDPConn, err error) bool {
 	s.inflight = 0
 	s.mu.Unlock()
 	for _, c := range replies {
-		c.reply.Reply(nil, s.client.failed("udp", err))
+		c.reply.Reply(nil, s.client.failed("udp", err), out)
 	}
 	return false
 }

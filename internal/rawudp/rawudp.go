@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -52,35 +53,35 @@ func New(conn *net.UDPConn) (*Conn, error) {
 	return c, nil
 }
 
-// op is one recvmsg or sendmsg: its message header and what the call returned.
+// op is one sendmsg: its message header and what the call returned.
 type op struct {
 	msg   syscall.Msghdr
 	iov   syscall.Iovec
 	name  syscall.RawSockaddrInet6 // the larger of the two families; both keep the port, in network order, at bytes 2-3
-	trap  uintptr
-	n     int
 	errno syscall.Errno
 	run   func(fd uintptr) bool
 }
 
-// call makes the system call; false (EAGAIN) has the netpoller wait for the socket.
+// call makes the system call; false (EAGAIN) has the netpoller wait for room.
 func (o *op) call(fd uintptr) bool {
 	for {
-		n, _, errno := syscall.RawSyscall(o.trap, fd, uintptr(unsafe.Pointer(&o.msg)), 0)
+		_, _, errno := syscall.RawSyscall(syscall.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&o.msg)), 0)
 		switch errno {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false
 		}
-		o.n, o.errno = int(n), errno
+		o.errno = errno
 		return true
 	}
 }
 
-func (c *Conn) get(trap uintptr, b, oob []byte) *op {
-	o := c.ops.Get().(*op)
-	o.trap, o.n, o.errno = trap, 0, 0
+// send sends b with the control messages oob to the address o.name holds (namelen
+// bytes of it; none on a connected socket), waiting (with the socket's deadline) while
+// it has no room.
+func (c *Conn) send(o *op, b, oob []byte, namelen uint32) error {
+	o.errno = 0
 	o.iov = syscall.Iovec{}
 	if len(b) > 0 {
 		o.iov.Base = &b[0]
@@ -91,84 +92,127 @@ func (c *Conn) get(trap uintptr, b, oob []byte) *op {
 		o.msg.Control = &oob[0]
 		o.msg.SetControllen(len(oob))
 	}
-	return o
-}
-
-func (c *Conn) put(o *op) {
+	if namelen > 0 {
+		o.msg.Name, o.msg.Namelen = (*byte)(unsafe.Pointer(&o.name)), namelen
+	}
+	err := c.rc.Write(o.run)
+	if err == nil && o.errno != 0 {
+		err = os.NewSyscallError("sendmsg", o.errno)
+	}
 	o.iov, o.msg = syscall.Iovec{}, syscall.Msghdr{} // keep no buffer alive from the pool
 	c.ops.Put(o)
-}
-
-// do runs o on the socket, waiting (with the socket's deadline) while it would block.
-func (c *Conn) do(o *op, name string) (int, error) {
-	var err error
-	if o.trap == syscall.SYS_RECVMSG {
-		err = c.rc.Read(o.run)
-	} else {
-		err = c.rc.Write(o.run)
-	}
-	if err != nil {
-		return 0, err
-	}
-	if o.errno != 0 {
-		return 0, os.NewSyscallError(name, o.errno)
-	}
-	return o.n, nil
-}
-
-// ReadMsg reads one datagram into b and its control messages into oob.
-func (c *Conn) ReadMsg(b, oob []byte) (n, oobn int, from netip.AddrPort, err error) {
-	o := c.get(syscall.SYS_RECVMSG, b, oob)
-	defer c.put(o)
-	o.msg.Name, o.msg.Namelen = (*byte)(unsafe.Pointer(&o.name)), uint32(unsafe.Sizeof(o.name))
-	if n, err = c.do(o, "recvmsg"); err != nil {
-		return 0, 0, from, err
-	}
-	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&o.name.Port))[:])
-	switch o.name.Family {
-	case syscall.AF_INET:
-		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&o.name))
-		from = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
-	case syscall.AF_INET6:
-		from = netip.AddrPortFrom(netip.AddrFrom16(o.name.Addr), port)
-	}
-	return n, int(o.msg.Controllen), from, nil
-}
-
-// Read reads one datagram of a connected socket into b.
-func (c *Conn) Read(b []byte) (int, error) {
-	o := c.get(syscall.SYS_RECVMSG, b, nil)
-	defer c.put(o)
-	return c.do(o, "recvmsg")
+	return err
 }
 
 // Write sends b on a connected socket.
 func (c *Conn) Write(b []byte) error {
-	o := c.get(syscall.SYS_SENDMSG, b, nil)
-	defer c.put(o)
-	_, err := c.do(o, "sendmsg")
-	return err
+	return c.send(c.ops.Get().(*op), b, nil, 0)
 }
 
 // WriteMsg sends b to `to` with the control messages oob (see ReplyControl).
 func (c *Conn) WriteMsg(b, oob []byte, to netip.AddrPort) error {
-	o := c.get(syscall.SYS_SENDMSG, b, oob)
-	defer c.put(o)
-	switch {
-	case c.v6:
-		o.name = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Addr: to.Addr().As16()}
-		o.msg.Namelen = syscall.SizeofSockaddrInet6
-	case to.Addr().Unmap().Is4():
-		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&o.name))
-		*sa = syscall.RawSockaddrInet4{Family: syscall.AF_INET, Addr: to.Addr().Unmap().As4()}
-		o.msg.Namelen = syscall.SizeofSockaddrInet4
-	default:
-		return errors.New("sendmsg: an IPv6 destination on an IPv4 socket")
+	o := c.ops.Get().(*op)
+	namelen, err := c.sockaddr(&o.name, to)
+	if err != nil {
+		c.ops.Put(o)
+		return err
 	}
-	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&o.name.Port))[:], to.Port())
-	o.msg.Name = (*byte)(unsafe.Pointer(&o.name))
-	_, err := c.do(o, "sendmsg")
-	return err
+	return c.send(o, b, oob, namelen)
+}
+
+// addrPort is the address and port of a sockaddr the kernel filled in.
+func addrPort(name *syscall.RawSockaddrInet6) netip.AddrPort {
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&name.Port))[:])
+	switch name.Family {
+	case syscall.AF_INET:
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(name))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
+	case syscall.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(name.Addr), port)
+	}
+	return netip.AddrPort{}
+}
+
+// Batch reads the datagrams waiting on a socket, up to its size, with one recvmmsg(2)
+// where recvmsg would take one call each. It is for one reader at a time.
+type Batch struct {
+	c     *Conn
+	hdrs  []mmsghdr
+	iovs  []syscall.Iovec
+	names []syscall.RawSockaddrInet6
+	bufs  [][]byte
+	oobs  [][]byte
+	n     int
+	errno syscall.Errno
+	run   func(fd uintptr) bool
+}
+
+// mmsghdr is struct mmsghdr (recvmmsg(2)): one message's header and the bytes received.
+type mmsghdr struct {
+	hdr syscall.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// NewBatch returns a Batch of up to n datagrams of up to size bytes, each with room for
+// oobSize bytes of control messages.
+func (c *Conn) NewBatch(n, size, oobSize int) *Batch {
+	b := &Batch{c: c, hdrs: make([]mmsghdr, n), iovs: make([]syscall.Iovec, n),
+		names: make([]syscall.RawSockaddrInet6, n), bufs: make([][]byte, n), oobs: make([][]byte, n)}
+	for i := range n {
+		b.bufs[i] = make([]byte, size)
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(size)
+		h := &b.hdrs[i].hdr
+		h.Iov, h.Iovlen = &b.iovs[i], 1
+		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		if oobSize > 0 {
+			b.oobs[i] = make([]byte, oobSize)
+			h.Control = &b.oobs[i][0]
+		}
+	}
+	b.run = b.call
+	return b
+}
+
+func (b *Batch) call(fd uintptr) bool {
+	for {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), 0, 0, 0)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		b.n, b.errno = int(n), errno
+		return true
+	}
+}
+
+// Read waits (with the socket's deadline) until at least one datagram is there, reads
+// those waiting, up to the batch's size, and returns how many it read (see Datagram).
+func (b *Batch) Read() (int, error) {
+	for i := range b.hdrs {
+		h := &b.hdrs[i].hdr
+		h.Namelen = uint32(unsafe.Sizeof(b.names[i])) // the kernel writes back what it used
+		h.SetControllen(len(b.oobs[i]))
+		h.Flags = 0
+	}
+	b.n, b.errno = 0, 0
+	if err := b.c.rc.Read(b.run); err != nil {
+		return 0, err
+	}
+	if b.errno != 0 {
+		return 0, os.NewSyscallError("recvmmsg", b.errno)
+	}
+	return b.n, nil
+}
+
+// Datagram returns the i-th datagram of the last Read, its control messages and its
+// source. They stay valid until the next Read.
+func (b *Batch) Datagram(i int) (msg, oob []byte, from netip.AddrPort) {
+	h := &b.hdrs[i]
+	return b.bufs[i][:h.len], b.oobs[i][:h.hdr.Controllen], addrPort(&b.names[i])
 }
 
 // ReplyControl turns the control messages of a datagram read from a socket with packet
@@ -209,4 +253,169 @@ func control(level, typ int32, n int) []byte {
 	h.Level, h.Type = level, typ
 	h.SetLen(syscall.CmsgLen(n))
 	return out
+}
+
+// Outbox gathers the datagrams a reader writes for one batch it read, so that they go
+// out together: one sendmmsg(2) for a run of them on the same socket, where sendmsg would
+// take a call each, and a receiver woken by the first preempts the writer once, not
+// between every two (issue 15's bench: 68.5k against 66.1k relayed queries a second at
+// 16 clients). It is for one goroutine at a time.
+type Outbox struct {
+	out   []outgoing
+	hdrs  []mmsghdr
+	iovs  []syscall.Iovec
+	names []syscall.RawSockaddrInet6
+	run   []mmsghdr // the headers the call sends
+	n     int
+	errno syscall.Errno
+	send  func(fd uintptr) bool
+}
+
+type outgoing struct {
+	conn   *Conn
+	b, oob []byte
+	to     netip.AddrPort
+	done   Sender
+}
+
+// A Sender learns whether its datagram went out.
+type Sender interface {
+	Sent(err error)
+}
+
+// Add queues b, to go out on conn to `to` with the control messages oob (see
+// ReplyControl) at the next Flush, which then tells done. b and oob must stay unchanged
+// until then.
+func (o *Outbox) Add(conn *Conn, b, oob []byte, to netip.AddrPort, done Sender) {
+	o.out = append(o.out, outgoing{conn, b, oob, to, done})
+}
+
+// Flush sends what was added, in order, and tells each its Sender.
+func (o *Outbox) Flush() {
+	if len(o.out) == 0 {
+		return
+	}
+	o.hdrs = slices.Grow(o.hdrs[:0], len(o.out))[:len(o.out)]
+	o.iovs = slices.Grow(o.iovs[:0], len(o.out))[:len(o.out)]
+	o.names = slices.Grow(o.names[:0], len(o.out))[:len(o.out)]
+	for start := 0; start < len(o.out); {
+		conn, end := o.out[start].conn, start+1
+		for end < len(o.out) && o.out[end].conn == conn {
+			end++
+		}
+		o.sendRun(start, end)
+		start = end
+	}
+	clear(o.out) // keep no buffer or Sender alive
+	clear(o.hdrs)
+	clear(o.iovs)
+	o.out = o.out[:0]
+}
+
+// sendRun sends out[start:end], all on one socket, and tells their Senders.
+func (o *Outbox) sendRun(start, end int) {
+	conn := o.out[start].conn
+	for i := start; i < end; {
+		// Lay out the messages from i on; one the socket cannot address fails alone.
+		j := i
+		var err error
+		for ; j < end && err == nil; j++ {
+			err = o.header(j)
+		}
+		if err != nil {
+			j-- // out[j] failed
+		}
+		for i < j {
+			sent, serr := o.sendmmsg(conn, i, j)
+			for _, m := range o.out[i : i+sent] {
+				m.done.Sent(nil)
+			}
+			i += sent
+			if serr != nil { // the first of the rest failed: the others are tried again
+				o.out[i].done.Sent(serr)
+				i++
+			}
+		}
+		if err != nil {
+			o.out[j].done.Sent(err)
+			i = j + 1
+		}
+	}
+}
+
+// header lays out the message header of out[i].
+func (o *Outbox) header(i int) error {
+	m := &o.out[i]
+	o.iovs[i] = syscall.Iovec{}
+	if len(m.b) > 0 {
+		o.iovs[i].Base = &m.b[0]
+	}
+	o.iovs[i].SetLen(len(m.b))
+	h := &o.hdrs[i].hdr
+	*h = syscall.Msghdr{Iov: &o.iovs[i], Iovlen: 1}
+	if len(m.oob) > 0 {
+		h.Control = &m.oob[0]
+		h.SetControllen(len(m.oob))
+	}
+	if m.to.IsValid() {
+		namelen, err := m.conn.sockaddr(&o.names[i], m.to)
+		if err != nil {
+			return err
+		}
+		h.Name, h.Namelen = (*byte)(unsafe.Pointer(&o.names[i])), namelen
+	}
+	return nil
+}
+
+// sendmmsg sends out[i:j] on conn, waiting while the socket has no room, and returns how
+// many went out before the first that failed, and its error.
+func (o *Outbox) sendmmsg(conn *Conn, i, j int) (int, error) {
+	if o.send == nil {
+		o.send = o.call
+	}
+	o.run, o.n, o.errno = o.hdrs[i:j], 0, 0
+	defer func() { o.run = nil }()
+	if err := conn.rc.Write(o.send); err != nil {
+		return 0, err
+	}
+	if o.errno != 0 {
+		return 0, os.NewSyscallError("sendmmsg", o.errno)
+	}
+	return o.n, nil
+}
+
+func (o *Outbox) call(fd uintptr) bool {
+	for {
+		n, _, errno := syscall.RawSyscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&o.run[0])), uintptr(len(o.run)), 0, 0, 0)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		o.n, o.errno = int(n), errno
+		return true
+	}
+}
+
+// sysSendmmsg is sendmmsg(2) on linux/amd64: the syscall package has no name for it.
+const sysSendmmsg = 307
+
+// sockaddr writes to's address and port into name, as the socket's family takes it, and
+// returns its length.
+func (c *Conn) sockaddr(name *syscall.RawSockaddrInet6, to netip.AddrPort) (uint32, error) {
+	var n uint32
+	switch {
+	case c.v6:
+		*name = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Addr: to.Addr().As16()}
+		n = syscall.SizeofSockaddrInet6
+	case to.Addr().Unmap().Is4():
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(name))
+		*sa = syscall.RawSockaddrInet4{Family: syscall.AF_INET, Addr: to.Addr().Unmap().As4()}
+		n = syscall.SizeofSockaddrInet4
+	default:
+		return 0, errors.New("sendmsg: an IPv6 destination on an IPv4 socket")
+	}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&name.Port))[:], to.Port())
+	return n, nil
 }

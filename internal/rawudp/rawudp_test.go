@@ -2,12 +2,16 @@ package rawudp
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -29,6 +33,17 @@ func listenWildcard(t *testing.T, network, addr string) (*net.UDPConn, *Conn) {
 		t.Fatal(err)
 	}
 	return conn, raw
+}
+
+// readOne reads one datagram with a Batch.
+func readOne(t *testing.T, raw *Conn) (msg, oob []byte, from netip.AddrPort) {
+	t.Helper()
+	batch := raw.NewBatch(1, 512, 128)
+	n, err := batch.Read()
+	if err != nil || n != 1 {
+		t.Fatalf("read %d datagrams: %v", n, err)
+	}
+	return batch.Datagram(0)
 }
 
 // A socket on a wildcard address, asked on one loopback address, answers from that
@@ -54,19 +69,18 @@ func TestReplyLeavesFromTheAddressAsked(t *testing.T) {
 				if _, err := client.WriteToUDPAddrPort([]byte("query"), asked); err != nil {
 					t.Fatal(err)
 				}
-				buf, oob := make([]byte, 512), make([]byte, 128)
 				server.SetReadDeadline(time.Now().Add(3 * time.Second))
-				n, oobn, from, err := raw.ReadMsg(buf, oob)
-				if err != nil || string(buf[:n]) != "query" {
-					t.Fatalf("ReadMsg: %q, %v", buf[:n], err)
+				msg, oob, from := readOne(t, raw)
+				if string(msg) != "query" {
+					t.Fatalf("read %q", msg)
 				}
 				if from.Addr().Unmap() != netip.MustParseAddrPort(client.LocalAddr().String()).Addr().Unmap() ||
 					from.Port() != uint16(client.LocalAddr().(*net.UDPAddr).Port) {
 					t.Fatalf("datagram from %v, sent from %v", from, client.LocalAddr())
 				}
-				control := ReplyControl(oob[:oobn])
+				control := ReplyControl(oob)
 				if control == nil {
-					t.Fatalf("no packet info among %d bytes of control messages", oobn)
+					t.Fatalf("no packet info among %d bytes of control messages", len(oob))
 				}
 				if !withControl {
 					control = nil
@@ -74,6 +88,7 @@ func TestReplyLeavesFromTheAddressAsked(t *testing.T) {
 				if err := raw.WriteMsg([]byte("answer"), control, from); err != nil {
 					t.Fatal(err)
 				}
+				buf := make([]byte, 512)
 				n, source, err := client.ReadFromUDPAddrPort(buf)
 				if err != nil {
 					t.Fatal(err)
@@ -109,15 +124,156 @@ func TestConnectedRefusedAndDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-	buf := make([]byte, 512)
-	if _, err := raw.Read(buf); !errors.Is(err, syscall.ECONNREFUSED) {
+	batch := raw.NewBatch(4, 512, 0)
+	if _, err := batch.Read(); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("read after a query to a closed port: %v, want connection refused", err)
 	}
 	conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := raw.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if _, err := batch.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("read with nothing sent: %v, want the deadline's timeout", err)
 	}
 	if err := raw.WriteMsg([]byte("x"), nil, netip.MustParseAddrPort("[2001:db8::1]:53")); err == nil {
 		t.Error("an IPv6 destination on an IPv4 socket was accepted")
+	}
+}
+
+// A Batch takes the datagrams waiting, up to its size, each with its own bytes, source
+// and packet info, and leaves the rest for the next Read.
+func TestBatchReadsWhatWaits(t *testing.T) {
+	server, raw := listenWildcard(t, "udp4", "0.0.0.0:0")
+	port := uint16(server.LocalAddr().(*net.UDPAddr).Port)
+	var clients []*net.UDPConn
+	for _, a := range []string{"127.0.0.5", "127.0.0.6"} {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(a)})
+		if err != nil {
+			t.Fatalf("no client socket on %s: %v", a, err)
+		}
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	type sent struct {
+		msg   string
+		from  netip.AddrPort
+		asked netip.Addr
+	}
+	var want []sent
+	for i := range 5 {
+		c := clients[i%2]
+		asked := netip.AddrFrom4([4]byte{127, 0, 0, byte(7 + i)})
+		msg := strings.Repeat(string(rune('a'+i)), 10*(i+1)) // lengths differ
+		if _, err := c.WriteToUDPAddrPort([]byte(msg), netip.AddrPortFrom(asked, port)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, sent{msg, netip.MustParseAddrPort(c.LocalAddr().String()), asked})
+	}
+	time.Sleep(50 * time.Millisecond) // all five queued on loopback
+
+	batch := raw.NewBatch(3, 512, 128)
+	server.SetReadDeadline(time.Now().Add(3 * time.Second))
+	var got []sent
+	for _, size := range []int{3, 2} {
+		n, err := batch.Read()
+		if err != nil || n != size {
+			t.Fatalf("read %d datagrams (%v), want %d", n, err, size)
+		}
+		for i := range n {
+			msg, oob, from := batch.Datagram(i)
+			info := ReplyControl(oob)
+			if info == nil {
+				t.Fatalf("datagram %q: no packet info", msg)
+			}
+			asked := (*syscall.Inet4Pktinfo)(unsafe.Pointer(&info[syscall.CmsgLen(0)])).Spec_dst
+			got = append(got, sent{string(msg), from, netip.AddrFrom4(asked)})
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("read %v\nsent %v", got, want)
+	}
+	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := batch.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read with nothing left: %v, want the deadline's timeout", err)
+	}
+}
+
+// result records what an Outbox told a Sender.
+type result struct {
+	name string
+	errs *[]string
+}
+
+func (r result) Sent(err error) {
+	if err != nil {
+		*r.errs = append(*r.errs, r.name+": "+err.Error())
+		return
+	}
+	*r.errs = append(*r.errs, r.name+": sent")
+}
+
+// An Outbox sends each socket's datagrams in order, from the address each was asked on,
+// and tells every Sender its own outcome: a datagram the socket cannot address fails
+// alone, those around it still go out.
+func TestOutboxSendsInOrderEachTold(t *testing.T) {
+	server, raw := listenWildcard(t, "udp4", "0.0.0.0:0")
+	otherConn, other := listenWildcard(t, "udp4", "127.0.0.1:0")
+	port := uint16(server.LocalAddr().(*net.UDPAddr).Port)
+	otherPort := otherConn.LocalAddr().(*net.UDPAddr).Port
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	to := netip.MustParseAddrPort(client.LocalAddr().String())
+
+	// The packet info of a datagram asked on 127.0.0.9, as the server would read it.
+	if _, err := client.WriteToUDPAddrPort([]byte("q"), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.9"), port)); err != nil {
+		t.Fatal(err)
+	}
+	server.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, oob, _ := readOne(t, raw)
+	asked9 := ReplyControl(oob)
+
+	var told []string
+	var out Outbox
+	for _, m := range []struct {
+		conn *Conn
+		name string
+		oob  []byte
+		to   netip.AddrPort
+	}{
+		{raw, "1", nil, to},
+		{raw, "2", asked9, to},
+		{raw, "v6", nil, netip.MustParseAddrPort("[2001:db8::1]:53")},
+		{raw, "3", nil, to},
+		{other, "4", nil, to},
+		{raw, "5", asked9, to},
+	} {
+		out.Add(m.conn, []byte(m.name), m.oob, m.to, result{m.name, &told})
+	}
+	out.Flush()
+	want := []string{"1: sent", "2: sent", "v6: sendmsg: an IPv6 destination on an IPv4 socket", "3: sent", "4: sent", "5: sent"}
+	if !slices.Equal(told, want) {
+		t.Errorf("Senders told %q, want %q", told, want)
+	}
+
+	client.SetReadDeadline(time.Now().Add(3 * time.Second))
+	var got []string
+	buf := make([]byte, 512)
+	for range 5 {
+		n, from, err := client.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, fmt.Sprintf("%s from %v", buf[:n], from))
+	}
+	want = []string{fmt.Sprintf("1 from 127.0.0.1:%d", port), fmt.Sprintf("2 from 127.0.0.9:%d", port),
+		fmt.Sprintf("3 from 127.0.0.1:%d", port), fmt.Sprintf("4 from 127.0.0.1:%d", otherPort),
+		fmt.Sprintf("5 from 127.0.0.9:%d", port)}
+	if !slices.Equal(got, want) {
+		t.Errorf("received %q, want %q", got, want)
+	}
+	told = told[:0]
+	out.Flush() // nothing left
+	if len(told) != 0 {
+		t.Errorf("a second Flush told %q", told)
 	}
 }
