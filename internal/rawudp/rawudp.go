@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Conn makes raw calls on one UDP socket. It is safe for concurrent use.
@@ -147,11 +149,11 @@ type Batch struct {
 	run   func(fd uintptr) bool
 }
 
-// mmsghdr is struct mmsghdr (recvmmsg(2)): one message's header and the bytes received.
+// mmsghdr is struct mmsghdr (recvmmsg(2), sendmmsg(2)): one message's header and the
+// bytes received or sent.
 type mmsghdr struct {
 	hdr syscall.Msghdr
 	len uint32
-	_   [4]byte
 }
 
 // NewBatch returns a Batch of up to n datagrams of up to size bytes, each with room for
@@ -177,7 +179,7 @@ func (c *Conn) NewBatch(n, size, oobSize int) *Batch {
 
 func (b *Batch) call(fd uintptr) bool {
 	for {
-		n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), 0, 0, 0)
+		n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), 0, 0, 0)
 		switch errno {
 		case syscall.EINTR:
 			continue
@@ -381,12 +383,15 @@ func (o *Outbox) sendmmsg(conn *Conn, i, j int) (int, error) {
 	if o.errno != 0 {
 		return 0, os.NewSyscallError("sendmmsg", o.errno)
 	}
+	if o.n <= 0 { // never for a non-empty run; it would have the caller loop forever
+		return 0, errors.New("sendmmsg sent nothing")
+	}
 	return o.n, nil
 }
 
 func (o *Outbox) call(fd uintptr) bool {
 	for {
-		n, _, errno := syscall.RawSyscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&o.run[0])), uintptr(len(o.run)), 0, 0, 0)
+		n, _, errno := syscall.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&o.run[0])), uintptr(len(o.run)), 0, 0, 0)
 		switch errno {
 		case syscall.EINTR:
 			continue
@@ -397,9 +402,6 @@ func (o *Outbox) call(fd uintptr) bool {
 		return true
 	}
 }
-
-// sysSendmmsg is sendmmsg(2) on linux/amd64: the syscall package has no name for it.
-const sysSendmmsg = 307
 
 // sockaddr writes to's address and port into name, as the socket's family takes it, and
 // returns its length.
