@@ -459,6 +459,7 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		m.mu.Unlock()
 
 		outcome := m.check(ctx, z, j.gen, hint, create != nil)
+		cutShort := ctx.Err() != nil // else the outcome is the check's own, whatever comes next
 		m.mu.Lock()
 		// Recorded before anyone hears of the check, so a hook or a released CREATE
 		// reading Status sees this check's outcome, not the previous one's. A check cut
@@ -501,7 +502,7 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		}
 		m.mu.Unlock()
 		if outcome.err != nil {
-			m.logFailure(ctx, z, outcome)
+			m.logFailure(z, outcome, cutShort)
 		}
 		return
 	}

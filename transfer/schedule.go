@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"context"
 	"errors"
 	"math"
 	"sort"
@@ -145,9 +144,11 @@ func (m *Manager) soaTimer(s *schedule, f soaField) time.Duration {
 	return time.Duration(seconds) * time.Second
 }
 
-// logFailure says why a check failed and when the next one comes.
-func (m *Manager) logFailure(ctx context.Context, z *zone, o outcome) {
-	if ctx.Err() != nil || errors.Is(o.err, errStopping) {
+// logFailure says why a check failed and when the next one comes. A check cut short (a
+// DELETE, the shutdown) is no failure; one that failed before the shutdown began still
+// is, and says so even if the agent stops before this line is written.
+func (m *Manager) logFailure(z *zone, o outcome, cutShort bool) {
+	if cutShort || errors.Is(o.err, errStopping) {
 		m.log.Info("transfer cancelled (zone deleted or agent stopping)", zap.String("zone", z.name))
 		return
 	}
