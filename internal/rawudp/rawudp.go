@@ -66,16 +66,23 @@ type op struct {
 
 // call makes the system call; false (EAGAIN) has the netpoller wait for room.
 func (o *op) call(fd uintptr) bool {
+	_, errno, ok := rawCall(syscall.SYS_SENDMSG, fd, unsafe.Pointer(&o.msg), 0)
+	o.errno = errno
+	return ok
+}
+
+// rawCall makes the socket call trap(fd, p, n, 0, 0) and again after EINTR. It reports
+// false on EAGAIN: the netpoller then waits for the socket (syscall.RawConn).
+func rawCall(trap, fd uintptr, p unsafe.Pointer, n uintptr) (r uintptr, errno syscall.Errno, ok bool) {
 	for {
-		_, _, errno := syscall.RawSyscall(syscall.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&o.msg)), 0)
+		r, _, errno = syscall.RawSyscall6(trap, fd, uintptr(p), n, 0, 0, 0)
 		switch errno {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false
+			return 0, 0, false
 		}
-		o.errno = errno
-		return true
+		return r, errno, true
 	}
 }
 
@@ -178,17 +185,9 @@ func (c *Conn) NewBatch(n, size, oobSize int) *Batch {
 }
 
 func (b *Batch) call(fd uintptr) bool {
-	for {
-		n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), 0, 0, 0)
-		switch errno {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		b.n, b.errno = int(n), errno
-		return true
-	}
+	n, errno, ok := rawCall(unix.SYS_RECVMMSG, fd, unsafe.Pointer(&b.hdrs[0]), uintptr(len(b.hdrs)))
+	b.n, b.errno = int(n), errno
+	return ok
 }
 
 // Read waits (with the socket's deadline) until at least one datagram is there, reads
@@ -391,17 +390,9 @@ func (o *Outbox) sendmmsg(conn *Conn, i, j int) (int, error) {
 }
 
 func (o *Outbox) call(fd uintptr) bool {
-	for {
-		n, _, errno := syscall.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&o.run[0])), uintptr(len(o.run)), 0, 0, 0)
-		switch errno {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		o.n, o.errno = int(n), errno
-		return true
-	}
+	n, errno, ok := rawCall(unix.SYS_SENDMMSG, fd, unsafe.Pointer(&o.run[0]), uintptr(len(o.run)))
+	o.n, o.errno = int(n), errno
+	return ok
 }
 
 // sockaddr writes to's address and port into name, as the socket's family takes it, and
