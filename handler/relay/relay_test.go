@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -542,5 +543,96 @@ func TestSendAnswerTimeoutRefused(t *testing.T) {
 	}
 	if el := time.Since(start); el > 2*time.Second {
 		t.Errorf("a query to a closed port failed after %v, want at once", el)
+	}
+}
+
+// outboxReplier writes its answer to a client through the reader's Outbox, as the agent's
+// fast path does, keeping the answer's bytes (not a copy) until they are sent.
+type outboxReplier struct {
+	sock   *rawudp.Conn
+	to     netip.AddrPort
+	answer []byte
+	told   chan<- error
+}
+
+func (r *outboxReplier) Reply(answer []byte, err error, out *rawudp.Outbox) {
+	if err != nil {
+		r.told <- err
+		return
+	}
+	r.answer = answer
+	out.Add(r.sock, answer, nil, r.to, r)
+}
+
+func (r *outboxReplier) Sent(err error) { r.told <- err }
+
+// Answers that arrive together are read in one batch and go to their clients together
+// (the Outbox): each keeps its own bytes and its client's id until the flush sends them,
+// so every client receives the answer to its own question.
+func TestSendBatchedAnswersReachTheirClients(t *testing.T) {
+	up, ch := fakeUDP(t)
+	c := New(up.LocalAddr().String(), 5*time.Second)
+	const n = 200
+	go func() { // all answers back to back, in reverse order: the reader finds many waiting
+		var got []packet
+		for len(got) < n {
+			p, ok := <-ch
+			if !ok {
+				return
+			}
+			got = append(got, p)
+		}
+		for i := len(got) - 1; i >= 0; i-- {
+			m := new(dns.Msg)
+			m.Unpack(got[i].msg)
+			up.WriteToUDP(reply(t, got[i].msg, m.Question[0].Name), got[i].from)
+		}
+	}()
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.SetReadBuffer(1 << 20)
+	server, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	sock, err := rawudp.New(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	told := make(chan error, n)
+	to := client.LocalAddr().(*net.UDPAddr).AddrPort()
+	for i := range n {
+		r := &outboxReplier{sock: sock, to: to, told: told}
+		if err := c.Send(query(t, uint16(1000+i), fmt.Sprintf("q%d.example.", i)), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		select {
+		case err := <-told:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("not every answer was sent")
+		}
+	}
+	client.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 4096)
+	seen := map[uint16]bool{}
+	for range n {
+		k, err := client.Read(buf)
+		if err != nil {
+			t.Fatalf("%d answers received: %v", len(seen), err)
+		}
+		id, txt := marker(t, buf[:k])
+		if want := fmt.Sprintf("q%d.example.", int(id)-1000); txt != want || seen[id] {
+			t.Fatalf("the client got id %d with the answer for %s (want %s; seen before: %v)", id, txt, want, seen[id])
+		}
+		seen[id] = true
 	}
 }
