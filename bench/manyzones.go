@@ -459,7 +459,10 @@ func procCPU(pid int) (self, children time.Duration) {
 		return 0, 0
 	}
 	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // the command name may hold spaces and parentheses
+	if len(f) < 15 {
+		return 0, 0
+	}
 	tick := func(i int) time.Duration {
 		v, _ := strconv.ParseInt(f[i], 10, 64)
 		return time.Duration(v) * 10 * time.Millisecond

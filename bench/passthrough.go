@@ -3,10 +3,7 @@ package bench
 import (
 	"cmp"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -37,21 +34,13 @@ func passthroughPaths(direct string, agent *agent, dnsdist string, dnsdistPID in
 	return paths
 }
 
-// cpuTime is the user + system time a process used so far (/proc/PID/stat, clock ticks
-// of 10 ms), 0 if unknown.
+// cpuTime is the user + system time a process used so far (procCPU), 0 if unknown.
 func cpuTime(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if pid == 0 || err != nil {
+	if pid == 0 {
 		return 0
 	}
-	_, after, _ := strings.Cut(string(data), ") ") // the command name may hold spaces
-	f := strings.Fields(after)
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	self, _ := procCPU(pid)
+	return self
 }
 
 // measurePassthrough runs closed-loop UDP query load against each path with 16 and then
