@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/handler/relay"
+	"github.com/dnsagent/dnsagent/internal/rawudp"
 	"github.com/dnsagent/dnsagent/request"
 	"github.com/miekg/dns"
 )
@@ -39,6 +40,9 @@ func (h *Handler) query(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (
 type Forwarder struct {
 	Destination string
 	Timeout     time.Duration
+	// Poller reads the relay's UDP sockets; nil for one of the relay's own. The service
+	// gives the one that reads its UDP listeners (rawudp.Poller).
+	Poller *rawudp.Poller
 
 	once   sync.Once
 	client *relay.Client
@@ -46,7 +50,7 @@ type Forwarder struct {
 
 // Relay returns the client the forwarder relays through, shared with the UDP fast path.
 func (f *Forwarder) Relay() *relay.Client {
-	f.once.Do(func() { f.client = relay.New(f.Destination, f.Timeout) })
+	f.once.Do(func() { f.client = relay.New(f.Destination, f.Timeout, f.Poller) })
 	return f.client
 }
 

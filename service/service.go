@@ -20,6 +20,7 @@ import (
 	"github.com/dnsagent/dnsagent/config"
 	"github.com/dnsagent/dnsagent/control"
 	"github.com/dnsagent/dnsagent/handler"
+	"github.com/dnsagent/dnsagent/internal/rawudp"
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/option"
 	"github.com/dnsagent/dnsagent/request"
@@ -147,13 +148,14 @@ type Service struct {
 	udp      []*udpListener   // steered by the allow lists (steer.go)
 	commands control.Commands // CREATE and DELETE, through the catalog router if any
 	ready    atomic.Bool      // the DNS listeners are bound
+	poller   *rawudp.Poller   // reads the UDP listeners and the relay's upstream sockets, from one goroutine
 }
 
 // New builds the agent around a backend.
 func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 	manager := transfer.NewManager(cfg.Transfer, be, log.Named("transfer"))
 	allow := middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery)
-	s := &Service{cfg: cfg, log: log, backend: be, transfer: manager, allow: allow}
+	s := &Service{cfg: cfg, log: log, backend: be, transfer: manager, allow: allow, poller: new(rawudp.Poller)}
 	var zones handler.Zones = manager
 	if len(cfg.Catalog.Zones) > 0 {
 		// Catalogs get an engine of their own (same masters and key); NOTIFYs for them and
@@ -161,24 +163,25 @@ func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 		s.catalogs = catalog.New(cfg.Catalog, cfg.Transfer, manager, be, log.Named("catalog"))
 		zones = s.catalogs.Router()
 	}
-	s.handler, s.fast = newRequestPath(cfg, zones, allow, log)
+	s.handler, s.fast = newRequestPath(cfg, zones, allow, s.poller, log)
 	s.commands = zones
 	return s
 }
 
 // NewHandler builds the request path: the middleware chain in front of the handler.
 func NewHandler(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) request.Handler {
-	h, _ := newRequestPath(cfg, zones, allow, log)
+	h, _ := newRequestPath(cfg, zones, allow, nil, log)
 	return h
 }
 
 // newRequestPath builds the middleware chain in front of the handler, and the UDP query
 // fast path that shares its allow lists, rate limiter, query slots and request log (nil
-// when queries are not relayed, or must be signed).
-func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) (request.Handler, *fastQueries) {
+// when queries are not relayed, or must be signed). poller reads the relay's UDP sockets
+// (nil: the relay's own).
+func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, poller *rawudp.Poller, log *zap.Logger) (request.Handler, *fastQueries) {
 	h := &handler.Handler{Zones: zones, CreateTimeout: cfg.CreateTimeout}
 	if cfg.QueryDestination != "" {
-		h.Forward = &handler.Forwarder{Destination: cfg.QueryDestination, Timeout: defaultQueryTimeout}
+		h.Forward = &handler.Forwarder{Destination: cfg.QueryDestination, Timeout: defaultQueryTimeout, Poller: poller}
 	}
 	limiter := middleware.NewLimiter(cfg.RateLimits, log.Named("ratelimit"), refusalLogInterval, time.Now)
 	requests := middleware.NewRequestLog(log.Named("request"), refusalLogInterval, time.Now)
@@ -390,7 +393,7 @@ func tsigAlgorithms(keys []*tsigkey.Key) map[string]string {
 // allowed sources, one for the others.
 func (s *Service) udpServers(udp *udpListener, h dns.Handler) ([]*dns.Server, error) {
 	limit := middleware.NewLimiter(gateLimits, s.log.Named("udp"), refusalLogInterval, time.Now)
-	gate, err := newUDPGate(udp.conns, s.allow.Known, limit)
+	gate, err := newUDPGate(udp.conns, s.allow.Known, limit, s.poller)
 	if err != nil {
 		return nil, err
 	}

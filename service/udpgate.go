@@ -33,6 +33,7 @@ const (
 	udpMaxDatagram  = 65535
 	udpMaxControl   = 128 // a datagram's control messages: packet info (IP_PKTINFO, IPV6_PKTINFO)
 	udpReadBatch    = 16  // datagrams read with one system call (rawudp.Batch)
+	udpReadRounds   = 4   // batches read from one socket before the poller's other sockets have their turn
 	udpSocketBuffer = 4 << 20
 
 	// Slow kinds served at once, over UDP and TCP together (middleware.Busy): below
@@ -69,9 +70,12 @@ type udpGate struct {
 	raw     []*rawudp.Conn // conns' own: the gate reads with them, and replies leave through them
 	allowed func(netip.Addr) bool
 	limit   *middleware.Limiter // gateLimits on allowed sources
+	poller  *rawudp.Poller      // calls readable when a socket has datagrams
 	start   sync.Once
-	stop    sync.Once
-	done    chan struct{} // a reader stopped, and with it the others: err says why
+	mu      sync.Mutex
+	stopped bool          // reading ended: done is closed, err says why
+	unpoll  []func()      // take the sockets out of the poller
+	done    chan struct{} // closed when reading ended
 	err     error
 	lanes   [2]*gateLane // allowed sources, others
 	// fast, if set, relays a datagram from an allowed source at once, without the
@@ -93,8 +97,11 @@ type gateLane struct {
 	q  queue
 }
 
-func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter) (*udpGate, error) {
-	g := &udpGate{conns: conns, allowed: allowed, limit: limit, done: make(chan struct{})}
+func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter, poller *rawudp.Poller) (*udpGate, error) {
+	if poller == nil {
+		poller = new(rawudp.Poller)
+	}
+	g := &udpGate{conns: conns, allowed: allowed, limit: limit, poller: poller, done: make(chan struct{})}
 	for _, conn := range conns {
 		raw, err := rawudp.New(conn)
 		if err != nil {
@@ -119,29 +126,68 @@ func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *midd
 	return g, nil
 }
 
-// read fills the queues from the gate's socket i until a socket fails (the servers close
-// the first at shutdown); then it closes the others.
-func (g *udpGate) read(i int) {
-	batch := g.raw[i].NewBatch(udpReadBatch, udpMaxDatagram, udpMaxControl)
-	for {
-		n, err := batch.Read()
+// read has the poller fill the queues from the gate's sockets, until one fails or the
+// servers shut down (stopReading).
+func (g *udpGate) read() {
+	if err := g.poll(); err != nil {
+		g.stopReading(err)
+	}
+}
+
+// poll puts the gate's sockets in the poller.
+func (g *udpGate) poll() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, raw := range g.raw {
+		if g.stopped {
+			return nil
+		}
+		batch := raw.NewBatch(udpReadBatch, udpMaxDatagram, udpMaxControl)
+		unpoll, err := g.poller.Add(raw, func() { g.readable(i, batch) })
 		if err != nil {
-			g.stop.Do(func() {
-				// Wrapped: not a net.Error, so the servers stop instead of retrying (a
-				// read deadline in the past, which is how a server shuts down, is
-				// "temporary").
-				g.err = fmt.Errorf("reading the UDP socket: %w", err)
-				close(g.done)
-				for _, c := range g.conns[1:] {
-					c.Close()
-				}
-			})
+			return fmt.Errorf("reading the UDP socket %s: %w", g.conns[i].LocalAddr(), err)
+		}
+		g.unpoll = append(g.unpoll, unpoll)
+	}
+	return nil
+}
+
+// readable takes the datagrams waiting on the gate's socket i, from the poller's
+// goroutine: up to udpReadRounds batches, then the poller's other sockets have their turn
+// (the relay's upstream sockets, the gate's other ones).
+func (g *udpGate) readable(i int, batch *rawudp.Batch) {
+	for range udpReadRounds {
+		n, err := batch.ReadNow()
+		if err != nil {
+			g.stopReading(fmt.Errorf("reading the UDP socket %s: %w", g.conns[i].LocalAddr(), err))
 			return
 		}
 		for j := range n {
 			msg, oob, from := batch.Datagram(j)
 			g.take(i, msg, oob, from)
 		}
+		if n < udpReadBatch {
+			return
+		}
+	}
+}
+
+// stopReading ends the reading of every socket of the gate, for err: the servers then
+// stop (err is not a net.Error, so they do not retry), and the sockets they do not close
+// themselves (all but the first) are closed.
+func (g *udpGate) stopReading(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		return
+	}
+	g.stopped, g.err = true, err
+	for _, unpoll := range g.unpoll {
+		unpoll()
+	}
+	close(g.done)
+	for _, c := range g.conns[1:] {
+		c.Close()
 	}
 }
 
@@ -197,11 +243,7 @@ func (l *gateLane) release() { <-l.slots }
 // next takes a slot, then the lane's first datagram.
 func (l *gateLane) next(timeout time.Duration) ([]byte, net.Addr, error) {
 	g := l.gate
-	g.start.Do(func() { // once a server serves
-		for i := range g.conns {
-			go g.read(i)
-		}
-	})
+	g.start.Do(g.read) // once a server serves
 	expired := time.NewTimer(timeout)
 	defer expired.Stop()
 	select {
@@ -257,11 +299,31 @@ func (r gateReader) ReadUDP(*net.UDPConn, time.Duration) ([]byte, *dns.SessionUD
 
 // PacketConn is the servers' socket: the gate reads it, they only write their replies,
 // from the address each request was sent to (udpSource).
-func (g *udpGate) PacketConn() net.PacketConn { return gateConn{g.conns[0], g.raw[0]} }
+func (g *udpGate) PacketConn() net.PacketConn { return gateConn{g.conns[0], g.raw[0], g} }
 
 type gateConn struct {
 	*net.UDPConn
-	raw *rawudp.Conn
+	raw  *rawudp.Conn
+	gate *udpGate
+}
+
+// errServersStopped is why the gate stopped reading when the servers shut down.
+var errServersStopped = errors.New("the UDP servers shut down")
+
+// SetReadDeadline: a server shuts down by setting a read deadline in the past on its
+// socket (dns.Server.ShutdownContext), to end its read. The gate's reads are the poller's,
+// which no deadline ends: so the gate stops reading itself.
+func (c gateConn) SetReadDeadline(t time.Time) error {
+	if !t.After(time.Now()) {
+		c.gate.stopReading(errServersStopped)
+	}
+	return c.UDPConn.SetReadDeadline(t)
+}
+
+// Close: the servers close their socket once they stopped, or when they fail.
+func (c gateConn) Close() error {
+	c.gate.stopReading(errServersStopped)
+	return c.UDPConn.Close()
 }
 
 func (c gateConn) WriteTo(b []byte, addr net.Addr) (int, error) {

@@ -105,7 +105,7 @@ func recv(t *testing.T, ch <-chan packet) packet {
 // client gets the answer to its own question, with its own id.
 func TestUDPConcurrentAnswersOutOfOrder(t *testing.T) {
 	up, ch := fakeUDP(t)
-	c := New(up.LocalAddr().String(), 5*time.Second)
+	c := New(up.LocalAddr().String(), 5*time.Second, nil)
 	const n = 200
 	go func() {
 		var got []packet
@@ -152,7 +152,7 @@ func TestUDPMismatchedAnswersDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer spoofer.Close()
-	c := New(up.LocalAddr().String(), 3*time.Second)
+	c := New(up.LocalAddr().String(), 3*time.Second, nil)
 	go func() {
 		p, ok := <-ch
 		if !ok {
@@ -191,7 +191,7 @@ func TestUDPLateAnswerNeverReachesTheNextQuery(t *testing.T) {
 	newID = func() uint16 { return ids[min(int(draws.Add(1))-1, len(ids)-1)] }
 
 	up, ch := fakeUDP(t)
-	c := New(up.LocalAddr().String(), 200*time.Millisecond)
+	c := New(up.LocalAddr().String(), 200*time.Millisecond, nil)
 	s := &c.udp[0] // both queries on one socket: one id space
 	exchange := func(id uint16) (*Answer, error) {
 		q := query(t, id, "q.example.")
@@ -227,7 +227,7 @@ func TestUDPLateAnswerNeverReachesTheNextQuery(t *testing.T) {
 // A truncated answer comes back as it is, TC bit and all; only the id is the client's.
 func TestUDPTruncatedAnswerRelayed(t *testing.T) {
 	up, ch := fakeUDP(t)
-	c := New(up.LocalAddr().String(), 3*time.Second)
+	c := New(up.LocalAddr().String(), 3*time.Second, nil)
 	sentc := make(chan []byte, 1)
 	go func() {
 		p := recv(t, ch)
@@ -256,7 +256,7 @@ func TestUDPRefusedFailsFast(t *testing.T) {
 	}
 	addr := conn.LocalAddr().String()
 	conn.Close()
-	c := New(addr, 5*time.Second)
+	c := New(addr, 5*time.Second, nil)
 	start := time.Now()
 	_, err = c.Exchange(context.Background(), query(t, 1, "q.example."), false)
 	if err == nil {
@@ -343,7 +343,7 @@ func tcpExchange(t *testing.T, c *Client, id uint16, name string) (string, error
 // timeout), the next query opens another and is answered.
 func TestTCPConnectionsReused(t *testing.T) {
 	f := startTCP(t, func(q []byte) []byte { return reply(t, q, "ok") })
-	c := New(f.ln.Addr().String(), 3*time.Second)
+	c := New(f.ln.Addr().String(), 3*time.Second, nil)
 	for i := 0; i < 20; i++ {
 		if txt, err := tcpExchange(t, c, uint16(i), "q.example."); err != nil || txt != "ok" {
 			t.Fatalf("query %d: %q, %v", i, txt, err)
@@ -387,7 +387,7 @@ func TestTCPMismatchedAnswerFailsAndDropsTheConnection(t *testing.T) {
 		}
 		return reply(t, q, "ok")
 	})
-	c := New(f.ln.Addr().String(), 3*time.Second)
+	c := New(f.ln.Addr().String(), 3*time.Second, nil)
 	if txt, err := tcpExchange(t, c, 1, "q.example."); err == nil {
 		t.Fatalf("an answer to another question was relayed: %q", txt)
 	}
@@ -404,7 +404,7 @@ func TestTCPTimeout(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
 	f := startTCP(t, func(q []byte) []byte { <-block; return nil })
-	c := New(f.ln.Addr().String(), 200*time.Millisecond)
+	c := New(f.ln.Addr().String(), 200*time.Millisecond, nil)
 	start := time.Now()
 	_, err := tcpExchange(t, c, 1, "q.example.")
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) && !isTimeout(err) {
@@ -494,7 +494,7 @@ func (r replies) wait(t *testing.T, within time.Duration) result {
 // reaches nobody; the destination refusing fails a query at once.
 func TestSendAnswerTimeoutRefused(t *testing.T) {
 	up, ch := fakeUDP(t)
-	c := New(up.LocalAddr().String(), 300*time.Millisecond)
+	c := New(up.LocalAddr().String(), 300*time.Millisecond, nil)
 	r := make(replies, 4)
 	if err := c.Send(query(t, 0x1234, "q.example."), r); err != nil {
 		t.Fatal(err)
@@ -534,7 +534,7 @@ func TestSendAnswerTimeoutRefused(t *testing.T) {
 	}
 	closed := conn.LocalAddr().String()
 	conn.Close()
-	c = New(closed, 5*time.Second)
+	c = New(closed, 5*time.Second, nil)
 	start = time.Now()
 	if err := c.Send(query(t, 1, "q.example."), r); err == nil {
 		if res := r.wait(t, 3*time.Second); res.err == nil {
@@ -571,7 +571,7 @@ func (r *outboxReplier) Sent(err error) { r.told <- err }
 // so every client receives the answer to its own question.
 func TestSendBatchedAnswersReachTheirClients(t *testing.T) {
 	up, ch := fakeUDP(t)
-	c := New(up.LocalAddr().String(), 5*time.Second)
+	c := New(up.LocalAddr().String(), 5*time.Second, nil)
 	const n = 200
 	go func() { // all answers back to back, in reverse order: the reader finds many waiting
 		var got []packet

@@ -15,16 +15,20 @@ import (
 )
 
 // udpSocket is one UDP socket connected to the destination, shared by the queries sent
-// on it. Its reader hands each answer to the query whose id, question and socket it
-// matches; anything else is dropped.
+// on it. Its Client's Poller hands each answer to the query whose id, question and socket
+// it matches (readable); anything else is dropped. A timer sweeps it (tick).
 type udpSocket struct {
 	client *Client
 
 	mu       sync.Mutex
-	raw      *rawudp.Conn     // the socket: nil until the first query and after an idle close
+	conn     *net.UDPConn     // the socket: nil until the first query and after an idle close
+	raw      *rawudp.Conn     // conn's
+	unpoll   func()           // takes conn out of the Poller
 	pending  map[uint16]*call // ids in use: waiting, or quarantined after a timeout
 	inflight int              // calls waiting for an answer
 	lastUse  time.Time        // when the last query was sent
+
+	out rawudp.Outbox // the Poller's goroutine's: the replies to what one ReadNow got
 }
 
 // call is one query waiting on a udpSocket: for an answer on done (Exchange), or to be
@@ -102,21 +106,9 @@ func (s *udpSocket) register(c *call) (*rawudp.Conn, uint16, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.raw == nil {
-		raddr, err := net.ResolveUDPAddr("udp", s.client.destination)
-		if err != nil {
+		if err := s.open(); err != nil {
 			return nil, 0, err
 		}
-		conn, err := net.DialUDP("udp", nil, raddr)
-		if err != nil {
-			return nil, 0, err
-		}
-		raw, err := rawudp.New(conn)
-		if err != nil {
-			conn.Close()
-			return nil, 0, err
-		}
-		s.raw, s.pending = raw, map[uint16]*call{}
-		go s.read(conn, raw)
 	}
 	now := time.Now()
 	s.lastUse = now
@@ -164,45 +156,71 @@ func (s *udpSocket) abandon(id uint16, c *call) {
 	}
 }
 
-// read delivers answers until the socket is closed: by itself after idleTimeout without a
-// query sent or waiting, when its owner (the queries in flight) is gone. Every
-// sweepInterval it fails the calls of Send past their deadline: one read deadline for
-// all of them, not a timer per query.
-func (s *udpSocket) read(conn *net.UDPConn, raw *rawudp.Conn) {
-	batch := raw.NewBatch(readBatch, dns.MaxMsgSize, 0)
-	out := new(rawudp.Outbox) // the replies to what one Read got, or a sweep failed
-	defer out.Flush()
-	var next time.Time
-	for {
-		if now := time.Now(); !now.Before(next) {
-			if s.sweep(conn, now, out) {
-				return
-			}
-			next = now.Add(sweepInterval)
-			conn.SetReadDeadline(next) //nolint:errcheck // fails only once closed
-		}
-		out.Flush()
-		n, err := batch.Read()
+// open opens the socket, puts it in the Client's Poller and starts its sweeps; s.mu is
+// held.
+func (s *udpSocket) open() error {
+	raddr, err := net.ResolveUDPAddr("udp", s.client.destination)
+	if err != nil {
+		return err
+	}
+	conn, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		return err
+	}
+	raw, err := rawudp.New(conn)
+	if err == nil {
+		batch := raw.NewBatch(readBatch, dns.MaxMsgSize, 0)
+		s.unpoll, err = s.client.poller.Add(raw, func() { s.readable(raw, batch) })
+	}
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	s.conn, s.raw, s.pending = conn, raw, map[uint16]*call{}
+	time.AfterFunc(sweepInterval, func() { s.tick(conn) })
+	return nil
+}
+
+// readable delivers the answers waiting on raw, from the Poller's goroutine: up to
+// readRounds batches, then the Poller's other sockets have their turn.
+func (s *udpSocket) readable(raw *rawudp.Conn, batch *rawudp.Batch) {
+	for range readRounds {
+		n, err := batch.ReadNow()
 		if err != nil {
-			if s.readFailed(conn, err, out) {
-				return
-			}
-			continue
+			s.readFailed(raw, err, &s.out)
 		}
 		for i := range n {
 			if msg, _, _ := batch.Datagram(i); len(msg) >= 12 {
-				s.deliver(msg, out)
+				s.deliver(msg, &s.out)
 			}
+		}
+		s.out.Flush() // before the next ReadNow reuses the answers' bytes
+		if n < readBatch {
+			return
 		}
 	}
 }
 
-// readBatch is how many answers the reader takes with one system call (rawudp.Batch).
-const readBatch = 16
+// readBatch is how many answers one ReadNow takes (rawudp.Batch), readRounds how many
+// batches the socket's turn is.
+const (
+	readBatch  = 16
+	readRounds = 4
+)
 
-// sweepInterval is how often the reader looks for calls of Send past their deadline: the
-// resolution of their timeout.
+// sweepInterval is how often a socket is swept for calls of Send past their deadline:
+// the resolution of their timeout.
 const sweepInterval = 100 * time.Millisecond
+
+// tick sweeps conn every sweepInterval until the sweep closes it.
+func (s *udpSocket) tick(conn *net.UDPConn) {
+	var out rawudp.Outbox
+	closed := s.sweep(conn, time.Now(), &out)
+	out.Flush()
+	if !closed {
+		time.AfterFunc(sweepInterval, func() { s.tick(conn) })
+	}
+}
 
 // sweep fails the calls of Send past their deadline (their ids are quarantined like an
 // abandoned Exchange's), forgets quarantined ids whose time is up, and closes the socket
@@ -224,8 +242,9 @@ func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time, out *rawudp.Outbox) 
 	}
 	idle := s.inflight == 0 && now.Sub(s.lastUse) >= idleTimeout
 	if idle {
+		s.unpoll()
 		conn.Close()
-		s.raw, s.pending = nil, nil // a late answer now meets a closed port
+		s.conn, s.raw, s.pending = nil, nil, nil // a late answer now meets a closed port
 	}
 	s.mu.Unlock()
 	for _, c := range expired {
@@ -256,19 +275,16 @@ func (s *udpSocket) deliver(msg []byte, out *rawudp.Outbox) {
 	c.done <- result{a: &Answer{Bytes: *b, buf: b}}
 }
 
-// readFailed handles a read error and reports whether the reader ends. A timeout is the
-// sweep's turn; an ICMP error (the destination refused, RFC 1122 §4.1.3.3) fails every
-// query waiting on the socket, as it would have failed a socket of their own.
-func (s *udpSocket) readFailed(conn *net.UDPConn, err error, out *rawudp.Outbox) bool {
-	var ne net.Error
-	switch {
-	case errors.Is(err, net.ErrClosed):
-		return true
-	case errors.As(err, &ne) && ne.Timeout():
-		return false
-	}
+// readFailed handles an error reading raw. An ICMP error (the destination refused, RFC
+// 1122 §4.1.3.3) fails every query waiting on the socket, as it would have failed a
+// socket of their own; raw closed by the sweep meanwhile is no error.
+func (s *udpSocket) readFailed(raw *rawudp.Conn, err error, out *rawudp.Outbox) {
 	var replies []*call
 	s.mu.Lock()
+	if s.raw != raw {
+		s.mu.Unlock()
+		return
+	}
 	expires := time.Now().Add(s.client.timeout)
 	for _, c := range s.pending {
 		if c.expires.IsZero() {
@@ -285,5 +301,4 @@ func (s *udpSocket) readFailed(conn *net.UDPConn, err error, out *rawudp.Outbox)
 	for _, c := range replies {
 		c.reply.Reply(nil, s.client.failed("udp", err), out)
 	}
-	return false
 }

@@ -153,7 +153,8 @@ type Batch struct {
 	oobs  [][]byte
 	n     int
 	errno syscall.Errno
-	run   func(fd uintptr) bool
+	read  bool             // whether the last call read (false: EAGAIN, nothing waited)
+	run   func(fd uintptr) // call, bound once: a method value per call would be an allocation
 }
 
 // mmsghdr is struct mmsghdr (recvmmsg(2), sendmmsg(2)): one message's header and the
@@ -184,15 +185,15 @@ func (c *Conn) NewBatch(n, size, oobSize int) *Batch {
 	return b
 }
 
-func (b *Batch) call(fd uintptr) bool {
-	n, errno, ok := rawCall(unix.SYS_RECVMMSG, fd, unsafe.Pointer(&b.hdrs[0]), uintptr(len(b.hdrs)))
-	b.n, b.errno = int(n), errno
-	return ok
+func (b *Batch) call(fd uintptr) {
+	n, errno, read := rawCall(unix.SYS_RECVMMSG, fd, unsafe.Pointer(&b.hdrs[0]), uintptr(len(b.hdrs)))
+	b.n, b.errno, b.read = int(n), errno, read
 }
 
-// Read waits (with the socket's deadline) until at least one datagram is there, reads
-// those waiting, up to the batch's size, and returns how many it read (see Datagram).
-func (b *Batch) Read() (int, error) {
+// ReadNow reads the datagrams waiting, up to the batch's size, without waiting for one:
+// it returns how many it read (see Datagram), 0 when none waits. A Poller tells when
+// to call it.
+func (b *Batch) ReadNow() (int, error) {
 	for i := range b.hdrs {
 		h := &b.hdrs[i].hdr
 		h.Namelen = uint32(unsafe.Sizeof(b.names[i])) // the kernel writes back what it used
@@ -200,8 +201,11 @@ func (b *Batch) Read() (int, error) {
 		h.Flags = 0
 	}
 	b.n, b.errno = 0, 0
-	if err := b.c.rc.Read(b.run); err != nil {
+	if err := b.c.rc.Control(b.run); err != nil {
 		return 0, err
+	}
+	if !b.read {
+		return 0, nil
 	}
 	if b.errno != 0 {
 		return 0, os.NewSyscallError("recvmmsg", b.errno)
@@ -209,8 +213,8 @@ func (b *Batch) Read() (int, error) {
 	return b.n, nil
 }
 
-// Datagram returns the i-th datagram of the last Read, its control messages and its
-// source. They stay valid until the next Read.
+// Datagram returns the i-th datagram of the last ReadNow, its control messages and its
+// source. They stay valid until the next ReadNow.
 func (b *Batch) Datagram(i int) (msg, oob []byte, from netip.AddrPort) {
 	h := &b.hdrs[i]
 	return b.bufs[i][:h.len], b.oobs[i][:h.hdr.Controllen], addrPort(&b.names[i])
