@@ -15,7 +15,8 @@ import (
 
 // fastQueries relays plain UDP queries (handler.PlainQuery) from the gate's reader, as a
 // relay like dnsdist does: the query goes to the destination at once and the reader of
-// the upstream socket writes the answer to the client (relay.Send). No server goroutine,
+// the upstream sockets (the same goroutine, rawudp.Poller) writes the answer to the
+// client (relay.Send). No server goroutine,
 // no unpacking or packing, no timer per query: through the chain a query cost about
 // three times the CPU of a dnsdist relay, mostly goroutine handoffs (issue 15).
 //

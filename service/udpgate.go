@@ -57,8 +57,8 @@ var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 }, []string{"queue"})
 
 // udpGate sits between a UDP listener and two miekg/dns servers on it (as their
-// DecorateReader): one goroutine per socket (steer.go) reads into two bounded queues, one for
-// sources in an allow list and one for the others, and each server takes datagrams off
+// DecorateReader): the poller's goroutine reads its sockets (steer.go) into two bounded
+// queues, one for sources in an allow list and one for the others, and each server takes datagrams off
 // its own queue only while it serves fewer than its lane's slots. A slot is given back
 // when the request is answered or dropped (release). So strangers never hold the slots
 // of the allowed sources, nor more than a few goroutines, and are paced. Within a queue
@@ -97,6 +97,8 @@ type gateLane struct {
 	q  queue
 }
 
+// newUDPGate returns the gate of conns; poller reads them (nil: a Poller of the gate's
+// own), and should also read the relay's sockets (rawudp.Poller says why).
 func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter, poller *rawudp.Poller) (*udpGate, error) {
 	if poller == nil {
 		poller = new(rawudp.Poller)

@@ -27,9 +27,9 @@ const (
 	// wake-ups. The queries in flight are capped far below the id space (the query
 	// slots, service.maxQueriesServing).
 	udpSockets = 4
-	// idleTimeout closes a UDP socket (and ends its reader) or a pooled TCP connection that
-	// carried nothing for this long; the next query opens a new one. named closes idle TCP
-	// connections after 30 s itself (tcp-idle-timeout).
+	// idleTimeout closes a UDP socket (taking it out of the Poller) or a pooled TCP
+	// connection that carried nothing for this long; the next query opens a new one.
+	// named closes idle TCP connections after 30 s itself (tcp-idle-timeout).
 	idleTimeout = 20 * time.Second
 	// maxIdleTCP bounds the TCP connections kept open between queries.
 	maxIdleTCP = 16

@@ -21,9 +21,8 @@ type udpSocket struct {
 	client *Client
 
 	mu       sync.Mutex
-	conn     *net.UDPConn     // the socket: nil until the first query and after an idle close
-	raw      *rawudp.Conn     // conn's
-	unpoll   func()           // takes conn out of the Poller
+	raw      *rawudp.Conn     // the socket: nil until the first query and after an idle close
+	unpoll   func()           // takes it out of the Poller
 	pending  map[uint16]*call // ids in use: waiting, or quarantined after a timeout
 	inflight int              // calls waiting for an answer
 	lastUse  time.Time        // when the last query was sent
@@ -176,7 +175,7 @@ func (s *udpSocket) open() error {
 		conn.Close()
 		return err
 	}
-	s.conn, s.raw, s.pending = conn, raw, map[uint16]*call{}
+	s.raw, s.pending = raw, map[uint16]*call{}
 	time.AfterFunc(sweepInterval, func() { s.tick(conn) })
 	return nil
 }
@@ -244,7 +243,7 @@ func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time, out *rawudp.Outbox) 
 	if idle {
 		s.unpoll()
 		conn.Close()
-		s.conn, s.raw, s.pending = nil, nil, nil // a late answer now meets a closed port
+		s.raw, s.pending = nil, nil // a late answer now meets a closed port
 	}
 	s.mu.Unlock()
 	for _, c := range expired {

@@ -91,6 +91,9 @@ func (p *Poller) open() error {
 func (p *Poller) remove(c *Conn, key int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if _, in := p.readers[key]; !in {
+		return // the set it was in is gone: its descriptor may be another file's by now
+	}
 	delete(p.readers, key)
 	// Fails (and need not succeed) once c is closed: closing took it out of the set.
 	c.rc.Control(func(fd uintptr) { unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) }) //nolint:errcheck
