@@ -18,13 +18,13 @@ import (
 
 const (
 	// udpSockets is how many UDP sockets the queries are spread over, each with its own
-	// 16-bit id space. Four: a server with several threads (named's UDP listeners, one
-	// per thread, SO_REUSEPORT) spreads its clients over them by address and port, and
-	// the answers come back sooner when more than one of them works (with one socket
-	// named answered on one thread: 0.52× its direct throughput through the agent at 16
-	// clients, against 0.56× with four and dnsdist's 0.56× in the same run, issue 15's
-	// bench). All are read by one goroutine (the Poller), so more sockets cost no more
-	// wake-ups. The queries in flight are capped far below the id space (the query
+	// 16-bit id space. Four: a server with several threads (named: one UDP socket per
+	// thread, SO_REUSEPORT) spreads its clients over them by address and port, and the
+	// answers come back sooner when more than one thread works. Through one socket named
+	// answered on one thread; with four, at 16 clients, the agent relayed 0.55–0.58× of
+	// named's direct throughput, dnsdist 0.56–0.58×, one socket 0.51× (issue 15's bench,
+	// bench/README.md). One goroutine reads them all (the Poller): more sockets cost no
+	// more wake-ups. The queries in flight are capped far below the id space (the query
 	// slots, service.maxQueriesServing).
 	udpSockets = 4
 	// idleTimeout closes a UDP socket (taking it out of the Poller) or a pooled TCP
