@@ -16,11 +16,13 @@ import (
 // blocks in the kernel and no call goes through the scheduler's system-call state.
 //
 // Why one goroutine: the relayed-query path had one reader goroutine per socket (the
-// gate's, the upstream one's). Each answer and each query then woke its own goroutine,
-// mostly on another thread, and the path relayed 0.52× of named's direct throughput at
-// 16 clients against dnsdist's 0.59×. With one goroutine for the gate's socket and four
-// upstream sockets, which named answers on more than one of its threads, it relayed as
-// much as dnsdist did or more (bench/README.md, Passthrough).
+// gate's, the upstream one's). Queries and answers then woke two goroutines, often a
+// second thread through a futex: parking and waking took 26% of the agent's time at 16
+// clients (perf record), and the path relayed 0.51× of named's direct throughput against
+// dnsdist's 0.56–0.58×. With one goroutine for the gate's socket and four upstream
+// sockets (which named answers on more than one of its threads) parking and waking took
+// 10%, futexes next to nothing, and the path relayed 0.55–0.58×, as dnsdist did
+// (bench/README.md, Passthrough).
 //
 // The zero value is ready to use. The goroutine and the epoll set exist while a socket is
 // in the Poller, and go away with the last one.
