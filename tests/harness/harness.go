@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -150,14 +151,19 @@ func listenBoth(t testing.TB) (net.Listener, net.PacketConn) {
 }
 
 // Buffer is a goroutine-safe output sink for a child process, holding at most limit bytes
-// (the head and the tail are kept when it overflows).
+// (the head and the tail are kept when it overflows, and the agent's warnings and errors
+// from the middle: a failure in a long run is otherwise lost with it).
 type Buffer struct {
 	mu      sync.Mutex
 	head    bytes.Buffer
 	tail    []byte
 	dropped int
+	kept    []string // warnings and errors among the dropped bytes, up to maxKept
 	limit   int
 }
+
+// maxKept bounds the warning and error lines a Buffer keeps from the bytes it drops.
+const maxKept = 100
 
 // NewBuffer makes a Buffer keeping about limit bytes (default 1 MiB).
 func NewBuffer(limit int) *Buffer {
@@ -179,11 +185,25 @@ func (b *Buffer) Write(p []byte) (int, error) {
 	if len(p) > 0 {
 		b.tail = append(b.tail, p...)
 		if over := len(b.tail) - b.limit/2; over > 0 {
+			b.keep(b.tail[:over])
 			b.dropped += over
 			b.tail = append(b.tail[:0], b.tail[over:]...)
 		}
 	}
 	return n, nil
+}
+
+// keep notes the agent's warning and error lines (its log's level field) in dropped; a
+// line cut where the drop begins or ends is kept as far as it goes.
+func (b *Buffer) keep(dropped []byte) {
+	for line := range bytes.Lines(dropped) {
+		if len(b.kept) == maxKept {
+			return
+		}
+		if bytes.Contains(line, []byte("\tWARN\t")) || bytes.Contains(line, []byte("\tERROR\t")) {
+			b.kept = append(b.kept, string(bytes.TrimRight(line, "\n")))
+		}
+	}
 }
 
 // String returns the captured output.
@@ -193,7 +213,11 @@ func (b *Buffer) String() string {
 	if b.dropped == 0 {
 		return b.head.String() + string(b.tail)
 	}
-	return fmt.Sprintf("%s\n... [%d bytes dropped] ...\n%s", b.head.String(), b.dropped, b.tail)
+	kept := ""
+	if len(b.kept) > 0 {
+		kept = fmt.Sprintf(", with these warnings and errors (at most %d):\n%s\n...", maxKept, strings.Join(b.kept, "\n"))
+	}
+	return fmt.Sprintf("%s\n... [%d bytes dropped%s] ...\n%s", b.head.String(), b.dropped, kept, b.tail)
 }
 
 // Eventually polls cond every interval until it returns true or timeout passes; it
