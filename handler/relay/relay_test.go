@@ -101,27 +101,31 @@ func recv(t *testing.T, ch <-chan packet) packet {
 	}
 }
 
+// answerInReverse waits for n queries at the fake upstream, then answers them all back to
+// back, the last first.
+func answerInReverse(t *testing.T, up *net.UDPConn, ch <-chan packet, n int) {
+	var got []packet
+	for len(got) < n {
+		p, ok := <-ch
+		if !ok {
+			return
+		}
+		got = append(got, p)
+	}
+	for i := len(got) - 1; i >= 0; i-- {
+		m := new(dns.Msg)
+		m.Unpack(got[i].msg)
+		up.WriteToUDP(reply(t, got[i].msg, m.Question[0].Name), got[i].from)
+	}
+}
+
 // Many queries in flight at once on the shared sockets, answered in reverse order: each
 // client gets the answer to its own question, with its own id.
 func TestUDPConcurrentAnswersOutOfOrder(t *testing.T) {
 	up, ch := fakeUDP(t)
 	c := New(up.LocalAddr().String(), 5*time.Second, nil)
 	const n = 200
-	go func() {
-		var got []packet
-		for len(got) < n {
-			p, ok := <-ch
-			if !ok {
-				return
-			}
-			got = append(got, p)
-		}
-		for i := len(got) - 1; i >= 0; i-- {
-			m := new(dns.Msg)
-			m.Unpack(got[i].msg)
-			up.WriteToUDP(reply(t, got[i].msg, m.Question[0].Name), got[i].from)
-		}
-	}()
+	go answerInReverse(t, up, ch, n)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -573,21 +577,7 @@ func TestSendBatchedAnswersReachTheirClients(t *testing.T) {
 	up, ch := fakeUDP(t)
 	c := New(up.LocalAddr().String(), 5*time.Second, nil)
 	const n = 200
-	go func() { // all answers back to back, in reverse order: the reader finds many waiting
-		var got []packet
-		for len(got) < n {
-			p, ok := <-ch
-			if !ok {
-				return
-			}
-			got = append(got, p)
-		}
-		for i := len(got) - 1; i >= 0; i-- {
-			m := new(dns.Msg)
-			m.Unpack(got[i].msg)
-			up.WriteToUDP(reply(t, got[i].msg, m.Question[0].Name), got[i].from)
-		}
-	}()
+	go answerInReverse(t, up, ch, n) // back to back: the reader finds many waiting
 	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
