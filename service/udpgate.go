@@ -33,7 +33,6 @@ const (
 	udpMaxDatagram  = 65535
 	udpMaxControl   = 128 // a datagram's control messages: packet info (IP_PKTINFO, IPV6_PKTINFO)
 	udpReadBatch    = 16  // datagrams read with one system call (rawudp.Batch)
-	udpReadRounds   = 4   // batches read from one socket before the poller's other sockets have their turn
 	udpSocketBuffer = 4 << 20
 
 	// Slow kinds served at once, over UDP and TCP together (middleware.Busy): below
@@ -155,22 +154,17 @@ func (g *udpGate) poll() error {
 }
 
 // readable takes the datagrams waiting on the gate's socket i, from the poller's
-// goroutine: up to udpReadRounds batches, then the poller's other sockets have their turn
-// (the relay's upstream sockets, the gate's other ones).
+// goroutine, for a turn (rawudp.Turn): then the poller's other sockets are read (the
+// relay's upstream sockets, the gate's other ones).
 func (g *udpGate) readable(i int, batch *rawudp.Batch) {
-	for range udpReadRounds {
-		n, err := batch.ReadNow()
-		if err != nil {
-			g.stopReading(fmt.Errorf("reading the UDP socket %s: %w", g.conns[i].LocalAddr(), err))
-			return
-		}
+	err := batch.Drain(func(n int) {
 		for j := range n {
 			msg, oob, from := batch.Datagram(j)
 			g.take(i, msg, oob, from)
 		}
-		if n < udpReadBatch {
-			return
-		}
+	})
+	if err != nil {
+		g.stopReading(fmt.Errorf("reading the UDP socket %s: %w", g.conns[i].LocalAddr(), err))
 	}
 }
 

@@ -180,32 +180,25 @@ func (s *udpSocket) open() error {
 	return nil
 }
 
-// readable delivers the answers waiting on raw, from the Poller's goroutine: up to
-// readRounds batches, then the Poller's other sockets have their turn.
+// readable delivers the answers waiting on raw, from the Poller's goroutine, for a turn
+// (rawudp.Turn): then the Poller's other sockets are read.
 func (s *udpSocket) readable(raw *rawudp.Conn, batch *rawudp.Batch) {
-	for range readRounds {
-		n, err := batch.ReadNow()
-		if err != nil {
-			s.readFailed(raw, err, &s.out)
-		}
+	err := batch.Drain(func(n int) {
 		for i := range n {
 			if msg, _, _ := batch.Datagram(i); len(msg) >= 12 {
 				s.deliver(msg, &s.out)
 			}
 		}
-		s.out.Flush() // before the next ReadNow reuses the answers' bytes
-		if n < readBatch {
-			return
-		}
+		s.out.Flush() // before the next read reuses the answers' bytes
+	})
+	if err != nil {
+		s.readFailed(raw, err, &s.out)
+		s.out.Flush()
 	}
 }
 
-// readBatch is how many answers one ReadNow takes (rawudp.Batch), readRounds how many
-// batches the socket's turn is.
-const (
-	readBatch  = 16
-	readRounds = 4
-)
+// readBatch is how many answers one read takes (rawudp.Batch).
+const readBatch = 16
 
 // sweepInterval is how often a socket is swept for calls of Send past their deadline:
 // the resolution of their timeout.

@@ -42,8 +42,8 @@ type Poller struct {
 
 // Add puts c in the Poller: read is called, from the Poller's goroutine, whenever c has a
 // datagram or an error waiting, and again as long as it has (epoll's level-triggered
-// mode): read should take what waits (Batch.ReadNow until it returns 0), but may leave some
-// so that the other sockets have their turn. remove takes c out; call it before closing c
+// mode): read should take what waits, but may leave some so that the other sockets have
+// their turn (Batch.Drain does both). remove takes c out; call it before closing c
 // (closing takes a socket out of the set, but its read function would stay).
 func (p *Poller) Add(c *Conn, read func()) (remove func(), err error) {
 	p.mu.Lock()

@@ -213,6 +213,30 @@ func (b *Batch) ReadNow() (int, error) {
 	return b.n, nil
 }
 
+// Turn is how many batches Drain reads at most: a socket's turn in a Poller, after
+// which the others are read.
+const Turn = 4
+
+// Drain reads what waits, a batch at a time, and hands each batch to got (its n
+// datagrams, valid until got returns: see Datagram). It stops at a batch that came back
+// short, nothing more waiting, or after Turn batches, leaving the rest for the socket's
+// next turn.
+func (b *Batch) Drain(got func(n int)) error {
+	for range Turn {
+		n, err := b.ReadNow()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			got(n)
+		}
+		if n < len(b.hdrs) {
+			return nil
+		}
+	}
+	return nil
+}
+
 // Datagram returns the i-th datagram of the last ReadNow, its control messages and its
 // source. They stay valid until the next ReadNow.
 func (b *Batch) Datagram(i int) (msg, oob []byte, from netip.AddrPort) {

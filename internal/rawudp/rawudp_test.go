@@ -281,3 +281,47 @@ func TestOutboxSendsInOrderEachTold(t *testing.T) {
 		t.Errorf("a second Flush told %q", told)
 	}
 }
+
+// Drain takes at most Turn batches, so a socket with more waiting leaves the rest for its
+// next turn instead of keeping the Poller's goroutine from the other sockets; a short
+// batch ends the turn early.
+func TestDrainTakesOneTurn(t *testing.T) {
+	server, raw := listenWildcard(t, "udp4", "127.0.0.1:0")
+	to := server.LocalAddr().(*net.UDPAddr)
+	const size, sent = 4, 4*Turn + 3
+	for i := range sent {
+		if _, err := server.WriteToUDP([]byte{byte(i)}, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // all queued on loopback
+	batch := raw.NewBatch(size, 512, 128)
+	var got []byte
+	var batches int
+	drain := func() {
+		t.Helper()
+		batches = 0
+		if err := batch.Drain(func(n int) {
+			batches++
+			for i := range n {
+				msg, _, _ := batch.Datagram(i)
+				got = append(got, msg[0])
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain()
+	if len(got) != size*Turn || batches != Turn {
+		t.Fatalf("one turn read %d datagrams in %d batches, want %d in %d", len(got), batches, size*Turn, Turn)
+	}
+	drain()
+	if len(got) != sent || batches != 1 {
+		t.Fatalf("the next turn read %d datagrams in all (%d batches this turn), want %d (1)", len(got), batches, sent)
+	}
+	for i, b := range got {
+		if int(b) != i {
+			t.Fatalf("datagram %d read as %d: order or bytes lost", i, b)
+		}
+	}
+}
