@@ -116,3 +116,49 @@ func TestUDPQueueServesSourcesInTurn(t *testing.T) {
 		t.Errorf("queue not empty after popping everything: n %d, turn %v", q.n, q.turn)
 	}
 }
+
+// A server shuts down at once, though the gate, not the server, reads the socket: the
+// gate takes the past read deadline dns.Server.Shutdown sets as its stop. Else each
+// server would wait out its read timeout (2 s), and the agent's stop with it.
+func TestUDPGateStopsWithTheServers(t *testing.T) {
+	cfg := testConfig(t, "")
+	acl, err := middleware.ParseACL([]string{"127.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{cfg: cfg, log: zap.NewNop(), allow: middleware.NewAllowLists(acl, acl)}
+	udp, err := listenUDP("127.0.0.1:0", s.allow.Entries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	servers, err := s.udpServers(udp, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		w.WriteMsg(new(dns.Msg).SetReply(r))
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, len(servers))
+	for _, srv := range servers {
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		go func() { served <- srv.ActivateAndServe() }()
+		<-started
+	}
+	// Served: the gate reads.
+	if _, err := dns.Exchange(new(dns.Msg).SetQuestion("example.com.", dns.TypeSOA), udp.conns[0].LocalAddr().String()); err != nil {
+		t.Fatalf("no answer before the shutdown: %v", err)
+	}
+	begin := time.Now()
+	for _, srv := range servers {
+		if err := srv.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range servers {
+		<-served
+	}
+	if took := time.Since(begin); took > 500*time.Millisecond {
+		t.Errorf("the servers took %v to shut down, want at once (their read timeout is 2 s)", took.Round(time.Millisecond))
+	}
+}
