@@ -626,3 +626,46 @@ func TestSendBatchedAnswersReachTheirClients(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// A socket idle for idleTimeout is closed and leaves the Poller; the next query opens a
+// new one, which the Poller reads (rawudp's own test covers the Poller emptied, then
+// filled again).
+func TestUDPIdleSocketsCloseAndReopen(t *testing.T) {
+	up, ch := fakeUDP(t)
+	go func() {
+		for p := range ch {
+			m := new(dns.Msg)
+			m.Unpack(p.msg)
+			up.WriteToUDP(reply(t, p.msg, m.Question[0].Name), p.from)
+		}
+	}()
+	c := New(up.LocalAddr().String(), 3*time.Second, nil)
+	ask := func(name string) {
+		t.Helper()
+		for range udpSockets { // round robin: every socket carries one
+			q := new(dns.Msg).SetQuestion(name, dns.TypeTXT)
+			packed, _ := q.Pack()
+			a, err := c.Exchange(context.Background(), packed, false)
+			if err != nil {
+				t.Fatalf("query %s: %v", name, err)
+			}
+			a.Release()
+		}
+	}
+	ask("before.example.")
+	later := time.Now().Add(idleTimeout + time.Second)
+	for i := range c.udp {
+		s := &c.udp[i]
+		s.mu.Lock()
+		conn := s.conn
+		s.mu.Unlock()
+		if conn == nil {
+			t.Fatalf("socket %d was never opened", i)
+		}
+		var out rawudp.Outbox
+		if !s.sweep(conn, later, &out) {
+			t.Fatalf("socket %d idle past idleTimeout was not closed", i)
+		}
+	}
+	ask("after.example.")
+}

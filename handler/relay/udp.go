@@ -21,7 +21,8 @@ type udpSocket struct {
 	client *Client
 
 	mu       sync.Mutex
-	raw      *rawudp.Conn     // the socket: nil until the first query and after an idle close
+	conn     *net.UDPConn     // the socket: nil until the first query and after an idle close
+	raw      *rawudp.Conn     // conn's raw calls
 	unpoll   func()           // takes it out of the Poller
 	pending  map[uint16]*call // ids in use: waiting, or quarantined after a timeout
 	inflight int              // calls waiting for an answer
@@ -175,7 +176,7 @@ func (s *udpSocket) open() error {
 		conn.Close()
 		return err
 	}
-	s.raw, s.pending = raw, map[uint16]*call{}
+	s.conn, s.raw, s.pending = conn, raw, map[uint16]*call{}
 	time.AfterFunc(sweepInterval, func() { s.tick(conn) })
 	return nil
 }
@@ -236,7 +237,7 @@ func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time, out *rawudp.Outbox) 
 	if idle {
 		s.unpoll()
 		conn.Close()
-		s.raw, s.pending = nil, nil // a late answer now meets a closed port
+		s.conn, s.raw, s.pending = nil, nil, nil // a late answer now meets a closed port
 	}
 	s.mu.Unlock()
 	for _, c := range expired {
