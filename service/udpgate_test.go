@@ -11,6 +11,28 @@ import (
 	"go.uber.org/zap"
 )
 
+// gatedServers listens on a loopback port with the gate in front of servers that answer
+// every request NOERROR; allow is both allow lists. The servers are not started.
+func gatedServers(t *testing.T, allow string) (*udpListener, []*dns.Server) {
+	t.Helper()
+	acl, err := middleware.ParseACL([]string{allow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{cfg: testConfig(t, ""), log: zap.NewNop(), allow: middleware.NewAllowLists(acl, acl)}
+	udp, err := listenUDP("127.0.0.1:0", s.allow.Entries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers, err := s.udpServers(udp, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		w.WriteMsg(new(dns.Msg).SetReply(r))
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return udp, servers
+}
+
 // Every datagram a server takes from the gate gives its slot back, whatever becomes of
 // it: answered, FORMERR from the library (sections that do not parse), or never handed
 // out (a response, a short datagram). A leak would end with a listener that serves nobody.
@@ -23,24 +45,8 @@ func TestUDPGateSlotsComeBack(t *testing.T) {
 		{"stranger", "192.0.2.1", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(t, "")
-			acl, err := middleware.ParseACL([]string{tc.allow})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := &Service{cfg: cfg, log: zap.NewNop(), allow: middleware.NewAllowLists(acl, acl)}
-			udp, err := listenUDP("127.0.0.1:0", s.allow.Entries())
-			if err != nil {
-				t.Fatal(err)
-			}
+			udp, servers := gatedServers(t, tc.allow)
 			pc := udp.conns[0]
-			answer := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-				w.WriteMsg(new(dns.Msg).SetReply(r))
-			})
-			servers, err := s.udpServers(udp, answer)
-			if err != nil {
-				t.Fatal(err)
-			}
 			for _, srv := range servers {
 				go srv.ActivateAndServe()
 				t.Cleanup(func() { srv.Shutdown() })
@@ -121,23 +127,8 @@ func TestUDPQueueServesSourcesInTurn(t *testing.T) {
 // gate takes the past read deadline dns.Server.Shutdown sets as its stop. Else each
 // server would wait out its read timeout (2 s), and the agent's stop with it.
 func TestUDPGateStopsWithTheServers(t *testing.T) {
-	cfg := testConfig(t, "")
-	acl, err := middleware.ParseACL([]string{"127.0.0.0/8"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Service{cfg: cfg, log: zap.NewNop(), allow: middleware.NewAllowLists(acl, acl)}
-	udp, err := listenUDP("127.0.0.1:0", s.allow.Entries())
-	if err != nil {
-		t.Fatal(err)
-	}
+	udp, servers := gatedServers(t, "127.0.0.0/8")
 	defer udp.Close()
-	servers, err := s.udpServers(udp, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		w.WriteMsg(new(dns.Msg).SetReply(r))
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	served := make(chan error, len(servers))
 	for _, srv := range servers {
 		started := make(chan struct{})
