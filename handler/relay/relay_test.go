@@ -629,17 +629,20 @@ func TestSendBatchedAnswersReachTheirClients(t *testing.T) {
 
 // A socket idle for idleTimeout is closed and leaves the Poller; the next query opens a
 // new one, which the Poller reads (rawudp's own test covers the Poller emptied, then
-// filled again).
+// filled again) and the sweeps watch again: a query sent on it that is never answered
+// fails at its timeout.
 func TestUDPIdleSocketsCloseAndReopen(t *testing.T) {
 	up, ch := fakeUDP(t)
 	go func() {
 		for p := range ch {
 			m := new(dns.Msg)
 			m.Unpack(p.msg)
-			up.WriteToUDP(reply(t, p.msg, m.Question[0].Name), p.from)
+			if name := m.Question[0].Name; name != "unanswered.example." {
+				up.WriteToUDP(reply(t, p.msg, name), p.from)
+			}
 		}
 	}()
-	c := New(up.LocalAddr().String(), 3*time.Second, nil)
+	c := New(up.LocalAddr().String(), 300*time.Millisecond, nil)
 	ask := func(name string) {
 		t.Helper()
 		for range udpSockets { // round robin: every socket carries one
@@ -663,9 +666,17 @@ func TestUDPIdleSocketsCloseAndReopen(t *testing.T) {
 			t.Fatalf("socket %d was never opened", i)
 		}
 		var out rawudp.Outbox
-		if !s.sweep(conn, later, &out) {
+		if !s.sweep(later, &out) {
 			t.Fatalf("socket %d idle past idleTimeout was not closed", i)
 		}
 	}
+	time.Sleep(3 * sweepInterval) // the sweeps of the closed sockets end
 	ask("after.example.")
+	r := make(replies, 1)
+	if err := c.Send(query(t, 7, "unanswered.example."), r); err != nil {
+		t.Fatal(err)
+	}
+	if res := r.wait(t, 2*time.Second); !errors.Is(res.err, context.DeadlineExceeded) {
+		t.Fatalf("an unanswered query on a reopened socket: %v, want its timeout", res.err)
+	}
 }

@@ -27,6 +27,7 @@ type udpSocket struct {
 	pending  map[uint16]*call // ids in use: waiting, or quarantined after a timeout
 	inflight int              // calls waiting for an answer
 	lastUse  time.Time        // when the last query was sent
+	sweeps   *time.Timer      // runs tick while the socket is open; made at the first open
 
 	out rawudp.Outbox // the Poller's goroutine's: the replies to what one ReadNow got
 }
@@ -177,7 +178,11 @@ func (s *udpSocket) open() error {
 		return err
 	}
 	s.conn, s.raw, s.pending = conn, raw, map[uint16]*call{}
-	time.AfterFunc(sweepInterval, func() { s.tick(conn) })
+	if s.sweeps == nil {
+		s.sweeps = time.AfterFunc(sweepInterval, s.tick)
+	} else {
+		s.sweeps.Reset(sweepInterval)
+	}
 	return nil
 }
 
@@ -205,22 +210,32 @@ const readBatch = 16
 // the resolution of their timeout.
 const sweepInterval = 100 * time.Millisecond
 
-// tick sweeps conn every sweepInterval until the sweep closes it.
-func (s *udpSocket) tick(conn *net.UDPConn) {
+// tick sweeps the socket every sweepInterval until the sweep closes it; the next open
+// starts the timer again. One timer per socket, so a sweep allocates nothing but what it
+// fails.
+func (s *udpSocket) tick() {
 	var out rawudp.Outbox
-	closed := s.sweep(conn, time.Now(), &out)
+	closed := s.sweep(time.Now(), &out)
 	out.Flush()
 	if !closed {
-		time.AfterFunc(sweepInterval, func() { s.tick(conn) })
+		s.mu.Lock()
+		if s.conn != nil { // else closed since, and the next open resets the timer
+			s.sweeps.Reset(sweepInterval)
+		}
+		s.mu.Unlock()
 	}
 }
 
 // sweep fails the calls of Send past their deadline (their ids are quarantined like an
 // abandoned Exchange's), forgets quarantined ids whose time is up, and closes the socket
-// once it was idle for idleTimeout; it reports whether it closed it.
-func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time, out *rawudp.Outbox) bool {
+// once it was idle for idleTimeout; it reports whether it closed it (or found it closed).
+func (s *udpSocket) sweep(now time.Time, out *rawudp.Outbox) bool {
 	var expired []*call
 	s.mu.Lock()
+	if s.conn == nil {
+		s.mu.Unlock()
+		return true
+	}
 	for id, c := range s.pending {
 		switch {
 		case !c.expires.IsZero():
@@ -236,7 +251,7 @@ func (s *udpSocket) sweep(conn *net.UDPConn, now time.Time, out *rawudp.Outbox) 
 	idle := s.inflight == 0 && now.Sub(s.lastUse) >= idleTimeout
 	if idle {
 		s.unpoll()
-		conn.Close()
+		s.conn.Close()
 		s.conn, s.raw, s.pending = nil, nil, nil // a late answer now meets a closed port
 	}
 	s.mu.Unlock()
