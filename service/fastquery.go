@@ -33,10 +33,9 @@ type fastQueries struct {
 	log   *middleware.RequestLog
 }
 
-// serve relays msg, read on sock from `from` with the control messages oob, and reports
-// whether it took it.
-func (f *fastQueries) serve(sock *rawudp.Conn, msg []byte, from netip.AddrPort, oob []byte) bool {
-	source := from.Addr().Unmap()
+// serve relays msg, read on sock from `from` (source: its address, unmapped) with the
+// control messages oob, and reports whether it took it.
+func (f *fastQueries) serve(sock *rawudp.Conn, msg []byte, from netip.AddrPort, source netip.Addr, oob []byte) bool {
 	if !handler.PlainQuery(msg) || f.log.Debug() || !f.allow.Query(source) || !f.slots.Take() {
 		return false
 	}

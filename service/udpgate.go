@@ -79,9 +79,9 @@ type udpGate struct {
 	lanes   [2]*gateLane // allowed sources, others
 	// fast, if set, relays a datagram from an allowed source at once, without the
 	// queue, a server goroutine or the chain, and reports whether it took it
-	// (fastquery.go). The datagram came from `from` with the control messages oob on
-	// sock, which its reply leaves through.
-	fast func(sock *rawudp.Conn, msg []byte, from netip.AddrPort, oob []byte) bool
+	// (fastquery.go). The datagram came from `from` (source: its address, unmapped) with
+	// the control messages oob on sock, which its reply leaves through.
+	fast func(sock *rawudp.Conn, msg []byte, from netip.AddrPort, source netip.Addr, oob []byte) bool
 }
 
 // gateLane is one queue of the gate and the slots of the server that serves it.
@@ -209,7 +209,7 @@ func (g *udpGate) take(i int, msg, oob []byte, from netip.AddrPort) {
 			return
 		}
 		l = g.lanes[0]
-		if g.fast != nil && g.fast(g.raw[i], msg, from, oob) {
+		if g.fast != nil && g.fast(g.raw[i], msg, from, source, oob) {
 			return
 		}
 	}
