@@ -211,8 +211,7 @@ const readBatch = 16
 const sweepInterval = 100 * time.Millisecond
 
 // tick sweeps the socket every sweepInterval until the sweep closes it; the next open
-// starts the timer again. One timer per socket, so a sweep allocates nothing but what it
-// fails.
+// starts the timer again. One timer for the socket's life, not a new one every sweep.
 func (s *udpSocket) tick() {
 	var out rawudp.Outbox
 	closed := s.sweep(time.Now(), &out)
