@@ -17,7 +17,9 @@ import (
 // middleware.Busy); 32 stay well under it, as a closed-loop client must (a slot is freed
 // only after the reply is sent). Every CREATE is
 // answered NOERROR (none SERVFAIL for load: create_timeout is the default 20 s), and
-// named / pdns_server then answer every zone's SOA with the primary's serial.
+// named / pdns_server then answer every zone's SOA with the primary's serial. The agent
+// reuses its connections to the primary: with one per transfer, each left a local port in
+// TIME_WAIT for 60 s, and a burst of 28,227 ran out of ports (transfer/client.go).
 func TestBulk2CreateBurst1000(t *testing.T) { t.Parallel(); bulkCreate(t, 1000) }
 
 func TestBulk2CreateBurst10000(t *testing.T) {
@@ -97,6 +99,11 @@ func bulkCreate(t *testing.T, n int) {
 		a.CheckAlive(t)
 		if stuck.Load() {
 			t.Fatalf("%s: a CREATE got no reply within 60 s; the burst was stopped", c.name)
+		}
+		// Both bursts count: the first one's stay in TIME_WAIT for 60 s.
+		if tw, err := harness.TimeWaits(p.Addr()); err != nil || tw > n/10 {
+			t.Errorf("%s: %d sockets toward the primary in TIME_WAIT after %d CREATEs (%v), want at most %d: a connection per transfer",
+				c.name, tw, n, err, n/10)
 		}
 		if servfail.Load() > 0 || other.Load() > 0 {
 			t.Errorf("%s: %d CREATEs answered SERVFAIL, %d other or no reply, of %d", c.name, servfail.Load(), other.Load(), n)

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/internal/connpool"
 	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
@@ -30,18 +32,48 @@ type Client struct {
 	MaxRecords   int           // a transfer with more records is refused; 0: no limit
 	MaxBytes     int           // a transfer with more wire bytes is refused; 0: no limit
 	SpoolDir     string        // where large IXFR change sets spill (SpoolChangeSet); "": os.TempDir
+
+	conns *connpool.Pool[netip.AddrPort] // idle connections by master (reuse, below); nil: none kept
+}
+
+// Connections to the masters are reused (RFC 7766 §6.2.1; RFC 5936 §4.1 has a primary
+// take several requests on one connection). With a connection for every SOA query and
+// transfer, each left its local port in TIME_WAIT for 60 s when the agent closed it: a
+// burst of CREATEs ran out of the 28,232 ephemeral ports (ip_local_port_range) after
+// 28,227 zones and answered the rest SERVFAIL, on any path but loopback, where the kernel
+// reuses such ports itself (tcp_tw_reuse=2; issue 15, measured with it off). A primary
+// that serves one request a connection and closes it is asked again on a new connection.
+const (
+	// maxIdlePerMaster bounds the idle connections kept to one master: more than the
+	// transfers and checks that run at once (workers).
+	maxIdlePerMaster = 16
+	// idleConnTimeout closes an idle connection, below MiniDNS's tcp_recv_timeout (0.5 s
+	// by default, designate/service.py), which closes a connection idle that long with a
+	// log line each: the agent closes first, as it would have without reuse.
+	idleConnTimeout = 300 * time.Millisecond
+)
+
+// newConnPool returns the pool of a Client that reuses connections.
+func newConnPool() *connpool.Pool[netip.AddrPort] {
+	return &connpool.Pool[netip.AddrPort]{MaxIdle: maxIdlePerMaster, IdleTimeout: idleConnTimeout}
 }
 
 // session is one TCP exchange with a master: a request and the messages answering it.
 type session struct {
-	client *Client
-	conn   net.Conn
-	in     *bufio.Reader
-	buf    []byte
-	zone   string
-	master netip.AddrPort
-	id     uint16
-	tsig   *tsigChain // verifies the replies when the client has a key
+	client  *Client
+	ctx     context.Context
+	conn    *stoppableConn
+	in      *bufio.Reader
+	bufSize int
+	request []byte // as sent, length prefix included: sent again on a new connection
+	reused  bool   // conn came from the pool and nothing was read on it yet
+	// finished: the whole answer was read, so the connection may carry another request.
+	finished, closed bool
+	buf              []byte
+	zone             string
+	master           netip.AddrPort
+	id               uint16
+	tsig             *tsigChain // verifies the replies when the client has a key
 
 	Records int // records received, for the caps and the transfer summary
 	Bytes   int // wire bytes received
@@ -64,35 +96,49 @@ const (
 )
 
 func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg, bufSize int) (*session, error) {
-	dialer := net.Dialer{Timeout: c.DialTimeout}
-	if c.Source.IsValid() {
-		dialer.LocalAddr = &net.TCPAddr{IP: c.Source.AsSlice()}
+	s := &session{client: c, ctx: ctx, bufSize: bufSize, zone: req.Question[0].Name, master: master, id: req.Id}
+	if c.MaxDuration > 0 {
+		s.deadline = time.Now().Add(c.MaxDuration)
 	}
-	conn, err := dialer.DialContext(ctx, "tcp", master.String())
+	packed, err := s.pack(req)
 	if err != nil {
 		return nil, err
 	}
-	// Cancelling the context (shutdown, DELETE of the zone) must interrupt a blocked read.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	now := time.Now()
-	s := &session{client: c, conn: &stoppableConn{Conn: conn, stop: stop}, in: bufio.NewReaderSize(conn, bufSize),
-		zone: req.Question[0].Name, master: master, id: req.Id, progress: now}
-	if c.MaxDuration > 0 {
-		s.deadline = now.Add(c.MaxDuration)
+	s.request = append(binary.BigEndian.AppendUint16(nil, uint16(len(packed))), packed...)
+	if conn := c.conns.Get(master); conn != nil && s.send(conn, true) == nil {
+		return s, nil
 	}
-	packed, err := s.pack(req)
-	if err == nil {
-		conn.SetWriteDeadline(time.Now().Add(c.StallTimeout)) //nolint:errcheck // shows up as a write error
-		_, err = conn.Write(binary.BigEndian.AppendUint16(nil, uint16(len(packed))))
-		if err == nil {
-			_, err = conn.Write(packed)
-		}
-	}
-	if err != nil {
-		s.Close()
+	if err := s.dial(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// dial sends the request on a new connection.
+func (s *session) dial() error {
+	dialer := net.Dialer{Timeout: s.client.DialTimeout}
+	if s.client.Source.IsValid() {
+		dialer.LocalAddr = &net.TCPAddr{IP: s.client.Source.AsSlice()}
+	}
+	conn, err := dialer.DialContext(s.ctx, "tcp", s.master.String())
+	if err != nil {
+		return err
+	}
+	return s.send(conn, false)
+}
+
+// send sends the request on conn (closed if that fails).
+func (s *session) send(conn net.Conn, reused bool) error {
+	// Cancelling the context (shutdown, DELETE of the zone) must interrupt a blocked read.
+	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
+	s.conn, s.in, s.reused = &stoppableConn{Conn: conn, stop: stop}, bufio.NewReaderSize(conn, s.bufSize), reused
+	s.progress = time.Now()
+	conn.SetWriteDeadline(s.progress.Add(s.client.StallTimeout)) //nolint:errcheck // shows up as a write error
+	if _, err := conn.Write(s.request); err != nil {
+		s.conn.Close()
+		return err
+	}
+	return nil
 }
 
 func (s *session) pack(req *dns.Msg) ([]byte, error) {
@@ -120,12 +166,42 @@ func (c *stoppableConn) Close() error {
 	return c.Conn.Close()
 }
 
-// Close ends the session.
-func (s *session) Close() { s.conn.Close() }
+// Close ends the session. The connection goes back to the pool if the whole answer was
+// read and nothing more came, else it is closed.
+func (s *session) Close() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if s.finished && s.in.Buffered() == 0 && s.conn.stop() { // else the context ended: closing
+		s.client.conns.Put(s.master, s.conn.Conn)
+		return
+	}
+	s.conn.Close()
+}
+
+// errPrimaryClosed: the primary closed the connection before the answer was complete.
+var errPrimaryClosed = errors.New("primary closed the connection")
 
 // read returns the next message, checked: it answers the request, with NOERROR, within
 // the caps, properly signed when a key is used, and its answer records are in the zone.
+// The first read on a reused connection the primary closed meanwhile sends the request
+// again on a new one.
 func (s *session) read() (*dns.Msg, error) {
+	msg, err := s.readMessage()
+	if err != nil && s.reused && s.ctx.Err() == nil &&
+		(errors.Is(err, errPrimaryClosed) || errors.Is(err, syscall.ECONNRESET)) {
+		s.conn.Close()
+		if err := s.dial(); err != nil {
+			return nil, err
+		}
+		return s.readMessage()
+	}
+	s.reused = false
+	return msg, err
+}
+
+func (s *session) readMessage() (*dns.Msg, error) {
 	// The stall clock runs from the last record, not the last message: messages without
 	// records do not keep a transfer alive.
 	deadline, overall := s.progress.Add(s.client.StallTimeout), false
@@ -136,7 +212,7 @@ func (s *session) read() (*dns.Msg, error) {
 	var length [2]byte
 	if _, err := io.ReadFull(s.in, length[:]); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("primary closed the connection")
+			return nil, errPrimaryClosed
 		}
 		return nil, s.timeout(err, overall)
 	}
@@ -235,6 +311,7 @@ func (c *Client) SOA(ctx context.Context, master netip.AddrPort, zone string) (*
 	if err != nil {
 		return nil, fmt.Errorf("SOA %s from %s: %w", zone, master, err)
 	}
+	s.finished = true // the answer is one message
 	if !msg.Authoritative {
 		return nil, fmt.Errorf("SOA %s from %s: the answer is not authoritative (is the zone configured there?)", zone, master)
 	}
@@ -362,6 +439,7 @@ func (st *Stream) take(rrs []dns.RR) error {
 		if err := st.complete(); err != nil {
 			return err
 		}
+		st.finished = true
 	}
 	if len(batch) > 0 {
 		st.batch = batch

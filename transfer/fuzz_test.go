@@ -3,6 +3,7 @@ package transfer
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
@@ -146,7 +147,8 @@ func fuzzSession(stream []byte) *session {
 	}
 	return &session{
 		client: &Client{StallTimeout: time.Second, MaxRecords: 500, MaxBytes: 1 << 20},
-		conn:   nopConn{},
+		ctx:    context.Background(),
+		conn:   &stoppableConn{Conn: nopConn{}, stop: func() bool { return false }},
 		in:     bufio.NewReader(bytes.NewReader(stream)),
 		zone:   fuzzZone,
 		master: netip.MustParseAddrPort("192.0.2.53:53"),

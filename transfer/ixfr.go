@@ -63,6 +63,7 @@ func decodeIXFR(s *session, serial uint32, spoolDir string) (_ *IXFRResult, err 
 		}
 		rrs = append(rrs, msg.Answer...)
 		if soa, ok := firstSOA(rrs, s.zone); ok && len(rrs) == 1 && !Newer(soa.Serial, serial) {
+			s.finished = true
 			return &IXFRResult{UpToDate: true, Records: s.Records, Bytes: s.Bytes}, nil
 		}
 	}
@@ -96,6 +97,7 @@ func decodeIXFR(s *session, serial uint32, spoolDir string) (_ *IXFRResult, err 
 			if err := s.complete(); err != nil {
 				return nil, err
 			}
+			s.finished = true
 			break
 		}
 		msg, err := s.read()

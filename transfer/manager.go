@@ -187,7 +187,7 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		cfg: cfg,
 		client: &Client{Source: cfg.Source, DialTimeout: cfg.DialTimeout, StallTimeout: cfg.StallTimeout,
 			MaxDuration: cfg.MaxDuration, Key: cfg.Key, MaxRecords: cfg.MaxRecords, MaxBytes: cfg.MaxBytes,
-			SpoolDir: cfg.SpoolDir},
+			SpoolDir: cfg.SpoolDir, conns: newConnPool()},
 		backend:  be,
 		log:      log,
 		now:      time.Now,

@@ -62,6 +62,7 @@ func New(destination string, timeout time.Duration, poller *rawudp.Poller) *Clie
 		c.udp[i].client = c
 	}
 	c.tcp.client = c
+	c.tcp.conns.MaxIdle, c.tcp.conns.IdleTimeout = maxIdleTCP, idleTimeout
 	return c
 }
 

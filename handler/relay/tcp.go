@@ -7,8 +7,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"sync"
 	"time"
+
+	"github.com/dnsagent/dnsagent/internal/connpool"
 )
 
 // tcpPool keeps TCP connections to the destination open between queries. A connection
@@ -16,22 +17,14 @@ import (
 // answer, so nothing of an earlier query can be read as the answer to a later one.
 type tcpPool struct {
 	client *Client
-
-	mu    sync.Mutex
-	idle  []idleConn // most recently used last
-	sweep *time.Timer
-}
-
-type idleConn struct {
-	conn  net.Conn
-	since time.Time
+	conns  connpool.Pool[struct{}] // one destination
 }
 
 // exchange sends query over a pooled connection, or a new one. A pooled connection the
 // server closed meanwhile (named closes idle ones) fails at once; the query is then sent
 // again on a new connection: queries are idempotent.
 func (p *tcpPool) exchange(ctx context.Context, query []byte, q question) (*Answer, error) {
-	if conn := p.get(); conn != nil {
+	if conn := p.conns.Get(struct{}{}); conn != nil {
 		a, err := p.roundTrip(ctx, conn, query, q)
 		if err == nil || ctx.Err() != nil {
 			return a, err
@@ -81,53 +74,9 @@ func (p *tcpPool) roundTrip(ctx context.Context, conn net.Conn, query []byte, q 
 		return fail(errors.New("the answer does not match the query"))
 	}
 	if stop() {
-		p.put(conn)
+		p.conns.Put(struct{}{}, conn)
 	} else { // cancelled meanwhile: the deadline may be set to the past at any moment
 		conn.Close()
 	}
 	return &Answer{Bytes: *b, buf: b}, nil
-}
-
-// get returns the most recently used idle connection, or nil.
-func (p *tcpPool) get() net.Conn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := len(p.idle); n > 0 {
-		c := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		return c.conn
-	}
-	return nil
-}
-
-// put keeps conn for the next query, or closes it if the pool is full.
-func (p *tcpPool) put(conn net.Conn) {
-	conn.SetDeadline(time.Time{}) //nolint:errcheck
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.idle) >= maxIdleTCP {
-		conn.Close()
-		return
-	}
-	p.idle = append(p.idle, idleConn{conn: conn, since: time.Now()})
-	if p.sweep == nil {
-		p.sweep = time.AfterFunc(idleTimeout, p.closeIdle)
-	}
-}
-
-// closeIdle closes the connections unused for idleTimeout; the oldest come first.
-func (p *tcpPool) closeIdle() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cutoff := time.Now().Add(-idleTimeout)
-	n := 0
-	for n < len(p.idle) && !p.idle[n].since.After(cutoff) {
-		p.idle[n].conn.Close()
-		n++
-	}
-	p.idle = append(p.idle[:0], p.idle[n:]...)
-	p.sweep = nil
-	if len(p.idle) > 0 {
-		p.sweep = time.AfterFunc(p.idle[0].since.Sub(cutoff), p.closeIdle)
-	}
 }

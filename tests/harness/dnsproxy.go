@@ -43,7 +43,8 @@ type DNSProxyMode struct {
 }
 
 // DNSProxy is a DNS-aware fault-injecting TCP relay on a random loopback port in front of
-// a real server (UDP is not relayed). It reads the first message of each connection and
+// a real server (UDP is not relayed). It takes one query a connection: a second one
+// closes the connection unanswered. It reads the first message of each connection and
 // decides from its query type, under the mode current at that moment, whether to relay
 // the connection, answer with an error rcode, cut the reply stream, hold it, drop the
 // connection or hang. It counts the queries it saw by type.
@@ -57,6 +58,7 @@ type DNSProxy struct {
 	ixfrs, axfrs, others atomic.Int64
 	answered, cuts, held atomic.Int64
 	dropped, hung        atomic.Int64
+	refused              atomic.Int64 // second queries on a connection, closed unanswered
 }
 
 // dnsProxyMaxConns bounds a DNSProxy's connections (two goroutines each); more are
@@ -146,6 +148,9 @@ func (p *DNSProxy) Held() int64 { return p.held.Load() }
 // Dropped counts connections closed by Close.
 func (p *DNSProxy) Dropped() int64 { return p.dropped.Load() }
 
+// Reused counts connections closed because a second query came on them.
+func (p *DNSProxy) Reused() int64 { return p.refused.Load() }
+
 // Hung counts connections left unanswered by Hang.
 func (p *DNSProxy) Hung() int64 { return p.hung.Load() }
 
@@ -218,23 +223,22 @@ func (p *DNSProxy) relay(client net.Conn, query []byte, fault DNSFault) {
 		return
 	}
 	done := make(chan struct{})
-	go func() { // client -> upstream: further queries on the connection, untouched
+	go func() { // client -> upstream: the proxy takes one query a connection
 		defer close(done)
-		buf := make([]byte, 4<<10)
-		for {
-			client.SetReadDeadline(time.Now().Add(dnsProxyIdle))
-			n, err := client.Read(buf)
-			if n > 0 {
-				up.SetWriteDeadline(time.Now().Add(dnsProxyIdle))
-				if _, werr := up.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				if tc, ok := up.(*net.TCPConn); ok {
-					tc.CloseWrite()
-				}
-				return
+		client.SetReadDeadline(time.Now().Add(dnsProxyIdle))
+		n, err := client.Read(make([]byte, 512))
+		if n > 0 {
+			// Another query on the connection (the agent reuses connections): the
+			// proxy closes it, as a primary serving one query a connection does, so
+			// the agent asks again on a new connection, which gets the mode's fault.
+			p.refused.Add(1)
+			client.Close()
+			up.Close()
+			return
+		}
+		if err != nil {
+			if tc, ok := up.(*net.TCPConn); ok {
+				tc.CloseWrite()
 			}
 		}
 	}()

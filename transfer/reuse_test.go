@@ -1,0 +1,100 @@
+package transfer
+
+import (
+	"context"
+	"io"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// reuseClient is a Client reusing its connections, as the Manager's does.
+func reuseClient() *Client {
+	return &Client{DialTimeout: 2 * time.Second, StallTimeout: 5 * time.Second, conns: newConnPool()}
+}
+
+// transferAll asks master for zone's SOA, an AXFR read to its end and an IXFR from the
+// current serial, as a check, a CREATE and a refresh do.
+func transferAll(t *testing.T, c *Client, master netip.AddrPort, zone string, records int) {
+	t.Helper()
+	ctx := context.Background()
+	soa, err := c.SOA(ctx, master, zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.AXFR(ctx, master, zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for {
+		rrs, err := st.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += len(rrs)
+	}
+	st.Close()
+	if got < records {
+		t.Fatalf("AXFR of %s: %d records, want at least %d", zone, got, records)
+	}
+	res, err := c.IXFR(ctx, master, zone, soa.Serial)
+	if err != nil || !res.UpToDate {
+		t.Fatalf("IXFR of %s from its current serial: %+v, %v; want up to date", zone, res, err)
+	}
+}
+
+// SOA queries and transfers to one master share a connection (named, a zone of many TCP
+// messages), and the agent closes it once idle: without reuse each left a port in
+// TIME_WAIT for 60 s, and a burst of CREATEs ran out of ports.
+func TestConnectionReusedAndClosedWhenIdle(t *testing.T) {
+	harness.Require(t, "named")
+	z := harness.NewZone("reuse.example.", 7, 3000)
+	p := harness.StartPrimary(t, map[string]string{z.Name: z.Text()})
+	master := netip.MustParseAddrPort(p.Addr())
+	before, err := harness.TimeWaits(p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := reuseClient()
+	for range 5 {
+		transferAll(t, c, master, z.Name, 3000)
+	}
+	if n := c.conns.Idle(master); n != 1 {
+		t.Errorf("%d idle connections after 15 exchanges one after another, want 1", n)
+	}
+	if tw, _ := harness.TimeWaits(p.Addr()); tw != before {
+		t.Errorf("%d sockets toward the primary went to TIME_WAIT during 15 exchanges, want none closed", tw-before)
+	}
+	if !harness.Eventually(2*time.Second, 20*time.Millisecond, func() bool { return c.conns.Idle(master) == 0 }) {
+		t.Fatalf("the idle connection was kept past %v", idleConnTimeout)
+	}
+	if tw, _ := harness.TimeWaits(p.Addr()); tw != before+1 {
+		t.Errorf("%d sockets went to TIME_WAIT, want 1: the agent closes the idle connection itself", tw-before)
+	}
+}
+
+// A primary that takes one query a connection (the fault proxy) closes a reused
+// connection at the next request: the request is sent again on a new connection, and
+// every exchange succeeds.
+func TestOneQueryPerConnectionPrimary(t *testing.T) {
+	harness.Require(t, "named")
+	z := harness.NewZone("one.example.", 3, 500)
+	p := harness.StartPrimary(t, map[string]string{z.Name: z.Text()})
+	proxy := harness.StartDNSProxy(t, p.Addr())
+	c := reuseClient()
+	for range 3 {
+		transferAll(t, c, netip.MustParseAddrPort(proxy.Addr()), z.Name, 500)
+	}
+	if proxy.Others() != 3 || proxy.AXFRs() != 3 || proxy.IXFRs() != 3 {
+		t.Errorf("the primary saw %d SOA queries, %d AXFRs and %d IXFRs, want 3 each", proxy.Others(), proxy.AXFRs(), proxy.IXFRs())
+	}
+	if proxy.Reused() != 8 {
+		t.Errorf("%d requests came on a reused connection, want 8 (all but the first)", proxy.Reused())
+	}
+}
