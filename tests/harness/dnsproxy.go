@@ -58,7 +58,7 @@ type DNSProxy struct {
 	ixfrs, axfrs, others atomic.Int64
 	answered, cuts, held atomic.Int64
 	dropped, hung        atomic.Int64
-	refused              atomic.Int64 // second queries on a connection, closed unanswered
+	reused               atomic.Int64 // second queries on a connection, closed unanswered
 }
 
 // dnsProxyMaxConns bounds a DNSProxy's connections (two goroutines each); more are
@@ -149,7 +149,7 @@ func (p *DNSProxy) Held() int64 { return p.held.Load() }
 func (p *DNSProxy) Dropped() int64 { return p.dropped.Load() }
 
 // Reused counts connections closed because a second query came on them.
-func (p *DNSProxy) Reused() int64 { return p.refused.Load() }
+func (p *DNSProxy) Reused() int64 { return p.reused.Load() }
 
 // Hung counts connections left unanswered by Hang.
 func (p *DNSProxy) Hung() int64 { return p.hung.Load() }
@@ -231,7 +231,7 @@ func (p *DNSProxy) relay(client net.Conn, query []byte, fault DNSFault) {
 			// Another query on the connection (the agent reuses connections): the
 			// proxy closes it, as a primary serving one query a connection does, so
 			// the agent asks again on a new connection, which gets the mode's fault.
-			p.refused.Add(1)
+			p.reused.Add(1)
 			client.Close()
 			up.Close()
 			return
