@@ -35,10 +35,11 @@ var errIXFRHistory = errors.New("inconsistent IXFR history")
 // IXFR asks master for the changes since serial.
 func (c *Client) IXFR(ctx context.Context, master netip.AddrPort, zone string, serial uint32) (*IXFRResult, error) {
 	req := new(dns.Msg).SetIxfr(zone, serial, ".", ".")
-	s, err := c.open(ctx, master, req, transferReadBuffer)
+	s, first, err := c.startTransfer(ctx, master, req)
 	if err != nil {
 		return nil, fmt.Errorf("IXFR %s from %s: %w", zone, master, err)
 	}
+	s.first = first // decodeIXFR reads from the start
 	res, err := decodeIXFR(s, serial, c.SpoolDir)
 	if err != nil {
 		s.Close()

@@ -98,3 +98,36 @@ func TestOneQueryPerConnectionPrimary(t *testing.T) {
 		t.Errorf("%d requests came on a reused connection, want 8 (all but the first)", proxy.Reused())
 	}
 }
+
+// A primary that runs as many outgoing transfers as it allows answers the next SERVFAIL
+// (named: transfers-out): the transfer is asked for again after a pause, and every
+// concurrent transfer gets through.
+func TestTransferAskedAgainWhenPrimaryBusy(t *testing.T) {
+	harness.Require(t, "named")
+	z := harness.NewZone("busy.example.", 5, 5000)
+	p := harness.StartPrimaryWith(t, harness.PrimaryOptions{Zones: map[string]string{z.Name: z.Text()},
+		ExtraOptions: "transfers-out 1;"})
+	master := netip.MustParseAddrPort(p.Addr())
+	c := reuseClient()
+	errs := make(chan error, 4)
+	for range cap(errs) {
+		go func() {
+			st, err := c.AXFR(context.Background(), master, z.Name)
+			if err == nil {
+				for err == nil {
+					_, err = st.Next()
+				}
+				st.Close()
+			}
+			if err == io.EOF {
+				err = nil
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("a transfer while the primary allows one at a time: %v", err)
+		}
+	}
+}
