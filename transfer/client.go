@@ -147,9 +147,6 @@ func (s *session) pack(req *dns.Msg) ([]byte, error) {
 	if key == nil {
 		return req.Pack()
 	}
-	if req.IsTsig() != nil { // signed for an earlier attempt: signed again, with the time now
-		req.Extra = req.Extra[:len(req.Extra)-1]
-	}
 	req.SetTsig(key.Name, key.Algorithm, 300, time.Now().Unix())
 	packed, mac, err := dns.TsigGenerate(req, key.Secret, "", false)
 	if err != nil {

@@ -2,12 +2,15 @@ package transfer
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/dnsagent/dnsagent/tests/harness"
+	"github.com/dnsagent/dnsagent/tsigkey"
+	"github.com/miekg/dns"
 )
 
 // reuseClient is a Client reusing its connections, as the Manager's does.
@@ -100,34 +103,42 @@ func TestOneQueryPerConnectionPrimary(t *testing.T) {
 }
 
 // A primary that runs as many outgoing transfers as it allows answers the next SERVFAIL
-// (named: transfers-out): the transfer is asked for again after a pause, and every
-// concurrent transfer gets through.
+// (named: transfers-out): the transfer is asked for again after a pause, signed anew
+// with TSIG, and every concurrent transfer of a zone of many messages gets through.
 func TestTransferAskedAgainWhenPrimaryBusy(t *testing.T) {
 	harness.Require(t, "named")
-	z := harness.NewZone("busy.example.", 5, 5000)
-	p := harness.StartPrimaryWith(t, harness.PrimaryOptions{Zones: map[string]string{z.Name: z.Text()},
-		ExtraOptions: "transfers-out 1;"})
-	master := netip.MustParseAddrPort(p.Addr())
-	c := reuseClient()
-	errs := make(chan error, 4)
-	for range cap(errs) {
-		go func() {
-			st, err := c.AXFR(context.Background(), master, z.Name)
-			if err == nil {
-				for err == nil {
-					_, err = st.Next()
+	for _, signed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tsig=%v", signed), func(t *testing.T) {
+			z := harness.NewZone("busy.example.", 5, 5000)
+			opts := harness.PrimaryOptions{Zones: map[string]string{z.Name: z.Text()}, ExtraOptions: "transfers-out 1;"}
+			c := reuseClient()
+			if signed {
+				k := harness.NewTSIGKey(t, "busy-key", "hmac-sha256")
+				opts.TransferKeys = []harness.TSIGKey{k}
+				c.Key = &tsigkey.Key{Name: "busy-key.", Algorithm: dns.HmacSHA256, Secret: k.Secret}
+			}
+			master := netip.MustParseAddrPort(harness.StartPrimaryWith(t, opts).Addr())
+			errs := make(chan error, 4)
+			for range cap(errs) {
+				go func() {
+					st, err := c.AXFR(context.Background(), master, z.Name)
+					if err == nil {
+						for err == nil {
+							_, err = st.Next()
+						}
+						st.Close()
+					}
+					if err == io.EOF {
+						err = nil
+					}
+					errs <- err
+				}()
+			}
+			for range cap(errs) {
+				if err := <-errs; err != nil {
+					t.Errorf("a transfer while the primary allows one at a time: %v", err)
 				}
-				st.Close()
 			}
-			if err == io.EOF {
-				err = nil
-			}
-			errs <- err
-		}()
-	}
-	for range cap(errs) {
-		if err := <-errs; err != nil {
-			t.Errorf("a transfer while the primary allows one at a time: %v", err)
-		}
+		})
 	}
 }
