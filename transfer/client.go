@@ -84,7 +84,6 @@ type session struct {
 	empty    int       // messages without records since the last record
 }
 
-// open connects to master and sends req, signed when the client has a key.
 // Read buffers: a SOA answer is small, and a message larger than the buffer is read
 // straight into s.buf anyway (bufio skips its buffer for large reads). A burst of CREATEs
 // opens two sessions per zone, and 64 KiB buffers each cost more than a small zone's
@@ -96,6 +95,8 @@ const (
 	transferReadBuffer = 28 << 10
 )
 
+// open sends req to master, signed when the client has a key, on an idle connection to
+// it if there is one, else on a new one.
 func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg, bufSize int) (*session, error) {
 	s := &session{client: c, ctx: ctx, bufSize: bufSize, zone: req.Question[0].Name, master: master, id: req.Id}
 	if c.MaxDuration > 0 {

@@ -85,6 +85,35 @@ func TestConnectionReusedAndClosedWhenIdle(t *testing.T) {
 	}
 }
 
+// Knot and NSD keep a connection open after an answer too (RFC 5936 §4.1): the SOA
+// queries, AXFRs and IXFRs one after another all go over the first connection.
+func TestConnectionReusedByKnotAndNSD(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		start func(testing.TB, harness.ServerOptions) *harness.Server
+	}{{"knot", harness.StartKnot}, {"nsd", harness.StartNSD}} {
+		t.Run(c.name, func(t *testing.T) {
+			z := harness.NewZone("reuse.example.", 7, 3000)
+			s := c.start(t, harness.ServerOptions{Zones: map[string]string{z.Name: z.Text()}})
+			master := netip.MustParseAddrPort(s.Addr())
+			cl := reuseClient(time.Minute)
+			var ports []string
+			for range 3 {
+				transferAll(t, cl, master, z.Name, 3000)
+				conn := cl.conns.Get(master)
+				if conn == nil {
+					t.Fatal("no connection kept after a complete exchange")
+				}
+				ports = append(ports, conn.LocalAddr().String())
+				cl.conns.Put(master, conn)
+			}
+			if ports[0] != ports[1] || ports[1] != ports[2] {
+				t.Errorf("the exchanges went over %v, want one connection throughout", ports)
+			}
+		})
+	}
+}
+
 // A primary that takes one query a connection (the fault proxy) closes a reused
 // connection at the next request: the request is sent again on a new connection, and
 // every exchange succeeds.
