@@ -65,9 +65,8 @@ type session struct {
 	conn    *stoppableConn
 	in      *bufio.Reader
 	bufSize int
-	request []byte   // as sent, length prefix included: sent again on a new connection
-	reused  bool     // conn came from the pool and nothing was read on it yet
-	first   *dns.Msg // read already (IXFR): the next read returns it
+	request []byte // as sent, length prefix included: sent again on a new connection
+	reused  bool   // conn came from the pool and nothing was read on it yet
 	// finished: the whole answer was read, so the connection may carry another request.
 	finished, closed bool
 	buf              []byte
@@ -190,10 +189,6 @@ var errPrimaryClosed = errors.New("primary closed the connection")
 // The first read on a reused connection the primary closed meanwhile sends the request
 // again on a new one.
 func (s *session) read() (*dns.Msg, error) {
-	if msg := s.first; msg != nil {
-		s.first = nil
-		return msg, nil
-	}
 	msg, err := s.readMessage()
 	if err != nil && s.reused && s.ctx.Err() == nil &&
 		(errors.Is(err, errPrimaryClosed) || errors.Is(err, syscall.ECONNRESET)) {

@@ -32,7 +32,11 @@ const fuzzZone = "example.com."
 func FuzzIXFRDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream []byte, serial uint32) {
 		s := fuzzSession(stream)
-		res, err := decodeIXFR(s, serial, "")
+		first, err := s.read()
+		if err != nil {
+			return
+		}
+		res, err := decodeIXFR(s, first.Answer, serial, "")
 		if err != nil {
 			return
 		}

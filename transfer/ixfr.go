@@ -39,8 +39,7 @@ func (c *Client) IXFR(ctx context.Context, master netip.AddrPort, zone string, s
 	if err != nil {
 		return nil, fmt.Errorf("IXFR %s from %s: %w", zone, master, err)
 	}
-	s.first = first // decodeIXFR reads from the start
-	res, err := decodeIXFR(s, serial, c.SpoolDir)
+	res, err := decodeIXFR(s, first.Answer, serial, c.SpoolDir)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("IXFR %s from %s: %w", zone, master, err)
@@ -51,22 +50,26 @@ func (c *Client) IXFR(ctx context.Context, master netip.AddrPort, zone string, s
 	return res, nil
 }
 
-// decodeIXFR reads the answer (RFC 1995 §4): the new SOA, then either nothing more (we are
+// decodeIXFR reads the rest of the answer whose first message had the records first (RFC
+// 1995 §4): the new SOA, then either nothing more (we are
 // current), the zone's other records (a full transfer), or difference sequences, each an
 // old SOA, deleted records, a new SOA and added records; and the new SOA again at the end.
 // The change set is the caller's to Close.
-func decodeIXFR(s *session, serial uint32, spoolDir string) (_ *IXFRResult, err error) {
-	var rrs []dns.RR
-	for len(rrs) < 2 {
+func decodeIXFR(s *session, first []dns.RR, serial uint32, spoolDir string) (_ *IXFRResult, err error) {
+	rrs := first
+	for {
+		if soa, ok := firstSOA(rrs, s.zone); ok && len(rrs) == 1 && !Newer(soa.Serial, serial) {
+			s.finished = true
+			return &IXFRResult{UpToDate: true, Records: s.Records, Bytes: s.Bytes}, nil
+		}
+		if len(rrs) >= 2 {
+			break
+		}
 		msg, err := s.read()
 		if err != nil {
 			return nil, err
 		}
 		rrs = append(rrs, msg.Answer...)
-		if soa, ok := firstSOA(rrs, s.zone); ok && len(rrs) == 1 && !Newer(soa.Serial, serial) {
-			s.finished = true
-			return &IXFRResult{UpToDate: true, Records: s.Records, Bytes: s.Bytes}, nil
-		}
 	}
 	last, ok := firstSOA(rrs, s.zone)
 	if !ok {
