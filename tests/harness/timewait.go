@@ -10,9 +10,10 @@ import (
 	"strings"
 )
 
-// TimeWaits counts this host's TCP sockets in TIME_WAIT toward addr (ip:port), from
-// /proc/net/tcp and tcp6 (proc_net_tcp(5)): each holds a local port for 60 s after the
-// side that closed first closed it.
+// TimeWaits counts this host's TCP sockets toward addr (ip:port) in TIME_WAIT, or on
+// their way to it (FIN_WAIT1, FIN_WAIT2, CLOSING: this side closed first and the peer's
+// FIN may still be coming), from /proc/net/tcp and tcp6 (proc_net_tcp(5)): each holds a
+// local port for 60 s after the side that closed first closed it.
 func TimeWaits(addr string) (int, error) {
 	want, err := netip.ParseAddrPort(addr)
 	if err != nil {
@@ -28,7 +29,7 @@ func TimeWaits(addr string) (int, error) {
 		sc.Scan() // the header
 		for sc.Scan() {
 			fields := strings.Fields(sc.Text())
-			if len(fields) < 4 || fields[3] != "06" { // TCP_TIME_WAIT
+			if len(fields) < 4 || !closedHere[fields[3]] {
 				continue
 			}
 			if remote, err := procAddr(fields[2]); err == nil && remote == want {
@@ -42,6 +43,10 @@ func TimeWaits(addr string) (int, error) {
 	}
 	return n, nil
 }
+
+// closedHere are the TCP states (include/net/tcp_states.h) of a socket whose side closed
+// first: FIN_WAIT1, FIN_WAIT2, TIME_WAIT, CLOSING.
+var closedHere = map[string]bool{"04": true, "05": true, "06": true, "0B": true}
 
 // procAddr decodes an address of /proc/net/tcp: the address in hex as the kernel holds
 // it (32-bit words in host order, little-endian here), a colon, the port in hex.
