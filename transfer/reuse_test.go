@@ -174,3 +174,42 @@ func TestTransferAskedAgainWhenPrimaryBusy(t *testing.T) {
 		})
 	}
 }
+
+// Two masters that disagree (serials 7 and 9 of one zone), asked in turn: each answer
+// comes from the master asked, over that master's own kept connection.
+func TestReusedConnectionsStayWithTheirMaster(t *testing.T) {
+	harness.Require(t, "named")
+	masters := map[uint32]netip.AddrPort{}
+	for _, serial := range []uint32{7, 9} {
+		z := harness.NewZone("two.example.", serial, 2000)
+		masters[serial] = netip.MustParseAddrPort(harness.StartPrimary(t, map[string]string{z.Name: z.Text()}).Addr())
+	}
+	c := reuseClient(time.Minute)
+	for range 3 {
+		for serial, master := range masters {
+			soa, err := c.SOA(context.Background(), master, "two.example.")
+			if err != nil || soa.Serial != serial {
+				t.Fatalf("SOA from the master at %d: %v, %v", serial, soa, err)
+			}
+			st, err := c.AXFR(context.Background(), master, "two.example.")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Serial() != serial {
+				t.Errorf("AXFR from the master at %d brought serial %d", serial, st.Serial())
+			}
+			for err == nil {
+				_, err = st.Next()
+			}
+			st.Close()
+			if err != io.EOF {
+				t.Fatal(err)
+			}
+		}
+	}
+	for serial, master := range masters {
+		if n := c.conns.Idle(master); n != 1 {
+			t.Errorf("%d idle connections to the master at %d, want 1", n, serial)
+		}
+	}
+}
