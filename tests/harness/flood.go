@@ -265,11 +265,12 @@ func socketDrops(addr string) int64 {
 	if err != nil {
 		return -1
 	}
-	ip := ap.Addr().As4()
-	local := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
 	for _, line := range strings.Split(string(b), "\n")[1:] {
 		fields := strings.Fields(line)
-		if len(fields) > 12 && fields[1] == local {
+		if len(fields) <= 12 {
+			continue
+		}
+		if local, err := procAddr(fields[1]); err == nil && local == ap {
 			n, _ := strconv.ParseInt(fields[len(fields)-1], 10, 64)
 			return n
 		}

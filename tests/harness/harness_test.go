@@ -185,3 +185,29 @@ func TestFreePort(t *testing.T) {
 		l.Close()
 	}
 }
+
+// socketDrops reads a bound socket's drops from /proc/net/udp: none while it keeps up,
+// some once its receive buffer is full.
+func TestSocketDrops(t *testing.T) {
+	rx, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	rx.(*net.UDPConn).SetReadBuffer(4096)
+	addr := rx.LocalAddr().String()
+	if n := socketDrops(addr); n != 0 {
+		t.Fatalf("a new socket: %d drops, want 0", n)
+	}
+	tx, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	for range 200 {
+		tx.Write(make([]byte, 1000))
+	}
+	if n := socketDrops(addr); n <= 0 {
+		t.Fatalf("200 unread datagrams into a 4 KiB buffer: %d drops, want some", n)
+	}
+}
