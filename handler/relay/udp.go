@@ -210,24 +210,18 @@ const readBatch = 16
 // the resolution of their timeout.
 const sweepInterval = 100 * time.Millisecond
 
-// tick sweeps the socket every sweepInterval until the sweep closes it; the next open
-// starts the timer again. One timer for the socket's life, not a new one every sweep.
+// tick is the sweeps timer's: one timer for the socket's life, not a new one every sweep.
 func (s *udpSocket) tick() {
 	var out rawudp.Outbox
-	closed := s.sweep(time.Now(), &out)
+	s.sweep(time.Now(), &out)
 	out.Flush()
-	if !closed {
-		s.mu.Lock()
-		if s.conn != nil { // else closed since, and the next open resets the timer
-			s.sweeps.Reset(sweepInterval)
-		}
-		s.mu.Unlock()
-	}
 }
 
 // sweep fails the calls of Send past their deadline (their ids are quarantined like an
 // abandoned Exchange's), forgets quarantined ids whose time is up, and closes the socket
 // once it was idle for idleTimeout; it reports whether it closed it (or found it closed).
+// While the socket stays open the next sweep is due sweepInterval later; the next open
+// starts them again.
 func (s *udpSocket) sweep(now time.Time, out *rawudp.Outbox) bool {
 	var expired []*call
 	s.mu.Lock()
@@ -252,6 +246,8 @@ func (s *udpSocket) sweep(now time.Time, out *rawudp.Outbox) bool {
 		s.unpoll()
 		s.conn.Close()
 		s.conn, s.raw, s.pending = nil, nil, nil // a late answer now meets a closed port
+	} else {
+		s.sweeps.Reset(sweepInterval)
 	}
 	s.mu.Unlock()
 	for _, c := range expired {
