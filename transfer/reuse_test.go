@@ -115,22 +115,31 @@ func TestConnectionReusedByKnotAndNSD(t *testing.T) {
 }
 
 // A primary that takes one query a connection (the fault proxy) closes a reused
-// connection at the next request: the request is sent again on a new connection, and
-// every exchange succeeds.
+// connection at the next request: the request is sent again, as it was signed, on a new
+// connection, and every exchange of a zone of many messages succeeds, signed or not.
 func TestOneQueryPerConnectionPrimary(t *testing.T) {
 	harness.Require(t, "named")
-	z := harness.NewZone("one.example.", 3, 500)
-	p := harness.StartPrimary(t, map[string]string{z.Name: z.Text()})
-	proxy := harness.StartDNSProxy(t, p.Addr())
-	c := reuseClient(time.Minute) // every connection is still pooled at the next request
-	for range 3 {
-		transferAll(t, c, netip.MustParseAddrPort(proxy.Addr()), z.Name, 500)
-	}
-	if proxy.Others() != 3 || proxy.AXFRs() != 3 || proxy.IXFRs() != 3 {
-		t.Errorf("the primary saw %d SOA queries, %d AXFRs and %d IXFRs, want 3 each", proxy.Others(), proxy.AXFRs(), proxy.IXFRs())
-	}
-	if proxy.Reused() != 8 {
-		t.Errorf("%d requests came on a reused connection, want 8 (all but the first)", proxy.Reused())
+	for _, signed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tsig=%v", signed), func(t *testing.T) {
+			z := harness.NewZone("one.example.", 3, 3000)
+			opts := harness.PrimaryOptions{Zones: map[string]string{z.Name: z.Text()}}
+			c := reuseClient(time.Minute) // every connection is still pooled at the next request
+			if signed {
+				k := harness.NewTSIGKey(t, "one-key", "hmac-sha256")
+				opts.TransferKeys = []harness.TSIGKey{k}
+				c.Key = &tsigkey.Key{Name: "one-key.", Algorithm: dns.HmacSHA256, Secret: k.Secret}
+			}
+			proxy := harness.StartDNSProxy(t, harness.StartPrimaryWith(t, opts).Addr())
+			for range 3 {
+				transferAll(t, c, netip.MustParseAddrPort(proxy.Addr()), z.Name, 3000)
+			}
+			if proxy.Others() != 3 || proxy.AXFRs() != 3 || proxy.IXFRs() != 3 {
+				t.Errorf("the primary saw %d SOA queries, %d AXFRs and %d IXFRs, want 3 each", proxy.Others(), proxy.AXFRs(), proxy.IXFRs())
+			}
+			if proxy.Reused() != 8 {
+				t.Errorf("%d requests came on a reused connection, want 8 (all but the first)", proxy.Reused())
+			}
+		})
 	}
 }
 
