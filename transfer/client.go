@@ -64,9 +64,9 @@ type session struct {
 	ctx     context.Context
 	conn    *stoppableConn
 	in      *bufio.Reader
-	bufSize int
-	request []byte // as sent, length prefix included: sent again on a new connection
-	reused  bool   // conn came from the pool and nothing was read on it yet
+	readers *backend.ReaderPool // in came from there, and goes back at Close
+	request []byte              // as sent, length prefix included: sent again on a new connection
+	reused  bool                // conn came from the pool and nothing was read on it yet
 	// finished: the whole answer was read, so the connection may carry another request.
 	finished, closed bool
 	buf              []byte
@@ -89,15 +89,15 @@ type session struct {
 // transfer (issue 15); a transfer's buffer still takes several messages a read. 28 KiB,
 // not 32: Go allocates 32 KiB and more as large objects, a span of their own each, which
 // costs a burst of small transfers more than the size suggests.
-const (
-	soaReadBuffer      = 4 << 10
-	transferReadBuffer = 28 << 10
+var (
+	soaReaders      = &backend.ReaderPool{Size: 4 << 10}
+	transferReaders = &backend.ReaderPool{Size: 28 << 10}
 )
 
 // open sends req to master, signed when the client has a key, on an idle connection to
 // it if there is one, else on a new one.
-func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg, bufSize int) (*session, error) {
-	s := &session{client: c, ctx: ctx, bufSize: bufSize, zone: req.Question[0].Name, master: master, id: req.Id}
+func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg, readers *backend.ReaderPool) (*session, error) {
+	s := &session{client: c, ctx: ctx, readers: readers, zone: req.Question[0].Name, master: master, id: req.Id}
 	if c.MaxDuration > 0 {
 		s.deadline = time.Now().Add(c.MaxDuration)
 	}
@@ -132,7 +132,12 @@ func (s *session) dial() error {
 func (s *session) send(conn net.Conn, reused bool) error {
 	// Cancelling the context (shutdown, DELETE of the zone) must interrupt a blocked read.
 	stop := context.AfterFunc(s.ctx, func() { conn.Close() })
-	s.conn, s.in, s.reused = &stoppableConn{Conn: conn, stop: stop}, bufio.NewReaderSize(conn, s.bufSize), reused
+	s.conn, s.reused = &stoppableConn{Conn: conn, stop: stop}, reused
+	if s.in == nil {
+		s.in = s.readers.Get(conn)
+	} else {
+		s.in.Reset(conn) // sent again on a new connection
+	}
 	s.progress = time.Now()
 	conn.SetWriteDeadline(s.progress.Add(s.client.StallTimeout)) //nolint:errcheck // shows up as a write error
 	if _, err := conn.Write(s.request); err != nil {
@@ -176,19 +181,28 @@ func (s *session) Close() {
 	s.closed = true
 	if s.finished && s.in.Buffered() == 0 && s.conn.stop() { // else the context ended: closing
 		s.client.conns.Put(s.master, s.conn.Conn)
-		return
+	} else {
+		s.conn.Close()
 	}
-	s.conn.Close()
+	s.readers.Put(s.in)
+	s.in = nil
 }
 
-// errPrimaryClosed: the primary closed the connection before the answer was complete.
-var errPrimaryClosed = errors.New("primary closed the connection")
+var (
+	// errPrimaryClosed: the primary closed the connection before the answer was complete.
+	errPrimaryClosed = errors.New("primary closed the connection")
+	// errSessionClosed: a read after the session ended (after an error, or at its end).
+	errSessionClosed = errors.New("transfer session already closed")
+)
 
 // read returns the next message, checked: it answers the request, with NOERROR, within
 // the caps, properly signed when a key is used, and its answer records are in the zone.
 // The first read on a reused connection the primary closed meanwhile sends the request
 // again on a new one.
 func (s *session) read() (*dns.Msg, error) {
+	if s.closed { // its read buffer went back to the pool
+		return nil, errSessionClosed
+	}
 	msg, err := s.readMessage()
 	if err != nil && s.reused && s.ctx.Err() == nil &&
 		(errors.Is(err, errPrimaryClosed) || errors.Is(err, syscall.ECONNRESET)) {
@@ -303,7 +317,7 @@ func (e rcodeError) Error() string { return "primary answered " + dns.RcodeToStr
 func (c *Client) SOA(ctx context.Context, master netip.AddrPort, zone string) (*dns.SOA, error) {
 	req := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
 	req.RecursionDesired = false
-	s, err := c.open(ctx, master, req, soaReadBuffer)
+	s, err := c.open(ctx, master, req, soaReaders)
 	if err != nil {
 		return nil, fmt.Errorf("SOA %s from %s: %w", zone, master, err)
 	}
@@ -336,7 +350,7 @@ var transferPauses = []time.Duration{25 * time.Millisecond, 50 * time.Millisecon
 // asking again after a pause while the primary answers SERVFAIL (transferPauses).
 func (c *Client) startTransfer(ctx context.Context, master netip.AddrPort, req *dns.Msg) (*session, *dns.Msg, error) {
 	for attempt := 0; ; attempt++ {
-		s, err := c.open(ctx, master, req, transferReadBuffer)
+		s, err := c.open(ctx, master, req, transferReaders)
 		if err != nil {
 			return nil, nil, err
 		}

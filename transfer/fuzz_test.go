@@ -1,10 +1,10 @@
 package transfer
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -150,13 +150,14 @@ func fuzzSession(stream []byte) *session {
 		id = binary.BigEndian.Uint16(stream[2:])
 	}
 	return &session{
-		client: &Client{StallTimeout: time.Second, MaxRecords: 500, MaxBytes: 1 << 20},
-		ctx:    context.Background(),
-		conn:   &stoppableConn{Conn: nopConn{}, stop: func() bool { return false }},
-		in:     bufio.NewReader(bytes.NewReader(stream)),
-		zone:   fuzzZone,
-		master: netip.MustParseAddrPort("192.0.2.53:53"),
-		id:     id,
+		client:  &Client{StallTimeout: time.Second, MaxRecords: 500, MaxBytes: 1 << 20},
+		ctx:     context.Background(),
+		conn:    &stoppableConn{Conn: nopConn{}, stop: func() bool { return false }},
+		in:      transferReaders.Get(bytes.NewReader(stream)),
+		readers: transferReaders,
+		zone:    fuzzZone,
+		master:  netip.MustParseAddrPort("192.0.2.53:53"),
+		id:      id,
 	}
 }
 
@@ -185,3 +186,36 @@ type nopConn struct{ net.Conn }
 
 func (nopConn) SetReadDeadline(time.Time) error { return nil }
 func (nopConn) Close() error                    { return nil }
+
+// TestStreamReadAfterFailure: a transfer cut short fails, and reading on after that fails
+// again with a clear error (the session's read buffer went back to its pool at the first
+// failure, so a read must not reach it).
+func TestStreamReadAfterFailure(t *testing.T) {
+	m := new(dns.Msg)
+	m.Id, m.Response = 7, true
+	soa, _ := dns.NewRR(fuzzZone + " 300 IN SOA ns1." + fuzzZone + " admin." + fuzzZone + " 9 3600 600 86400 300")
+	a, _ := dns.NewRR("www." + fuzzZone + " 300 IN A 192.0.2.1")
+	m.Answer = []dns.RR{soa, a}
+	packed, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := fuzzSession(append(binary.BigEndian.AppendUint16(nil, uint16(len(packed))), packed...)) // no closing SOA
+	first, err := s.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := newStream(s, "AXFR", first.Answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Next(); err != nil { // the records of the first message
+		t.Fatal(err)
+	}
+	if _, err := st.Next(); !errors.Is(err, errPrimaryClosed) {
+		t.Fatalf("transfer cut short: got %v, want %v", err, errPrimaryClosed)
+	}
+	if _, err := st.Next(); !errors.Is(err, errSessionClosed) {
+		t.Fatalf("read after the failure: got %v, want %v", err, errSessionClosed)
+	}
+}
