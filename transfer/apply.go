@@ -73,7 +73,7 @@ func (e *axfrLater) Unwrap() error { return e.err }
 // can apply changes in place, falling back to AXFR when that fails. With elsewhere (another
 // master serves the same version), an IXFR failing on the wire returns an *axfrLater
 // instead of falling back at once.
-func (m *Manager) update(ctx context.Context, z *zone, gen uint64, master netip.AddrPort, exists bool, current uint32,
+func (m *Manager) update(ctx context.Context, z *zone, gen uint32, master netip.AddrPort, exists bool, current uint32,
 	elsewhere bool) (*Summary, error) {
 	inc, ok := m.backend.(backend.Incremental)
 	if !ok || !exists {
@@ -98,7 +98,7 @@ func (m *Manager) update(ctx context.Context, z *zone, gen uint64, master netip.
 
 // full transfers the whole zone from master by AXFR; fallback says why an IXFR was
 // abandoned for it, if one was.
-func (m *Manager) full(ctx context.Context, z *zone, gen uint64, master netip.AddrPort, exists bool, current uint32,
+func (m *Manager) full(ctx context.Context, z *zone, gen uint32, master netip.AddrPort, exists bool, current uint32,
 	fallback string) (*Summary, error) {
 	sum := &Summary{Zone: z.name, Master: master.String(), Type: "AXFR", From: current, At: m.now(), Fallback: fallback}
 	start := m.now()
@@ -112,7 +112,7 @@ func (m *Manager) full(ctx context.Context, z *zone, gen uint64, master netip.Ad
 }
 
 // incremental applies the changes since current, or the full zone if the primary sends it.
-func (m *Manager) incremental(ctx context.Context, z *zone, gen uint64, master netip.AddrPort, current uint32,
+func (m *Manager) incremental(ctx context.Context, z *zone, gen uint32, master netip.AddrPort, current uint32,
 	inc backend.Incremental, sum *Summary) error {
 	sum.Type = "IXFR"
 	start := m.now()
@@ -141,7 +141,7 @@ func (m *Manager) incremental(ctx context.Context, z *zone, gen uint64, master n
 }
 
 // applyFull streams a full zone into the backend, unless it is not newer than ours.
-func (m *Manager) applyFull(ctx context.Context, z *zone, gen uint64, stream *Stream, exists bool, current uint32, sum *Summary) error {
+func (m *Manager) applyFull(ctx context.Context, z *zone, gen uint32, stream *Stream, exists bool, current uint32, sum *Summary) error {
 	defer stream.Close()
 	sum.To, sum.soa = stream.Serial(), soaTimesOf(stream.soa)
 	if exists && !Newer(stream.Serial(), current) {
@@ -174,7 +174,7 @@ func (m *Manager) applyFull(ctx context.Context, z *zone, gen uint64, stream *St
 
 // applying runs apply under the zone's apply lock, unless a DELETE came since the job
 // started, and adds the time it took to sum.Apply.
-func (m *Manager) applying(ctx context.Context, z *zone, gen uint64, sum *Summary, apply func() error) error {
+func (m *Manager) applying(ctx context.Context, z *zone, gen uint32, sum *Summary, apply func() error) error {
 	if err := m.lockApply(ctx, z); err != nil {
 		return err
 	}

@@ -113,6 +113,7 @@ type Manager struct {
 	backend backend.Backend
 	log     *zap.Logger
 	now     func() time.Time
+	epoch   time.Time // instants count from here (instant)
 	metrics *engineMetrics
 
 	ctx      context.Context // cancelled by Close
@@ -139,17 +140,19 @@ type Manager struct {
 // here is 100 kB (README, Scale). Fields are guarded by Manager.mu.
 type zone struct {
 	name      string
-	gen       uint64        // bumped by every DELETE: work started before it must not apply
 	job       *job          // queued or running work; nil when idle
 	applyBusy chan struct{} // non-nil while an apply or delete of the zone runs; closed at its end
-	slot      int32         // position in Manager.due plus one; 0: no check armed
-	lastCheck time.Time     // when the last check started (MinCheckInterval)
-	sched     schedule
+	lastCheck instant       // when the last check started (MinCheckInterval)
+	// gen is bumped by every DELETE: work started before it must not apply. 32 bits, as
+	// slot, so the two share a word: no zone sees 4 billion DELETEs during one check.
+	gen   uint32
+	slot  int32 // position in Manager.due plus one; 0: no check armed
+	sched schedule
 }
 
 // job is the work queued or running for a zone. Fields are guarded by Manager.mu.
 type job struct {
-	gen     uint64
+	gen     uint32
 	cancel  context.CancelFunc
 	running bool // a check is under way (else it waits for notify_delay or a worker)
 	// background: started by the dispatcher (start-up, refresh, retry), holding one of
@@ -191,6 +194,7 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		backend:  be,
 		log:      log,
 		now:      time.Now,
+		epoch:    time.Now().Add(-time.Second),
 		ctx:      ctx,
 		stop:     stop,
 		draining: make(chan struct{}),
@@ -222,7 +226,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	defer m.mu.Unlock()
 	for _, name := range names {
 		z := m.zoneLocked(name)
-		z.sched.lastSuccess = m.now() // the baseline for expiry: we cannot know better
+		z.sched.lastSuccess = m.instant(m.now()) // the baseline for expiry: we cannot know better
 		if z.job == nil {
 			m.armLocked(z, Jitter(spread, 1))
 		}
@@ -455,7 +459,7 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		m.mu.Lock()
 		j.pending, j.running = false, true
 		hint, create := j.hint, j.create
-		z.lastCheck = m.now()
+		z.lastCheck = m.instant(m.now())
 		m.mu.Unlock()
 
 		outcome := m.check(ctx, z, j.gen, hint, create != nil)
@@ -536,7 +540,7 @@ func (m *Manager) endBackground(j *job) {
 // next check, so none is lost.
 func (m *Manager) spaceChecks(ctx context.Context, z *zone, j *job) {
 	m.mu.Lock()
-	wait := m.cfg.MinCheckInterval - m.now().Sub(z.lastCheck)
+	wait := m.cfg.MinCheckInterval - m.instant(m.now()).sub(z.lastCheck)
 	creating := j.create != nil
 	m.mu.Unlock()
 	if wait <= 0 || creating {
@@ -559,7 +563,7 @@ type outcome struct {
 }
 
 // check brings the zone up to date with the masters (creating it if create is set).
-func (m *Manager) check(ctx context.Context, z *zone, gen uint64, hint Notify, create bool) outcome {
+func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, create bool) outcome {
 	select {
 	case <-m.draining:
 		return outcome{err: errStopping}

@@ -91,7 +91,7 @@ func (m *Manager) startupSpread(n int) time.Duration {
 type dueQueue []*zone
 
 func (q dueQueue) Len() int           { return len(q) }
-func (q dueQueue) Less(i, j int) bool { return q[i].sched.next.Before(q[j].sched.next) }
+func (q dueQueue) Less(i, j int) bool { return q[i].sched.next < q[j].sched.next }
 func (q dueQueue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
 	q[i].slot, q[j].slot = int32(i+1), int32(j+1)
@@ -112,7 +112,7 @@ func (q *dueQueue) Pop() any {
 
 // armLocked schedules the zone's next background check in d.
 func (m *Manager) armLocked(z *zone, d time.Duration) {
-	z.sched.next = m.now().Add(d)
+	z.sched.next = m.instant(m.now().Add(d))
 	if z.slot > 0 {
 		heap.Fix(&m.due, int(z.slot-1))
 	} else {
@@ -151,7 +151,7 @@ func (m *Manager) dispatch() {
 		wait := time.Hour // nothing due: sleep until armLocked wakes us
 		for m.background < m.backgroundSlots() && len(m.due) > 0 && !m.closed {
 			z := m.due[0]
-			if d := z.sched.next.Sub(m.now()); d > 0 {
+			if d := z.sched.next.sub(m.instant(m.now())); d > 0 {
 				wait = d
 				break
 			}
