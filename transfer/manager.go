@@ -226,7 +226,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	defer m.mu.Unlock()
 	for _, name := range names {
 		z := m.zoneLocked(name)
-		z.sched.lastSuccess = m.instant(m.now()) // the baseline for expiry: we cannot know better
+		z.sched.lastSuccess = m.nowInstant() // the baseline for expiry: we cannot know better
 		if z.job == nil {
 			m.armLocked(z, Jitter(spread, 1))
 		}
@@ -459,7 +459,7 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		m.mu.Lock()
 		j.pending, j.running = false, true
 		hint, create := j.hint, j.create
-		z.lastCheck = m.instant(m.now())
+		z.lastCheck = m.nowInstant()
 		m.mu.Unlock()
 
 		outcome := m.check(ctx, z, j.gen, hint, create != nil)
@@ -540,7 +540,7 @@ func (m *Manager) endBackground(j *job) {
 // next check, so none is lost.
 func (m *Manager) spaceChecks(ctx context.Context, z *zone, j *job) {
 	m.mu.Lock()
-	wait := m.cfg.MinCheckInterval - m.instant(m.now()).sub(z.lastCheck)
+	wait := m.cfg.MinCheckInterval - m.nowInstant().sub(z.lastCheck)
 	creating := j.create != nil
 	m.mu.Unlock()
 	if wait <= 0 || creating {

@@ -151,7 +151,7 @@ func (m *Manager) dispatch() {
 		wait := time.Hour // nothing due: sleep until armLocked wakes us
 		for m.background < m.backgroundSlots() && len(m.due) > 0 && !m.closed {
 			z := m.due[0]
-			if d := z.sched.next.sub(m.instant(m.now())); d > 0 {
+			if d := z.sched.next.sub(m.nowInstant()); d > 0 {
 				wait = d
 				break
 			}

@@ -36,6 +36,8 @@ type instant time.Duration
 
 func (m *Manager) instant(t time.Time) instant { return instant(t.Sub(m.epoch)) }
 
+func (m *Manager) nowInstant() instant { return m.instant(m.now()) }
+
 // timeOf is the time of i, the zero time for none.
 func (m *Manager) timeOf(i instant) time.Time {
 	if i == 0 {
@@ -183,7 +185,7 @@ func (m *Manager) logFailure(z *zone, o outcome, cutShort bool) {
 		fields = append(fields, zap.Bool("create", true), zap.Int("failures_since_last_line", n))
 	}
 	if next != 0 {
-		fields = append(fields, zap.Int("failures", failures), zap.Duration("retry_in", next.sub(m.instant(m.now())).Round(time.Millisecond)))
+		fields = append(fields, zap.Int("failures", failures), zap.Duration("retry_in", next.sub(m.nowInstant()).Round(time.Millisecond)))
 	}
 	m.log.Warn("zone check failed", fields...)
 }
