@@ -198,10 +198,11 @@ type timedSource struct {
 	err    error // the source's own failure, if any
 }
 
-// Close closes the transfer stream: a reader blocked on it returns.
-func (t *timedSource) Close() {
-	if c, ok := t.src.(interface{ Close() }); ok {
-		c.Close()
+// Interrupt interrupts the transfer stream: a read blocked on it, on another goroutine,
+// returns an error.
+func (t *timedSource) Interrupt() {
+	if i, ok := t.src.(interface{ Interrupt() }); ok {
+		i.Interrupt()
 	}
 }
 

@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,10 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/backend"
+	"github.com/dnsagent/dnsagent/backend/fanout"
+	"github.com/dnsagent/dnsagent/backend/memory"
 )
 
 // hostilePrimary answers every TCP request with what send writes, until send returns or
@@ -203,5 +208,51 @@ func TestIXFRStepsNeverReachingTheSerialStop(t *testing.T) {
 	_, err := c.IXFR(ctx, addr, "example.com.", 1)
 	if err == nil || !strings.Contains(err.Error(), "version steps") {
 		t.Errorf("IXFR of endless steps: %v, want a limit on version steps", err)
+	}
+}
+
+// failsAfterFirstBatch is a backend whose Create fails once it has read the first batch,
+// as a database that goes away mid-transfer.
+type failsAfterFirstBatch struct{ *memory.Backend }
+
+func (f failsAfterFirstBatch) Create(_ context.Context, _ string, src backend.Source) error {
+	src.Next() //nolint:errcheck // the error below is the one that matters
+	return errors.New("database went away")
+}
+
+// A transfer that every backend stopped reading early (each member of a fan-out failed
+// at its first records) ends at once, although the primary hangs after its first message:
+// the stream is interrupted instead of waiting out transfer_stall_timeout. Under -race
+// this also checks that the interrupt leaves the read side, whose buffer goes back to a
+// pool, to the reading goroutine.
+func TestTransferAbandonedMidStreamEndsAtOnce(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	addr := hostilePrimary(t, func(q *dns.Msg, reply func(...dns.RR) error) {
+		reply(testSOA(2), testA(1))
+		<-hang
+	})
+	c := &Client{DialTimeout: time.Second, StallTimeout: 30 * time.Second, conns: newConnPool()}
+	st, err := c.AXFR(t.Context(), addr, "example.com.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := fanout.New([]fanout.Member{{Name: "a", Backend: failsAfterFirstBatch{memory.New()}},
+		{Name: "b", Backend: failsAfterFirstBatch{memory.New()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = b.Create(t.Context(), "example.com.", &timedSource{src: st})
+	took := time.Since(start)
+	st.Close()
+	if err == nil || !strings.Contains(err.Error(), "database went away") {
+		t.Fatalf("Create: %v, want the backends' failure", err)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the failed create took %v: the hung transfer was not interrupted", took)
+	}
+	if _, err := st.Next(); err == nil {
+		t.Fatal("the stream still reads after it was closed")
 	}
 }

@@ -62,6 +62,7 @@ func newConnPool() *connpool.Pool[netip.AddrPort] {
 type session struct {
 	client  *Client
 	ctx     context.Context
+	cancel  context.CancelFunc // Interrupt: closes the connection, so a blocked read returns
 	conn    *stoppableConn
 	in      *bufio.Reader
 	readers *backend.ReaderPool // in came from there, and goes back at Close
@@ -97,12 +98,14 @@ var (
 // open sends req to master, signed when the client has a key, on an idle connection to
 // it if there is one, else on a new one.
 func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg, readers *backend.ReaderPool) (*session, error) {
-	s := &session{client: c, ctx: ctx, readers: readers, zone: req.Question[0].Name, master: master, id: req.Id}
+	s := &session{client: c, readers: readers, zone: req.Question[0].Name, master: master, id: req.Id}
+	s.ctx, s.cancel = context.WithCancel(ctx)
 	if c.MaxDuration > 0 {
 		s.deadline = time.Now().Add(c.MaxDuration)
 	}
 	packed, err := s.pack(req)
 	if err != nil {
+		s.cancel()
 		return nil, err
 	}
 	s.request = append(binary.BigEndian.AppendUint16(nil, uint16(len(packed))), packed...)
@@ -110,6 +113,7 @@ func (c *Client) open(ctx context.Context, master netip.AddrPort, req *dns.Msg, 
 		return s, nil
 	}
 	if err := s.dial(); err != nil {
+		s.cancel()
 		return nil, err
 	}
 	return s, nil
@@ -173,7 +177,9 @@ func (c *stoppableConn) Close() error {
 }
 
 // Close ends the session. The connection goes back to the pool if the whole answer was
-// read and nothing more came, else it is closed.
+// read and nothing more came, else it is closed. Close must not run while a read of the
+// session runs on another goroutine (its read buffer goes back to the pool): Interrupt is
+// for that.
 func (s *session) Close() {
 	if s.closed {
 		return
@@ -186,7 +192,13 @@ func (s *session) Close() {
 	}
 	s.readers.Put(s.in)
 	s.in = nil
+	s.cancel()
 }
+
+// Interrupt makes a read of the session that runs on another goroutine, or the next one,
+// fail: it closes the connection. Unlike Close it may run concurrently with a read; the
+// reading side still closes the session once the read has returned.
+func (s *session) Interrupt() { s.cancel() }
 
 var (
 	// errPrimaryClosed: the primary closed the connection before the answer was complete.

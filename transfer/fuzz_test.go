@@ -149,9 +149,11 @@ func fuzzSession(stream []byte) *session {
 	if len(stream) >= 4 {
 		id = binary.BigEndian.Uint16(stream[2:])
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
 		client:  &Client{StallTimeout: time.Second, MaxRecords: 500, MaxBytes: 1 << 20},
-		ctx:     context.Background(),
+		ctx:     ctx,
+		cancel:  cancel,
 		conn:    &stoppableConn{Conn: nopConn{}, stop: func() bool { return false }},
 		in:      transferReaders.Get(bytes.NewReader(stream)),
 		readers: transferReaders,

@@ -89,8 +89,8 @@ func (s *splitter) deliver(it item) bool {
 }
 
 // stop ends the reader once every member is done. A reader still blocked in the source
-// (every member failed before the end) is freed by closing the source, when it can be
-// closed (a transfer stream can).
+// (every member failed before the end) is freed by interrupting the source, when it can
+// be (a transfer stream can).
 func (s *splitter) stop() {
 	for _, t := range s.taps {
 		t.Close()
@@ -98,8 +98,8 @@ func (s *splitter) stop() {
 	select {
 	case <-s.done:
 	default:
-		if c, ok := s.src.(interface{ Close() }); ok {
-			c.Close()
+		if i, ok := s.src.(interface{ Interrupt() }); ok {
+			i.Interrupt()
 		}
 	}
 	<-s.done

@@ -59,15 +59,15 @@ func (a *ahead) Next() ([]dns.RR, error) {
 }
 
 // close stops the reader and waits for it. A reader blocked in src.Next is freed by
-// closing src, when it can be closed (a transfer stream can): the caller then reads the
-// source's counters without a race.
+// interrupting src, when it can be (a transfer stream can): the caller then reads the
+// source's counters, and closes it, without a race.
 func (a *ahead) close() {
 	close(a.stop)
-	if c, ok := a.src.(interface{ Close() }); ok {
+	if i, ok := a.src.(interface{ Interrupt() }); ok {
 		select {
 		case <-a.done:
 		default:
-			c.Close()
+			i.Interrupt()
 		}
 	}
 	<-a.done
