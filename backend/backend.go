@@ -26,6 +26,14 @@ type Source interface {
 	Next() ([]dns.RR, error)
 }
 
+// Interrupter is a Source that may block in Next (a transfer waiting for its primary) and
+// that another goroutine can make fail there: a reader that stops early frees its
+// goroutine still reading the source this way. Unlike closing the source, Interrupt may
+// run while Next does.
+type Interrupter interface {
+	Interrupt()
+}
+
 // Backend stores zones. Zone names are lowercase, fully qualified ("example.com.") and
 // have passed ValidateZoneName. A backend must never expose a partly written zone: it
 // holds either the old complete version or the new complete one.

@@ -201,7 +201,7 @@ type timedSource struct {
 // Interrupt interrupts the transfer stream: a read blocked on it, on another goroutine,
 // returns an error.
 func (t *timedSource) Interrupt() {
-	if i, ok := t.src.(interface{ Interrupt() }); ok {
+	if i, ok := t.src.(backend.Interrupter); ok {
 		i.Interrupt()
 	}
 }

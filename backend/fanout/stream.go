@@ -98,7 +98,7 @@ func (s *splitter) stop() {
 	select {
 	case <-s.done:
 	default:
-		if i, ok := s.src.(interface{ Interrupt() }); ok {
+		if i, ok := s.src.(backend.Interrupter); ok {
 			i.Interrupt()
 		}
 	}

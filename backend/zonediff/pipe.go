@@ -63,7 +63,7 @@ func (a *ahead) Next() ([]dns.RR, error) {
 // source's counters, and closes it, without a race.
 func (a *ahead) close() {
 	close(a.stop)
-	if i, ok := a.src.(interface{ Interrupt() }); ok {
+	if i, ok := a.src.(backend.Interrupter); ok {
 		select {
 		case <-a.done:
 		default:
