@@ -198,6 +198,12 @@ type timedSource struct {
 	err    error // the source's own failure, if any
 }
 
+// A backend reading the transfer on a goroutine of its own frees it through these.
+var (
+	_ backend.Interrupter = (*timedSource)(nil)
+	_ backend.Interrupter = (*Stream)(nil)
+)
+
 // Interrupt interrupts the transfer stream: a read blocked on it, on another goroutine,
 // returns an error.
 func (t *timedSource) Interrupt() {
