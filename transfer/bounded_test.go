@@ -37,12 +37,8 @@ func hostilePrimary(t *testing.T, send func(q *dns.Msg, reply func(...dns.RR) er
 			}
 			go func() {
 				defer c.Close()
-				var l [2]byte
-				if _, err := io.ReadFull(c, l[:]); err != nil {
-					return
-				}
-				raw := make([]byte, binary.BigEndian.Uint16(l[:]))
-				if _, err := io.ReadFull(c, raw); err != nil {
+				raw, err := readTCPMessage(c)
+				if err != nil {
 					return
 				}
 				q := new(dns.Msg)
@@ -63,6 +59,17 @@ func hostilePrimary(t *testing.T, send func(q *dns.Msg, reply func(...dns.RR) er
 		}
 	}()
 	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// readTCPMessage reads one length-prefixed DNS message (RFC 1035 §4.2.2).
+func readTCPMessage(c net.Conn) ([]byte, error) {
+	var l [2]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		return nil, err
+	}
+	raw := make([]byte, binary.BigEndian.Uint16(l[:]))
+	_, err := io.ReadFull(c, raw)
+	return raw, err
 }
 
 func testSOA(serial uint32) *dns.SOA {

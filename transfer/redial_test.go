@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"encoding/binary"
-	"io"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -34,12 +33,8 @@ func resettingPrimary(t *testing.T) (netip.AddrPort, *atomic.Int32) {
 			go func() {
 				defer c.Close()
 				for answered := 0; ; answered++ {
-					var l [2]byte
-					if _, err := io.ReadFull(c, l[:]); err != nil {
-						return
-					}
-					raw := make([]byte, binary.BigEndian.Uint16(l[:]))
-					if _, err := io.ReadFull(c, raw); err != nil {
+					raw, err := readTCPMessage(c)
+					if err != nil {
 						return
 					}
 					if answered == 1 {
