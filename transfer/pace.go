@@ -112,7 +112,7 @@ func (q *dueQueue) Pop() any {
 
 // armLocked schedules the zone's next background check in d.
 func (m *Manager) armLocked(z *zone, d time.Duration) {
-	z.sched.next = m.instant(m.now().Add(d))
+	z.sched.next = m.nowInstant() + instant(d)
 	if z.slot > 0 {
 		heap.Fix(&m.due, int(z.slot-1))
 	} else {
