@@ -61,6 +61,22 @@ func hostilePrimary(t *testing.T, send func(q *dns.Msg, reply func(...dns.RR) er
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
+// sendRecords sends the SOA (serial 2) and n-1 A records, per records to a message.
+func sendRecords(reply func(...dns.RR) error, n, per int) error {
+	rrs := []dns.RR{testSOA(2)}
+	for i := 1; i < n; i++ {
+		rrs = append(rrs, testA(i))
+	}
+	for len(rrs) > 0 {
+		k := min(per, len(rrs))
+		if err := reply(rrs[:k]...); err != nil {
+			return err
+		}
+		rrs = rrs[k:]
+	}
+	return nil
+}
+
 // readTCPMessage reads one length-prefixed DNS message (RFC 1035 §4.2.2).
 func readTCPMessage(c net.Conn) ([]byte, error) {
 	var l [2]byte
@@ -218,17 +234,27 @@ func TestIXFRStepsNeverReachingTheSerialStop(t *testing.T) {
 	}
 }
 
-// failsAfterFirstBatch is a backend whose Create fails once it has read the first batch,
-// as a database that goes away mid-transfer.
-type failsAfterFirstBatch struct{ *memory.Backend }
+// failsAfter is a backend whose Create fails once it has read that many records, as a
+// database that goes away mid-transfer.
+type failsAfter struct {
+	*memory.Backend
+	records int
+}
 
-func (f failsAfterFirstBatch) Create(_ context.Context, _ string, src backend.Source) error {
-	src.Next() //nolint:errcheck // the error below is the one that matters
+func (f failsAfter) Create(_ context.Context, _ string, src backend.Source) error {
+	for n := 0; n < f.records; {
+		batch, err := src.Next()
+		if err != nil {
+			return err
+		}
+		n += len(batch)
+	}
 	return errors.New("database went away")
 }
 
 // A transfer that every backend stopped reading early (each member of a fan-out failed
-// at its first records) ends at once, although the primary hangs after its first message:
+// once it had the 3,000 records the primary sent in 20 messages before it hung) ends at
+// once:
 // the stream is interrupted instead of waiting out transfer_stall_timeout. Under -race
 // this also checks that the interrupt leaves the read side, whose buffer goes back to a
 // pool, to the reading goroutine.
@@ -236,7 +262,7 @@ func TestTransferAbandonedMidStreamEndsAtOnce(t *testing.T) {
 	hang := make(chan struct{})
 	defer close(hang)
 	addr := hostilePrimary(t, func(q *dns.Msg, reply func(...dns.RR) error) {
-		reply(testSOA(2), testA(1))
+		sendRecords(reply, 3000, 150)
 		<-hang
 	})
 	c := &Client{DialTimeout: time.Second, StallTimeout: 30 * time.Second, conns: newConnPool()}
@@ -244,8 +270,10 @@ func TestTransferAbandonedMidStreamEndsAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := fanout.New([]fanout.Member{{Name: "a", Backend: failsAfterFirstBatch{memory.New()}},
-		{Name: "b", Backend: failsAfterFirstBatch{memory.New()}}})
+	// The members fail only once the fan-out's reader has handed them everything sent,
+	// so that reader is then waiting for the primary, not stopping on its own.
+	b, err := fanout.New([]fanout.Member{{Name: "a", Backend: failsAfter{memory.New(), 3000}},
+		{Name: "b", Backend: failsAfter{memory.New(), 3000}}})
 	if err != nil {
 		t.Fatal(err)
 	}
