@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -11,8 +12,8 @@ import (
 	"github.com/miekg/dns"
 )
 
-// resettingPrimary answers the first request of every connection with the zone's SOA and
-// resets the connection (RST, SO_LINGER 0) when a second request comes on it: a primary
+// resettingPrimary answers the first request of every connection (a SOA query with the
+// zone's SOA, an AXFR with a 3,000-record zone in 20 messages) and resets the connection (RST, SO_LINGER 0) when a second request comes on it: a primary
 // that dropped the connection's state meanwhile (restarted, or a firewall between timed it
 // out). It counts the connections it accepted.
 func resettingPrimary(t *testing.T) (netip.AddrPort, *atomic.Int32) {
@@ -45,11 +46,22 @@ func resettingPrimary(t *testing.T) (netip.AddrPort, *atomic.Int32) {
 					if q.Unpack(raw) != nil {
 						return
 					}
-					m := new(dns.Msg).SetReply(q)
-					m.Authoritative = true
-					m.Answer = []dns.RR{testSOA(5)}
-					b, _ := m.Pack()
-					c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...)) //nolint:errcheck // the client sees it
+					reply := func(rrs ...dns.RR) error {
+						m := new(dns.Msg).SetReply(q)
+						m.Authoritative, m.Answer = true, rrs
+						b, err := m.Pack()
+						if err == nil {
+							_, err = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
+						}
+						return err
+					}
+					if q.Question[0].Qtype == dns.TypeAXFR {
+						if sendRecords(reply, 3000, 150) != nil || reply(testSOA(2)) != nil {
+							return
+						}
+					} else if reply(testSOA(2)) != nil {
+						return
+					}
 				}
 			}()
 		}
@@ -58,22 +70,42 @@ func resettingPrimary(t *testing.T) (netip.AddrPort, *atomic.Int32) {
 }
 
 // A kept connection the primary resets when the next request comes (ECONNRESET at the
-// first read) costs nothing but a new connection: the request is sent again on it.
+// first read) costs nothing but a new connection: the request, a SOA query or an AXFR of
+// many messages, is sent again on it.
 func TestReusedConnectionResetIsRedialled(t *testing.T) {
 	addr, accepted := resettingPrimary(t)
 	c := &Client{DialTimeout: time.Second, StallTimeout: 5 * time.Second, conns: newConnPool()}
-	for i := range 3 {
+	for i := range 2 {
 		soa, err := c.SOA(t.Context(), addr, "example.com.")
 		if err != nil {
 			t.Fatalf("SOA query %d: %v", i+1, err)
 		}
-		if soa.Serial != 5 {
-			t.Fatalf("SOA query %d: serial %d, want 5", i+1, soa.Serial)
+		if soa.Serial != 2 {
+			t.Fatalf("SOA query %d: serial %d, want 2", i+1, soa.Serial)
+		}
+		st, err := c.AXFR(t.Context(), addr, "example.com.")
+		if err != nil {
+			t.Fatalf("AXFR %d: %v", i+1, err)
+		}
+		n := 0
+		for {
+			batch, err := st.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("AXFR %d: %v", i+1, err)
+			}
+			n += len(batch)
+		}
+		st.Close()
+		if n != 3000 {
+			t.Fatalf("AXFR %d: %d records, want 3000", i+1, n)
 		}
 	}
-	// The first query opens a connection; the second and third each find the kept one,
-	// which is reset, and open another.
-	if n := accepted.Load(); n != 3 {
-		t.Fatalf("%d connections accepted, want 3", n)
+	// The first query opens a connection; each request after it finds the kept one,
+	// which is reset, and opens another.
+	if n := accepted.Load(); n != 4 {
+		t.Fatalf("%d connections accepted, want 4", n)
 	}
 }
