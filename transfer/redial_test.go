@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"encoding/binary"
-	"io"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -83,23 +82,7 @@ func TestReusedConnectionResetIsRedialled(t *testing.T) {
 		if soa.Serial != 2 {
 			t.Fatalf("SOA query %d: serial %d, want 2", i+1, soa.Serial)
 		}
-		st, err := c.AXFR(t.Context(), addr, "example.com.")
-		if err != nil {
-			t.Fatalf("AXFR %d: %v", i+1, err)
-		}
-		n := 0
-		for {
-			batch, err := st.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("AXFR %d: %v", i+1, err)
-			}
-			n += len(batch)
-		}
-		st.Close()
-		if n != 3000 {
+		if n := axfrCount(t, c, addr, "example.com."); n != 3000 {
 			t.Fatalf("AXFR %d: %d records, want 3000", i+1, n)
 		}
 	}

@@ -21,6 +21,28 @@ func reuseClient(idle time.Duration) *Client {
 		conns: &connpool.Pool[netip.AddrPort]{MaxIdle: maxIdlePerMaster, IdleTimeout: idle}}
 }
 
+// axfrCount transfers zone from master by AXFR and counts its records, the closing SOA
+// left out.
+func axfrCount(t *testing.T, c *Client, master netip.AddrPort, zone string) int {
+	t.Helper()
+	st, err := c.AXFR(t.Context(), master, zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := 0
+	for {
+		rrs, err := st.Next()
+		if err == io.EOF {
+			return n
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(rrs)
+	}
+}
+
 // transferAll asks master for zone's SOA, an AXFR read to its end and an IXFR from the
 // current serial, as a check, a CREATE and a refresh do.
 func transferAll(t *testing.T, c *Client, master netip.AddrPort, zone string, records int) {
@@ -30,23 +52,7 @@ func transferAll(t *testing.T, c *Client, master netip.AddrPort, zone string, re
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := c.AXFR(ctx, master, zone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := 0
-	for {
-		rrs, err := st.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got += len(rrs)
-	}
-	st.Close()
-	if got < records {
+	if got := axfrCount(t, c, master, zone); got < records {
 		t.Fatalf("AXFR of %s: %d records, want at least %d", zone, got, records)
 	}
 	res, err := c.IXFR(ctx, master, zone, soa.Serial)
