@@ -191,10 +191,7 @@ a.b.c.example.com. 300 IN A 192.0.2.3
 
 func testStorageFacts(t *testing.T, m mariadb) {
 	b, db := m.backend(t)
-	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(factsZone), "\n") {
-		lines = append(lines, l)
-	}
+	lines := strings.Split(strings.TrimSpace(factsZone), "\n")
 	if err := b.Create(t.Context(), "example.com.", backendtest.Stream(parseRRs(t, lines...))); err != nil {
 		t.Fatal(err)
 	}

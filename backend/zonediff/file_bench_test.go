@@ -53,7 +53,6 @@ func (w wireZone) source() backend.Source { return &wireSource{msgs: w.msgs} }
 
 type wireSource struct {
 	msgs [][]byte
-	seen bool
 }
 
 func (s *wireSource) Next() ([]dns.RR, error) {
