@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dnsagent/dnsagent/backend/backendtest"
+	"github.com/dnsagent/dnsagent/internal/dnstest"
 	"github.com/miekg/dns"
 )
 
@@ -26,16 +26,7 @@ type testPrimary struct {
 func startTestPrimary(t *testing.T) *testPrimary {
 	t.Helper()
 	p := &testPrimary{zones: map[string][]dns.RR{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(p.serve), NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	p.addr = netip.MustParseAddrPort(ln.Addr().String())
+	p.addr = dnstest.ServeTCP(t, "127.0.0.1", p.serve, nil)
 	return p
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend/file"
+	"github.com/dnsagent/dnsagent/internal/dnstest"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 )
@@ -40,16 +41,7 @@ func startGeneratedPrimary(tb testing.TB, zone string, n int) *generatedPrimary 
 	tb.Helper()
 	p := &generatedPrimary{zone: zone, n: n}
 	p.version.Store(1)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(p.serve), NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	<-started
-	tb.Cleanup(func() { srv.Shutdown() })
-	p.addr = netip.MustParseAddrPort(ln.Addr().String())
+	p.addr = dnstest.ServeTCP(tb, "127.0.0.1", p.serve, nil)
 	return p
 }
 

@@ -3,7 +3,6 @@ package transfer
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 	"github.com/dnsagent/dnsagent/backend/memory"
+	"github.com/dnsagent/dnsagent/internal/dnstest"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 )
@@ -30,16 +30,7 @@ type manyPrimary struct {
 func startManyPrimary(t *testing.T) *manyPrimary {
 	t.Helper()
 	p := &manyPrimary{serials: map[string]uint32{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(p.serve), NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	p.addr = netip.MustParseAddrPort(ln.Addr().String())
+	p.addr = dnstest.ServeTCP(t, "127.0.0.1", p.serve, nil)
 	return p
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/backendtest"
+	"github.com/dnsagent/dnsagent/internal/dnstest"
 	"github.com/miekg/dns"
 )
 
@@ -53,17 +53,7 @@ func startPrimaryOn(t *testing.T, ip, zone string, serial uint32, n int) *fakePr
 	t.Helper()
 	p := &fakePrimary{zone: zone}
 	p.setZone(serial, n)
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(p.serve), NotifyStartedFunc: func() { close(started) },
-		TsigSecret: map[string]string{"transfer.key.": tsigSecret}}
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	p.addr = netip.MustParseAddrPort(ln.Addr().String())
+	p.addr = dnstest.ServeTCP(t, ip, p.serve, map[string]string{"transfer.key.": tsigSecret})
 	return p
 }
 
