@@ -55,11 +55,11 @@ clean:
 
 # Benchmarks against BIND's and PowerDNS's own secondaries (tracker issue 8; bench/README.md).
 # Needs what `make deps` installs; everything runs on loopback with private servers.
-.PHONY: bench bench-quick bench-deps
+.PHONY: bench bench-quick bench-pinned bench-deps
 # dnsdist, the passthrough peer: only the benchmarks need it.
 bench-deps:
 	./scripts/bench-deps.sh
-bench bench-quick: bench-deps
+bench bench-quick bench-pinned: bench-deps
 bench:
 	DNSAGENT_BENCH=1 $(GO) test -run '^TestBenchTable$$' -count=1 -v -timeout 90m ./bench \
 		-args -sizes=10000,100000,1000000 -runs=3 -out=$(CURDIR)/bench/RESULTS.md \
@@ -68,3 +68,10 @@ bench:
 bench-quick:
 	DNSAGENT_BENCH=1 $(GO) test -run '^TestBenchTable$$' -count=1 -v -timeout 5m ./bench \
 		-args -sizes=10000 -runs=3 -baseline=$(CURDIR)/bench/RESULTS.md
+
+# The passthrough alone with the relays (the agent, dnsdist) on the last CPU and the load
+# generator and named on the others (bench/README.md, Passthrough). Needs 2 CPUs or more.
+bench-pinned:
+	@test "$$(nproc)" -ge 2 || { echo "bench-pinned needs at least 2 CPUs"; exit 1; }
+	DNSAGENT_BENCH=1 taskset -c 0-$$(($$(nproc) - 2)) $(GO) test -run '^TestBenchPassthrough$$' \
+		-count=1 -v -timeout 15m ./bench -args -runs=7 -relay-cpus=$$(($$(nproc) - 1))

@@ -97,7 +97,7 @@ func (a *agent) launch(cfg harness.AgentConfig) {
 	cfg.Service["log_format"] = "json"
 	path := harness.WriteAgentConfig(t, &cfg)
 	a.cfg, a.out, a.done, a.once = cfg, harness.NewBuffer(4<<20), make(chan struct{}), sync.Once{}
-	a.cmd = exec.Command(a.bin, "--config", path)
+	a.cmd = relayCommand(a.bin, "--config", path)
 	a.cmd.Dir = filepath.Dir(path)
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(strings.ToUpper(e), "DNSAGENT_") {

@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -43,7 +42,7 @@ func startDnsdist(t testing.TB, res *Results, upstream string) (string, int) {
 		t.Fatal(err)
 	}
 	out := harness.NewBuffer(1 << 20)
-	cmd := exec.Command(bin, "--supervised", "--disable-syslog", "-C", conf)
+	cmd := relayCommand(bin, "--supervised", "--disable-syslog", "-C", conf)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

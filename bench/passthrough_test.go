@@ -17,6 +17,8 @@ import (
 //	DNSAGENT_BENCH=1 go test -run '^TestBenchPassthrough$' -count=1 -v ./bench -args -runs=3
 //
 // -also-agents=/tmp/old-agent,... measures more agent builds side by side (e.g. main's).
+// -relay-cpus=1, with the bench itself under `taskset -c 0`, gives the relays a CPU of
+// their own (make bench-pinned).
 var flagAlsoAgents = flag.String("also-agents", "", "TestBenchPassthrough and the many-zones file row: more agent binaries to measure side by side (comma-separated)")
 
 func TestBenchPassthrough(t *testing.T) {
@@ -24,6 +26,9 @@ func TestBenchPassthrough(t *testing.T) {
 		t.Skip("benchmarks run with DNSAGENT_BENCH=1")
 	}
 	harness.Require(t, "named", "rndc")
+	if err := checkRelayCPUs(); err != nil {
+		t.Fatal(err)
+	}
 	z := harness.NewZone("passthrough.example.", 1, 10_000)
 	p := harness.StartPrimary(t, map[string]string{z.Name: z.Text()})
 	cfg := harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", AllowQuery: queryAllow, QueryDestination: p.Addr()}
