@@ -18,47 +18,40 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/fanout"
 	"github.com/dnsagent/dnsagent/backend/memory"
+	"github.com/dnsagent/dnsagent/internal/dnstest"
 )
 
 // hostilePrimary answers every TCP request with what send writes, until send returns or
 // the client goes away.
 func hostilePrimary(t *testing.T, send func(q *dns.Msg, reply func(...dns.RR) error)) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				raw, err := readTCPMessage(c)
-				if err != nil {
-					return
-				}
-				q := new(dns.Msg)
-				if q.Unpack(raw) != nil {
-					return
-				}
-				send(q, func(rrs ...dns.RR) error {
-					m := new(dns.Msg).SetReply(q)
-					m.Answer = rrs
-					b, err := m.Pack()
-					if err != nil {
-						return err
-					}
-					_, err = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
-					return err
-				})
-			}()
+	return dnstest.ServeConns(t, func(c *net.TCPConn) {
+		if q, err := readQuery(c); err == nil {
+			send(q, func(rrs ...dns.RR) error { return writeReply(c, q, rrs) })
 		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
+	})
+}
+
+// readQuery reads one length-prefixed DNS message from c.
+func readQuery(c net.Conn) (*dns.Msg, error) {
+	raw, err := readTCPMessage(c)
+	if err != nil {
+		return nil, err
+	}
+	q := new(dns.Msg)
+	return q, q.Unpack(raw)
+}
+
+// writeReply writes an authoritative answer to q carrying rrs, length-prefixed, to c.
+func writeReply(c net.Conn, q *dns.Msg, rrs []dns.RR) error {
+	m := new(dns.Msg).SetReply(q)
+	m.Authoritative, m.Answer = true, rrs
+	b, err := m.Pack()
+	if err != nil {
+		return err
+	}
+	_, err = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
+	return err
 }
 
 // sendRecords sends the SOA (serial 2) and n-1 A records, per records to a message.

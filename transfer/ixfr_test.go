@@ -13,6 +13,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 	"github.com/dnsagent/dnsagent/backend/memory"
+	"github.com/dnsagent/dnsagent/internal/dnstest"
 	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
@@ -204,21 +205,7 @@ func TestTSIGSignedTransfers(t *testing.T) {
 
 // blackhole accepts connections and never answers, like a primary that hangs.
 func blackhole(t *testing.T) netip.AddrPort {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { conn.Close() })
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
+	return dnstest.ServeConns(t, func(c *net.TCPConn) { <-t.Context().Done() })
 }
 
 func TestHangingFirstMasterDoesNotDelayTransfers(t *testing.T) {

@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"encoding/binary"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/internal/dnstest"
 )
 
 // resettingPrimary answers the first request of every connection (a SOA query with the
@@ -17,55 +18,29 @@ import (
 // out). It counts the connections it accepted.
 func resettingPrimary(t *testing.T) (netip.AddrPort, *atomic.Int32) {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := ln.AcceptTCP()
+	addr := dnstest.ServeConns(t, func(c *net.TCPConn) {
+		accepted.Add(1)
+		for answered := 0; ; answered++ {
+			q, err := readQuery(c)
 			if err != nil {
 				return
 			}
-			accepted.Add(1)
-			go func() {
-				defer c.Close()
-				for answered := 0; ; answered++ {
-					raw, err := readTCPMessage(c)
-					if err != nil {
-						return
-					}
-					if answered == 1 {
-						c.SetLinger(0) //nolint:errcheck // the close below then resets
-						return
-					}
-					q := new(dns.Msg)
-					if q.Unpack(raw) != nil {
-						return
-					}
-					reply := func(rrs ...dns.RR) error {
-						m := new(dns.Msg).SetReply(q)
-						m.Authoritative, m.Answer = true, rrs
-						b, err := m.Pack()
-						if err == nil {
-							_, err = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
-						}
-						return err
-					}
-					if q.Question[0].Qtype == dns.TypeAXFR {
-						if sendRecords(reply, 3000, 150) != nil || reply(testSOA(2)) != nil {
-							return
-						}
-					} else if reply(testSOA(2)) != nil {
-						return
-					}
+			if answered == 1 {
+				c.SetLinger(0) //nolint:errcheck // the close after return then resets
+				return
+			}
+			reply := func(rrs ...dns.RR) error { return writeReply(c, q, rrs) }
+			if q.Question[0].Qtype == dns.TypeAXFR {
+				if sendRecords(reply, 3000, 150) != nil || reply(testSOA(2)) != nil {
+					return
 				}
-			}()
+			} else if reply(testSOA(2)) != nil {
+				return
+			}
 		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String()), &accepted
+	})
+	return addr, &accepted
 }
 
 // A kept connection the primary resets when the next request comes (ECONNRESET at the

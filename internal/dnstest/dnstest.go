@@ -25,3 +25,28 @@ func ServeTCP(tb testing.TB, ip string, h dns.HandlerFunc, tsig map[string]strin
 	tb.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
+
+// ServeConns accepts TCP connections on 127.0.0.1 at a free port until the test ends, and
+// runs handle on each in a goroutine of its own, closing the connection after it: for
+// fake primaries that misbehave in ways a dns.Server will not (hang, reset, garble).
+func ServeConns(tb testing.TB, handle func(c *net.TCPConn)) netip.AddrPort {
+	tb.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
