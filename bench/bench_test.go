@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 	if !enabled() {
 		os.Exit(m.Run()) // every test skips: the normal suite stays fast
 	}
+	if err := checkRelayCPUs(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	dir, err := os.MkdirTemp("", "dnsagent-bench-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
