@@ -1,0 +1,233 @@
+package tests
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dnsagent/dnsagent/tests/harness"
+	"github.com/miekg/dns"
+)
+
+// An agent runs for months: whatever a zone, a transfer or a query takes, it must give
+// back. Each cycle here creates zones, changes them on the primary while their transfers
+// are cut mid-stream (a primary dying: every transfer fails and is retried), then lets
+// them through, relays queries over UDP and TCP (with malformed ones and connections left
+// half-written), and deletes every zone. After the first cycle, which fills the
+// connection pools, every later one must end with the goroutines and open descriptors the
+// first ended with: a leak of one per zone, transfer or query would add tens a cycle.
+func TestSteadyStateGivesBackWhatACycleTook(t *testing.T) {
+	t.Parallel()
+	for _, driver := range []string{"file", "bind9", "powerdns"} {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			steadyState(t, driver)
+		})
+	}
+}
+
+// steadyTarget is the agent under test and how to read what its backend serves.
+type steadyTarget struct {
+	a      *harness.Agent
+	serial func(zone string) (uint32, error) // the serial served; an error once it is gone
+}
+
+func steadyState(t *testing.T, driver string) {
+	harness.Require(t, "named", "rndc")
+	const nZones, cycles = 24, 4
+	names := make([]string, nZones)
+	versions := make(map[string]harness.Zone, nZones)
+	texts := make(map[string]string, nZones)
+	for i := range names {
+		names[i] = fmt.Sprintf("s%02d.steady.example", i)
+		versions[names[i]] = harness.NewZone(names[i], 100, 400) // about 20 KB: several reads
+		texts[names[i]] = versions[names[i]].Text()
+	}
+	p := harness.StartPrimary(t, texts)
+	proxy := harness.StartProxy(t, p.Addr())
+	var tg steadyTarget
+	switch driver {
+	case "file":
+		tg.a = harness.StartAgent(t, harness.AgentConfig{Masters: proxy.Addr(), AllowNotify: "127.0.0.1",
+			QueryDestination: p.Addr()})
+		tg.serial = func(zone string) (uint32, error) { return harness.ZoneFileSerial(tg.a.ZoneFile(zone), zone) }
+	case "bind9":
+		nb := harness.StartBackendNamed(t, harness.BackendOptions{})
+		tg.a = harness.StartAgent(t, bind9AgentConfigTo(proxy.Addr(), nb, "reload"))
+		tg.serial = func(zone string) (uint32, error) { return harness.QuerySerial(nb.Addr(), zone) }
+	case "powerdns":
+		e := startPDNSEnv(t, harness.PDNSOptions{})
+		tg.a = harness.StartAgent(t, harness.AgentConfig{BackendDriver: "powerdns", Masters: proxy.Addr(),
+			AllowNotify: "127.0.0.1", QueryDestination: e.p.Addr(),
+			Backend: map[string]string{"zone_file_path": "-", "dsn": e.m.DSN(e.dbname),
+				"pdns_control": harness.LookPath("pdns_control"), "pdns_socket_dir": e.p.SocketDir()}})
+		tg.serial = func(zone string) (uint32, error) { return harness.QuerySerial(e.p.Addr(), zone) }
+	}
+
+	var baseGoroutines, baseFDs int
+	for cycle := 1; cycle <= cycles && !t.Failed(); cycle++ {
+		steadyCycle(t, tg, p, proxy, names, versions)
+		if t.Failed() {
+			t.Fatalf("cycle %d failed; its leftovers would be counted as leaks", cycle)
+		}
+		goroutines, fds := settled(t, tg.a)
+		t.Logf("after cycle %d: %d goroutines, %d open descriptors", cycle, goroutines, fds)
+		if cycle == 1 {
+			baseGoroutines, baseFDs = goroutines, fds
+			continue
+		}
+		// Slack for what comes and goes on its own: a pooled connection the primary
+		// closed, a timer's goroutine running as it is counted.
+		if goroutines > baseGoroutines+steadySlack {
+			t.Errorf("after cycle %d the agent runs %d goroutines, %d after the first: it keeps what finished work started",
+				cycle, goroutines, baseGoroutines)
+		}
+		if fds > baseFDs+steadySlack {
+			t.Errorf("after cycle %d the agent holds %d descriptors open, %d after the first: it leaks files or sockets",
+				cycle, fds, baseFDs)
+		}
+	}
+	tg.a.CheckAlive(t)
+}
+
+// steadySlack is the growth past the first cycle's count that is not taken for a leak:
+// far below the cycle's 24 zones, 72 transfers and 300 queries.
+const steadySlack = 6
+
+// steadyCycle is one cycle of TestSteadyStateGivesBackWhatACycleTook; versions holds
+// each zone's text on the primary, and is moved on.
+func steadyCycle(t *testing.T, tg steadyTarget, p *harness.Primary, proxy *harness.Proxy, names []string, versions map[string]harness.Zone) {
+	t.Helper()
+	a := tg.a
+	each := func(f func(i int, name string)) {
+		var wg sync.WaitGroup
+		for i, name := range names {
+			wg.Go(func() { f(i, name) })
+		}
+		wg.Wait()
+	}
+	served := func(what string) {
+		for _, name := range names {
+			want := versions[name].Serial
+			if !harness.Eventually(15*time.Second, 20*time.Millisecond, func() bool {
+				s, err := tg.serial(name)
+				return err == nil && s == want
+			}) {
+				s, err := tg.serial(name)
+				t.Errorf("%s: %s holds serial %d (%v), want %d", what, name, s, err, want)
+			}
+		}
+	}
+
+	each(func(i int, name string) {
+		req := harness.CreateMsg(uint16(i), name)
+		if r, err := harness.ExchangeUDP(a.Addr(), req, 25*time.Second); err != nil || string(r) != string(harness.Reply(req, 0xf400)) {
+			t.Errorf("CREATE %s: %s (%v)", name, harness.DescribeReply(r), err)
+		}
+	})
+	served("after CREATE")
+
+	// The primary dies mid-stream: every transfer the NOTIFYs start is cut, and retried.
+	cutsBefore := proxy.Cuts()
+	proxy.SetCut(4000)
+	for _, name := range names {
+		versions[name] = versions[name].Next(20, 20)
+		p.SetZone(t, name, versions[name].Text())
+	}
+	each(func(i int, name string) {
+		req := harness.NotifyMsg(uint16(100+i), name, false)
+		if r, err := harness.ExchangeUDP(a.Addr(), req, 3*time.Second); err != nil || string(r) != string(harness.Reply(req, 0xa400)) {
+			t.Errorf("NOTIFY %s: %s (%v)", name, harness.DescribeReply(r), err)
+		}
+	})
+	if !harness.Eventually(15*time.Second, 20*time.Millisecond, func() bool { return proxy.Cuts()-cutsBefore >= int64(len(names)) }) {
+		t.Errorf("%d transfers cut, want one for each of the %d zones at least", proxy.Cuts()-cutsBefore, len(names))
+	}
+	proxy.Pass()
+	each(func(i int, name string) {
+		harness.ExchangeUDP(a.Addr(), harness.NotifyMsg(uint16(200+i), name, false), 3*time.Second) //nolint:errcheck // checked by served
+	})
+	served("after the primary came back")
+
+	steadyQueries(t, a, names)
+
+	each(func(i int, name string) {
+		req := harness.DeleteMsg(uint16(300+i), name)
+		if r, err := harness.ExchangeUDP(a.Addr(), req, 25*time.Second); err != nil || string(r) != string(harness.Reply(req, 0xf400)) {
+			t.Errorf("DELETE %s: %s (%v)", name, harness.DescribeReply(r), err)
+		}
+	})
+	for _, name := range names {
+		if !harness.Eventually(5*time.Second, 20*time.Millisecond, func() bool { _, err := tg.serial(name); return err != nil }) {
+			t.Errorf("%s: still served 5 s after its DELETE was answered", name)
+		}
+	}
+}
+
+// steadyQueries relays queries for the zones' names over UDP and TCP, and sends what a
+// client gets wrong: garbage datagrams, and TCP connections that stop mid-message.
+func steadyQueries(t *testing.T, a *harness.Agent, names []string) {
+	t.Helper()
+	for i := range 240 {
+		name := names[i%len(names)]
+		m := new(dns.Msg).SetQuestion(dns.Fqdn("www"+strconv.Itoa(i%50)+"."+name), dns.TypeA)
+		network := "udp"
+		if i%8 == 0 {
+			network = "tcp"
+		}
+		if r, err := harness.Exchange(network, a.Addr(), m, 3*time.Second); err != nil || r.Rcode == dns.RcodeServerFailure {
+			t.Errorf("query %s over %s through the agent: %v %v", m.Question[0].Name, network, r, err)
+			return
+		}
+	}
+	for range 30 {
+		garbage := make([]byte, 5+rand.IntN(60))
+		for j := range garbage {
+			garbage[j] = byte(rand.Uint32())
+		}
+		harness.SendUDP(a.Addr(), garbage) //nolint:errcheck // unanswered or FORMERR
+	}
+	for range 30 {
+		c, err := net.DialTimeout("tcp", a.Addr(), 2*time.Second)
+		if err != nil {
+			t.Errorf("TCP connect to the agent: %v", err)
+			return
+		}
+		c.Write([]byte{0, 40, 0x12, 0x34, 0, 0}) //nolint:errcheck // a length, then 4 of its 40 bytes
+		c.Close()
+	}
+}
+
+// settled waits until the agent's goroutines and open descriptors stay the same for a
+// second (work the cycle started winds down), and returns them.
+func settled(t *testing.T, a *harness.Agent) (goroutines, fds int) {
+	t.Helper()
+	count := func() (int, int) {
+		g, err := harness.Goroutines(a.Config.MetricsListen)
+		if err != nil {
+			t.Fatalf("go_goroutines: %v", err)
+		}
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", a.PID()))
+		if err != nil {
+			t.Fatalf("the agent's descriptors: %v", err)
+		}
+		return g, len(ents)
+	}
+	goroutines, fds = count()
+	same := 0
+	for deadline := time.Now().Add(30 * time.Second); same < 5 && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		g, f := count()
+		if g == goroutines && f == fds {
+			same++
+		} else {
+			goroutines, fds, same = g, f, 0
+		}
+	}
+	return goroutines, fds
+}
