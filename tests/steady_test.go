@@ -77,6 +77,11 @@ func steadyState(t *testing.T, driver string) {
 		}
 		goroutines, fds := settled(t, tg.a)
 		t.Logf("after cycle %d: %d goroutines, %d open descriptors", cycle, goroutines, fds)
+		for _, state := range []string{"idle", "queued", "transferring", "retrying"} {
+			if n := metric(t, tg.a, `dnsagent_zones{state="`+state+`"}`); n != 0 {
+				t.Errorf("after cycle %d, every zone deleted, the agent still schedules %v zones %s", cycle, n, state)
+			}
+		}
 		if cycle == 1 {
 			baseGoroutines, baseFDs = goroutines, fds
 			continue
