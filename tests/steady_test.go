@@ -138,8 +138,10 @@ func steadyCycle(t *testing.T, tg steadyTarget, p *harness.Primary, proxy *harne
 	served("after CREATE")
 
 	// The primary dies mid-stream: every transfer the NOTIFYs start is cut, and retried.
+	// Reset: a connection the agent pooled while the proxy passed everything would not be.
 	cutsBefore := proxy.Cuts()
 	proxy.SetCut(4000)
+	proxy.Reset()
 	for _, name := range names {
 		versions[name] = versions[name].Next(20, 20)
 		p.SetZone(t, name, versions[name].Text())
@@ -154,6 +156,7 @@ func steadyCycle(t *testing.T, tg steadyTarget, p *harness.Primary, proxy *harne
 		t.Errorf("%d transfers cut, want one for each of the %d zones at least", proxy.Cuts()-cutsBefore, len(names))
 	}
 	proxy.Pass()
+	proxy.Reset() // nor one opened under the cut that carried only a short answer
 	each(func(i int, name string) {
 		harness.ExchangeUDP(a.Addr(), harness.NotifyMsg(uint16(200+i), name, false), 3*time.Second) //nolint:errcheck // checked by served
 	})

@@ -83,6 +83,11 @@ func (p *Proxy) SetDelay(d time.Duration) { p.SetMode(ProxyMode{Delay: d}) }
 // SetCut forwards at most k reply bytes per TCP connection, then closes it.
 func (p *Proxy) SetCut(k int) { p.SetMode(ProxyMode{CutAfter: k}) }
 
+// Reset closes every connection open through the proxy, as a primary that restarts: a
+// client's pooled connection, opened under an earlier mode, is gone, and the next one gets
+// the mode set now.
+func (p *Proxy) Reset() { p.closeConns() }
+
 // TCPConns counts accepted TCP connections.
 func (p *Proxy) TCPConns() int64 { return p.tcpConns.Load() }
 

@@ -48,6 +48,15 @@ func (r *tracker) isClosed() bool {
 	return r.closed
 }
 
+// closeConns closes every connection tracked now; new ones are still taken.
+func (r *tracker) closeConns() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.Close()
+	}
+}
+
 // shutdown closes every connection and the listeners, then waits for the goroutines.
 func (r *tracker) shutdown(listeners ...io.Closer) {
 	r.mu.Lock()
@@ -56,10 +65,8 @@ func (r *tracker) shutdown(listeners ...io.Closer) {
 		return
 	}
 	r.closed = true
-	for c := range r.conns {
-		c.Close()
-	}
 	r.mu.Unlock()
+	r.closeConns()
 	for _, l := range listeners {
 		l.Close()
 	}
