@@ -139,7 +139,7 @@ func steadyCycle(t *testing.T, tg steadyTarget, p *harness.Primary, proxy *harne
 
 	// The primary dies mid-stream: every transfer the NOTIFYs start is cut, and retried.
 	// Reset: a connection the agent pooled while the proxy passed everything would not be.
-	cutsBefore := proxy.Cuts()
+	cutsBefore, logged := proxy.Cuts(), len(a.Output())
 	proxy.SetCut(4000)
 	proxy.Reset()
 	for _, name := range names {
@@ -153,7 +153,8 @@ func steadyCycle(t *testing.T, tg steadyTarget, p *harness.Primary, proxy *harne
 		}
 	})
 	if !harness.Eventually(15*time.Second, 20*time.Millisecond, func() bool { return proxy.Cuts()-cutsBefore >= int64(len(names)) }) {
-		t.Errorf("%d transfers cut, want one for each of the %d zones at least", proxy.Cuts()-cutsBefore, len(names))
+		t.Errorf("%d transfers cut, want one for each of the %d zones at least; the agent logged since the cut:\n%s",
+			proxy.Cuts()-cutsBefore, len(names), a.Output()[logged:])
 	}
 	proxy.Pass()
 	proxy.Reset() // nor one opened under the cut that carried only a short answer
