@@ -3,8 +3,10 @@ package bench
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dnsagent/dnsagent/tests/harness"
 )
@@ -50,4 +52,38 @@ func TestBenchPassthrough(t *testing.T) {
 	for _, n := range res.Notes {
 		fmt.Println("note:", n)
 	}
+}
+
+// The dnsdist target shows, beside the two medians, the agent's throughput over dnsdist's
+// round by round; the verdict stays the medians'.
+func TestPassthroughTargetShowsEachRound(t *testing.T) {
+	paths := []qpsPath{{name: pathDirect}, {name: pathAgent}, {name: pathDnsdist}}
+	q := func(path string, queries int) qpsResult {
+		return qpsResult{Path: path, Clients: 16, Queries: queries, Duration: time.Second}
+	}
+	got := [][]qpsResult{
+		{q(pathDirect, 1000), q(pathDirect, 1000), q(pathDirect, 1000)},
+		{q(pathAgent, 480), q(pathAgent, 600), q(pathAgent, 550)},
+		{q(pathDnsdist, 500), q(pathDnsdist, 500), q(pathDnsdist, 560)},
+	}
+	ratios := pairRatios(paths, got)
+	if want := []float64{0.96, 1.2, 550.0 / 560}; !slices.Equal(ratios, want) {
+		t.Fatalf("pairRatios = %v, want %v", ratios, want)
+	}
+	if r := pairRatios(paths[:2], got[:2]); r != nil {
+		t.Errorf("pairRatios without dnsdist = %v, want nil", r)
+	}
+
+	res := &Results{QPS: []qpsResult{got[0][1], got[1][2], got[2][1]}, PairRatios: ratios}
+	for _, c := range res.passthroughTargets() {
+		if c.Target != "Passthrough, 16 clients ≥ dnsdist's ratio" {
+			continue
+		}
+		if !c.Met || !strings.Contains(c.Measured, "agent 0.55×, dnsdist 0.50×") ||
+			!strings.HasSuffix(c.Measured, "in each round: 0.96, 1.20, 0.98") {
+			t.Errorf("dnsdist target %+v", c)
+		}
+		return
+	}
+	t.Fatal("no dnsdist target")
 }

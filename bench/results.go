@@ -28,6 +28,7 @@ type Results struct {
 	Notify     []notifyResult
 	NotifySize int
 	QPS        []qpsResult
+	PairRatios []float64 // the agent's 16-client throughput over dnsdist's, round by round
 	Many       []manyRow // the many-zones table (manyzones.go)
 	Notes      []string
 }
