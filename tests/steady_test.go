@@ -48,13 +48,22 @@ func steadyState(t *testing.T, driver string) {
 		versions[names[i]] = harness.NewZone(names[i], 100, 400) // about 20 KB: several reads
 		texts[names[i]] = versions[names[i]].Text()
 	}
-	p := harness.StartPrimary(t, texts)
+	// The file backend's transfers are signed (TSIG): its state per transfer must go too.
+	key := harness.NewTSIGKey(t, "steady-xfr", "hmac-sha256")
+	opts := harness.PrimaryOptions{Zones: texts}
+	if driver == "file" {
+		opts.TransferKeys = []harness.TSIGKey{key}
+	}
+	p := harness.StartPrimaryWith(t, opts)
+	if _, err := harness.AXFR(p.Addr(), names[0]); driver == "file" && err == nil {
+		t.Fatal("test setup: the primary serves an unsigned AXFR")
+	}
 	proxy := harness.StartProxy(t, p.Addr())
 	var tg steadyTarget
 	switch driver {
 	case "file":
 		tg.a = harness.StartAgent(t, harness.AgentConfig{Masters: proxy.Addr(), AllowNotify: "127.0.0.1",
-			QueryDestination: p.Addr()})
+			QueryDestination: p.Addr(), Service: map[string]string{"masters_tsig_key": key.Name}, Sections: key.Section()})
 		tg.serial = func(zone string) (uint32, error) { return harness.ZoneFileSerial(tg.a.ZoneFile(zone), zone) }
 	case "bind9":
 		nb := harness.StartBackendNamed(t, harness.BackendOptions{})
