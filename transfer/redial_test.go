@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/dnsagent/dnsagent/internal/dnstest"
+	"github.com/miekg/dns"
 )
 
 // resettingPrimary answers the first request of every connection (a SOA query with the

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dnsagent/dnsagent/internal/dnstest"
 )
 
 // fakeControlSocket listens where pdns_server would and answers each command line with
@@ -20,30 +22,20 @@ func fakeControlSocket(t *testing.T, answer func(line string) (string, bool)) (s
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
 	lines := make(chan string, 16)
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				line, err := bufio.NewReader(conn).ReadString('\n')
-				if err != nil {
-					return
-				}
-				lines <- line
-				reply, ok := answer(line)
-				if !ok { // never answers: hold the connection until the client gives up
-					conn.Read(make([]byte, 1)) //nolint:errcheck
-					return
-				}
-				conn.Write([]byte(reply)) //nolint:errcheck
-			}()
+	dnstest.Accept(t, l, func(conn net.Conn) {
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return
 		}
-	}()
+		lines <- line
+		reply, ok := answer(line)
+		if !ok { // never answers: hold the connection until the client gives up
+			conn.Read(make([]byte, 1)) //nolint:errcheck
+			return
+		}
+		conn.Write([]byte(reply)) //nolint:errcheck
+	})
 	return path, lines
 }
 

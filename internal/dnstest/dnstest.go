@@ -1,4 +1,5 @@
-// Package dnstest serves DNS handlers on loopback for the unit tests' fake primaries.
+// Package dnstest serves DNS handlers on loopback for the unit tests' fake primaries, and
+// accepts connections for fakes that speak no DNS or misbehave.
 package dnstest
 
 import (
@@ -27,18 +28,25 @@ func ServeTCP(tb testing.TB, ip string, h dns.HandlerFunc, tsig map[string]strin
 }
 
 // ServeConns accepts TCP connections on 127.0.0.1 at a free port until the test ends, and
-// runs handle on each in a goroutine of its own, closing the connection after it: for
-// fake primaries that misbehave in ways a dns.Server will not (hang, reset, garble).
+// runs handle on each (Accept): for fake primaries that misbehave in ways a dns.Server
+// will not (hang, reset, garble).
 func ServeConns(tb testing.TB, handle func(c *net.TCPConn)) netip.AddrPort {
 	tb.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	Accept(tb, ln, func(c net.Conn) { handle(c.(*net.TCPConn)) })
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// Accept accepts connections on ln until the test ends (then it closes ln), and runs
+// handle on each in a goroutine of its own, closing the connection after it.
+func Accept(tb testing.TB, ln net.Listener, handle func(c net.Conn)) {
 	tb.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
-			c, err := ln.AcceptTCP()
+			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
@@ -48,5 +56,4 @@ func ServeConns(tb testing.TB, handle func(c *net.TCPConn)) netip.AddrPort {
 			}()
 		}
 	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
 }
