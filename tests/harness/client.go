@@ -125,7 +125,10 @@ func Hex(s string) []byte {
 func HexString(b []byte) string { return hex.EncodeToString(b) }
 
 // ExchangeUDP sends req in one datagram to addr and returns the first datagram received
-// before timeout (ErrNoReply if none).
+// before timeout that carries req's id (ErrNoReply if none). Another datagram is skipped,
+// as a resolver skips it (RFC 5452 §9.1): the kernel may give this socket the port of
+// one closed a moment ago, whose late reply then arrives here. A reply with a wrong id
+// therefore shows as no reply.
 func ExchangeUDP(addr string, req []byte, timeout time.Duration) ([]byte, error) {
 	return ExchangeUDPFrom("", addr, req, timeout)
 }
@@ -150,15 +153,19 @@ func ExchangeUDPFrom(src, addr string, req []byte, timeout time.Duration) ([]byt
 		return nil, err
 	}
 	buf := make([]byte, 65535)
-	n, err := c.Read(buf)
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, ErrNoReply
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, ErrNoReply
+			}
+			return nil, err
 		}
-		return nil, err
+		if len(req) < 2 || (n >= 2 && buf[0] == req[0] && buf[1] == req[1]) {
+			return buf[:n], nil
+		}
 	}
-	return buf[:n], nil
 }
 
 // SendUDP sends one datagram and does not wait for anything.
