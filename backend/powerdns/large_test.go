@@ -238,7 +238,7 @@ func peakLiveHeap(fn func()) uint64 {
 //	go test ./backend/powerdns -run '^$' -bench ApplyVsReplace -benchtime=3x -benchmem
 func BenchmarkApplyVsReplace(b *testing.B) {
 	if testing.Short() {
-		b.Skip("needs MariaDB and 100,000 records")
+		b.Skip("-short: this needs MariaDB and 100,000 records")
 	}
 	m := mariadb{harnessMariaDB(b)}
 	be, _ := m.backend(b)
@@ -317,7 +317,7 @@ func benchEnv(b *testing.B, name string, def int) int {
 
 func benchApply(b *testing.B, change func(zone string, serial uint32, n int) *backend.ChangeSet) {
 	if testing.Short() {
-		b.Skip("needs MariaDB")
+		b.Skip("-short: this needs MariaDB")
 	}
 	n := benchEnv(b, "DNSAGENT_BENCH_RECORDS", largeZoneRecords)
 	m := mariadb{harnessMariaDB(b)}
