@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	dto "github.com/prometheus/client_model/go"
 	"net/netip"
 	"strings"
 	"testing"
@@ -239,14 +240,15 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
-// Past its rate a source's requests are dropped unanswered, and the drops make one log
-// line per source and kind per interval, with their count.
+// Past its rate a source's requests are dropped unanswered, each drop is counted, and the
+// drops make one log line per source and kind per interval, with their count.
 func TestRateLimitLogsOncePerInterval(t *testing.T) {
 	now := time.Unix(0, 0)
 	clock := func() time.Time { return now }
 	core, logs := observer.New(zap.WarnLevel)
 	next := &served{}
-	h := Metadata(clock)(RateLimit(NewLimiter(map[string]float64{KindNotify: 2}, zap.New(core), 10*time.Second, clock))(next))
+	counters := NewCounters()
+	h := Metadata(clock)(RateLimit(NewLimiter(map[string]float64{KindNotify: 2}, counters, zap.New(core), 10*time.Second, clock))(next))
 	send := func(n int) (dropped int) {
 		for range n {
 			w := requesttest.New("192.0.2.1", false)
@@ -269,6 +271,13 @@ func TestRateLimitLogsOncePerInterval(t *testing.T) {
 	}
 	if len(counts) != 2 || counts[0] != 1 || counts[1] != 4+2+1 {
 		t.Errorf("log lines with dropped counts %v; want [1 7]: the first drop, then one line 10 s later with the drops since", counts)
+	}
+	var limited dto.Metric
+	if err := counters.rateLimited.WithLabelValues(KindNotify).Write(&limited); err != nil {
+		t.Fatal(err)
+	}
+	if n := limited.GetCounter().GetValue(); n != 5+2+1 {
+		t.Errorf("dnsagent_rate_limited_total{kind=notify} = %v; want 8", n)
 	}
 }
 

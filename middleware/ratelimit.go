@@ -14,11 +14,6 @@ import (
 	"go.uber.org/zap"
 )
 
-var rateLimitedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "dnsagent", Name: "rate_limited_total",
-	Help: "Requests dropped by the per-source rate limit, by kind (notify, command, query; udp: the listener's own limit on datagrams).",
-}, []string{"kind"})
-
 // maxTrackedSources bounds the Limiter's memory under a spoofed-source flood: when full,
 // idle buckets are dropped, and if none is idle new sources share one overflow bucket.
 const maxTrackedSources = 100_000
@@ -38,9 +33,11 @@ func RateLimit(l *Limiter) Middleware {
 	}
 }
 
-// NewLimiter limits each kind to its rate; a kind without a rate is not limited.
-func NewLimiter(rates map[string]float64, log *zap.Logger, interval time.Duration, now func() time.Time) *Limiter {
-	return &Limiter{rates: rates, buckets: map[bucketKey]*bucket{}, log: log, sample: logsample.New[bucketKey](interval, now), now: now}
+// NewLimiter limits each kind to its rate; a kind without a rate is not limited. Drops
+// are counted in counters' rate_limited_total.
+func NewLimiter(rates map[string]float64, counters *Counters, log *zap.Logger, interval time.Duration, now func() time.Time) *Limiter {
+	return &Limiter{rates: rates, limited: counters.rateLimited, buckets: map[bucketKey]*bucket{}, log: log,
+		sample: logsample.New[bucketKey](interval, now), now: now}
 }
 
 // Allow tells whether source may send one more of kind now.
@@ -49,7 +46,7 @@ func (l *Limiter) Allow(source netip.Addr, kind string) bool {
 	if rate <= 0 || l.allow(source, kind, rate) {
 		return true
 	}
-	rateLimitedTotal.WithLabelValues(kind).Inc()
+	l.limited.WithLabelValues(kind).Inc()
 	if n, due := l.sample.Due(bucketKey{source, kind}); due {
 		l.log.Warn("rate limit: dropping requests", zap.Stringer("source", source), zap.String("kind", kind),
 			zap.Int("dropped", n), zap.Float64("rate_per_second", rate))
@@ -73,10 +70,11 @@ type bucket struct {
 // one second's worth), counting the drops and logging each limited source once per
 // interval. RateLimit uses one per kind of request; the UDP listener one on datagrams.
 type Limiter struct {
-	rates  map[string]float64
-	log    *zap.Logger
-	sample *logsample.Sampler[bucketKey] // one line per limited source and kind per interval
-	now    func() time.Time
+	rates   map[string]float64
+	limited *prometheus.CounterVec // rate_limited_total
+	log     *zap.Logger
+	sample  *logsample.Sampler[bucketKey] // one line per limited source and kind per interval
+	now     func() time.Time
 
 	mu      sync.Mutex
 	buckets map[bucketKey]*bucket

@@ -21,16 +21,17 @@ import (
 // three times the CPU of a dnsdist relay, mostly goroutine handoffs (issue 15).
 //
 // It does what the chain does for such a query and nothing else: allow_query, the query
-// rate limit and the query slots are the chain's own (shared), the answer's bytes go back
+// rate limit, the query slots and the counters are the chain's own (shared), the answer's bytes go back
 // unchanged but for the id, requests_total counts it, a failure is answered SERVFAIL and
 // logged through the chain's request log. What it does not take (another kind of request,
 // a source allow_query refuses, no free slot, debug logging on) goes through the chain.
 type fastQueries struct {
-	relay *relay.Client
-	allow *middleware.AllowLists
-	limit *middleware.Limiter
-	slots middleware.Slots
-	log   *middleware.RequestLog
+	relay    *relay.Client
+	allow    *middleware.AllowLists
+	limit    *middleware.Limiter
+	slots    middleware.Slots
+	counters *middleware.Counters
+	log      *middleware.RequestLog
 }
 
 // serve relays msg, read on sock from `from` (source: its address, unmapped) with the
@@ -78,7 +79,7 @@ func (q *fastQuery) Reply(answer []byte, err error, out *rawudp.Outbox) {
 // Sent implements rawudp.Sender: the query is done.
 func (q *fastQuery) Sent(err error) {
 	q.f.slots.Release()
-	middleware.CountRequest(dns.OpcodeQuery, q.rcode)
+	q.f.counters.Request(dns.OpcodeQuery, q.rcode)
 	if err != nil {
 		r := new(dns.Msg)
 		r.Unpack(q.msg) //nolint:errcheck // a plain query unpacks

@@ -72,8 +72,9 @@ func FuzzRequest(f *testing.F) {
 	core, errs := observer.New(zapcore.ErrorLevel)
 	signed := newFuzzAgent(f, core, dest.addr, "tsig_keys = key1, key2\nrequire_tsig = command\n")
 	limited := newFuzzAgent(f, core, dest.addr, "rate_limit_notify = 1\nrate_limit_command = 1\nrate_limit_query = 1\n")
-	reg := prometheus.NewRegistry()
-	middleware.RegisterMetrics(reg)
+	malformedTotal := func(t *testing.T) float64 {
+		return counter(t, signed.reg, "dnsagent_malformed_total") + counter(t, limited.reg, "dnsagent_malformed_total")
+	}
 
 	f.Fuzz(func(t *testing.T, raw []byte, sign byte) {
 		raw, req, sign := signInput(raw, sign)
@@ -93,7 +94,7 @@ func FuzzRequest(f *testing.F) {
 		countable := malformed(raw, req != nil)
 		var before float64
 		if countable {
-			before = counter(t, reg, "dnsagent_malformed_total")
+			before = malformedTotal(t)
 		}
 		for _, c := range cases {
 			sent := dest.received.Load()
@@ -101,7 +102,7 @@ func FuzzRequest(f *testing.F) {
 			if entries := errs.TakeAll(); len(entries) > 0 {
 				t.Fatalf("%s from %s: logged %q: %v", c.network, c.source, entries[0].Message, entries[0].Context)
 			}
-			checkResult(t, reg, c.agent, res, req, sign)
+			checkResult(t, c.agent, res, req, sign)
 			refused := c.source != "127.0.0.1"
 			if refused && (len(res.calls) > 0 || dest.received.Load() != sent) {
 				t.Fatalf("refused source: engine calls %v, %d queries forwarded", res.calls, dest.received.Load()-sent)
@@ -124,7 +125,7 @@ func FuzzRequest(f *testing.F) {
 			}
 		}
 		if countable {
-			if n := counter(t, reg, "dnsagent_malformed_total") - before; n != float64(len(cases)) {
+			if n := malformedTotal(t) - before; n != float64(len(cases)) {
 				t.Fatalf("a malformed message was served %d times and counted %v times in dnsagent_malformed_total", len(cases), n)
 			}
 		}
@@ -138,7 +139,8 @@ func FuzzRequest(f *testing.F) {
 // fuzzAgent is one configured request path with the listener's settings.
 type fuzzAgent struct {
 	handler  request.Handler
-	srv      *dns.Server // MsgAcceptFunc, MsgInvalidFunc and TsigSecret as the listener sets them
+	srv      *dns.Server          // MsgAcceptFunc, MsgInvalidFunc and TsigSecret as the listener sets them
+	reg      *prometheus.Registry // the agent's counters
 	zones    *fakeZones
 	provider dns.TsigProvider
 }
@@ -158,12 +160,10 @@ func newFuzzAgent(tb testing.TB, errs zapcore.Core, dest, options string) *fuzzA
 	cfg.QueryDestination = dest
 	log := zap.New(errs)
 	zones := &fakeZones{known: map[string]bool{"example.com.": true}}
-	s := &Service{cfg: cfg, log: log}
-	a := &fuzzAgent{
-		handler: NewHandler(cfg, zones, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), log),
-		srv:     s.server(&dns.Server{}, nil),
-		zones:   zones,
-	}
+	s := &Service{cfg: cfg, log: log, counters: middleware.NewCounters()}
+	h, _ := newRequestPath(cfg, zones, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), nil, s.counters, log)
+	a := &fuzzAgent{handler: h, srv: s.server(&dns.Server{}, nil), reg: prometheus.NewRegistry(), zones: zones}
+	s.counters.Register(a.reg)
 	if a.srv.TsigSecret != nil {
 		a.provider = keyring(a.srv.TsigSecret)
 	}
@@ -231,7 +231,7 @@ func header(raw []byte) dns.Header {
 }
 
 // checkResult applies the invariants that do not depend on the source.
-func checkResult(t *testing.T, reg *prometheus.Registry, a *fuzzAgent, res result, req *dns.Msg, sign byte) {
+func checkResult(t *testing.T, a *fuzzAgent, res result, req *dns.Msg, sign byte) {
 	t.Helper()
 	if res.invalid || res.action != dns.MsgAccept {
 		return // miekg/dns's own handling; MsgInvalidFunc counted the invalid ones
@@ -245,7 +245,7 @@ func checkResult(t *testing.T, reg *prometheus.Registry, a *fuzzAgent, res resul
 	switch len(res.w.Replies()) {
 	case 0:
 		var refused *request.RefusedError
-		if !errors.As(res.err, &refused) || refused.Reason != "rate_limit" || counter(t, reg, "dnsagent_rate_limited_total") == 0 {
+		if !errors.As(res.err, &refused) || refused.Reason != "rate_limit" || counter(t, a.reg, "dnsagent_rate_limited_total") == 0 {
 			t.Fatalf("request neither answered nor dropped and counted: rcode %d, error %v", res.rcode, res.err)
 		}
 		return

@@ -160,7 +160,7 @@ func TestTwoQuestionsFormerrEchoesOpcode(t *testing.T) {
 	cfg := testConfig(t, "")
 	zones := &fakeZones{known: map[string]bool{"example.com.": true}}
 	allow := middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery)
-	s := &Service{cfg: cfg, log: zap.NewNop(), allow: allow}
+	s := &Service{cfg: cfg, log: zap.NewNop(), allow: allow, counters: middleware.NewCounters(), dropped: newDroppedCounter()}
 	udp, err := listenUDP("127.0.0.1:0", allow.Entries())
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"github.com/dnsagent/dnsagent/backend/fanout"
 	"github.com/dnsagent/dnsagent/catalog"
 	"github.com/dnsagent/dnsagent/control"
-	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/transfer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -33,8 +32,8 @@ func (s *Service) httpHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.transfer.RegisterMetrics(reg)
-	middleware.RegisterMetrics(reg)
-	reg.MustRegister(udpDroppedTotal)
+	s.counters.Register(reg)
+	reg.MustRegister(s.dropped)
 	if s.catalogs != nil {
 		s.catalogs.RegisterMetrics(reg)
 	}

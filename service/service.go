@@ -27,6 +27,7 @@ import (
 	"github.com/dnsagent/dnsagent/transfer"
 	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/net/netutil"
 )
@@ -143,19 +144,22 @@ type Service struct {
 	catalogs *catalog.Consumer // nil unless catalog_zones is set
 	allow    *middleware.AllowLists
 	handler  request.Handler
-	fast     *fastQueries     // nil: every query takes the chain
-	udpMu    sync.Mutex       // guards udp: a SIGHUP may come while Run binds
-	udp      []*udpListener   // steered by the allow lists (steer.go)
-	commands control.Commands // CREATE and DELETE, through the catalog router if any
-	ready    atomic.Bool      // the DNS listeners are bound
-	poller   *rawudp.Poller   // reads the UDP listeners and the relay's upstream sockets, from one goroutine
+	fast     *fastQueries           // nil: every query takes the chain
+	udpMu    sync.Mutex             // guards udp: a SIGHUP may come while Run binds
+	udp      []*udpListener         // steered by the allow lists (steer.go)
+	commands control.Commands       // CREATE and DELETE, through the catalog router if any
+	ready    atomic.Bool            // the DNS listeners are bound
+	poller   *rawudp.Poller         // reads the UDP listeners and the relay's upstream sockets, from one goroutine
+	counters *middleware.Counters   // the request path's, this agent's own (httpHandler registers them)
+	dropped  *prometheus.CounterVec // udp_dropped_total: datagrams the UDP gates' queues had no room for
 }
 
 // New builds the agent around a backend.
 func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 	manager := transfer.NewManager(cfg.Transfer, be, log.Named("transfer"))
 	allow := middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery)
-	s := &Service{cfg: cfg, log: log, backend: be, transfer: manager, allow: allow, poller: new(rawudp.Poller)}
+	s := &Service{cfg: cfg, log: log, backend: be, transfer: manager, allow: allow, poller: new(rawudp.Poller),
+		counters: middleware.NewCounters(), dropped: newDroppedCounter()}
 	var zones handler.Zones = manager
 	if len(cfg.Catalog.Zones) > 0 {
 		// Catalogs get an engine of their own (same masters and key); NOTIFYs for them and
@@ -163,33 +167,34 @@ func New(cfg *Config, be backend.Backend, log *zap.Logger) *Service {
 		s.catalogs = catalog.New(cfg.Catalog, cfg.Transfer, manager, be, log.Named("catalog"))
 		zones = s.catalogs.Router()
 	}
-	s.handler, s.fast = newRequestPath(cfg, zones, allow, s.poller, log)
+	s.handler, s.fast = newRequestPath(cfg, zones, allow, s.poller, s.counters, log)
 	s.commands = zones
 	return s
 }
 
 // NewHandler builds the request path: the middleware chain in front of the handler.
 func NewHandler(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, log *zap.Logger) request.Handler {
-	h, _ := newRequestPath(cfg, zones, allow, nil, log)
+	h, _ := newRequestPath(cfg, zones, allow, nil, middleware.NewCounters(), log)
 	return h
 }
 
 // newRequestPath builds the middleware chain in front of the handler, and the UDP query
-// fast path that shares its allow lists, rate limiter, query slots and request log (nil
-// when queries are not relayed, or must be signed). poller reads the relay's UDP sockets
-// (nil: the relay's own).
-func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, poller *rawudp.Poller, log *zap.Logger) (request.Handler, *fastQueries) {
+// fast path that shares its allow lists, rate limiter, query slots, counters and request
+// log (nil when queries are not relayed, or must be signed). poller reads the relay's UDP
+// sockets (nil: the relay's own).
+func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLists, poller *rawudp.Poller,
+	counters *middleware.Counters, log *zap.Logger) (request.Handler, *fastQueries) {
 	h := &handler.Handler{Zones: zones, CreateTimeout: cfg.CreateTimeout}
 	if cfg.QueryDestination != "" {
 		h.Forward = &handler.Forwarder{Destination: cfg.QueryDestination, Timeout: defaultQueryTimeout, Poller: poller}
 	}
-	limiter := middleware.NewLimiter(cfg.RateLimits, log.Named("ratelimit"), refusalLogInterval, time.Now)
+	limiter := middleware.NewLimiter(cfg.RateLimits, counters, log.Named("ratelimit"), refusalLogInterval, time.Now)
 	requests := middleware.NewRequestLog(log.Named("request"), refusalLogInterval, time.Now)
 	querySlots := middleware.NewSlots(maxQueriesServing)
 	chain := middleware.Chain(h,
 		middleware.Metadata(time.Now),
 		middleware.Logging(requests),
-		middleware.Metrics(),
+		middleware.Metrics(counters),
 		middleware.Recover(log),
 		middleware.RateLimit(limiter),
 		middleware.Validate(),
@@ -201,7 +206,8 @@ func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLis
 	if h.Forward == nil || cfg.RequireTSIG[middleware.KindQuery] {
 		return chain, nil
 	}
-	return chain, &fastQueries{relay: h.Forward.Relay(), allow: allow, limit: limiter, slots: querySlots, log: requests}
+	return chain, &fastQueries{relay: h.Forward.Relay(), allow: allow, limit: limiter, slots: querySlots,
+		counters: counters, log: requests}
 }
 
 // ReloadAllowLists re-reads allow_notify and allow_query from the configuration file
@@ -392,8 +398,8 @@ func tsigAlgorithms(keys []*tsigkey.Key) map[string]string {
 // udpServers serve h on udp behind a request gate (udpgate.go): one server for the
 // allowed sources, one for the others.
 func (s *Service) udpServers(udp *udpListener, h dns.Handler) ([]*dns.Server, error) {
-	limit := middleware.NewLimiter(gateLimits, s.log.Named("udp"), refusalLogInterval, time.Now)
-	gate, err := newUDPGate(udp.conns, s.allow.Known, limit, s.poller)
+	limit := middleware.NewLimiter(gateLimits, s.counters, s.log.Named("udp"), refusalLogInterval, time.Now)
+	gate, err := newUDPGate(udp.conns, s.allow.Known, limit, s.dropped, s.poller)
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +433,7 @@ func (s *Service) server(srv *dns.Server, lane *gateLane) *dns.Server {
 		if lane != nil {
 			defer lane.release() // the datagram ends here: no handler runs
 		}
-		middleware.CountMalformed()
+		s.counters.Malformed()
 		s.log.Debug("malformed message", zap.Int("bytes", len(m)), zap.Error(err))
 	}
 	return srv

@@ -50,10 +50,13 @@ const (
 // gateLimits are the rates of the gate's per-source limits.
 var gateLimits = map[string]float64{limitDatagrams: udpSourceRate, limitCommands: udpCommandRate}
 
-var udpDroppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Namespace: "dnsagent", Name: "udp_dropped_total",
-	Help: "Datagrams dropped unread because the request queue was full, by queue (allowed, others).",
-}, []string{"queue"})
+// newDroppedCounter makes an agent's udp_dropped_total, which its gates share.
+func newDroppedCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "dnsagent", Name: "udp_dropped_total",
+		Help: "Datagrams dropped unread because the request queue was full, by queue (allowed, others).",
+	}, []string{"queue"})
+}
 
 // udpGate sits between a UDP listener and two miekg/dns servers on it (as their
 // DecorateReader): the poller's goroutine reads its sockets (steer.go) into two bounded
@@ -96,9 +99,11 @@ type gateLane struct {
 	q  queue
 }
 
-// newUDPGate returns the gate of conns; poller reads them (nil: a Poller of the gate's
-// own), and should also read the relay's sockets (rawudp.Poller says why).
-func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter, poller *rawudp.Poller) (*udpGate, error) {
+// newUDPGate returns the gate of conns, counting what its queues drop in dropped (by
+// queue); poller reads them (nil: a Poller of the gate's own), and should also read the
+// relay's sockets (rawudp.Poller says why).
+func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *middleware.Limiter,
+	dropped *prometheus.CounterVec, poller *rawudp.Poller) (*udpGate, error) {
 	if poller == nil {
 		poller = new(rawudp.Poller)
 	}
@@ -120,7 +125,7 @@ func newUDPGate(conns []*net.UDPConn, allowed func(netip.Addr) bool, limit *midd
 	}
 	lane := func(slots, size int, pace time.Duration, name string) *gateLane {
 		return &gateLane{gate: g, slots: make(chan struct{}, slots), wake: make(chan struct{}, 1), pace: pace,
-			q: newQueue(size, name)}
+			q: newQueue(size, dropped.WithLabelValues(name))}
 	}
 	g.lanes = [2]*gateLane{lane(udpSlotsAllowed, udpQueueAllowed, 0, "allowed"),
 		lane(udpSlotsOthers, udpQueueOthers, udpPaceOthers, "others")}
@@ -371,8 +376,9 @@ type queue struct {
 	dropped  prometheus.Counter
 }
 
-func newQueue(size int, name string) queue {
-	return queue{size: size, bySource: map[netip.Addr][]datagram{}, dropped: udpDroppedTotal.WithLabelValues(name)}
+// newQueue returns an empty queue whose drops count in dropped.
+func newQueue(size int, dropped prometheus.Counter) queue {
+	return queue{size: size, bySource: map[netip.Addr][]datagram{}, dropped: dropped}
 }
 
 // room tells whether a datagram from source may be queued.

@@ -19,7 +19,8 @@ func gatedServers(t *testing.T, allow string) (*udpListener, []*dns.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Service{cfg: testConfig(t, ""), log: zap.NewNop(), allow: middleware.NewAllowLists(acl, acl)}
+	s := &Service{cfg: testConfig(t, ""), log: zap.NewNop(), allow: middleware.NewAllowLists(acl, acl),
+		counters: middleware.NewCounters(), dropped: newDroppedCounter()}
 	udp, err := listenUDP("127.0.0.1:0", s.allow.Entries())
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,7 @@ func TestUDPGateSlotsComeBack(t *testing.T) {
 // A queue serves its sources in turn, and no source may fill more than a quarter of it.
 func TestUDPQueueServesSourcesInTurn(t *testing.T) {
 	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
-	q := newQueue(16, "test")
+	q := newQueue(16, newDroppedCounter().WithLabelValues("test"))
 	pushed := 0
 	for _, src := range []netip.Addr{a, a, a, a, a, a, b, c, c} {
 		if q.room(src) {
