@@ -16,6 +16,7 @@ import (
 	"github.com/dnsagent/dnsagent/middleware"
 	"github.com/dnsagent/dnsagent/transfer"
 	"github.com/dnsagent/dnsagent/tsigkey"
+	"go.uber.org/zap/zapcore"
 )
 
 // Defaults (SPEC.md §5). The listen default is loopback, so the agent starts without an
@@ -61,7 +62,7 @@ type Config struct {
 	TCPBacklog       int
 	TCPRecvTimeout   time.Duration
 	CreateTimeout    time.Duration
-	LogLevel         string
+	LogLevel         zapcore.Level
 	LogFormat        string
 	MetricsListen    string          // HTTP endpoints; empty: off
 	TSIGKeys         []*tsigkey.Key  // accepted on inbound requests (tsig_keys)
@@ -88,7 +89,6 @@ func ReadConfig(f *config.File) *Config {
 		TCPBacklog:     s.Int("tcp_backlog", defaultTCPBacklog, 1),
 		TCPRecvTimeout: s.Seconds("tcp_recv_timeout", defaultTCPRecvTimeout),
 		CreateTimeout:  s.Seconds("create_timeout", defaultCreateTimeout),
-		LogLevel:       s.String("log_level", "info"),
 		LogFormat:      s.String("log_format", "console"),
 		MetricsListen:  s.String("metrics_listen", defaultMetricsListen),
 		Transfer: transfer.Config{
@@ -166,6 +166,10 @@ func ReadConfig(f *config.File) *Config {
 	cfg.AllowQuery = readACL(s, "allow_query")
 	if cfg.AllowQuery.Empty() {
 		cfg.AllowQuery = cfg.AllowNotify
+	}
+	level := s.String("log_level", "info")
+	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		s.Errorf("log_level", "%q: use debug, info, warn or error", level)
 	}
 	switch cfg.LogFormat {
 	case "console", "json":

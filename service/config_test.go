@@ -58,6 +58,8 @@ func TestReadConfigRejects(t *testing.T) {
 		"bad acl":             {"masters = 192.0.2.1\nallow_notify = 10.0.0.0/33\n", `[service:agent] allow_notify: "10.0.0.0/33"`},
 		"listen without port": {"masters = 192.0.2.1\nlisten = 127.0.0.1\n", `[service:agent] listen: "127.0.0.1" is not IP:port`},
 		"zero workers":        {"masters = 192.0.2.1\nworkers = 0\n", "[service:agent] workers: 0 is below the minimum 1"},
+		// check-config must reject what would stop the agent at start.
+		"unknown log level": {"masters = 192.0.2.1\nlog_level = loud\n", `[service:agent] log_level: "loud": use debug, info, warn or error`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -34,14 +34,14 @@ func Open(dir string, maxRatio float64) (*Index, error) {
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("diff_index_dir %s: %w", dir, err)
+		return nil, fmt.Errorf("diff index %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(abs, 0o750); err != nil {
-		return nil, fmt.Errorf("diff_index_dir: %w", err)
+		return nil, fmt.Errorf("diff index: %w", err)
 	}
 	entries, err := os.ReadDir(abs)
 	if err != nil {
-		return nil, fmt.Errorf("diff_index_dir: %w", err)
+		return nil, fmt.Errorf("diff index: %w", err)
 	}
 	for _, e := range entries {
 		if isTemp(e.Name()) {
