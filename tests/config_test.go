@@ -128,6 +128,7 @@ listen = 127.0.0.1:` + fmt.Sprint(harness.FreePort(t)) + `
 masters = not-an-ip:53
 backend_driver = file, bind9, powerdns, memory
 log_format = xml
+log_level = loud
 retry_min = 0
 catalog_zones = catalog.example.
 catalog_state_file = ` + filepath.Join(dir, "catalog.state") + `
@@ -160,6 +161,7 @@ query_destination = nowhere:x
 	want := []string{ // "[section] option", one line each
 		"[service:agent] masters",             // service: cannot be read, so none is left
 		"[service:agent] log_format",          // service
+		"[service:agent] log_level",           // service (the logger would refuse it at start)
 		"[service:agent] retry_min",           // transfer engine (transfer.Config.Validate)
 		"[service:agent] catalog_max_removal", // catalog consumer (catalog.Config.Validate)
 		"[service:agent] control_tokens_file", // control API: required with control_listen
