@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,6 +112,23 @@ func TestCLIVersionAndHelp(t *testing.T) {
 	code, out = harness.RunAgentCommand(t, 10*time.Second, "--help")
 	if code != 0 || !strings.Contains(out, "check-config") {
 		t.Errorf("--help: exit %d, output %q", code, out)
+	}
+}
+
+// An address the agent cannot bind stops it at start with exit 1 and one error line that
+// names the address and the cause, not a Go stack trace that reads as a crash.
+func TestStartFailsWithOneLine(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	path := harness.WriteAgentConfig(t, &harness.AgentConfig{Masters: "127.0.0.1:5354", MetricsListen: taken.Addr().String()})
+	code, out := harness.RunAgentCommand(t, 20*time.Second, "--config", path)
+	if code != 1 || !strings.Contains(out, "metrics_listen "+taken.Addr().String()) || !strings.Contains(out, "address already in use") ||
+		strings.Contains(out, "\n\t/") { // a stack trace's lines: function, then "\t/path/file.go:line"
+		t.Errorf("the agent with metrics_listen on a port in use: exit %d, output:\n%s\nwant exit 1 and a line naming the address and the cause, without a stack trace", code, out)
 	}
 }
 
