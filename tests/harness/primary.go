@@ -7,10 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -143,11 +145,15 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 	p.done = startProcess(t, p.cmd, p.out)
 	t.Cleanup(p.stop)
 
-	// Ready: the first zone's SOA (or any answer for the root) over TCP, within 10 s.
-	probe := "."
+	// Ready: every zone's SOA (or any answer for the root) over TCP, within 10 s. One
+	// zone answering says little of the others: named loads them in parallel, and on a
+	// slow host a CREATE sent then met SERVFAIL for a zone not loaded yet.
+	pending := map[string]bool{}
 	for name := range p.opts.Zones {
-		probe = name
-		break
+		pending[dns.Fqdn(name)] = true
+	}
+	if len(pending) == 0 {
+		pending["."] = true
 	}
 	wait := 10 * time.Second
 	if len(p.opts.SharedZones) > 0 {
@@ -162,14 +168,19 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 		if len(p.opts.SharedZones) > 0 && !strings.Contains(p.out.String(), "all zones loaded") {
 			return false
 		}
-		m := new(dns.Msg)
-		m.SetQuestion(dns.Fqdn(probe), dns.TypeSOA)
-		c := dns.Client{Net: "tcp", Timeout: 500 * time.Millisecond}
-		r, _, err := c.Exchange(m, p.Addr())
-		if err != nil {
-			return false
+		for name := range pending {
+			m := new(dns.Msg)
+			m.SetQuestion(name, dns.TypeSOA)
+			c := dns.Client{Net: "tcp", Timeout: 500 * time.Millisecond}
+			r, _, err := c.Exchange(m, p.Addr())
+			if err != nil {
+				return false
+			}
+			if name == "." || (r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0) {
+				delete(pending, name)
+			}
 		}
-		return probe == "." || (r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0)
+		return len(pending) == 0
 	})
 	select {
 	case <-p.done:
@@ -177,7 +188,8 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 	default:
 	}
 	if !ready {
-		t.Fatalf("named not answering SOA %s on %s after %v; output:\n%s", probe, p.Addr(), wait, p.out)
+		t.Fatalf("named not answering SOA for %d zones (%v) on %s after %v; output:\n%s",
+			len(pending), slices.Collect(maps.Keys(pending)), p.Addr(), wait, p.out)
 	}
 	return p
 }
