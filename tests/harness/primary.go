@@ -168,11 +168,18 @@ func StartPrimaryWith(t testing.TB, opts PrimaryOptions) *Primary {
 		if len(p.opts.SharedZones) > 0 && !strings.Contains(p.out.String(), "all zones loaded") {
 			return false
 		}
+		// One connection for all: one each would leave as many sockets in TIME_WAIT,
+		// which tests of the agent's connection reuse count.
+		c := dns.Client{Net: "tcp", Timeout: 500 * time.Millisecond}
+		conn, err := c.Dial(p.Addr())
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
 		for name := range pending {
 			m := new(dns.Msg)
 			m.SetQuestion(name, dns.TypeSOA)
-			c := dns.Client{Net: "tcp", Timeout: 500 * time.Millisecond}
-			r, _, err := c.Exchange(m, p.Addr())
+			r, _, err := c.ExchangeWithConn(m, conn)
 			if err != nil {
 				return false
 			}
