@@ -98,13 +98,23 @@ func TestCatalogWiring(t *testing.T) {
 
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
+	body := get(t, url)
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("%s: %v: %s", url, err, body)
+	}
+}
+
+// get returns the body url serves.
+func get(t *testing.T, url string) []byte {
+	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(body, v); err != nil {
-		t.Fatalf("%s: %v: %s", url, err, body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return body
 }

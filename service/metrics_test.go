@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -42,16 +41,7 @@ func scrape(t *testing.T, s *Service) string {
 	t.Helper()
 	srv := httptest.NewServer(s.httpHandler())
 	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
+	return string(get(t, srv.URL+"/metrics"))
 }
 
 // grepLines returns the lines of text that start with prefix, but those of a zero count.
