@@ -160,8 +160,8 @@ func newFuzzAgent(tb testing.TB, errs zapcore.Core, dest, options string) *fuzzA
 	cfg.QueryDestination = dest
 	log := zap.New(errs)
 	zones := &fakeZones{known: map[string]bool{"example.com.": true}}
-	s := &Service{cfg: cfg, log: log, counters: middleware.NewCounters()}
-	h, _ := newRequestPath(cfg, zones, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), nil, s.counters, log)
+	s := listenerService(cfg, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), log)
+	h, _ := newRequestPath(cfg, zones, s.allow, nil, s.counters, log)
 	a := &fuzzAgent{handler: h, srv: s.server(&dns.Server{}, nil), reg: prometheus.NewRegistry(), zones: zones}
 	s.counters.Register(a.reg)
 	if a.srv.TsigSecret != nil {

@@ -124,6 +124,12 @@ func TestDesignateVectors(t *testing.T) {
 	}
 }
 
+// listenerService is a Service with what its listeners use (server, udpServers), without
+// the engine and backend New builds.
+func listenerService(cfg *Config, allow *middleware.AllowLists, log *zap.Logger) *Service {
+	return &Service{cfg: cfg, log: log, allow: allow, counters: middleware.NewCounters(), dropped: newDroppedCounter()}
+}
+
 func newTestHandler(t *testing.T, zones handler.Zones) request.Handler {
 	cfg := testConfig(t, "")
 	return NewHandler(cfg, zones, middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery), zap.NewNop())
@@ -160,7 +166,7 @@ func TestTwoQuestionsFormerrEchoesOpcode(t *testing.T) {
 	cfg := testConfig(t, "")
 	zones := &fakeZones{known: map[string]bool{"example.com.": true}}
 	allow := middleware.NewAllowLists(cfg.AllowNotify, cfg.AllowQuery)
-	s := &Service{cfg: cfg, log: zap.NewNop(), allow: allow, counters: middleware.NewCounters(), dropped: newDroppedCounter()}
+	s := listenerService(cfg, allow, zap.NewNop())
 	udp, err := listenUDP("127.0.0.1:0", allow.Entries())
 	if err != nil {
 		t.Fatal(err)

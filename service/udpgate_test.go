@@ -19,8 +19,7 @@ func gatedServers(t *testing.T, allow string) (*udpListener, []*dns.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Service{cfg: testConfig(t, ""), log: zap.NewNop(), allow: middleware.NewAllowLists(acl, acl),
-		counters: middleware.NewCounters(), dropped: newDroppedCounter()}
+	s := listenerService(testConfig(t, ""), middleware.NewAllowLists(acl, acl), zap.NewNop())
 	udp, err := listenUDP("127.0.0.1:0", s.allow.Entries())
 	if err != nil {
 		t.Fatal(err)
