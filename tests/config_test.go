@@ -115,8 +115,9 @@ func TestCLIVersionAndHelp(t *testing.T) {
 	}
 }
 
-// An address the agent cannot bind stops it at start with exit 1 and one error line that
-// names the address and the cause, not a Go stack trace that reads as a crash.
+// An address the agent cannot bind (its DNS listener's, most often another server on the
+// port, or its HTTP one's) stops it at start with exit 1 and one error line that names
+// the address and the cause, not a Go stack trace that reads as a crash.
 func TestStartFailsWithOneLine(t *testing.T) {
 	t.Parallel()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -124,11 +125,18 @@ func TestStartFailsWithOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	path := harness.WriteAgentConfig(t, &harness.AgentConfig{Masters: "127.0.0.1:5354", MetricsListen: taken.Addr().String()})
-	code, out := harness.RunAgentCommand(t, 20*time.Second, "--config", path)
-	if code != 1 || !strings.Contains(out, "metrics_listen "+taken.Addr().String()) || !strings.Contains(out, "address already in use") ||
-		strings.Contains(out, "\n\t/") { // a stack trace's lines: function, then "\t/path/file.go:line"
-		t.Errorf("the agent with metrics_listen on a port in use: exit %d, output:\n%s\nwant exit 1 and a line naming the address and the cause, without a stack trace", code, out)
+	addr := taken.Addr().String()
+	for option, cfg := range map[string]harness.AgentConfig{
+		"listen":         {Masters: "127.0.0.1:5354", Listen: addr},
+		"metrics_listen": {Masters: "127.0.0.1:5354", MetricsListen: addr},
+	} {
+		path := harness.WriteAgentConfig(t, &cfg)
+		code, out := harness.RunAgentCommand(t, 20*time.Second, "--config", path)
+		if code != 1 || !strings.Contains(out, addr) || !strings.Contains(out, "address already in use") ||
+			strings.Contains(out, "\n\t/") { // a stack trace's lines: function, then "\t/path/file.go:line"
+			t.Errorf("the agent with %s on a port in use: exit %d, output:\n%s\nwant exit 1 and a line naming the address and the cause, without a stack trace",
+				option, code, out)
+		}
 	}
 }
 
