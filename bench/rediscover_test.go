@@ -12,11 +12,16 @@ import (
 	"github.com/dnsagent/dnsagent/tests/harness"
 )
 
-var flagRediscoverZones = flag.String("rediscover-zones", "10000,30000,100000", "TestBenchRediscover: zone counts, ascending")
+var (
+	flagRediscoverZones   = flag.String("rediscover-zones", "10000,30000,100000", "TestBenchRediscover: zone counts, ascending")
+	flagRediscoverCreates = flag.Int("rediscover-creates", 1000, "TestBenchRediscover: CREATEs through the agent once the last count is held")
+)
 
 // TestBenchRediscover fills one PowerDNS database with small zones as the PowerDNS peer
 // of the many-zones table does (domain rows in bulk, then one rediscover), up to each
-// count in turn, and times `pdns_control rediscover` there (DNSAGENT_BENCH=1).
+// count in turn, and times `pdns_control rediscover` there. Then the agent's powerdns
+// backend, on the same database and pdns_server, creates -rediscover-creates more small
+// zones, manyInFlight CREATEs at a time, as in the many-zones table (DNSAGENT_BENCH=1).
 func TestBenchRediscover(t *testing.T) {
 	if !enabled() {
 		t.Skip("benchmarks run with DNSAGENT_BENCH=1")
@@ -42,4 +47,18 @@ func TestBenchRediscover(t *testing.T) {
 		}
 		t.Logf("%d zones held: pdns_control rediscover %s (median of 3)", held, fmtDur(rediscoverTime(t, ps)))
 	}
+	if *flagRediscoverCreates <= 0 {
+		return
+	}
+	zones := make([]string, *flagRediscoverCreates)
+	for i := range zones {
+		zones[i] = manyZoneName(held + i)
+	}
+	p := startManyPrimary(t, zones)
+	base := harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", CreateTimeout: "60"}
+	a := startAgent(t, "powerdns-held", agentBin, powerdnsConfig(base, m, dbName, ps))
+	r := createMany(t, a, zones, map[string]int{"pdns_server": ps.PID(), "mariadbd": m.PID()})
+	r.Served = countServed(zones, dnsServes(ps.Addr()))
+	t.Logf("%d CREATEs with %d zones held, %d in flight: %.0f zones/s, p99 %s, %d failed, %d served; CPU %s; %s",
+		len(zones), held, manyInFlight, r.rate(), fmtDur(r.P99), r.Failed, r.Served, r.CPU, r.Comment)
 }
