@@ -159,7 +159,8 @@ func runManyZones(t *testing.T, n int, agentBins []string, parts map[string]bool
 		r := createMany(t, a, zones, map[string]int{"pdns_server": ps.PID(), "mariadbd": m.PID()})
 		r.Who = "agent, powerdns"
 		r.Served = countServed(zones, dnsServes(ps.Addr()))
-		r.Comment += fmt.Sprintf("; a rediscover with the %d zones held: %s", n, fmtDur(rediscoverTime(t, ps)))
+		r.Comment = fmt.Sprintf("%s; a rediscover with the %d zones held: %s", strings.TrimSpace(r.Comment), n,
+			fmtDur(controlTime(t, ps, "rediscover")))
 		add(r)
 		a.stop()
 	}
@@ -325,7 +326,8 @@ func catalogMembers(t *testing.T, p *harness.Primary, zones []string) manyRow {
 // writes, without the DNS around it (the zone file: a temp file, its fsync, the rename; the
 // diff index's file: a temp file, the rename), manyInFlight zones at once, in fresh
 // directories on the filesystem the agent's are on. The directory fsyncs, which the agent
-// shares between zones, are left out. CPU is the bench process's: the kernel's work.
+// shares between zones, are left out. CPU is the bench process's, nearly all of it the
+// kernel's work for these files.
 func filesAlone(t *testing.T, zones []string) manyRow {
 	zoneDir, indexDir := t.TempDir(), t.TempDir()
 	cpu0, _ := procCPU(os.Getpid())
@@ -357,15 +359,16 @@ func writeRenamed(dir, name string, sync bool) error {
 	return err
 }
 
-// rediscoverTime is the median of three `pdns_control rediscover` runs on ps: what every
-// CREATE through the powerdns backend waits for (a rediscover begun after its commit),
-// with the zones ps holds now.
-func rediscoverTime(t *testing.T, ps *harness.PDNS) time.Duration {
+// controlTime is the median of three `pdns_control COMMAND` runs on ps, the process's
+// start included. For "rediscover": what every CREATE through the powerdns backend waits
+// for (a rediscover begun after its commit), with the zones ps holds now; for "rping":
+// the part of that which is pdns_control's own (the agent writes to the socket itself).
+func controlTime(t *testing.T, ps *harness.PDNS, command string) time.Duration {
 	var d []time.Duration
 	for range 3 {
 		start := time.Now()
-		if out, err := exec.Command(harness.LookPath("pdns_control"), "--socket-dir="+ps.SocketDir(), "rediscover").CombinedOutput(); err != nil {
-			t.Fatalf("pdns_control rediscover: %v: %s", err, out)
+		if out, err := exec.Command(harness.LookPath("pdns_control"), "--socket-dir="+ps.SocketDir(), command).CombinedOutput(); err != nil {
+			t.Fatalf("pdns_control %s: %v: %s", command, err, out)
 		}
 		d = append(d, time.Since(start))
 	}

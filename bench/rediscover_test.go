@@ -26,7 +26,7 @@ func TestBenchRediscover(t *testing.T) {
 	if !enabled() {
 		t.Skip("benchmarks run with DNSAGENT_BENCH=1")
 	}
-	harness.Require(t, "pdns_server", "pdns_control", "mariadbd", "mariadb-install-db")
+	harness.Require(t, "named", "pdns_server", "pdns_control", "mariadbd", "mariadb-install-db")
 	m := harness.StartMariaDB(t)
 	dbName := m.NewPDNSDatabase(t)
 	ps := harness.StartPDNS(t, m, dbName, harness.PDNSOptions{ZoneCache: true})
@@ -45,7 +45,8 @@ func TestBenchRediscover(t *testing.T) {
 		if _, err := db.Exec("ANALYZE TABLE records"); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%d zones held: pdns_control rediscover %s (median of 3)", held, fmtDur(rediscoverTime(t, ps)))
+		t.Logf("%d zones held: pdns_control rediscover %s, rping %s (medians of 3)", held,
+			fmtDur(controlTime(t, ps, "rediscover")), fmtDur(controlTime(t, ps, "rping")))
 	}
 	if *flagRediscoverCreates <= 0 {
 		return

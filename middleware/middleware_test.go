@@ -3,7 +3,6 @@ package middleware
 import (
 	"context"
 	"errors"
-	dto "github.com/prometheus/client_model/go"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/dnsagent/dnsagent/request"
 	"github.com/dnsagent/dnsagent/request/requesttest"
 	"github.com/miekg/dns"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
