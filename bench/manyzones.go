@@ -1,11 +1,9 @@
 package bench
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -367,8 +365,8 @@ func controlTime(t *testing.T, ps *harness.PDNS, command string) time.Duration {
 	var d []time.Duration
 	for range 3 {
 		start := time.Now()
-		if out, err := exec.Command(harness.LookPath("pdns_control"), "--socket-dir="+ps.SocketDir(), command).CombinedOutput(); err != nil {
-			t.Fatalf("pdns_control %s: %v: %s", command, err, out)
+		if err := pdnsControl(ps.SocketDir(), command); err != nil {
+			t.Fatal(err)
 		}
 		d = append(d, time.Since(start))
 	}
@@ -422,10 +420,8 @@ func pdnsRows(t *testing.T, db *sql.DB, ps *harness.PDNS, zones []string) manyRo
 			t.Fatalf("insert records: %v", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, harness.LookPath("pdns_control"), "--socket-dir="+ps.SocketDir(), "rediscover").CombinedOutput(); err != nil {
-		t.Fatalf("pdns_control rediscover: %v: %s", err, out)
+	if err := pdnsControl(ps.SocketDir(), "rediscover"); err != nil {
+		t.Fatal(err)
 	}
 	served := countServedWithin(zones, dnsServes(ps.Addr()), 10*time.Minute)
 	took := time.Since(start)
