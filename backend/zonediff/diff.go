@@ -83,6 +83,19 @@ type Fingerprinter interface {
 	Fingerprint(ctx context.Context, zone string) (string, error)
 }
 
+// WholeRewriter is the optional capability of a backend that writes a zone whole whether
+// it replaces it or applies a difference (the file backend rewrites the zone's file
+// either way). A zone of at most SmallZone records gets no index there: a diff would save
+// that backend nothing, and the index's file was a second new file for each CREATE of a
+// small zone, a fifth of the agent's CPU in a burst of them (issue 15). Larger zones keep
+// theirs, so their changes are still applied and reported record by record.
+type WholeRewriter interface {
+	RewritesWhole()
+}
+
+// SmallZone is the most records a zone of a WholeRewriter may have and get no index.
+const SmallZone = 100
+
 // Drop forgets the index of zone: it no longer describes what the backend holds (the zone
 // was deleted, or changed by an IXFR).
 func (x *Index) Drop(zone string) {
@@ -95,10 +108,7 @@ func (x *Index) Drop(zone string) {
 // difference is too large, or it does not fit what the backend holds. The index is
 // rewritten after every success. On error the backend keeps its previous version.
 func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists bool, current uint32, src backend.Source) (Result, error) {
-	w, err := newWriter(x.dir, zone)
-	if err != nil {
-		return Result{}, fmt.Errorf("diff index: %w", err)
-	}
+	w := newWriter(x.dir, zone)
 	defer w.discard()
 	if !exists {
 		t := tee(w, src)
@@ -146,6 +156,9 @@ func (x *Index) usable(ctx context.Context, b backend.Backend, zone string, curr
 	}
 	old, err := load(filepath.Join(x.dir, fileName(zone)), zone)
 	if errors.Is(err, fs.ErrNotExist) {
+		if _, ok := b.(WholeRewriter); ok {
+			return nil, fmt.Sprintf("no index of the held version (at most %d records, which this backend rewrites whole either way; or the first transfer, or the last change was an IXFR)", SmallZone)
+		}
 		return nil, "no index of the held version (first transfer, or the last change was an IXFR)"
 	}
 	if err != nil {
@@ -255,7 +268,7 @@ func (x *Index) changeSet(w *writer, old *held, soa *dns.SOA, addedOffs []uint32
 	cs.Steps[0].New = soa
 	err := old.eachUnseen(func(rr dns.RR) error { return cs.Append(rr, false) })
 	if err == nil {
-		err = w.w.Flush()
+		err = w.flush()
 	}
 	r := recordReader{f: w.f}
 	for _, off := range addedOffs {
@@ -302,6 +315,9 @@ func (x *Index) replace(ctx context.Context, b backend.Backend, w *writer, src b
 // it costs the next transfer a replace, never correctness, so the old one is dropped first.
 func (x *Index) finish(ctx context.Context, b backend.Backend, w *writer) error {
 	x.Drop(w.zone)
+	if _, ok := b.(WholeRewriter); ok && w.records() <= SmallZone {
+		return nil
+	}
 	fingerprint := ""
 	if fp, ok := b.(Fingerprinter); ok {
 		var err error

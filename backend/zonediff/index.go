@@ -219,10 +219,12 @@ func (r *recordReader) at(off int64) (dns.RR, error) {
 }
 
 // writer builds a new index file while a zone streams through: records are appended in
-// the order they come, their table entries kept in memory and sorted at the end.
+// the order they come, their table entries kept in memory and sorted at the end. The file
+// is created only when its buffer first spills or is flushed, so the index of a zone that
+// is not kept (Index.finish: a small zone of a WholeRewriter) never reaches the disk.
 type writer struct {
 	dir, zone string
-	f         *os.File
+	f         *os.File // nil until the first write reaches it
 	w         *bufio.Writer
 	off       uint64
 	entries   *entryLog // the table entries of the records written, in their order
@@ -231,12 +233,42 @@ type writer struct {
 	installed bool // renamed into place: discard has no file to remove
 }
 
-func newWriter(dir, zone string) (*writer, error) {
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return nil, err
+func newWriter(dir, zone string) *writer {
+	w := &writer{dir: dir, zone: zone, entries: newEntryLog(dir)}
+	w.w = indexWriters.Get(tempFile{w})
+	return w
+}
+
+// tempFile is what the writer's buffer writes to: the temp file, created on first use.
+type tempFile struct{ w *writer }
+
+func (t tempFile) Write(p []byte) (int, error) {
+	if err := t.w.open(); err != nil {
+		return 0, err
 	}
-	return &writer{dir: dir, zone: zone, f: f, w: indexWriters.Get(f), entries: newEntryLog(dir)}, nil
+	return t.w.f.Write(p)
+}
+
+// open creates the temp file unless it exists.
+func (w *writer) open() error {
+	if w.f != nil {
+		return nil
+	}
+	f, err := os.CreateTemp(w.dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("diff index: %w", err)
+	}
+	w.f = f
+	return nil
+}
+
+// flush writes out what the buffer holds, creating the file even for an empty records
+// section: replay and changeSet read the file back.
+func (w *writer) flush() error {
+	if err := w.w.Flush(); err != nil {
+		return err
+	}
+	return w.open()
 }
 
 // records is how many records were written.
@@ -303,7 +335,7 @@ func (w *writer) finish(fingerprint string) error {
 	binary.BigEndian.PutUint32(end[:], uint32(len(raw)))
 	w.w.Write(end[:])      //nolint:errcheck // as above
 	w.w.WriteString(magic) //nolint:errcheck // as above
-	if err := w.w.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return err
 	}
 	if err := w.f.Close(); err != nil {
@@ -326,9 +358,11 @@ var indexWriters = backend.WriterPool{Size: 64 << 10}
 // discard removes the unfinished file (after finish: nothing) and frees the buffers.
 func (w *writer) discard() {
 	w.entries.close()
-	w.f.Close()
-	if !w.installed {
-		os.Remove(w.f.Name())
+	if w.f != nil {
+		w.f.Close()
+		if !w.installed {
+			os.Remove(w.f.Name())
+		}
 	}
 	if w.w != nil {
 		indexWriters.Put(w.w)
@@ -340,7 +374,7 @@ func (w *writer) discard() {
 // so far (those old lacks), then those of old the new zone holds (keptRecords). For a full
 // replace when the difference is not worth applying.
 func (w *writer) replay(old *held) (*replay, error) {
-	if err := w.w.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(w.f.Name())

@@ -286,3 +286,67 @@ func TestDiffOfAZoneLargerThanTheMemoryLog(t *testing.T) {
 	}
 	wantLines(t, filepath.Join(zonesDir, "example.com.zone"), 2+10_001)
 }
+
+// The file backend rewrites a zone's file whole either way, so a zone of at most
+// SmallZone records gets no index there: a CREATE leaves no file in diff_index_dir, and a
+// change of such a zone is a replace that leaves the new version in place. Once the zone
+// grows past SmallZone it is indexed again and its next change is a diff; shrunk back,
+// its index goes.
+func TestSmallZonesOfTheFileBackendAreNotIndexed(t *testing.T) {
+	zonesDir, idxDir := t.TempDir(), t.TempDir()
+	b, err := file.New(file.Config{ZoneFilePath: zonesDir, FileMode: 0o644, CommandTimeout: 1e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := zonediff.Open(idxDir, zonediff.DefaultMaxRatio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zoneFile := filepath.Join(zonesDir, "example.com.zone")
+	at := func(serial uint32, n int) backend.Source {
+		rrs := backendtest.Zone(zone, 1, n)
+		rrs[0].(*dns.SOA).Serial = serial
+		return backendtest.Stream(backendtest.Batches(rrs, 7)...)
+	}
+	leftInIndexDir := func() []string {
+		entries, err := os.ReadDir(idxDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	small := zonediff.SmallZone - 1 // and the NS: SmallZone records besides the SOA
+	if res, err := idx.Full(t.Context(), b, zone, false, 0, at(1, small)); err != nil || res.Apply != "create" {
+		t.Fatalf("create: %+v %v", res, err)
+	}
+	if left := leftInIndexDir(); len(left) != 0 {
+		t.Fatalf("a small zone's create left %v in the index directory", left)
+	}
+	res, err := idx.Full(t.Context(), b, zone, true, 1, at(2, small-3))
+	if err != nil || res.Apply != "replace" || !strings.Contains(res.Reason, "rewrites whole") {
+		t.Fatalf("a small zone's change: %+v, %v; want a replace saying why", res, err)
+	}
+	wantLines(t, zoneFile, 2+small-3)
+	if res, err := idx.Full(t.Context(), b, zone, true, 2, at(3, zonediff.SmallZone+50)); err != nil || res.Apply != "replace" {
+		t.Fatalf("growing past SmallZone: %+v, %v; want a replace", res, err)
+	}
+	if left := indexFiles(t, idxDir); len(left) != 1 {
+		t.Fatalf("index files after the zone grew: %v", left)
+	}
+	res, err = idx.Full(t.Context(), b, zone, true, 3, at(4, zonediff.SmallZone+51))
+	if err != nil || res.Apply != "diff" || res.Added != 1 || res.Deleted != 0 {
+		t.Fatalf("a change of the grown zone: %+v, %v; want a diff adding one record", res, err)
+	}
+	wantLines(t, zoneFile, 2+zonediff.SmallZone+51)
+	if res, err := idx.Full(t.Context(), b, zone, true, 4, at(5, 5)); err != nil || res.Apply != "replace" {
+		t.Fatalf("shrinking to 5 records: %+v, %v; want a replace (over diff_max_ratio)", res, err)
+	}
+	wantLines(t, zoneFile, 2+5)
+	if left := leftInIndexDir(); len(left) != 0 {
+		t.Fatalf("the shrunk zone's index is still there: %v", left)
+	}
+}
