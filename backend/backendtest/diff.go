@@ -97,6 +97,39 @@ func runDiff(t *testing.T, newBackend func(t *testing.T) backend.Backend, opts O
 			wantContents(t, b, opts, next)
 		})
 	}
+	t.Run("SmallZone", func(t *testing.T) { runSmallZone(t, newBackend, opts) })
+}
+
+// runSmallZone changes a zone of a few records twice: a backend that replaces small zones
+// as cheaply as it diffs them (zonediff.SmallZoneReplacer) keeps no index for it and
+// replaces it, saying why; any other diffs it. Either way it holds each new version.
+func runSmallZone(t *testing.T, newBackend func(t *testing.T) backend.Backend, opts Options) {
+	b := newBackend(t)
+	idx, err := zonediff.Open(t.TempDir(), zonediff.DefaultMaxRatio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, replaces := b.(zonediff.SmallZoneReplacer)
+	v := Zone(zone, 1, 8)
+	if res, err := idx.Full(t.Context(), b, zone, false, 0, Stream(v)); err != nil || res.Apply != "create" {
+		t.Fatalf("creating the zone: %+v, %v", res, err)
+	}
+	for serial := uint32(2); serial <= 3; serial++ {
+		v = append(slices.Clone(v), Zone(zone, serial, 8+int(serial))[len(v)])
+		v[0] = soaAt(serial)
+		res, err := idx.Full(t.Context(), b, zone, true, serial-1, Stream(v))
+		if err != nil {
+			t.Fatalf("serial %d: %v", serial, err)
+		}
+		if replaces && (res.Apply != "replace" || !strings.Contains(res.Reason, "at most")) {
+			t.Fatalf("serial %d applied as %+v; want a replace (no index of a small zone)", serial, res)
+		}
+		if !replaces && (res.Apply != "diff" || res.Added != 1 || res.Deleted != 0) {
+			t.Fatalf("serial %d applied as %+v; want a diff adding 1 record", serial, res)
+		}
+		wantSerial(t, b, zone, serial)
+		wantContents(t, b, opts, v)
+	}
 }
 
 // wantContents compares what the backend holds with want, as record sets, when the

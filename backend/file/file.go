@@ -178,9 +178,9 @@ var _ backend.Sweeper = (*Backend)(nil)
 // Sweep implements backend.Sweeper: partial temp files of a killed run go.
 func (b *Backend) Sweep(context.Context) error { return b.dir.SweepTemps() }
 
-// RewritesWhole implements zonediff.WholeRewriter: Apply writes the zone's whole file, as a
-// replace does, so a small zone's diff saves nothing and its index is not kept.
-func (b *Backend) RewritesWhole() {}
+// ReplacesSmallZones implements zonediff.SmallZoneReplacer: Apply writes the zone's whole
+// file, as a replace does, so a small zone's diff saves nothing and its index is not kept.
+func (b *Backend) ReplacesSmallZones() {}
 
 // Fingerprint implements zonediff.Fingerprinter: the zone file's size and modification
 // time, which any edit behind the agent's back changes.

@@ -83,17 +83,20 @@ type Fingerprinter interface {
 	Fingerprint(ctx context.Context, zone string) (string, error)
 }
 
-// WholeRewriter is the optional capability of a backend that writes a zone whole whether
-// it replaces it or applies a difference (the file backend rewrites the zone's file
-// either way). A zone of at most SmallZone records gets no index there: a diff would save
-// that backend nothing, and the index's file was a second new file for each CREATE of a
-// small zone, a fifth of the agent's CPU in a burst of them (issue 15). Larger zones keep
-// theirs, so their changes are still applied and reported record by record.
-type WholeRewriter interface {
-	RewritesWhole()
+// SmallZoneReplacer is the optional capability of a backend whose replace of a small zone
+// costs about what applying its difference does: the file backend writes the zone's
+// whole file either way, powerdns rewrites a few rows in its one transaction either way.
+// A zone of at most SmallZone records gets no index there, as a diff would save nothing,
+// and the index's file was a second new file for each CREATE of a small zone (a fifth of
+// the file backend's CPU in a burst of them, over a third of powerdns's; issue 15).
+// Larger zones keep theirs, so their changes are still applied record by record. bind9
+// indexes every zone: a difference is one UPDATE there, a replace an rndc run.
+type SmallZoneReplacer interface {
+	ReplacesSmallZones()
 }
 
-// SmallZone is the most records a zone of a WholeRewriter may have and get no index.
+// SmallZone is the most records (besides the SOA) a zone of a SmallZoneReplacer may have
+// and get no index.
 const SmallZone = 100
 
 // Drop forgets the index of zone: it no longer describes what the backend holds (the zone
@@ -156,8 +159,8 @@ func (x *Index) usable(ctx context.Context, b backend.Backend, zone string, curr
 	}
 	old, err := load(filepath.Join(x.dir, fileName(zone)), zone)
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, ok := b.(WholeRewriter); ok {
-			return nil, fmt.Sprintf("no index of the held version (at most %d records, which this backend rewrites whole either way; or the first transfer, or the last change was an IXFR)", SmallZone)
+		if _, ok := b.(SmallZoneReplacer); ok {
+			return nil, fmt.Sprintf("no index of the held version (at most %d records, which this backend replaces as cheaply as it applies a difference; or the first transfer, or the last change was an IXFR)", SmallZone)
 		}
 		return nil, "no index of the held version (first transfer, or the last change was an IXFR)"
 	}
@@ -315,7 +318,7 @@ func (x *Index) replace(ctx context.Context, b backend.Backend, w *writer, src b
 // it costs the next transfer a replace, never correctness, so the old one is dropped first.
 func (x *Index) finish(ctx context.Context, b backend.Backend, w *writer) error {
 	x.Drop(w.zone)
-	if _, ok := b.(WholeRewriter); ok && w.records() <= SmallZone {
+	if _, ok := b.(SmallZoneReplacer); ok && w.records() <= SmallZone {
 		return nil
 	}
 	fingerprint := ""

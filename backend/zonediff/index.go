@@ -221,7 +221,7 @@ func (r *recordReader) at(off int64) (dns.RR, error) {
 // writer builds a new index file while a zone streams through: records are appended in
 // the order they come, their table entries kept in memory and sorted at the end. The file
 // is created only when its buffer first spills or is flushed, so the index of a zone that
-// is not kept (Index.finish: a small zone of a WholeRewriter) never reaches the disk.
+// is not kept (Index.finish: a small zone of a SmallZoneReplacer) never reaches the disk.
 type writer struct {
 	dir, zone string
 	f         *os.File // nil until the first write reaches it
