@@ -22,6 +22,17 @@ const zone = "example.com."
 // setup creates a 200-record zone at serial 1 through a fresh index over a file backend.
 func setup(t *testing.T) (*file.Backend, *zonediff.Index, string, string) {
 	t.Helper()
+	b, idx, zoneFile, idxDir := fileAndIndex(t)
+	if res, err := idx.Full(t.Context(), b, zone, false, 0, version(1)); err != nil || res.Apply != "create" {
+		t.Fatalf("create: %+v %v", res, err)
+	}
+	return b, idx, zoneFile, idxDir
+}
+
+// fileAndIndex is a file backend and an index, each over a new directory, and the path
+// of the zone's file.
+func fileAndIndex(t *testing.T) (*file.Backend, *zonediff.Index, string, string) {
+	t.Helper()
 	zonesDir, idxDir := t.TempDir(), t.TempDir()
 	b, err := file.New(file.Config{ZoneFilePath: zonesDir, FileMode: 0o644, CommandTimeout: 1e9})
 	if err != nil {
@@ -31,10 +42,14 @@ func setup(t *testing.T) (*file.Backend, *zonediff.Index, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := idx.Full(t.Context(), b, zone, false, 0, version(1)); err != nil || res.Apply != "create" {
-		t.Fatalf("create: %+v %v", res, err)
-	}
 	return b, idx, filepath.Join(zonesDir, "example.com.zone"), idxDir
+}
+
+// zoneAt is backendtest.Zone with n records at serial, streamed in batches of batch.
+func zoneAt(serial uint32, n, batch int) backend.Source {
+	rrs := backendtest.Zone(zone, 1, n)
+	rrs[0].(*dns.SOA).Serial = serial
+	return backendtest.Stream(backendtest.Batches(rrs, batch)...)
 }
 
 // version is the zone at serial: 200 records, and at serial n ≥ 2 one more TXT per step.
@@ -272,11 +287,7 @@ func TestDiffOfAZoneLargerThanTheMemoryLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := func(serial uint32, n int) backend.Source {
-		rrs := backendtest.Zone(zone, 1, n)
-		rrs[0].(*dns.SOA).Serial = serial
-		return backendtest.Stream(backendtest.Batches(rrs, 500)...)
-	}
+	at := func(serial uint32, n int) backend.Source { return zoneAt(serial, n, 500) }
 	if res, err := idx.Full(t.Context(), b, zone, false, 0, at(1, 10_000)); err != nil || res.Apply != "create" {
 		t.Fatalf("create: %+v %v", res, err)
 	}
@@ -293,32 +304,9 @@ func TestDiffOfAZoneLargerThanTheMemoryLog(t *testing.T) {
 // grows past SmallZone it is indexed again and its next change is a diff; shrunk back,
 // its index goes.
 func TestSmallZonesOfTheFileBackendAreNotIndexed(t *testing.T) {
-	zonesDir, idxDir := t.TempDir(), t.TempDir()
-	b, err := file.New(file.Config{ZoneFilePath: zonesDir, FileMode: 0o644, CommandTimeout: 1e9})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := zonediff.Open(idxDir, zonediff.DefaultMaxRatio)
-	if err != nil {
-		t.Fatal(err)
-	}
-	zoneFile := filepath.Join(zonesDir, "example.com.zone")
-	at := func(serial uint32, n int) backend.Source {
-		rrs := backendtest.Zone(zone, 1, n)
-		rrs[0].(*dns.SOA).Serial = serial
-		return backendtest.Stream(backendtest.Batches(rrs, 7)...)
-	}
-	leftInIndexDir := func() []string {
-		entries, err := os.ReadDir(idxDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		return names
-	}
+	b, idx, zoneFile, idxDir := fileAndIndex(t)
+	at := func(serial uint32, n int) backend.Source { return zoneAt(serial, n, 7) }
+	leftInIndexDir := func() []string { return backendtest.DirNames(t, idxDir) }
 	small := zonediff.SmallZone - 1 // and the NS: SmallZone records besides the SOA
 	if res, err := idx.Full(t.Context(), b, zone, false, 0, at(1, small)); err != nil || res.Apply != "create" {
 		t.Fatalf("create: %+v %v", res, err)
