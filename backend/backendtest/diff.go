@@ -23,8 +23,8 @@ func runDiff(t *testing.T, newBackend func(t *testing.T) backend.Backend, opts O
 		return r
 	}
 	base := func(serial uint32, extra ...string) []dns.RR {
-		// The records stay, only the SOA's serial changes. More of them than a backend
-		// that rewrites zones whole keeps no index for (zonediff.SmallZone).
+		// The records stay, only the SOA's serial changes. More of them than
+		// zonediff.SmallZone: some backends keep no index for a smaller zone.
 		rrs := Zone(zone, 1, zonediff.SmallZone+30)
 		rrs[0] = soaAt(serial)
 		for _, s := range extra {
