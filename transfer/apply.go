@@ -29,6 +29,7 @@ type Summary struct {
 	// zone, "ixfr" for an incremental transfer.
 	Path       string    `json:"apply,omitempty"`
 	PathReason string    `json:"apply_reason,omitempty"`
+	IndexError string    `json:"index_error,omitempty"` // applied, but its diff index not written (log line only)
 	Deleted    int       `json:"deleted,omitempty"`
 	Added      int       `json:"added,omitempty"`
 	Result     string    `json:"result"` // "applied", or what went wrong
@@ -152,6 +153,7 @@ func (m *Manager) applyFull(ctx context.Context, z *zone, gen uint32, stream *St
 		if m.cfg.Index != nil {
 			res, err := m.cfg.Index.Full(ctx, m.backend, z.name, exists, current, src)
 			sum.Path, sum.PathReason, sum.Deleted, sum.Added = res.Apply, res.Reason, res.Deleted, res.Added
+			sum.IndexError = res.IndexErr
 			return err
 		}
 		if exists {
@@ -243,7 +245,12 @@ func (m *Manager) logSummary(s *Summary, err error, warn bool) {
 	if s.Path == "diff" || s.Path == "ixfr" {
 		fields = append(fields, zap.Int("deleted", s.Deleted), zap.Int("added", s.Added))
 	}
+	if s.IndexError != "" {
+		fields = append(fields, zap.String("index_error", s.IndexError))
+	}
 	switch {
+	case s.Result == "applied" && s.IndexError != "":
+		m.log.Warn("transfer", fields...) // served, but the index's directory wants a look
 	case s.Result == "applied":
 		m.log.Info("transfer", fields...)
 	case warn:

@@ -74,6 +74,9 @@ type Result struct {
 	Reason  string // why a held zone was replaced instead of diffed
 	Deleted int    // records deleted by a diff
 	Added   int    // records added by a diff
+	// IndexErr says why the new version's index could not be written (the zone was
+	// applied all the same; its next full zone is a replace).
+	IndexErr string
 }
 
 // Fingerprinter is the optional capability of a backend to tell cheaply whether a held
@@ -127,7 +130,7 @@ func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists
 		if err != nil {
 			return Result{}, err
 		}
-		return Result{Apply: "create"}, x.finish(ctx, b, w)
+		return Result{Apply: "create", IndexErr: x.finish(ctx, b, w)}, nil
 	}
 	old, reason := x.usable(ctx, b, zone, current)
 	if old == nil {
@@ -143,13 +146,14 @@ func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists
 	// The backend holds the new version: what remains is the new index, off the path of
 	// the transfer. It lacks the held records the new version kept: copied now.
 	if err := w.addKept(old); err != nil {
-		w.failed = true // no index: the next full zone is a replace
+		w.err = err // no index: the next full zone is a replace
 	}
 	old.table, old.seen = nil, nil // memory for the new table
 	if w.records() > 100_000 {
 		runtime.GC() // the old table is garbage: let the new one take its place, not add to it
 	}
-	return res, x.finish(ctx, b, w)
+	res.IndexErr = x.finish(ctx, b, w)
+	return res, nil
 }
 
 // usable loads the index of zone if it describes what the backend holds; else it says why not.
@@ -311,23 +315,30 @@ func (x *Index) replace(ctx context.Context, b backend.Backend, w *writer, src b
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Apply: "replace", Reason: reason}, x.finish(ctx, b, w)
+	return Result{Apply: "replace", Reason: reason, IndexErr: x.finish(ctx, b, w)}, nil
 }
 
 // finish writes the new index once the backend holds the new version. Failing to write
-// it costs the next transfer a replace, never correctness, so the old one is dropped first.
-func (x *Index) finish(ctx context.Context, b backend.Backend, w *writer) error {
+// it costs the next transfer a replace, never correctness, so the old one is dropped first
+// and a failure is only reported: it returns why no index was written, or "".
+func (x *Index) finish(ctx context.Context, b backend.Backend, w *writer) string {
 	x.Drop(w.zone)
 	if _, ok := b.(SmallZoneReplacer); ok && w.records() <= SmallZone {
-		return nil
+		return ""
 	}
 	fingerprint := ""
 	if fp, ok := b.(Fingerprinter); ok {
 		var err error
 		if fingerprint, err = fp.Fingerprint(ctx, w.zone); err != nil {
-			return nil
+			return notWritten(err)
 		}
 	}
-	w.finish(fingerprint) //nolint:errcheck // see above: a missing index is a replace next time
-	return nil
+	if err := w.finish(fingerprint); err != nil {
+		return notWritten(err)
+	}
+	return ""
+}
+
+func notWritten(err error) string {
+	return fmt.Sprintf("not written (%v); the next full zone is a replace", err)
 }

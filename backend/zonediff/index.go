@@ -229,8 +229,8 @@ type writer struct {
 	off       uint64
 	entries   *entryLog // the table entries of the records written, in their order
 	soa       *dns.SOA
-	failed    bool // a record could not be indexed: no index is written
-	installed bool // renamed into place: discard has no file to remove
+	err       error // why no index can be written (a record not indexed, its file not written)
+	installed bool  // renamed into place: discard has no file to remove
 }
 
 func newWriter(dir, zone string) *writer {
@@ -306,8 +306,11 @@ func (w *writer) add(wire []byte, hash uint64) error {
 // finish sorts the table, drops duplicate records (RFC 2181 §5: one RR), writes table and
 // trailer and renames the file into place.
 func (w *writer) finish(fingerprint string) error {
-	if w.soa == nil || w.failed {
-		return errors.New("index incomplete")
+	if w.err != nil {
+		return w.err
+	}
+	if w.soa == nil {
+		return errors.New("index incomplete: no SOA")
 	}
 	tab, err := w.entries.table()
 	if err != nil {

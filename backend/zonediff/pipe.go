@@ -93,10 +93,10 @@ func tee(w *writer, src backend.Source) *indexing {
 		defer close(t.done)
 		for chunk := range t.ch {
 			recycle := chunk[:0]
-			for len(chunk) > 0 && !w.failed {
+			for len(chunk) > 0 && w.err == nil {
 				n := int(chunk[0])<<8 | int(chunk[1])
 				wire := chunk[2 : 2+n]
-				w.failed = w.add(wire, xxhash.Sum64(wire)) != nil
+				w.err = w.add(wire, xxhash.Sum64(wire))
 				chunk = chunk[2+n:]
 			}
 			select {
@@ -124,7 +124,7 @@ func (t *indexing) Next() ([]dns.RR, error) {
 	for _, rr := range rrs {
 		var packErr error
 		if chunk, packErr = appendPacked(chunk, rr); packErr != nil {
-			t.w.failed = true // no index this time; the transfer itself goes on
+			t.w.err = packErr // no index this time; the transfer itself goes on
 			break
 		}
 	}

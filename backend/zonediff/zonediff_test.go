@@ -338,3 +338,30 @@ func TestSmallZonesOfTheFileBackendAreNotIndexed(t *testing.T) {
 		t.Fatalf("the shrunk zone's index is still there: %v", left)
 	}
 }
+
+// An index that cannot be written (its directory gone, a full disk) does not fail the
+// change: the zone is created all the same, Result says why it has no index, and its
+// next full zone is a replace. A small zone, which is meant to have none, reports nothing.
+func TestIndexNotWrittenIsReported(t *testing.T) {
+	b, idx, zoneFile, idxDir := fileAndIndex(t)
+	if err := os.RemoveAll(idxDir); err != nil {
+		t.Fatal(err)
+	}
+	big := zonediff.SmallZone + 50
+	res, err := idx.Full(t.Context(), b, zone, false, 0, zoneAt(1, big, 50))
+	if err != nil || res.Apply != "create" || !strings.Contains(res.IndexErr, "no such file or directory") {
+		t.Fatalf("create with the index directory gone: %+v, %v; want a create reporting the index error", res, err)
+	}
+	wantLines(t, zoneFile, 2+big)
+	res, err = idx.Full(t.Context(), b, zone, true, 1, zoneAt(2, big+1, 50))
+	if err != nil || res.Apply != "replace" || !strings.Contains(res.Reason, "no index") {
+		t.Fatalf("the next version: %+v, %v; want a replace for want of an index", res, err)
+	}
+	wantLines(t, zoneFile, 2+big+1)
+
+	small, smallIdx, _, smallDir := fileAndIndex(t)
+	os.RemoveAll(smallDir)
+	if res, err := smallIdx.Full(t.Context(), small, zone, false, 0, zoneAt(1, 5, 50)); err != nil || res.IndexErr != "" {
+		t.Fatalf("a small zone's create: %+v, %v; want no index error", res, err)
+	}
+}
