@@ -83,7 +83,9 @@ type indexing struct {
 	free chan []byte // chunks the index writer is done with, for reuse
 	done chan struct{}
 
+	packErr   error     // a record that could not be packed: Next's, given to w by wait
 	closeOnce sync.Once // wait may run twice: once the backend committed, and at the end
+	errOnce   sync.Once
 }
 
 func tee(w *writer, src backend.Source) *indexing {
@@ -116,15 +118,16 @@ func (t *indexing) Next() ([]dns.RR, error) {
 			t.w.soa, rrs = soa, rrs[1:]
 		}
 	}
+	if t.packErr != nil {
+		return batch, err // no index this time; the transfer itself goes on
+	}
 	var chunk []byte
 	select {
 	case chunk = <-t.free:
 	default:
 	}
 	for _, rr := range rrs {
-		var packErr error
-		if chunk, packErr = appendPacked(chunk, rr); packErr != nil {
-			t.w.err = packErr // no index this time; the transfer itself goes on
+		if chunk, t.packErr = appendPacked(chunk, rr); t.packErr != nil {
 			break
 		}
 	}
@@ -138,4 +141,9 @@ func (t *indexing) Next() ([]dns.RR, error) {
 func (t *indexing) wait() {
 	t.closeOnce.Do(func() { close(t.ch) })
 	<-t.done
+	t.errOnce.Do(func() {
+		if t.w.err == nil {
+			t.w.err = t.packErr
+		}
+	})
 }

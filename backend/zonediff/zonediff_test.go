@@ -339,8 +339,8 @@ func TestSmallZonesOfTheFileBackendAreNotIndexed(t *testing.T) {
 	}
 }
 
-// An index that cannot be written (its directory gone, a full disk) does not fail the
-// change: the zone is created all the same, Result says why it has no index, and its
+// An index that cannot be written (its directory gone, a full disk, a record it cannot
+// hold) does not fail the change: the zone is created all the same, Result says why it has no index, and its
 // next full zone is a replace. A small zone, which is meant to have none, reports nothing.
 func TestIndexNotWrittenIsReported(t *testing.T) {
 	b, idx, zoneFile, idxDir := fileAndIndex(t)
@@ -364,4 +364,16 @@ func TestIndexNotWrittenIsReported(t *testing.T) {
 	if res, err := smallIdx.Full(t.Context(), small, zone, false, 0, zoneAt(1, 5, 50)); err != nil || res.IndexErr != "" {
 		t.Fatalf("a small zone's create: %+v, %v; want no index error", res, err)
 	}
+
+	// A record the index cannot hold in wire form (a TXT string over 255 bytes, which the
+	// file backend writes as text): reported the same way.
+	odd, oddIdx, oddFile, _ := fileAndIndex(t)
+	rrs := backendtest.Zone(zone, 1, big)
+	rrs = append(rrs, &dns.TXT{Hdr: dns.RR_Header{Name: "long." + zone, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+		Txt: []string{strings.Repeat("a", 300)}})
+	res, err = oddIdx.Full(t.Context(), odd, zone, false, 0, backendtest.Stream(backendtest.Batches(rrs, 20)...))
+	if err != nil || res.Apply != "create" || !strings.Contains(res.IndexErr, "long.example.com.") {
+		t.Fatalf("create with an unpackable record: %+v, %v; want a create reporting the record", res, err)
+	}
+	wantLines(t, oddFile, 2+big+1)
 }
