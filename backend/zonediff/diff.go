@@ -112,7 +112,8 @@ func (x *Index) Drop(zone string) {
 // hold it (exists false), else the difference from the held version (at serial current)
 // applied through backend.Incremental, or a Replace when there is no usable index, the
 // difference is too large, or it does not fit what the backend holds. The index is
-// rewritten after every success. On error the backend keeps its previous version.
+// rewritten after every success (none for a small zone of a SmallZoneReplacer; one that
+// cannot be written is Result.IndexErr). On error the backend keeps its previous version.
 func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists bool, current uint32, src backend.Source) (Result, error) {
 	w := newWriter(x.dir, zone)
 	defer w.discard()
