@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/miekg/dns"
 
@@ -376,4 +377,24 @@ func TestIndexNotWrittenIsReported(t *testing.T) {
 		t.Fatalf("create with an unpackable record: %+v, %v; want a create reporting the record", res, err)
 	}
 	wantLines(t, oddFile, 2+big+1)
+}
+
+// Every small zone's change gives the one reason string, not a copy each: the engine keeps
+// each zone's last reason, 100,000 zones of them.
+func TestSmallZoneReasonShared(t *testing.T) {
+	var reasons []string
+	for range 2 {
+		b, idx, _, _ := fileAndIndex(t)
+		if _, err := idx.Full(t.Context(), b, zone, false, 0, zoneAt(1, 5, 50)); err != nil {
+			t.Fatal(err)
+		}
+		res, err := idx.Full(t.Context(), b, zone, true, 1, zoneAt(2, 6, 50))
+		if err != nil || res.Apply != "replace" {
+			t.Fatalf("%+v, %v; want a replace", res, err)
+		}
+		reasons = append(reasons, res.Reason)
+	}
+	if unsafe.StringData(reasons[0]) != unsafe.StringData(reasons[1]) {
+		t.Errorf("two small zones' replace reasons are two strings (%q): each zone would keep its own copy", reasons[0])
+	}
 }
