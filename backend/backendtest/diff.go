@@ -111,13 +111,13 @@ func runSmallZone(t *testing.T, newBackend func(t *testing.T) backend.Backend, o
 	}
 	_, replaces := b.(zonediff.SmallZoneReplacer)
 	v := Zone(zone, 1, 8)
-	if res, err := idx.Full(t.Context(), b, zone, false, 0, Stream(v)); err != nil || res.Apply != "create" {
+	if res, err := idx.Full(t.Context(), b, zone, false, 0, Stream(Batches(v, 3)...)); err != nil || res.Apply != "create" {
 		t.Fatalf("creating the zone: %+v, %v", res, err)
 	}
 	for serial := uint32(2); serial <= 3; serial++ {
 		v = append(slices.Clone(v), Zone(zone, serial, 8+int(serial))[len(v)])
 		v[0] = soaAt(serial)
-		res, err := idx.Full(t.Context(), b, zone, true, serial-1, Stream(v))
+		res, err := idx.Full(t.Context(), b, zone, true, serial-1, Stream(Batches(v, 3)...))
 		if err != nil {
 			t.Fatalf("serial %d: %v", serial, err)
 		}
