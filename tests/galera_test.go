@@ -38,7 +38,7 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	dbname := n1.NewPDNSDatabase(t)
 	t.Logf("cluster of 3 synced, schema loaded: %v", time.Since(began).Round(time.Millisecond))
 	p := harness.StartPDNS(t, n3, dbname, harness.PDNSOptions{})
-	b, err := powerdns.New(powerdns.Config{
+	cfg := powerdns.Config{
 		Hosts:              []string{n1.Addr(), n2.Addr(), n3.Addr()},
 		User:               "root",
 		DBName:             dbname,
@@ -50,7 +50,8 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 		PDNSSocketDir:      p.SocketDir(),
 		NameIndex:          true,
 		Failback:           time.Hour,
-	})
+	}
+	b, err := powerdns.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,44 @@ func TestGaleraFailoverStagedReplace(t *testing.T) {
 	if left != n+2 {
 		t.Errorf("%d rows in records after the replace, want %d (retired or staged rows left)", left, n+2)
 	}
+	cfg.Hosts = []string{n2.Addr()}
+	lowered(t, ctx, cfg, p, dbs[1:])
 	t.Logf("whole test: %v", time.Since(began).Round(time.Millisecond))
+}
+
+// lowered checks a limit lowered while the backend runs (SET GLOBAL on the live nodes):
+// the backend keeps the limits it read for a while, so the next create's first attempt
+// is one transaction the node refuses; the create must still succeed, staged under the
+// new limit, and pdns_server serve the whole zone. The backend writes to one node
+// (cfg), so that the refusal cannot move it to a node whose limits it has not read yet.
+func lowered(t *testing.T, ctx context.Context, cfg powerdns.Config, p *harness.PDNS, live []*sql.DB) {
+	t.Helper()
+	b, err := powerdns.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const zone, n = "lowered.example.", 300
+	// A small create first, so that the backend has the old limits at hand.
+	if err := b.Create(ctx, "primed.example.", backendtest.Stream(backendtest.Zone("primed.example.", 1, 10))); err != nil {
+		t.Fatalf("Create of a small zone: %v", err)
+	}
+	for _, db := range live {
+		if _, err := db.ExecContext(ctx, `SET GLOBAL wsrep_max_ws_rows = 200`); err != nil {
+			t.Fatalf("lowering wsrep_max_ws_rows: %v", err)
+		}
+	}
+	start := time.Now()
+	if err := b.Create(ctx, zone, backendtest.Stream(backendtest.Batches(backendtest.Zone(zone, 7, n), 100)...)); err != nil {
+		t.Fatalf("Create of %d records after wsrep_max_ws_rows was lowered to 200: %v", n, err)
+	}
+	t.Logf("Create after the limit was lowered: %v", time.Since(start).Round(time.Millisecond))
+	if _, ok := servedSerial(p.Addr(), zone, 7, 30*time.Second); !ok {
+		t.Fatal("pdns_server does not serve the zone created after the limit was lowered")
+	}
+	if r := p.Query(t, fmt.Sprintf("host-%d.%s", n-1, zone), dns.TypeTXT); len(r.Answer) != 1 {
+		t.Errorf("last record of the zone created after the limit was lowered: %s %v", dns.RcodeToString[r.Rcode], r.Answer)
+	}
 }
 
 // rowsNamed describes the records rows of name, with their zone's name.

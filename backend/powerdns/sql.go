@@ -19,7 +19,8 @@ import (
 // and its index to records (see prepare), so the agent's database user needs SELECT,
 // INSERT, UPDATE, DELETE, CREATE TEMPORARY TABLES, and ALTER and INDEX for name_index.
 type sqlStore struct {
-	nodes *nodes
+	nodes  *nodes
+	limits limitCache // the nodes' write-set limits (stage.go)
 	// nameIndex: use (and create when missing) the index of reversed names.
 	nameIndex bool
 	// index: 0 not checked yet, indexReady, or indexRefused (the server said no: not
