@@ -7,9 +7,11 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dnsagent/dnsagent/backend/backendtest"
 	"github.com/dnsagent/dnsagent/backend/memory"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
@@ -380,6 +382,66 @@ func TestCreateAsksOneMasterNoSOA(t *testing.T) {
 	if older.soas.Load() != 1 || newer.soas.Load() != 1 || newer.axfrs.Load() != 1 || older.axfrs.Load() != 0 {
 		t.Errorf("two masters: SOA queries %d and %d, AXFRs %d and %d; want one SOA query each and the newer's AXFR",
 			older.soas.Load(), newer.soas.Load(), older.axfrs.Load(), newer.axfrs.Load())
+	}
+}
+
+// serialCounter counts the backend's serial lookups: for powerdns each is a statement.
+type serialCounter struct {
+	*memory.Backend
+	n atomic.Int32
+}
+
+func (c *serialCounter) Serial(ctx context.Context, zone string) (uint32, error) {
+	c.n.Add(1)
+	return c.Backend.Serial(ctx, zone)
+}
+
+// A CREATE of a zone the agent does not know asks the backend once, in its check, not
+// before it too; a zone put into the backend behind the agent's back is found by that
+// lookup: the CREATE succeeds without a transfer and the zone is left as it was. A zone
+// the agent knows is looked up before the CREATE waits for anything, so a repeated CREATE
+// is answered while a refresh of its zone hangs.
+func TestCreateLooksUpTheBackendOnce(t *testing.T) {
+	p := startPrimary(t, "example.com.", 7, 10)
+	be := &serialCounter{Backend: memory.New()}
+	cfg := Config{Masters: []netip.AddrPort{p.addr}, Workers: 2, DialTimeout: time.Second, StallTimeout: 2 * time.Second, RetryMin: time.Minute}
+	m := NewManager(cfg, be, zap.NewNop())
+	t.Cleanup(m.Close)
+	ctx := context.Background()
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	if n := be.n.Load(); n != 1 {
+		t.Errorf("CREATE of a new zone: %d serial lookups in the backend, want 1", n)
+	}
+
+	other := backendtest.Zone("other.example.", 3, 2)
+	if err := be.Backend.Create(ctx, "other.example.", backendtest.Stream(other)); err != nil {
+		t.Fatal(err)
+	}
+	be.n.Store(0)
+	if err := m.Create(ctx, "other.example."); err != nil {
+		t.Fatalf("CREATE of a zone the backend holds already: %v, want success", err)
+	}
+	if n, axfrs := be.n.Load(), p.axfrs.Load(); n != 1 || axfrs != 1 {
+		t.Errorf("CREATE of a zone the backend holds already: %d serial lookups, %d transfers in all; want 1 and only the first CREATE's", n, axfrs)
+	}
+	if rrs, _ := be.Records("other.example."); len(rrs) != len(other) || rrs[0].(*dns.SOA).Serial != 3 {
+		t.Errorf("the zone held behind the agent's back: %d records, %v; want the %d it had", len(rrs), rrs[0], len(other))
+	}
+
+	// The repeated CREATE is answered while a refresh of the zone hangs on its transfer.
+	hold := make(chan struct{})
+	defer close(hold)
+	p.set(func(p *fakePrimary) { p.hold = hold })
+	p.setZone(8, 10)
+	m.Notify(ctx, "example.com.", Notify{})
+	eventually(t, func() string { return "the NOTIFY's transfer did not start" }, func() bool { return p.transfers() >= 2 })
+	be.n.Store(0)
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := m.Create(tctx, "example.com."); err != nil || be.n.Load() != 1 {
+		t.Errorf("repeated CREATE during a refresh: %v after %d serial lookups; want success after one, without waiting for the refresh", err, be.n.Load())
 	}
 }
 
