@@ -593,7 +593,9 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 	switch {
 	case err != nil && !errors.Is(err, backend.ErrNotFound):
 		m.metrics.backendErrors.WithLabelValues("serial").Inc()
-		return outcome{err: err}
+		// A create's zone (another's, or one the backend cannot say) is not the agent's
+		// to check again: Designate's worker retries the CREATE.
+		return outcome{err: err, gone: create}
 	case exists && create:
 		return outcome{applied: current} // created meanwhile: CREATE is idempotent
 	case !exists && !create:

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 	"github.com/dnsagent/dnsagent/backend/memory"
 	"github.com/miekg/dns"
@@ -442,6 +443,38 @@ func TestCreateLooksUpTheBackendOnce(t *testing.T) {
 	defer cancel()
 	if err := m.Create(tctx, "example.com."); err != nil || be.n.Load() != 1 {
 		t.Errorf("repeated CREATE during a refresh: %v after %d serial lookups; want success after one, without waiting for the refresh", err, be.n.Load())
+	}
+}
+
+// notOwned is a backend in which one zone is another's.
+type notOwned struct {
+	*memory.Backend
+	zone string
+}
+
+func (b notOwned) Serial(ctx context.Context, zone string) (uint32, error) {
+	if zone == b.zone {
+		return 0, fmt.Errorf("held by account %q: %w", "operator", backend.ErrNotOwned)
+	}
+	return b.Backend.Serial(ctx, zone)
+}
+
+// A CREATE of a zone another account holds fails with the backend's reason, transfers
+// nothing, and leaves nothing scheduled: no retry, no entry among the agent's zones.
+func TestCreateOfAnotherAccountsZone(t *testing.T) {
+	p := startPrimary(t, "example.com.", 7, 10)
+	cfg := Config{Masters: []netip.AddrPort{p.addr}, Workers: 2, DialTimeout: time.Second, StallTimeout: 2 * time.Second, RetryMin: time.Minute}
+	m := NewManager(cfg, notOwned{memory.New(), "example.com."}, zap.NewNop())
+	t.Cleanup(m.Close)
+	err := m.Create(context.Background(), "example.com.")
+	if !errors.Is(err, backend.ErrNotOwned) || !strings.Contains(err.Error(), "operator") {
+		t.Errorf("CREATE of another account's zone: %v, want the backend's reason", err)
+	}
+	if st, ok := m.Status("example.com."); ok {
+		t.Errorf("another account's zone is among the agent's after its CREATE failed: %+v", st)
+	}
+	if n := p.transfers(); n != 0 {
+		t.Errorf("%d transfers for another account's zone, want none", n)
 	}
 }
 
