@@ -92,8 +92,6 @@ func (p *pdnsSecondary) stop() {
 	}
 }
 
-func (p *pdnsSecondary) control(args ...string) error { return pdnsControl(p.dir, args...) }
-
 // pdnsControl runs pdns_control on the pdns_server whose control socket is in socketDir
 // (bounded by a minute: a rediscover of 100,000 zones takes about half a second).
 func pdnsControl(socketDir string, args ...string) error {
@@ -113,7 +111,7 @@ func (p *pdnsSecondary) add(zone, primary string) error {
 	if _, err := p.db.Exec(`INSERT INTO domains (name, master, type) VALUES (?, ?, 'SLAVE')`, name, primary); err != nil {
 		return err
 	}
-	return p.control("retrieve", name)
+	return pdnsControl(p.dir, "retrieve", name)
 }
 
 // remove deletes every row of zone.
