@@ -372,6 +372,7 @@ func TestBind9CreateOfZoneDefinedInNamedConf(t *testing.T) {
 
 	req := harness.CreateMsg(0x0701, zone)
 	expectBytes(t, "CREATE of a zone named.conf defines", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf002))
+	notScheduled(t, a, zone)
 	if !agentLogged(a, 0, "outside zone_file_path") {
 		t.Errorf("the agent's log does not say the zone is not its own:\n%s", a.Output())
 	}

@@ -30,6 +30,15 @@ func httpGet(t *testing.T, a *harness.Agent, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// notScheduled checks that the agent keeps no state for zone after a CREATE it refused:
+// /zones/NAME does not know it, so it is neither listed nor checked again.
+func notScheduled(t *testing.T, a *harness.Agent, zone string) {
+	t.Helper()
+	if code, body := httpGet(t, a, "/zones/"+zone); code != http.StatusNotFound {
+		t.Errorf("/zones/%s after the refused CREATE: %d %s, want 404 (nothing scheduled)", zone, code, body)
+	}
+}
+
 // metric returns the value of one sample of /metrics, e.g.
 // `dnsagent_transfers_total{result="ok",type="AXFR"}`; 0 when absent.
 func metric(t *testing.T, a *harness.Agent, sample string) float64 {

@@ -687,6 +687,7 @@ func TestPDNS05NotOwned(t *testing.T) {
 	a := pdnsAgent(t, e, p)
 	req := harness.CreateMsg(0x0501, zone)
 	expectBytes(t, "CREATE of a zone the agent does not own", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf002))
+	notScheduled(t, a, zone)
 	del := harness.DeleteMsg(0x0502, zone)
 	expectBytes(t, "DELETE of a zone the agent does not own", udp(t, a.Addr(), del, 25*time.Second), harness.Reply(del, 0xf402)) // AA: as Designate
 	udp(t, a.Addr(), harness.NotifyMsg(0x0503, zone, false), 3*time.Second)
