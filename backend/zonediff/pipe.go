@@ -83,9 +83,8 @@ type indexing struct {
 	free chan []byte // chunks the index writer is done with, for reuse
 	done chan struct{}
 
-	packErr   error     // a record that could not be packed: Next's, given to w by wait
+	packErr   error     // a record that could not be packed: Next's, read by the goroutine once ch is closed
 	closeOnce sync.Once // wait may run twice: once the backend committed, and at the end
-	errOnce   sync.Once
 }
 
 func tee(w *writer, src backend.Source) *indexing {
@@ -105,6 +104,9 @@ func tee(w *writer, src backend.Source) *indexing {
 			case t.free <- recycle:
 			default:
 			}
+		}
+		if w.err == nil {
+			w.err = t.packErr // Next is done: ch was closed after its last call
 		}
 	}()
 	return t
@@ -141,9 +143,4 @@ func (t *indexing) Next() ([]dns.RR, error) {
 func (t *indexing) wait() {
 	t.closeOnce.Do(func() { close(t.ch) })
 	<-t.done
-	t.errOnce.Do(func() {
-		if t.w.err == nil {
-			t.w.err = t.packErr
-		}
-	})
 }
