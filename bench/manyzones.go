@@ -1,8 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -399,21 +403,12 @@ func pdnsRows(t *testing.T, db *sql.DB, ps *harness.PDNS, zones []string) manyRo
 		q.WriteString("INSERT INTO records (domain_id, name, type, content, ttl, prio, auth) VALUES ")
 		for j, z := range chunk {
 			name := strings.TrimSuffix(z, ".")
-			for k, rr := range [][2]string{
-				{"SOA", fmt.Sprintf("ns1.%s hostmaster.%s %d 3600 600 86400 300", name, name, manySerial)},
-				{"NS", "ns1." + name}, {"A", "192.0.2.1"}, {"A", "192.0.2.2"}, {"AAAA", "2001:db8::2"}} {
+			for k, rr := range manyRecords(name) {
 				if j > 0 || k > 0 {
 					q.WriteString(",")
 				}
-				owner := name
-				switch k {
-				case 2:
-					owner = "ns1." + name
-				case 3, 4:
-					owner = "www." + name
-				}
 				q.WriteString("((SELECT id FROM domains WHERE name = ?), ?, ?, ?, 300, 0, 1)")
-				args = append(args, name, owner, rr[0], rr[1])
+				args = append(args, name, rr.owner, rr.typ, rr.content)
 			}
 		}
 		if _, err := db.Exec(q.String(), args...); err != nil {
@@ -427,6 +422,86 @@ func pdnsRows(t *testing.T, db *sql.DB, ps *harness.PDNS, zones []string) manyRo
 	took := time.Since(start)
 	cpu1 := cpuTimes(os.Getpid(), map[string]int{"pdns_server": ps.PID()})
 	return manyRow{Who: "PowerDNS: domain rows + one rediscover", Zones: len(zones), Took: took, Served: served, CPU: cpuDelta(cpu0, cpu1)}
+}
+
+// manyRecord is one record of manyZoneText.
+type manyRecord struct{ owner, typ, content string }
+
+// manyRecords are manyZoneText's records for the zone name, every name in them ending as
+// name does: without the dot as PowerDNS's tables keep names, with it for its API.
+func manyRecords(name string) []manyRecord {
+	return []manyRecord{
+		{name, "SOA", fmt.Sprintf("ns1.%s hostmaster.%s %d 3600 600 86400 300", name, name, manySerial)},
+		{name, "NS", "ns1." + name},
+		{"ns1." + name, "A", "192.0.2.1"},
+		{"www." + name, "A", "192.0.2.2"},
+		{"www." + name, "AAAA", "2001:db8::2"},
+	}
+}
+
+// pdnsAPI is PowerDNS's other way: one HTTP API request a zone (POST .../zones with every
+// record, PowerDNS's own transaction; PowerDNS then adds the zone to its zone cache, so no
+// rediscover), manyInFlight requests at once, each timed until its answer (201).
+func pdnsAPI(t *testing.T, m *harness.MariaDB, ps *harness.PDNS, zones []string) manyRow {
+	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: manyInFlight}}
+	var once sync.Once
+	watch := map[string]int{"pdns_server": ps.PID(), "mariadbd": m.PID()}
+	cpu0 := cpuTimes(os.Getpid(), watch)
+	lat, failed, took := inParallel(zones, func(z string) bool {
+		err := apiCreate(client, ps, z)
+		if err != nil {
+			once.Do(func() { t.Logf("PowerDNS API: %s: %v", z, err) })
+		}
+		return err == nil
+	})
+	cpu1 := cpuTimes(os.Getpid(), watch)
+	return manyRow{Who: "PowerDNS: HTTP API, a request a zone", Zones: len(zones), Took: took, P99: p99(lat),
+		Failed: failed, Served: countServed(zones, dnsServes(ps.Addr())), CPU: cpuDelta(cpu0, cpu1)}
+}
+
+// apiCreate creates zone z with manyZoneText's records through PowerDNS's API. An empty
+// soa_edit_api keeps the serial as given (the default, DEFAULT, would raise it).
+func apiCreate(client *http.Client, ps *harness.PDNS, z string) error {
+	type record struct {
+		Content  string `json:"content"`
+		Disabled bool   `json:"disabled"`
+	}
+	type rrset struct {
+		Name       string   `json:"name"`
+		Type       string   `json:"type"`
+		TTL        int      `json:"ttl"`
+		ChangeType string   `json:"changetype"`
+		Records    []record `json:"records"`
+	}
+	var sets []rrset
+	for _, rr := range manyRecords(z) {
+		i := slices.IndexFunc(sets, func(s rrset) bool { return s.Name == rr.owner && s.Type == rr.typ })
+		if i < 0 {
+			sets = append(sets, rrset{Name: rr.owner, Type: rr.typ, TTL: 300, ChangeType: "REPLACE"})
+			i = len(sets) - 1
+		}
+		sets[i].Records = append(sets[i].Records, record{Content: rr.content})
+	}
+	body, err := json.Marshal(map[string]any{"name": z, "kind": "Native", "account": "peer",
+		"nameservers": []string{}, "soa_edit_api": "", "rrsets": sets})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(http.MethodPost, ps.APIURL()+"/zones", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-API-Key", ps.APIKey())
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("%s: %s", resp.Status, answer)
+	}
+	return nil
 }
 
 // dnsServes reports whether the server at addr answers a zone's SOA with its serial.
@@ -479,13 +554,17 @@ func p99(d []time.Duration) time.Duration {
 	return percentile(s, 99)
 }
 
-// cpuTimes reads user+system CPU time of the process pid itself ("agent") and of its
-// waited-for children ("agent's children": rndc, pdns_control), and of each watched
-// process.
+// cpuTimes reads user+system CPU time of the process pid itself and of its waited-for
+// children, and of each watched process. pid is the agent, or for a peer's row the bench
+// itself ("bench", its children the rndc processes).
 func cpuTimes(pid int, watch map[string]int) map[string]time.Duration {
 	m := map[string]time.Duration{}
+	who := "agent"
+	if pid == os.Getpid() {
+		who = "bench"
+	}
 	self, children := procCPU(pid)
-	m["agent"], m["agent's children"] = self, children
+	m[who], m[who+"'s children"] = self, children
 	for name, p := range watch {
 		m[name], _ = procCPU(p)
 	}
@@ -571,7 +650,7 @@ func manyMarkdown(rows []manyRow) string {
 		"(the agent's defaults otherwise: workers 8), against each server's own way of taking that many zones, on fresh "+
 		"servers each. zones/s counts from the first request until the last zone is served (the agent: its last reply; "+
 		"served is then checked zone by zone). p99 is per request: the CREATE reply, or the rndc process. RSS is the agent's peak. "+
-		"CPU is per process over the run (the agent's children: rndc, pdns_control). "+
+		"CPU is per process over the run (\"bench\" is the bench itself sending a peer's requests, its children the rndc processes). "+
 		"\"files alone\" is the file backend's floor on this machine's filesystem: each zone's file written to a temp file, "+
 		"fsynced and renamed (a small zone has no diff index file there), %d zones at once, without DNS (bench/README.md). The powerdns row "+
 		"gives how long a rediscover takes once every zone is held: each CREATE waits for one begun after its commit.\n\n", manyInFlight, manyInFlight)

@@ -14,14 +14,16 @@ import (
 
 var (
 	flagRediscoverZones   = flag.String("rediscover-zones", "10000,30000,100000", "TestBenchRediscover: zone counts, ascending")
-	flagRediscoverCreates = flag.Int("rediscover-creates", 1000, "TestBenchRediscover: CREATEs through the agent once the last count is held")
+	flagRediscoverCreates = flag.Int("rediscover-creates", 1000, "TestBenchRediscover: CREATEs through the agent once the last count is held, then as many zones through PowerDNS's API")
 )
 
 // TestBenchRediscover fills one PowerDNS database with small zones as the PowerDNS peer
 // of the many-zones table does (domain rows in bulk, then one rediscover), up to each
 // count in turn, and times `pdns_control rediscover` there. Then the agent's powerdns
 // backend, on the same database and pdns_server, creates -rediscover-creates more small
-// zones, manyInFlight CREATEs at a time, as in the many-zones table (DNSAGENT_BENCH=1).
+// zones, manyInFlight CREATEs at a time, as in the many-zones table; then PowerDNS's own
+// HTTP API creates as many more, manyInFlight requests at a time: the API adds each zone
+// to the zone cache itself, so it needs no rediscover (DNSAGENT_BENCH=1).
 func TestBenchRediscover(t *testing.T) {
 	if !enabled() {
 		t.Skip("benchmarks run with DNSAGENT_BENCH=1")
@@ -29,7 +31,7 @@ func TestBenchRediscover(t *testing.T) {
 	harness.Require(t, "named", "pdns_server", "pdns_control", "mariadbd", "mariadb-install-db")
 	m := harness.StartMariaDB(t)
 	dbName := m.NewPDNSDatabase(t)
-	ps := harness.StartPDNS(t, m, dbName, harness.PDNSOptions{ZoneCache: true})
+	ps := harness.StartPDNS(t, m, dbName, harness.PDNSOptions{ZoneCache: true, API: true})
 	db := openDB(t, m, dbName)
 	held := 0
 	for _, n := range parseCounts(t, *flagRediscoverZones) {
@@ -62,4 +64,11 @@ func TestBenchRediscover(t *testing.T) {
 	r.Served = countServed(zones, dnsServes(ps.Addr()))
 	t.Logf("%d CREATEs with %d zones held, %d in flight: %.0f zones/s, p99 %s, %d failed, %d served; CPU %s; %s",
 		len(zones), held, manyInFlight, r.rate(), fmtDur(r.P99), r.Failed, r.Served, r.CPU, r.Comment)
+
+	for i := range zones {
+		zones[i] = manyZoneName(held + len(zones) + i)
+	}
+	r = pdnsAPI(t, m, ps, zones)
+	t.Logf("%d zones through PowerDNS's API with %d zones held, %d in flight: %.0f zones/s, p99 %s, %d failed, %d served; CPU %s",
+		len(zones), held+len(zones), manyInFlight, r.rate(), fmtDur(r.P99), r.Failed, r.Served, r.CPU)
 }

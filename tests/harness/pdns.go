@@ -21,20 +21,24 @@ type PDNSOptions struct {
 	// Caches leaves the packet and query caches at PowerDNS's defaults (cache-ttl=20,
 	// query-cache-ttl=20, negquery-cache-ttl=60) instead of off.
 	Caches bool
+	// API turns on PowerDNS's HTTP API (webserver on a random 127.0.0.1 port, a key of
+	// its own): APIURL and APIKey. Otherwise both stay off.
+	API bool
 }
 
 // PDNS is a private pdns_server: launch=gmysql on a database of a private MariaDB,
 // every cache at 0 (unless Caches), a random 127.0.0.1 port, its control socket in a temp directory,
 // in the foreground without guardian. It is stopped in t.Cleanup.
 type PDNS struct {
-	t    testing.TB
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	out  *Buffer
-	done chan struct{}
-	mu   sync.Mutex
-	stop bool
+	t       testing.TB
+	dir     string
+	port    int
+	apiPort int // 0: API off
+	cmd     *exec.Cmd
+	out     *Buffer
+	done    chan struct{}
+	mu      sync.Mutex
+	stop    bool
 }
 
 // StartPDNS writes pdns.conf and starts pdns_server on database dbname of m, waiting
@@ -59,8 +63,6 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 		"daemon=no",
 		"disable-syslog=yes",
 		"write-pid=no",
-		"webserver=no",
-		"api=no",
 		"security-poll-suffix=", // no lookups to the Internet
 		"receiver-threads=1",
 		"distributor-threads=1",
@@ -71,6 +73,14 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 	}
 	if !opts.ZoneCache {
 		conf = append(conf, "zone-cache-refresh-interval=0")
+	}
+	if opts.API {
+		p.apiPort = FreePort(t)
+		conf = append(conf, "webserver=yes", "api=yes", "api-key="+p.APIKey(),
+			"webserver-address=127.0.0.1", fmt.Sprintf("webserver-port=%d", p.apiPort),
+			"webserver-allow-from=127.0.0.0/8")
+	} else {
+		conf = append(conf, "webserver=no", "api=no")
 	}
 	if err := os.WriteFile(filepath.Join(p.dir, "pdns.conf"), []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -100,6 +110,14 @@ func StartPDNS(t testing.TB, m *MariaDB, dbname string, opts PDNSOptions) *PDNS 
 
 // Addr is pdns_server's DNS address (UDP and TCP).
 func (p *PDNS) Addr() string { return fmt.Sprintf("127.0.0.1:%d", p.port) }
+
+// APIURL is the base of PowerDNS's HTTP API, server localhost (API set).
+func (p *PDNS) APIURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/api/v1/servers/localhost", p.apiPort)
+}
+
+// APIKey is the key the API wants in X-API-Key.
+func (p *PDNS) APIKey() string { return "dnsagent-test-" + filepath.Base(p.dir) }
 
 // PID is pdns_server's process id (CPU accounting in the benchmarks).
 func (p *PDNS) PID() int { return p.cmd.Process.Pid }
