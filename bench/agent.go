@@ -106,7 +106,7 @@ func (a *agent) launch(cfg harness.AgentConfig) {
 	}
 	a.cmd.Env = append(a.cmd.Env, a.env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	a.cmd.SysProcAttr = harness.ChildAttr()
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start agent %s: %v", a.name, err)
 	}

@@ -44,7 +44,7 @@ func startDnsdist(t testing.TB, res *Results, upstream string) (string, int) {
 	out := harness.NewBuffer(1 << 20)
 	cmd := relayCommand(bin, "--supervised", "--disable-syslog", "-C", conf)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = harness.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dnsdist: %v", err)
 	}

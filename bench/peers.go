@@ -55,7 +55,7 @@ func startPDNSSecondary(t testing.TB) *pdnsSecondary {
 	p.cmd = exec.Command(server, "--config-dir="+p.dir)
 	p.cmd.Dir = p.dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.SysProcAttr = harness.ChildAttr()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start pdns_server (secondary): %v", err)
 	}

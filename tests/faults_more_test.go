@@ -59,7 +59,7 @@ func restartNamed(t *testing.T, p *harness.Primary) {
 	cmd := exec.Command(harness.LookPath("named"), "-g", "-n", "2", "-c", filepath.Join(p.Dir(), "named.conf"))
 	cmd.Dir = p.Dir()
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = harness.ChildAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("restart named: %v", err)
 	}

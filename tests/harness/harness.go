@@ -303,11 +303,13 @@ func terminate(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) (killed
 // as its stdout and stderr, in its own process group so that kill reaches whatever it
 // starts, and with waitDelay; it fails the test if the program cannot start. A goroutine
 // reaps it: the channel returned is closed once it has exited, cmd.ProcessState set.
+// The process is killed when the test binary dies without its clean-ups (a -timeout
+// panic, a crash, a closed output pipe): see ChildAttr.
 func startProcess(t testing.TB, cmd *exec.Cmd, out *Buffer) chan struct{} {
 	t.Helper()
 	cmd.WaitDelay = waitDelay
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = ChildAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", filepath.Base(cmd.Path), err)
 	}
@@ -317,6 +319,16 @@ func startProcess(t testing.TB, cmd *exec.Cmd, out *Buffer) chan struct{} {
 		close(done)
 	}()
 	return done
+}
+
+// ChildAttr is how the harness and the benchmarks start a server: in its own process
+// group (so a kill reaches whatever it starts), and killed by the kernel when the test
+// binary dies (Linux's parent-death signal), so that a named, mariadbd or agent never
+// outlives a test binary that could not run its clean-ups. The signal follows the thread
+// that started the process (prctl(2), PR_SET_PDEATHSIG); Go keeps its threads for the
+// process's life unless a goroutine locked to one exits, which nothing here does.
+func ChildAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
 // RunTool runs a command-line tool (rndc, delv, named-checkzone...) for at most timeout

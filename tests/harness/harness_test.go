@@ -2,9 +2,14 @@ package harness
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -209,5 +214,35 @@ func TestSocketDrops(t *testing.T) {
 	}
 	if n := socketDrops(addr); n <= 0 {
 		t.Fatalf("200 unread datagrams into a 4 KiB buffer: %d drops, want some", n)
+	}
+}
+
+// A server the harness started must not outlive a test binary that dies without running
+// its clean-ups (a -timeout panic, a crash, its output pipe closed): it would keep its
+// ports and CPU on the machine for the next runs. The test binary runs itself as the
+// helper that starts a process the harness's way and exits at once.
+func TestChildDiesWithTheTestBinary(t *testing.T) {
+	if os.Getenv("DNSAGENT_HARNESS_HELPER") == "1" {
+		cmd := exec.Command("sleep", "60")
+		startProcess(t, cmd, NewBuffer(1024))
+		fmt.Printf("child pid %d\n", cmd.Process.Pid)
+		os.Exit(3) // no clean-ups, no deferred calls
+	}
+	helper := exec.Command(os.Args[0], "-test.run=^TestChildDiesWithTheTestBinary$")
+	helper.Env = append(os.Environ(), "DNSAGENT_HARNESS_HELPER=1")
+	out, _ := helper.Output()
+	m := regexp.MustCompile(`child pid (\d+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("the helper did not start its child: %q", out)
+	}
+	pid, _ := strconv.Atoi(string(m[1]))
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	// Gone, or a zombie until whoever inherited it reaps it.
+	dead := Eventually(5*time.Second, 20*time.Millisecond, func() bool {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return err != nil || strings.Contains(string(stat), ") Z ")
+	})
+	if !dead {
+		t.Fatalf("process %d (sleep 60) still runs after the test binary that started it died", pid)
 	}
 }
