@@ -6,7 +6,9 @@ package bench
 // bounds the rate of creates.
 
 import (
+	"database/sql"
 	"flag"
+	"fmt"
 	"testing"
 
 	"github.com/dnsagent/dnsagent/tests/harness"
@@ -60,15 +62,55 @@ func TestBenchRediscover(t *testing.T) {
 	p := startManyPrimary(t, zones)
 	base := harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1", CreateTimeout: "60"}
 	a := startAgent(t, "powerdns-held", agentBin, powerdnsConfig(base, m, dbName, ps))
+	before := mariadbLoad(t, db)
 	r := createMany(t, a, zones, map[string]int{"pdns_server": ps.PID(), "mariadbd": m.PID()})
+	load := mariadbLoad(t, db).since(before, len(zones))
 	r.Served = countServed(zones, dnsServes(ps.Addr()))
-	t.Logf("%d CREATEs with %d zones held, %d in flight: %.0f zones/s, p99 %s, %d failed, %d served; CPU %s; %s",
-		len(zones), held, manyInFlight, r.rate(), fmtDur(r.P99), r.Failed, r.Served, r.CPU, r.Comment)
+	t.Logf("%d CREATEs with %d zones held, %d in flight: %.0f zones/s, p99 %s, %d failed, %d served; CPU %s; MariaDB %s; %s",
+		len(zones), held, manyInFlight, r.rate(), fmtDur(r.P99), r.Failed, r.Served, r.CPU, load, r.Comment)
 
 	for i := range zones {
 		zones[i] = manyZoneName(held + len(zones) + i)
 	}
+	before = mariadbLoad(t, db)
 	r = pdnsAPI(t, m, ps, zones)
-	t.Logf("%d zones through PowerDNS's API with %d zones held, %d in flight: %.0f zones/s, p99 %s, %d failed, %d served; CPU %s",
-		len(zones), held+len(zones), manyInFlight, r.rate(), fmtDur(r.P99), r.Failed, r.Served, r.CPU)
+	load = mariadbLoad(t, db).since(before, len(zones))
+	t.Logf("%d zones through PowerDNS's API with %d zones held, %d in flight: %.0f zones/s, p99 %s, %d failed, %d served; CPU %s; MariaDB %s",
+		len(zones), held+len(zones), manyInFlight, r.rate(), fmtDur(r.P99), r.Failed, r.Served, r.CPU, load)
+}
+
+// serverLoad is what MariaDB counted since it started: statements its clients sent
+// (Questions) and connections opened.
+type serverLoad struct{ statements, connections int64 }
+
+func mariadbLoad(t *testing.T, db *sql.DB) serverLoad {
+	rows, err := db.Query(`SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Connections')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var l serverLoad
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			t.Fatal(err)
+		}
+		if name == "Questions" {
+			l.statements = v
+		} else {
+			l.connections = v
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// since says what happened between before and l, per zone of n: every client's
+// statements (the agent's or the API's, and PowerDNS's own rediscovers) and connections.
+func (l serverLoad) since(before serverLoad, n int) string {
+	return fmt.Sprintf("%.1f statements and %.2f new connections a zone",
+		float64(l.statements-before.statements)/float64(n), float64(l.connections-before.connections)/float64(n))
 }
