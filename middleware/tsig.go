@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dnsagent/dnsagent/request"
+	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
 
@@ -37,7 +38,7 @@ func Kind(r *dns.Msg) string {
 // TsigSecret holds the accepted keys; several at once allow rotation with overlap); this
 // layer turns the verdict into the answers §5.3 prescribes, refuses unsigned requests of
 // the kinds in require, and signs the replies to verified requests. algorithms maps each
-// accepted key name to its algorithm.
+// accepted key name (canonical: tsigkey.CanonicalName) to its algorithm.
 func TSIG(require map[string]bool, algorithms map[string]string, now func() time.Time) Middleware {
 	return func(next request.Handler) request.Handler {
 		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
@@ -53,13 +54,13 @@ func TSIG(require map[string]bool, algorithms map[string]string, now func() time
 				return next.ServeDNS(ctx, w, r)
 			}
 			status := w.TsigStatus()
-			if alg, known := algorithms[t.Hdr.Name]; !known || !strings.EqualFold(alg, dns.Fqdn(t.Algorithm)) {
+			if alg, known := algorithms[tsigkey.CanonicalName(t.Hdr.Name)]; !known || !strings.EqualFold(alg, dns.Fqdn(t.Algorithm)) {
 				status = dns.ErrSecret // not our key, or ours with another algorithm: another key (with no keys the server verified nothing)
 			}
 			switch {
 			case status == nil:
 				req := request.From(ctx)
-				req.TSIGKey = t.Hdr.Name
+				req.TSIGKey = tsigkey.CanonicalName(t.Hdr.Name)
 				ctx = request.WithMeta(ctx, req)
 				return next.ServeDNS(ctx, &signingWriter{ResponseWriter: w, key: t.Hdr.Name, algorithm: t.Algorithm, now: now}, r)
 			case errors.Is(status, dns.ErrSecret):

@@ -65,13 +65,17 @@ func build(s *config.Section, invalid error, newBackend func() (backend.Backend,
 	return be
 }
 
-// relayDestination reads query_destination for a backend that does not use it itself.
+// relayDestination reads query_destination for a backend that does not use it itself,
+// as IP:port (a bare IP gets port 53, as masters do).
 func relayDestination(s *config.Section) string {
 	dest := s.String("query_destination", "")
-	if dest != "" {
-		if _, err := parseHostPort(dest, defaultMasterPort); err != nil {
-			s.Errorf("query_destination", "%v", err)
-		}
+	if dest == "" {
+		return ""
 	}
-	return dest
+	ap, err := parseHostPort(dest, defaultMasterPort)
+	if err != nil {
+		s.Errorf("query_destination", "%v", err)
+		return dest
+	}
+	return ap.String()
 }

@@ -147,3 +147,29 @@ func TestLoadFanout(t *testing.T) {
 		t.Errorf("single backend: %T, index %v, %v", be, cfg.Transfer.Index, err)
 	}
 }
+
+// query_destination of a backend that only relays to it takes a bare IP as port 53, as
+// masters do; the relay gets IP:port, which it can dial.
+func TestRelayDestinationDefaultPort(t *testing.T) {
+	dir := t.TempDir()
+	for dest, want := range map[string]string{
+		"127.0.0.1":      "127.0.0.1:53",
+		"[::1]":          "[::1]:53",
+		"::1":            "[::1]:53",
+		"127.0.0.1:5353": "127.0.0.1:5353",
+	} {
+		path := filepath.Join(dir, "agent.conf")
+		text := "[service:agent]\nmasters = 192.0.2.1\ndiff_index_dir = " + filepath.Join(dir, "index") +
+			"\n[agent:file]\nzone_file_path = " + filepath.Join(dir, "zones") + "\nquery_destination = " + dest + "\n"
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := Load(path)
+		if err != nil {
+			t.Fatalf("query_destination = %s: %v", dest, err)
+		}
+		if cfg.QueryDestination != want {
+			t.Errorf("query_destination = %s: the relay gets %q, want %q", dest, cfg.QueryDestination, want)
+		}
+	}
+}

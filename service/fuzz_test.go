@@ -2,15 +2,8 @@ package service
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"hash"
 	"io"
 	"net"
 	"strings"
@@ -139,7 +132,7 @@ func FuzzRequest(f *testing.F) {
 // fuzzAgent is one configured request path with the listener's settings.
 type fuzzAgent struct {
 	handler  request.Handler
-	srv      *dns.Server          // MsgAcceptFunc, MsgInvalidFunc and TsigSecret as the listener sets them
+	srv      *dns.Server          // MsgAcceptFunc, MsgInvalidFunc and TsigProvider as the listener sets them
 	reg      *prometheus.Registry // the agent's counters
 	zones    *fakeZones
 	provider dns.TsigProvider
@@ -164,9 +157,7 @@ func newFuzzAgent(tb testing.TB, errs zapcore.Core, dest, options string) *fuzzA
 	h, _ := newRequestPath(cfg, zones, s.allow, nil, s.counters, log)
 	a := &fuzzAgent{handler: h, srv: s.server(&dns.Server{}, nil), reg: prometheus.NewRegistry(), zones: zones}
 	s.counters.Register(a.reg)
-	if a.srv.TsigSecret != nil {
-		a.provider = keyring(a.srv.TsigSecret)
-	}
+	a.provider = a.srv.TsigProvider
 	return a
 }
 
@@ -361,49 +352,6 @@ func signInput(raw []byte, sign byte) ([]byte, *dns.Msg, byte) {
 		return raw, req, signNone
 	}
 	return signed, out, sign
-}
-
-// keyring is the TsigProvider dns.Server builds from TsigSecret (which is unexported):
-// key name to base64 secret, HMAC by the record's algorithm.
-type keyring map[string]string
-
-func (k keyring) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
-	secret, ok := k[t.Hdr.Name]
-	if !ok {
-		return nil, dns.ErrSecret
-	}
-	raw, err := base64.StdEncoding.DecodeString(secret)
-	if err != nil {
-		return nil, err
-	}
-	var h hash.Hash
-	switch dns.CanonicalName(t.Algorithm) {
-	case dns.HmacSHA1:
-		h = hmac.New(sha1.New, raw)
-	case dns.HmacSHA256:
-		h = hmac.New(sha256.New, raw)
-	case dns.HmacSHA512:
-		h = hmac.New(sha512.New, raw)
-	default:
-		return nil, dns.ErrKeyAlg
-	}
-	h.Write(msg)
-	return h.Sum(nil), nil
-}
-
-func (k keyring) Verify(msg []byte, t *dns.TSIG) error {
-	want, err := k.Generate(msg, t)
-	if err != nil {
-		return err
-	}
-	mac, err := hex.DecodeString(t.MAC)
-	if err != nil {
-		return err
-	}
-	if !hmac.Equal(want, mac) {
-		return dns.ErrSig
-	}
-	return nil
 }
 
 // echoDestination stands in for query_destination over UDP and TCP on one loopback port:

@@ -35,13 +35,27 @@ import (
 // Load reads and checks the whole configuration and opens the backend (the fan-out over
 // them when backend_driver lists several). The error lists every problem found, each
 // naming its section and option.
-func Load(path string) (*Config, backend.Backend, error) { return load(path, true) }
+func Load(path string) (*Config, backend.Backend, error) { return load(path, forAgent) }
+
+// LoadToCheck is Load for dnsagent check-config, which may run beside an agent: the index
+// directories are created and checked, but the temp files in them are left alone.
+func LoadToCheck(path string) (*Config, backend.Backend, error) { return load(path, forCheck) }
 
 // LoadForTool is Load for the command-line tools that run beside an agent (verify, dump,
-// resync): the index directories are not swept, as the agent may be writing in them.
-func LoadForTool(path string) (*Config, backend.Backend, error) { return load(path, false) }
+// resync): the index directories are neither created nor swept, as the agent may be
+// writing in them.
+func LoadForTool(path string) (*Config, backend.Backend, error) { return load(path, forTool) }
 
-func load(path string, agent bool) (*Config, backend.Backend, error) {
+// loadMode says who loads the configuration, and so what may be done to the diff index.
+type loadMode int
+
+const (
+	forAgent loadMode = iota // create, check, sweep an interrupted run's temp files
+	forCheck                 // create and check
+	forTool                  // leave alone
+)
+
+func load(path string, mode loadMode) (*Config, backend.Backend, error) {
 	f, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
@@ -70,11 +84,11 @@ func load(path string, agent bool) (*Config, backend.Backend, error) {
 	switch {
 	case len(drivers) == 1:
 		if cfg.DiffIndexDir != "" {
-			cfg.Transfer.Index = openIndex(svc, cfg.DiffIndexDir, cfg.DiffMaxRatio, agent)
+			cfg.Transfer.Index = openIndex(svc, cfg.DiffIndexDir, cfg.DiffMaxRatio, mode)
 		}
 		be, cfg.QueryDestination = Backends[drivers[0]](backendSection(f, drivers[0]))
 	case len(drivers) > 1:
-		be = openFanout(f, cfg, drivers, agent)
+		be = openFanout(f, cfg, drivers, mode)
 	}
 	if err := f.Err(); err != nil {
 		return nil, nil, err
@@ -86,13 +100,17 @@ func backendSection(f *config.File, driver string) *config.Section {
 	return f.Section("agent:"+driver, "backend:agent:"+driver)
 }
 
-// openIndex opens a diff index directory, reporting a problem as diff_index_dir's. A tool
-// (not the agent) only drops indexes, and leaves the agent's temp files alone.
-func openIndex(svc *config.Section, dir string, maxRatio float64, agent bool) *zonediff.Index {
-	if !agent {
+// openIndex opens a diff index directory, reporting a problem as diff_index_dir's. Only
+// the agent sweeps it: a tool or check-config may run beside an agent writing temp files.
+func openIndex(svc *config.Section, dir string, maxRatio float64, mode loadMode) *zonediff.Index {
+	open := zonediff.Open
+	switch mode {
+	case forTool:
 		return zonediff.At(dir, maxRatio)
+	case forCheck:
+		open = zonediff.Check
 	}
-	idx, err := zonediff.Open(dir, maxRatio)
+	idx, err := open(dir, maxRatio)
 	if err != nil {
 		svc.Check(option.Errorf("diff_index_dir", "%v", err))
 	}
@@ -104,7 +122,7 @@ func openIndex(svc *config.Section, dir string, maxRatio float64, agent bool) *z
 // diff_index_dir/DRIVER: members may hold different versions of a zone. The engine then
 // has none; the fan-out applies full zones through the members' indexes. With several
 // backends, queries go to the first query_destination that is set.
-func openFanout(f *config.File, cfg *Config, drivers []string, agent bool) backend.Backend {
+func openFanout(f *config.File, cfg *Config, drivers []string, mode loadMode) backend.Backend {
 	svc := f.Section("service:agent")
 	var members []fanout.Member
 	failed := false
@@ -120,7 +138,7 @@ func openFanout(f *config.File, cfg *Config, drivers []string, agent bool) backe
 		m := fanout.Member{Name: driver, Backend: be}
 		if cfg.DiffIndexDir != "" {
 			// Check reports a broken diff_index_dir once, not once per member.
-			m.Index = openIndex(svc, filepath.Join(cfg.DiffIndexDir, driver), cfg.DiffMaxRatio, agent)
+			m.Index = openIndex(svc, filepath.Join(cfg.DiffIndexDir, driver), cfg.DiffMaxRatio, mode)
 		}
 		members = append(members, m)
 	}
@@ -390,7 +408,7 @@ func closeListeners(servers []*dns.Server) {
 func tsigAlgorithms(keys []*tsigkey.Key) map[string]string {
 	algorithms := map[string]string{}
 	for _, k := range keys {
-		algorithms[k.Name] = k.Algorithm
+		algorithms[tsigkey.CanonicalName(k.Name)] = k.Algorithm
 	}
 	return algorithms
 }
@@ -418,10 +436,7 @@ func (s *Service) udpServers(udp *udpListener, h dns.Handler) ([]*dns.Server, er
 func (s *Service) server(srv *dns.Server, lane *gateLane) *dns.Server {
 	srv.MsgAcceptFunc = middleware.AcceptRequests
 	if len(s.cfg.TSIGKeys) > 0 {
-		srv.TsigSecret = map[string]string{}
-		for _, k := range s.cfg.TSIGKeys {
-			srv.TsigSecret[k.Name] = k.Secret
-		}
+		srv.TsigProvider = tsigkey.NewProvider(s.cfg.TSIGKeys)
 	}
 	if lane == nil {
 		// tcp_recv_timeout bounds both the wait for a request and the idle time between

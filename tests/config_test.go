@@ -227,3 +227,25 @@ query_destination = nowhere:x
 		}
 	}
 }
+
+// check-config may run beside an agent in the middle of a transfer: it must leave the
+// temp files in diff_index_dir alone (the agent's index being written), where the agent
+// itself sweeps them at start as an interrupted run's.
+func TestCheckConfigLeavesTheAgentsTempFiles(t *testing.T) {
+	t.Parallel()
+	cfg := harness.AgentConfig{Masters: "127.0.0.1:53"}
+	cfg.DiffIndexDir = t.TempDir()
+	writing := filepath.Join(cfg.DiffIndexDir, ".tmp-4711")
+	if err := os.WriteFile(writing, []byte("an index being written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := harness.CheckConfig(t, cfg); code != 0 {
+		t.Fatalf("check-config: exit %d; output:\n%s", code, out)
+	}
+	if _, err := os.Stat(writing); err != nil {
+		t.Fatalf("check-config removed the running agent's temp file: %v", err)
+	}
+	if entries, _ := os.ReadDir(cfg.DiffIndexDir); len(entries) != 1 {
+		t.Errorf("check-config left %d files in diff_index_dir, want the agent's one: %v", len(entries), entries)
+	}
+}

@@ -280,6 +280,22 @@ func TestSecurityAT1RequireTSIGForCommands(t *testing.T) {
 		t.Errorf("a DELETE signed with an unknown key removed the zone: %v", err)
 	}
 
+	// Key names compare as domain names, case-insensitively (RFC 8945 §4.2): a worker that
+	// writes the name in capitals signs with the same key, and its replies verify.
+	upper := tsigKey{strings.ToUpper(designateKey.name), designateKey.algorithm, designateKey.secret}
+	for i, cc := range []uint16{request.TypeDelete, request.TypeCreate} {
+		what := []string{"DELETE", "CREATE"}[i] + " signed with " + upper.fqdn()
+		r, raw, mac := signedExchange(t, []string{"tcp", "udp"}[i], a.Addr(), ccMsg(0x7133+uint16(i), zone, cc), upper, 0)
+		if r.Rcode != dns.RcodeSuccess || !r.Authoritative {
+			t.Errorf("%s: %v", what, r)
+		} else if err := dns.TsigVerify(raw, upper.secret, mac, false); err != nil {
+			t.Errorf("the reply to the %s does not verify: %v", what, err)
+		}
+		if _, err := os.Stat(a.ZoneFile(zone)); (cc == request.TypeDelete) != os.IsNotExist(err) {
+			t.Errorf("after the %s: zone file %v", what, err)
+		}
+	}
+
 	// require_tsig = command leaves NOTIFY open, as Designate's worker sends it unsigned;
 	// a signed NOTIFY is answered signed.
 	notify(t, a, 0x7141)

@@ -15,6 +15,7 @@ import (
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/dnsagent/dnsagent/backend/backendtest"
 	"github.com/dnsagent/dnsagent/internal/dnstest"
+	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
 )
 
@@ -142,7 +143,8 @@ func (s *streamSigner) sign(m *dns.Msg, signIt bool) []byte {
 		return wire
 	}
 	secret, _ := base64.StdEncoding.DecodeString(tsigSecret)
-	h := hmac.New(tsigHashes[s.req.Algorithm], secret)
+	newHash, _ := tsigkey.Hash(s.req.Algorithm)
+	h := hmac.New(newHash, secret)
 	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(s.prior))))
 	h.Write(s.prior)
 	h.Write(s.unsigned)

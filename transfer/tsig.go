@@ -2,9 +2,6 @@ package transfer
 
 import (
 	"crypto/hmac"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -20,13 +17,6 @@ import (
 // maxUnsigned is how many unsigned messages may follow a signed one in a transfer: RFC 8945
 // §5.3.1 lets a primary sign only every hundredth message.
 const maxUnsigned = 99
-
-// tsigHashes are the algorithms config accepts.
-var tsigHashes = map[string]func() hash.Hash{
-	dns.HmacSHA1:   sha1.New,
-	dns.HmacSHA256: sha256.New,
-	dns.HmacSHA512: sha512.New,
-}
 
 // tsigChain verifies the TSIGs of the messages answering one signed request (RFC 8945
 // §5.3.1). A signed message's MAC covers the previous MAC (the request's for the first
@@ -49,7 +39,7 @@ func newTSIGChain(key *tsigkey.Key, requestMAC string) (*tsigChain, error) {
 
 // restart begins the digest for the message following one signed with mac (hex).
 func (c *tsigChain) restart(mac string) error {
-	newHash, ok := tsigHashes[strings.ToLower(c.key.Algorithm)]
+	newHash, ok := tsigkey.Hash(c.key.Algorithm)
 	if !ok {
 		return fmt.Errorf("TSIG key %s: unsupported algorithm %s", c.key.Name, c.key.Algorithm)
 	}

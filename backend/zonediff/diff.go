@@ -26,9 +26,28 @@ type Index struct {
 	maxRatio float64
 }
 
-// Open creates dir if needed, checks it is writable and removes the temp files of an
-// interrupted run. maxRatio is diff_max_ratio.
+// Open creates dir if needed, checks it is writable (Check) and removes the temp files of
+// an interrupted run. maxRatio is diff_max_ratio.
 func Open(dir string, maxRatio float64) (*Index, error) {
+	idx, err := Check(dir, maxRatio)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(idx.dir)
+	if err != nil {
+		return nil, fmt.Errorf("diff index: %w", err)
+	}
+	for _, e := range entries {
+		if isTemp(e.Name()) {
+			os.Remove(filepath.Join(idx.dir, e.Name()))
+		}
+	}
+	return idx, nil
+}
+
+// Check creates dir if needed and checks it is writable, leaving the temp files in it
+// alone: dnsagent check-config, which may run beside an agent writing them.
+func Check(dir string, maxRatio float64) (*Index, error) {
 	if maxRatio < 0 || maxRatio > 1 {
 		return nil, fmt.Errorf("diff_max_ratio %v: must be between 0 and 1", maxRatio)
 	}
@@ -38,15 +57,6 @@ func Open(dir string, maxRatio float64) (*Index, error) {
 	}
 	if err := os.MkdirAll(abs, 0o750); err != nil {
 		return nil, fmt.Errorf("diff index: %w", err)
-	}
-	entries, err := os.ReadDir(abs)
-	if err != nil {
-		return nil, fmt.Errorf("diff index: %w", err)
-	}
-	for _, e := range entries {
-		if isTemp(e.Name()) {
-			os.Remove(filepath.Join(abs, e.Name()))
-		}
 	}
 	probe, err := os.CreateTemp(abs, ".tmp-*")
 	if err != nil {

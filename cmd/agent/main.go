@@ -105,7 +105,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	cfg, be, err := service.Load(path)
+	load := service.Load
+	if check {
+		load = service.LoadToCheck
+	}
+	cfg, be, err := load(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "dnsagent: configuration %s:\n%v\n", displayPath(path), err)
 		return 1
