@@ -179,6 +179,9 @@ func ReadConfig(f *config.File) *Config {
 	if cfg.CreateTimeout <= 0 {
 		s.Errorf("create_timeout", "must be more than 0")
 	}
+	if cfg.TCPRecvTimeout <= 0 {
+		s.Errorf("tcp_recv_timeout", "must be more than 0: a TCP client gets this long for each request")
+	}
 	s.Check(cfg.Transfer.Validate())
 	return cfg
 }

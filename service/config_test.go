@@ -60,6 +60,10 @@ func TestReadConfigRejects(t *testing.T) {
 		"zero workers":        {"masters = 192.0.2.1\nworkers = 0\n", "[service:agent] workers: 0 is below the minimum 1"},
 		// check-config must reject what would stop the agent at start.
 		"unknown log level": {"masters = 192.0.2.1\nlog_level = loud\n", `[service:agent] log_level: "loud": use debug, info, warn or error`},
+		// A timeout of 0 is no time at all: every transfer, or every TCP request, would fail.
+		"no stall time":   {"masters = 192.0.2.1\ntransfer_stall_timeout = 0\n", "[service:agent] transfer_stall_timeout: must be more than 0"},
+		"no connect time": {"masters = 192.0.2.1\ntransfer_connect_timeout = 0s\n", "[service:agent] transfer_connect_timeout: must be more than 0"},
+		"no TCP time":     {"masters = 192.0.2.1\ntcp_recv_timeout = 0\n", "[service:agent] tcp_recv_timeout: must be more than 0"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

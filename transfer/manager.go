@@ -92,6 +92,13 @@ func (c Config) Validate() error {
 	if c.RetryMin <= 0 {
 		errs.Add("retry_min", "must be more than 0")
 	}
+	// 0 would be no time at all, not "no limit": every SOA query and transfer would fail.
+	if c.DialTimeout <= 0 {
+		errs.Add("transfer_connect_timeout", "must be more than 0")
+	}
+	if c.StallTimeout <= 0 {
+		errs.Add("transfer_stall_timeout", "must be more than 0 (transfer_max_duration = 0 is the option for no overall limit)")
+	}
 	return errs.Err()
 }
 
