@@ -136,6 +136,7 @@ type Manager struct {
 	mu         sync.Mutex
 	closed     bool
 	zones      map[string]*zone
+	deleting   map[string]*deletion // zones a DELETE is removing from the backend now
 	masters    map[netip.AddrPort]*masterHealth
 	pacers     map[netip.AddrPort]*pacer
 	due        dueQueue      // zones with a background check armed, soonest first
@@ -207,6 +208,7 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		draining: make(chan struct{}),
 		workers:  make(chan struct{}, cfg.Workers),
 		zones:    map[string]*zone{},
+		deleting: map[string]*deletion{},
 		masters:  map[netip.AddrPort]*masterHealth{},
 		pacers:   map[netip.AddrPort]*pacer{},
 		wake:     make(chan struct{}, 1),
@@ -352,7 +354,7 @@ func (m *Manager) Create(ctx context.Context, name string) error {
 		// backend first anyway and finds a zone created behind the agent's back: asked
 		// here too, each new zone would cost the backend a second lookup (powerdns: a
 		// statement, 8% of the agent's CPU in a burst of creates; bench/README.md).
-		if known {
+		if known && !m.beingDeleted(name) {
 			if _, err := m.backend.Serial(ctx, name); err == nil {
 				return nil
 			} else if !errors.Is(err, backend.ErrNotFound) {
@@ -398,8 +400,9 @@ func (m *Manager) createWaiter(name string, start bool) (*waiter, bool) {
 }
 
 // Delete removes the zone from the backend. Queued work for it is dropped and running
-// work cancelled; no transfer that started before can bring the zone back. A zone that
-// does not exist is a success.
+// work cancelled; no transfer that started before can bring the zone back, and work that
+// starts meanwhile (a CREATE) waits until the zone is gone. A zone that does not exist is
+// a success. A DELETE that fails leaves the zone held, and arms its next check.
 func (m *Manager) Delete(ctx context.Context, name string) error {
 	m.mu.Lock()
 	z := m.zoneLocked(name)
@@ -409,26 +412,75 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 		z.job = nil
 	}
 	m.disarmLocked(z)
+	d := m.deleting[name]
+	if d == nil {
+		d = &deletion{done: make(chan struct{})}
+		m.deleting[name] = d
+	}
+	d.n++
 	m.mu.Unlock()
 
-	if err := m.lockApply(ctx, z); err != nil {
-		return fmt.Errorf("delete %s: waiting for a running apply: %w", name, err)
+	err := m.lockApply(ctx, z)
+	if err != nil {
+		err = fmt.Errorf("waiting for a running apply: %w", err)
+	} else {
+		err = m.backend.Delete(ctx, name)
+		if m.cfg.Index != nil {
+			m.cfg.Index.Drop(name)
+		}
+		m.unlockApply(z)
+		if err != nil && !errors.Is(err, backend.ErrNotFound) {
+			m.metrics.backendErrors.WithLabelValues("delete").Inc()
+		}
 	}
-	err := m.backend.Delete(ctx, name)
-	if m.cfg.Index != nil {
-		m.cfg.Index.Drop(name)
-	}
-	m.unlockApply(z)
-	if err != nil && !errors.Is(err, backend.ErrNotFound) {
-		m.metrics.backendErrors.WithLabelValues("delete").Inc()
-		return fmt.Errorf("delete %s: %w", name, err)
-	}
+	failed := err != nil && !errors.Is(err, backend.ErrNotFound)
+
 	m.mu.Lock()
-	if z.job == nil && m.zones[name] == z {
+	if d.n--; d.n == 0 {
+		delete(m.deleting, name)
+		close(d.done)
+	}
+	switch {
+	case failed && z.job == nil && !m.closed && m.zones[name] == z:
+		m.armAfterLocked(z, outcome{}) // still held: its refresh goes on
+	case !failed && z.job == nil && m.zones[name] == z:
 		delete(m.zones, name) // a job still holding z sees the bumped gen and never applies
 	}
 	m.mu.Unlock()
+	if failed {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
 	return nil
+}
+
+// deletion is a DELETE under way; done is closed when the last of n concurrent ones ends.
+type deletion struct {
+	done chan struct{}
+	n    int
+}
+
+// beingDeleted tells whether a DELETE of the zone is under way.
+func (m *Manager) beingDeleted(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.deleting[name] != nil
+}
+
+// waitDeleted waits until no DELETE of the zone is under way, so that a check does not
+// find a zone that is about to go (a CREATE would be answered, then the zone deleted).
+func (m *Manager) waitDeleted(ctx context.Context, name string) error {
+	m.mu.Lock()
+	d := m.deleting[name]
+	m.mu.Unlock()
+	if d == nil {
+		return nil
+	}
+	select {
+	case <-d.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // lockApply waits until no apply or delete of the zone runs and marks one running. The
@@ -584,6 +636,9 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 	case <-m.draining:
 		return outcome{err: errStopping}
 	default:
+	}
+	if err := m.waitDeleted(ctx, z.name); err != nil {
+		return outcome{err: err}
 	}
 	slot := &workerSlot{m: m}
 	if err := slot.take(ctx); err != nil {

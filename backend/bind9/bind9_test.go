@@ -6,6 +6,7 @@ package bind9
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -537,5 +538,59 @@ func TestSerialUnservedIsNotFoundOnlyByShowzone(t *testing.T) {
 		if got := r.commands(); !slices.Equal(got, []string{"showzone"}) {
 			t.Errorf("%s: rndc commands %q, want showzone alone", tt.name, got)
 		}
+	}
+}
+
+// ctxRNDC is fakeRNDC that also records whether each command's context was still live,
+// as the real runner fails at once on a context that has ended.
+type ctxRNDC struct {
+	fakeRNDC
+	dead []string // the commands run with an ended context
+}
+
+func (r *ctxRNDC) Run(ctx context.Context, args ...string) (string, error) {
+	if ctx.Err() != nil {
+		r.mu.Lock()
+		r.dead = append(r.dead, args[0])
+		r.mu.Unlock()
+		return "", ctx.Err()
+	}
+	return r.fakeRNDC.Run(ctx, args...)
+}
+
+// A dynamic zone's load ended (a DELETE, the shutdown) just after its new file was
+// renamed into place still thaws the zone: left frozen, named would refuse updates for
+// good and serve the old version over the new file.
+func TestLoadThawsWhenEndedAfterRename(t *testing.T) {
+	const zone = "example.com."
+	cfg := testConfig(t)
+	cfg.QueryDestination = fakeNamed(t, func(q *dns.Msg) *dns.Msg {
+		r := new(dns.Msg).SetReply(q)
+		r.Authoritative = true
+		soa, _ := dns.NewRR(zone + " 3600 IN SOA ns.example.com. host.example.com. 5 3600 600 86400 60")
+		r.Answer = append(r.Answer, soa)
+		return r
+	})
+	r := &ctxRNDC{}
+	b := newTestBackend(t, cfg, r)
+	soa := zone + " 3600 IN SOA ns.example.com. host.example.com. %d 3600 600 86400 60\n"
+	if err := os.WriteFile(b.dir.Path(zone), fmt.Appendf(nil, soa, 5), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	produce := func(context.Context) (string, error) {
+		tmp := filepath.Join(cfg.ZoneFilePath, ".tmp-new")
+		err := os.WriteFile(tmp, fmt.Appendf(nil, soa, 6), 0o644)
+		cancel() // the job ends as the file goes into place
+		return tmp, err
+	}
+	if err := b.load(ctx, zone, produce, 6); err == nil {
+		t.Fatal("the load succeeded although its context ended")
+	}
+	if got := r.commands(); !slices.Equal(got, []string{"freeze", "thaw"}) || len(r.dead) != 0 {
+		t.Errorf("rndc commands %q, and %q with an ended context; want freeze and thaw, both run", got, r.dead)
+	}
+	if serial, err := b.dir.Serial(zone); err != nil || serial != 6 {
+		t.Errorf("zone file serial %d, %v; want the new file, 6", serial, err)
 	}
 }

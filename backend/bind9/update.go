@@ -210,12 +210,19 @@ func (b *Backend) load(ctx context.Context, zone string, produce func(context.Co
 	if err != nil {
 		return err
 	}
+	// Never leave the zone frozen, not even when ctx ends (a DELETE, the shutdown): named
+	// would refuse updates for good, and serve the old version with the new file in place.
 	thawed := false
+	thaw := func() error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.RNDCTimeout)
+		defer cancel()
+		_, err := b.rndc.Run(ctx, b.zoneArgs("thaw", zone)...)
+		thawed = err == nil
+		return err
+	}
 	defer func() {
-		if !thawed { // never leave the zone frozen: updates would be refused for good
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.RNDCTimeout)
-			defer cancel()
-			b.rndc.Run(ctx, b.zoneArgs("thaw", zone)...)
+		if !thawed {
+			thaw() //nolint:errcheck // the load failed already; this is the last try
 		}
 	}()
 	if err := b.waitDumped(ctx, zone); err != nil {
@@ -229,8 +236,7 @@ func (b *Backend) load(ctx context.Context, zone string, produce func(context.Co
 	if err := os.Remove(b.dir.Path(zone) + journalSuffix); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	thawed = true
-	if _, err := b.rndc.Run(ctx, b.zoneArgs("thaw", zone)...); err != nil {
+	if err := thaw(); err != nil {
 		return err
 	}
 	return b.waitServed(ctx, zone, serial)
