@@ -262,6 +262,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.catalogs != nil {
 		defer s.catalogs.Close() // before the main engine: it creates and deletes through it
 	}
+	// Work Run starts in the background (startEngines) ends before the engines stop.
+	ctx, cancel := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	defer background.Wait()
+	defer cancel()
 	var metricsLn net.Listener
 	if s.cfg.MetricsListen != "" {
 		ln, err := net.Listen("tcp", s.cfg.MetricsListen)
@@ -289,10 +294,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	servers, err := s.listen(ctx)
 	if err == nil {
-		if err = s.transfer.Start(ctx); err == nil && s.catalogs != nil {
-			err = s.catalogs.Start(ctx)
-		}
-		if err != nil {
+		if err = s.startEngines(ctx, &background); err != nil {
 			closeListeners(servers)
 		}
 	}
@@ -332,6 +334,52 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.log.Info("stopped")
 	return err
+}
+
+// startEngines schedules the start-up check of every zone the backend holds
+// (transfer.Start), then starts the catalog consumers. A backend that cannot list its
+// zones yet (MariaDB still starting at boot) does not stop the agent: it serves meanwhile
+// (/readyz says the backend is unreachable) and lists them again in the background, the
+// wait doubling from 1 s to 30 s, until it can or ctx ends. Exiting would leave the
+// retries to systemd, whose default start limit gives up after five starts in 10 s.
+func (s *Service) startEngines(ctx context.Context, background *sync.WaitGroup) error {
+	err := s.transfer.Start(ctx)
+	if err == nil {
+		return s.startCatalogs(ctx)
+	}
+	if ctx.Err() != nil {
+		return err
+	}
+	wait := time.Second
+	s.log.Warn("cannot list the backend's zones; serving, and trying again", zap.Error(err), zap.Duration("in", wait))
+	background.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			err := s.transfer.Start(ctx)
+			if err == nil {
+				if err := s.startCatalogs(ctx); err != nil {
+					s.log.Error("catalog consumers not started", zap.Error(err))
+				}
+				return
+			}
+			wait = min(2*wait, 30*time.Second)
+			if ctx.Err() == nil {
+				s.log.Warn("cannot list the backend's zones; trying again", zap.Error(err), zap.Duration("in", wait))
+			}
+		}
+	})
+	return nil
+}
+
+func (s *Service) startCatalogs(ctx context.Context) error {
+	if s.catalogs == nil {
+		return nil
+	}
+	return s.catalogs.Start(ctx)
 }
 
 // serveControl starts the control API on ln; it stops when ctx ends.

@@ -150,6 +150,48 @@ func TestOpsReadyzFollowsTheBackend(t *testing.T) {
 	}
 }
 
+// At boot MariaDB may come up after the agent. The agent does not exit (systemd's start
+// limit would give up on it): it serves, says why it is not ready, and once the database
+// answers it lists its zones and creates new ones.
+func TestOpsStartsBeforeTheDatabase(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named", "rndc", "mariadbd", "mariadb-install-db")
+	p := harness.StartPrimary(t, map[string]string{zone: harness.GenerateZone(zone, 1, 10)})
+	m := harness.StartMariaDB(t)
+	db := m.NewPDNSDatabase(t)
+	m.Stop(t)
+	a := harness.StartAgent(t, harness.AgentConfig{
+		BackendDriver: "powerdns", Masters: p.Addr(), AllowNotify: "127.0.0.1",
+		Backend: map[string]string{"zone_file_path": "-", "dsn": m.DSN(db), "pdns_control_enabled": "false"},
+	})
+	if !strings.Contains(a.Output(), "cannot list the backend's zones") {
+		t.Errorf("the agent does not say why it is not ready:\n%s", a.Output())
+	}
+	if code, body := httpGet(t, a, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "backend") {
+		t.Errorf("/readyz = %d %q with MariaDB down, want 503 naming the backend", code, body)
+	}
+	if code, _ := httpGet(t, a, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d with MariaDB down: the process is alive", code)
+	}
+
+	m.Start(t)
+	if !harness.Eventually(20*time.Second, 100*time.Millisecond, func() bool {
+		code, _ := httpGet(t, a, "/readyz")
+		return code == http.StatusOK && strings.Contains(a.Output(), "scheduled start-up checks")
+	}) {
+		t.Fatalf("not ready 20 s after MariaDB came up:\n%s", a.Output())
+	}
+	req := harness.CreateMsg(0x0b01, zone)
+	expectBytes(t, "CREATE once MariaDB is up", udp(t, a.Addr(), req, 25*time.Second), harness.Reply(req, 0xf400))
+	var soa string
+	err := m.DB(t, db).QueryRowContext(stmtCtx(t), `SELECT r.content FROM records r JOIN domains d ON d.id = r.domain_id
+		WHERE d.name = ? AND r.type = 'SOA'`, strings.TrimSuffix(zone, ".")).Scan(&soa)
+	if err != nil || strings.Fields(soa + " x x x")[2] != "1" {
+		t.Errorf("the zone's SOA in the database after the CREATE: %q (%v), want serial 1", soa, err)
+	}
+	a.CheckAlive(t)
+}
+
 func TestOpsSIGTERMDuringTransferKeepsACompleteZone(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "named", "rndc")
