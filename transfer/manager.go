@@ -708,7 +708,10 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 		}
 		if err == nil {
 			res.changed = !exists || Newer(summary.To, current)
-			res.gone, res.applied = false, summary.To
+			res.gone = false
+			if res.changed { // else a full zone not newer than the held one was dropped
+				res.applied = summary.To
+			}
 			if res.primary == nil {
 				res.primary = summary.soa // no SOA query went before the transfer
 			}

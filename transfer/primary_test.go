@@ -36,6 +36,7 @@ type fakePrimary struct {
 	cut      bool          // stop before the closing SOA and close the connection
 	hold     chan struct{} // when set, AXFRs wait until it is closed (and IXFRs: at once, or mid-way when "stall")
 	soaDelay time.Duration // SOA answers wait this long
+	soa      uint32        // when set, SOA answers give this serial, not the zone's
 	extra    []dns.RR      // appended to the transfer (e.g. out-of-zone records)
 
 	axfrs atomic.Int32
@@ -233,7 +234,7 @@ func missing(a, b []dns.RR) []dns.RR {
 
 func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	p.mu.Lock()
-	records, cut, hold, extra, mode, down, how, soaDelay := p.records, p.cut, p.hold, p.extra, p.ixfr, p.down, p.signing, p.soaDelay
+	records, cut, hold, extra, mode, down, how, soaDelay, soaSerial := p.records, p.cut, p.hold, p.extra, p.ixfr, p.down, p.signing, p.soaDelay, p.soa
 	var ixfr []dns.RR
 	if r.Question[0].Qtype == dns.TypeIXFR && len(r.Ns) == 1 {
 		ixfr = p.ixfrAnswer(r.Ns[0].(*dns.SOA).Serial)
@@ -255,6 +256,11 @@ func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 		p.soas.Add(1)
 		time.Sleep(soaDelay)
 		reply.Answer = records[:1]
+		if soaSerial != 0 {
+			soa := dns.Copy(records[0]).(*dns.SOA)
+			soa.Serial = soaSerial
+			reply.Answer = []dns.RR{soa}
+		}
 		sign(w, r, reply)
 		w.WriteMsg(reply)
 	case dns.TypeIXFR:

@@ -529,3 +529,26 @@ func TestShutdownLetsRunningTransfersFinishWithinGrace(t *testing.T) {
 		})
 	}
 }
+
+// A master whose SOA says newer but whose transfer brings an older full zone (masters
+// behind one address that disagree, or one that changed between the two answers): the
+// zone is kept, and its status says the serial the backend holds, not the older one.
+func TestOlderFullZoneThanItsSOAKeepsTheZone(t *testing.T) {
+	p, m, be := startCreated(t, 3, 10)
+	p.setZone(2, 10)
+	p.set(func(p *fakePrimary) { p.soa, p.ixfr = 5, "full" })
+	if err := m.Notify(context.Background(), "example.com.", Notify{}); err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	waitCheck(t, m, func() string { return fmt.Sprintf("status %+v, want the check that saw serial 5", st) }, func() bool {
+		st, _ = m.Status("example.com.")
+		return p.ixfrs.Load() > 0 && st.PrimarySerial != nil && *st.PrimarySerial == 5
+	})
+	if st.AppliedSerial == nil {
+		t.Error("no applied serial after an older full zone, want the 3 held")
+	} else if *st.AppliedSerial != 3 {
+		t.Errorf("applied serial %d after an older full zone, want the 3 held", *st.AppliedSerial)
+	}
+	waitSerial(t, be, "example.com.", 3)
+}
