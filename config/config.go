@@ -102,8 +102,12 @@ func (f *File) Err() error {
 			continue
 		}
 		for _, key := range s.data.KeyStrings() {
-			if !s.read[key] {
+			name := strings.ReplaceAll(key, "-", "_")
+			switch {
+			case !s.read[name]:
 				errs = append(errs, &option.Error{Section: s.data.Name(), Option: key, Problem: "unknown option"})
+			case name != key && s.data.HasKey(name):
+				errs = append(errs, &option.Error{Section: s.data.Name(), Option: key, Problem: "set twice, also as " + name + ": keep one"})
 			}
 		}
 	}
@@ -154,8 +158,14 @@ func (s *Section) lookup(key string) (string, bool) {
 	if s.file.env.IsSet(envKey) {
 		return s.file.env.GetString(envKey), true
 	}
-	if s.data != nil && s.data.HasKey(key) {
-		return s.data.Key(key).String(), true
+	if s.data != nil {
+		// oslo.config takes rndc-host for rndc_host, and Designate's own samples write
+		// options with dashes: a copied section must mean the same here.
+		for _, k := range []string{key, strings.ReplaceAll(key, "_", "-")} {
+			if s.data.HasKey(k) {
+				return s.data.Key(k).String(), true
+			}
+		}
 	}
 	return "", false
 }

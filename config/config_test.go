@@ -59,6 +59,29 @@ func TestAliasSection(t *testing.T) {
 	}
 }
 
+// Designate's samples write options with dashes (rndc-host), which oslo.config reads as
+// rndc_host: a section copied from designate.conf means the same here. Both spellings of
+// one option at once are one mistake, named.
+func TestDashedOptionNames(t *testing.T) {
+	f, err := Parse("[backend:agent:bind9]\nrndc-host = 192.0.2.1\nrndc_port = 953\nzone-file-path = /z\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.Section("agent:bind9", "backend:agent:bind9")
+	if host, port, dir := s.String("rndc_host", ""), s.Int("rndc_port", 0, 1), s.String("zone_file_path", ""); host != "192.0.2.1" || port != 953 || dir != "/z" {
+		t.Errorf("rndc_host %q, rndc_port %d, zone_file_path %q; want 192.0.2.1, 953, /z", host, port, dir)
+	}
+	if err := f.Err(); err != nil {
+		t.Errorf("dashed options reported: %v", err)
+	}
+
+	f, _ = Parse("[service:agent]\nnotify_delay = 1\nnotify-delay = 2\n")
+	f.Section("service:agent").Seconds("notify_delay", 0)
+	if err := f.Err(); err == nil || !strings.Contains(err.Error(), "[service:agent] notify-delay: set twice, also as notify_delay") {
+		t.Errorf("both spellings: %v, want the option named as set twice", err)
+	}
+}
+
 func TestErrorsNameSectionAndOption(t *testing.T) {
 	f, err := Parse(`
 [service:agent]

@@ -176,6 +176,10 @@ func ReadConfig(f *config.File) *Config {
 	default:
 		s.Errorf("log_format", "%q: use console or json", cfg.LogFormat)
 	}
+	// Designate's agent sizes its pool of green threads with threads (designate/conf/
+	// agent.py); read, so a [service:agent] copied from designate.conf loads, and unused:
+	// goroutines need no pool, and workers bounds the transfers.
+	s.Int("threads", 0, 0)
 	if cfg.CreateTimeout <= 0 {
 		s.Errorf("create_timeout", "must be more than 0")
 	}

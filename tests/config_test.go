@@ -249,3 +249,45 @@ func TestCheckConfigLeavesTheAgentsTempFiles(t *testing.T) {
 		t.Errorf("check-config left %d files in diff_index_dir, want the agent's one: %v", len(entries), entries)
 	}
 }
+
+// An operator moving from Designate's agent copies its sections of designate.conf as they
+// are: [service:agent] with Designate's options (threads among them) and
+// [backend:agent:bind9] written with dashes, query-destination a bare IP. check-config
+// takes them.
+func TestCheckConfigTakesDesignatesSections(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "rndc.key")
+	if err := os.WriteFile(key, []byte("key \"rndc-key\" { algorithm hmac-sha256; secret \"c2VjcmV0\"; };\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := `[service:agent]
+workers = 4
+threads = 1000
+listen = 127.0.0.1:` + fmt.Sprint(harness.FreePort(t)) + `
+tcp_backlog = 100
+tcp_recv_timeout = 0.5
+allow_notify = 127.0.0.1
+masters = 127.0.0.1:5354
+backend_driver = bind9
+transfer_source = 127.0.0.1
+notify_delay = 0
+metrics_listen = 127.0.0.1:` + fmt.Sprint(harness.FreePort(t)) + `
+diff_index_dir = ` + filepath.Join(dir, "index") + `
+
+[backend:agent:bind9]
+rndc-host = 127.0.0.1
+rndc-port = ` + fmt.Sprint(harness.FreePort(t)) + `
+rndc-key-file = ` + key + `
+zone-file-path = ` + filepath.Join(dir, "zones") + `
+query-destination = 127.0.0.1
+`
+	path := filepath.Join(dir, "designate.conf")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := harness.RunAgentCommand(t, 20*time.Second, "check-config", "--config", path)
+	if code != 0 || !strings.Contains(out, "is valid (backend bind9)") {
+		t.Errorf("check-config of Designate's sections: exit %d; output:\n%s", code, out)
+	}
+}

@@ -594,3 +594,43 @@ func TestLoadThawsWhenEndedAfterRename(t *testing.T) {
 		t.Errorf("zone file serial %d, %v; want the new file, 6", serial, err)
 	}
 }
+
+// The [backend:agent:bind9] section of a designate.conf, copied as it is: options written
+// with dashes, as oslo.config allows, and query-destination a bare IP (Designate's
+// resolver asks port 53).
+func TestConfigFromDesignateSection(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, confFile := filepath.Join(dir, "rndc.key"), filepath.Join(dir, "rndc.conf")
+	for _, p := range []string{keyFile, confFile} {
+		if err := os.WriteFile(p, []byte("key"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := config.Parse(`
+[backend:agent:bind9]
+rndc-host = 127.0.0.1
+rndc-port = 953
+rndc-config-file = ` + confFile + `
+rndc-key-file = ` + keyFile + `
+zone-file-path = ` + dir + `
+query-destination = 127.0.0.1
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ConfigFrom(f.Section("agent:bind9", "backend:agent:bind9"))
+	if err := f.Err(); err != nil {
+		t.Fatalf("file errors: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if cfg.QueryDestination != "127.0.0.1:53" || cfg.RNDCConfigFile != confFile || cfg.RNDCKeyFile != keyFile || cfg.ZoneFilePath != dir {
+		t.Errorf("config %+v; want query_destination 127.0.0.1:53 and the files as written", cfg)
+	}
+	for dest, want := range map[string]string{"::1": "[::1]:53", "[::1]": "[::1]:53", "ns1.example": "ns1.example:53", "[::1]:5353": "[::1]:5353"} {
+		if got := withDefaultPort(dest); got != want {
+			t.Errorf("query_destination %s: %s, want %s", dest, got, want)
+		}
+	}
+}

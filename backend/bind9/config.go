@@ -3,6 +3,7 @@ package bind9
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -87,7 +88,7 @@ func ConfigFrom(s option.Reader) Config {
 		ZoneFilePath:     s.String("zone_file_path", DefaultZoneFilePath),
 		FileMode:         s.FileMode("file_mode", DefaultFileMode),
 		FileGroup:        s.String("file_group", ""),
-		QueryDestination: s.String("query_destination", ""),
+		QueryDestination: withDefaultPort(s.String("query_destination", "")),
 		View:             s.String("view", ""),
 		ZoneConfig:       s.String("zone_config", ""),
 		UpdateMode:       strings.ToLower(s.String("update_mode", ModeReload)),
@@ -134,7 +135,7 @@ func (c Config) Validate() error {
 		bad("file_group", "%v", err)
 	}
 	if c.QueryDestination == "" {
-		bad("query_destination", "required: the host:port where named answers (SOA queries, updates)")
+		bad("query_destination", "required: where named answers SOA queries and updates, as host:port (a bare host: port 53)")
 	} else if _, port, err := net.SplitHostPort(c.QueryDestination); err != nil {
 		bad("query_destination", "%q: %v", c.QueryDestination, err)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
@@ -208,4 +209,16 @@ func checkZoneConfig(s string) error {
 		return errors.New(`must end with ';' (e.g. "also-notify { 192.0.2.1; };")`)
 	}
 	return nil
+}
+
+// withDefaultPort adds port 53 to a destination written without a port, as Designate's
+// agent takes its query_destination: a bare IP its resolver asks on port 53.
+func withDefaultPort(dest string) string {
+	if addr, err := netip.ParseAddr(strings.Trim(dest, "[]")); err == nil {
+		return netip.AddrPortFrom(addr, 53).String()
+	}
+	if dest != "" && !strings.Contains(dest, ":") {
+		return net.JoinHostPort(dest, "53") // a host name
+	}
+	return dest
 }
