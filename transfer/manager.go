@@ -515,8 +515,13 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 	defer m.wg.Done()
 	defer j.cancel()
 	defer m.endBackground(j)
-	if m.cfg.NotifyDelay > 0 {
-		// Debounce: NOTIFYs arriving during the delay fold into this one check.
+	m.mu.Lock()
+	debounce := j.hint.received && j.create == nil
+	m.mu.Unlock()
+	if m.cfg.NotifyDelay > 0 && debounce {
+		// Debounce: NOTIFYs arriving during the delay fold into this one check. Only a
+		// NOTIFY waits (Designate's notify_delay): a CREATE would spend its create_timeout,
+		// and a background check its slot.
 		select {
 		case <-time.After(m.cfg.NotifyDelay):
 		case <-ctx.Done():

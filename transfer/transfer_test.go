@@ -552,3 +552,37 @@ func TestOlderFullZoneThanItsSOAKeepsTheZone(t *testing.T) {
 	}
 	waitSerial(t, be, "example.com.", 3)
 }
+
+// notify_delay holds a NOTIFY's check for the delay, and NOTIFYs meanwhile fold into it;
+// a CREATE does not wait for it (it would spend its create_timeout).
+func TestNotifyDelayDebouncesNotifiesOnly(t *testing.T) {
+	const delay = 2 * time.Second
+	p := startPrimary(t, "example.com.", 3, 10)
+	m, be := newManagerWith(t, Config{Masters: []netip.AddrPort{p.addr}, NotifyDelay: delay}, memory.New())
+	start := time.Now()
+	if err := m.Create(context.Background(), "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= delay {
+		t.Errorf("CREATE took %v: it waited for notify_delay (%v)", took, delay)
+	}
+
+	p.setZone(4, 10)
+	notified := time.Now()
+	for range 20 {
+		if err := m.Notify(context.Background(), "example.com.", Notify{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(delay / 2)
+	if n := p.soas.Load(); n != 0 {
+		t.Errorf("%d SOA queries within notify_delay of the NOTIFYs, want none yet", n)
+	}
+	waitApplied(t, m, be, "example.com.", 4)
+	if took := time.Since(notified); took < delay {
+		t.Errorf("serial 4 applied %v after the NOTIFYs, before notify_delay (%v)", took, delay)
+	}
+	if n := p.transfers(); n != 2 {
+		t.Errorf("%d transfers for the CREATE and 20 NOTIFYs within notify_delay, want 2", n)
+	}
+}
