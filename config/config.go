@@ -7,7 +7,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,8 +30,29 @@ const EnvPrefix = "DNSAGENT"
 type File struct {
 	ini      *ini.File
 	env      *viper.Viper
+	set      map[string]string // --set overrides: "section.option" to value
 	errs     []error
 	sections map[string]*Section
+}
+
+// Set overrides options, above the environment and the file, with items written
+// SECTION.OPTION=VALUE (the command line's --set service:agent.listen=127.0.0.1:5358).
+// An item that is not of that form is an error; one naming an option nobody reads is
+// reported by Err, as an unknown option in the file is.
+func (f *File) Set(items []string) error {
+	for _, item := range items {
+		key, value, ok := strings.Cut(item, "=")
+		dot := strings.LastIndex(key, ".")
+		if !ok || dot <= 0 || dot == len(key)-1 {
+			return fmt.Errorf("--set %q: write SECTION.OPTION=VALUE, e.g. service:agent.listen=127.0.0.1:5358", item)
+		}
+		if f.set == nil {
+			f.set = map[string]string{}
+		}
+		section, name := strings.TrimSpace(key[:dot]), strings.ReplaceAll(strings.TrimSpace(key[dot+1:]), "-", "_")
+		f.set[strings.ToLower(section+"."+name)] = strings.TrimSpace(value)
+	}
+	return nil
 }
 
 // Load reads path; an empty path means "no file": built-in defaults and the environment.
@@ -111,6 +134,12 @@ func (f *File) Err() error {
 			}
 		}
 	}
+	for _, key := range slices.Sorted(maps.Keys(f.set)) {
+		section, name := key[:strings.LastIndex(key, ".")], key[strings.LastIndex(key, ".")+1:]
+		if s := f.sections[section]; s == nil || !s.read[name] {
+			errs = append(errs, fmt.Errorf("--set %s: unknown option", key))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -155,6 +184,9 @@ func (s *Section) Check(err error) bool {
 func (s *Section) lookup(key string) (string, bool) {
 	s.read[key] = true
 	envKey := s.name + "." + key
+	if v, ok := s.file.set[envKey]; ok {
+		return v, true
+	}
 	if s.file.env.IsSet(envKey) {
 		return s.file.env.GetString(envKey), true
 	}

@@ -49,6 +49,34 @@ func TestEnvironmentOverridesFile(t *testing.T) {
 	}
 }
 
+// --set overrides the environment and the file; an item naming an option nobody reads,
+// or not of the form SECTION.OPTION=VALUE, is an error naming it.
+func TestSetOverridesEnvironmentAndFile(t *testing.T) {
+	t.Setenv("DNSAGENT_SERVICE_AGENT_LISTEN", "127.0.0.2:53")
+	f, err := Parse("[service:agent]\nlisten = 127.0.0.1:5358\nworkers = 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Set([]string{"service:agent.listen = 127.0.0.3:53", "service:agent.workers=4", "tsig:key.example.secret=c2VjcmV0", "service:agent.lissten=x"}); err != nil {
+		t.Fatal(err)
+	}
+	s := f.Section("service:agent")
+	if listen, workers := s.String("listen", ""), s.Int("workers", 8, 1); listen != "127.0.0.3:53" || workers != 4 {
+		t.Errorf("listen %q, workers %d; want --set's 127.0.0.3:53 and 4", listen, workers)
+	}
+	if secret := f.Section("tsig:key.example").String("secret", ""); secret != "c2VjcmV0" {
+		t.Errorf("secret of [tsig:key.example] %q, want --set's (a section name with dots)", secret)
+	}
+	if err := f.Err(); err == nil || err.Error() != "--set service:agent.lissten: unknown option" {
+		t.Errorf("errors %v, want only the misspelt --set named", err)
+	}
+	for _, bad := range []string{"listen=127.0.0.1:53", "service:agent.listen", "service:agent.=x", ".listen=x"} {
+		if err := f.Set([]string{bad}); err == nil || !strings.Contains(err.Error(), "SECTION.OPTION=VALUE") {
+			t.Errorf("--set %q: %v, want an error showing the form", bad, err)
+		}
+	}
+}
+
 func TestAliasSection(t *testing.T) {
 	f, err := Parse("[backend:agent:file]\nzone_file_path = /z\n")
 	if err != nil {

@@ -35,16 +35,23 @@ import (
 // Load reads and checks the whole configuration and opens the backend (the fan-out over
 // them when backend_driver lists several). The error lists every problem found, each
 // naming its section and option.
-func Load(path string) (*Config, backend.Backend, error) { return load(path, forAgent) }
+// set overrides options, SECTION.OPTION=VALUE (config.File.Set).
+func Load(path string, set ...string) (*Config, backend.Backend, error) {
+	return load(path, set, forAgent)
+}
 
 // LoadToCheck is Load for dnsagent check-config, which may run beside an agent: the index
 // directories are created and checked, but the temp files in them are left alone.
-func LoadToCheck(path string) (*Config, backend.Backend, error) { return load(path, forCheck) }
+func LoadToCheck(path string, set ...string) (*Config, backend.Backend, error) {
+	return load(path, set, forCheck)
+}
 
 // LoadForTool is Load for the command-line tools that run beside an agent (verify, dump,
 // resync): the index directories are neither created nor swept, as the agent may be
 // writing in them.
-func LoadForTool(path string) (*Config, backend.Backend, error) { return load(path, forTool) }
+func LoadForTool(path string, set ...string) (*Config, backend.Backend, error) {
+	return load(path, set, forTool)
+}
 
 // loadMode says who loads the configuration, and so what may be done to the diff index.
 type loadMode int
@@ -55,8 +62,8 @@ const (
 	forTool                  // leave alone
 )
 
-func load(path string, mode loadMode) (*Config, backend.Backend, error) {
-	f, err := config.Load(path)
+func load(path string, set []string, mode loadMode) (*Config, backend.Backend, error) {
+	f, err := loadFile(path, set)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -228,10 +235,25 @@ func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLis
 		counters: counters, log: requests}
 }
 
-// ReloadAllowLists re-reads allow_notify and allow_query from the configuration file
-// (on SIGHUP). A file with errors changes nothing; the errors are logged.
-func (s *Service) ReloadAllowLists(path string) {
+// loadFile reads the configuration file with the overrides of set.
+func loadFile(path string, set []string) (*config.File, error) {
 	f, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return f, f.Set(set)
+}
+
+// ReloadAllowLists re-reads allow_notify and allow_query from the configuration file
+// (on SIGHUP), with the same overrides set as at start. A file with errors changes
+// nothing; the errors are logged.
+func (s *Service) ReloadAllowLists(path string, set ...string) {
+	// Only [service:agent] is read again: the overrides of other sections would be
+	// reported as options nobody reads.
+	set = slices.DeleteFunc(slices.Clone(set), func(item string) bool {
+		return !strings.HasPrefix(strings.ToLower(strings.TrimSpace(item)), "service:agent.")
+	})
+	f, err := loadFile(path, set)
 	if err != nil {
 		s.log.Error("reload: allow lists kept", zap.Error(err))
 		return

@@ -291,3 +291,22 @@ query-destination = 127.0.0.1
 		t.Errorf("check-config of Designate's sections: exit %d; output:\n%s", code, out)
 	}
 }
+
+// --set on the command line overrides the file: a configuration that is wrong in the file
+// is valid with the option set right, and a misspelt --set is named.
+func TestCheckConfigSetOverrides(t *testing.T) {
+	t.Parallel()
+	cfg := harness.AgentConfig{Masters: "127.0.0.1:53", Service: map[string]string{"workers": "0"}}
+	path := harness.WriteAgentConfig(t, &cfg)
+	if code, out := harness.RunAgentCommand(t, 20*time.Second, "check-config", "--config", path); code == 0 || !strings.Contains(out, "workers") {
+		t.Errorf("check-config with workers = 0: exit %d, want non-zero naming workers; output:\n%s", code, out)
+	}
+	if code, out := harness.RunAgentCommand(t, 20*time.Second, "check-config", "--config", path, "--set", "service:agent.workers=4"); code != 0 {
+		t.Errorf("check-config with --set service:agent.workers=4: exit %d, want 0; output:\n%s", code, out)
+	}
+	code, out := harness.RunAgentCommand(t, 20*time.Second, "check-config", "--config", path,
+		"--set", "service:agent.workers=4", "--set", "service:agent.wrokers=4")
+	if code == 0 || !strings.Contains(out, "--set service:agent.wrokers: unknown option") {
+		t.Errorf("check-config with a misspelt --set: exit %d, want non-zero naming it; output:\n%s", code, out)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,8 +27,8 @@ const defaultConfig = "/etc/dnsagent/agent.conf"
 const usage = `dnsagent - a DNS agent for OpenStack Designate and other primaries
 
 Usage:
-  dnsagent [--config FILE]               run the agent
-  dnsagent check-config [--config FILE]  validate the configuration and exit
+  dnsagent [--config FILE] [--set S.O=V]...               run the agent
+  dnsagent check-config [--config FILE] [--set S.O=V]...  validate the configuration and exit
   dnsagent send notify|create|delete ZONE --server HOST:PORT [--tcp] [--tsig [ALG:]NAME:SECRET]
                                          send what Designate's worker sends, print the reply
   dnsagent send status|create|delete|resync|verify ZONE --http URL --token-file FILE
@@ -42,6 +43,10 @@ Usage:
 Options:
   --config FILE  INI configuration (default %s; if that file does not exist,
                  built-in defaults and the environment are used)
+  --set SECTION.OPTION=VALUE
+                 override one option, above the environment and the file (repeat
+                 for more), e.g. --set service:agent.listen=127.0.0.1:5358 or
+                 --set agent:file.zone_file_path=/srv/zones
 
 Control API (control_listen, bearer tokens from control_tokens_file):
   GET /v1/zones, GET|POST|DELETE /v1/zones/NAME, POST /v1/zones/NAME/resync,
@@ -54,6 +59,12 @@ from the configuration file.
 Every option can be overridden from the environment: option OPT of section
 [SECTION:NAME] is DNSAGENT_SECTION_NAME_OPT, e.g. DNSAGENT_SERVICE_AGENT_LISTEN.
 `
+
+// setFlags collects the --set overrides in the order given.
+type setFlags []string
+
+func (s *setFlags) String() string     { return strings.Join(*s, " ") }
+func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -81,6 +92,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	flags.Usage = func() {} // printed below, to stdout for --help and stderr for mistakes
 	configPath := flags.String("config", "", "")
 	showVersion := flags.Bool("version", false, "")
+	var set setFlags
+	flags.Var(&set, "set", "")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, usage, defaultConfig)
@@ -109,7 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if check {
 		load = service.LoadToCheck
 	}
-	cfg, be, err := load(path)
+	cfg, be, err := load(path, set...)
 	if err != nil {
 		fmt.Fprintf(stderr, "dnsagent: configuration %s:\n%v\n", displayPath(path), err)
 		return 1
@@ -139,7 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			agent.ReloadAllowLists(path)
+			agent.ReloadAllowLists(path, set...)
 		}
 	}()
 	if err := agent.Run(ctx); err != nil {
