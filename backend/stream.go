@@ -10,8 +10,9 @@ import (
 )
 
 // StreamCheck is what every backend requires of a zone's record stream: the zone's own SOA
-// first, no other SOA, and every owner inside the zone, so a confused or hostile primary
-// cannot make a backend store records for names it has no authority over.
+// first, no other SOA, every owner inside the zone, so a confused or hostile primary
+// cannot make a backend store records for names it has no authority over, and nothing
+// CheckRecord refuses.
 type StreamCheck struct {
 	// Zone is the zone the stream is for, fully qualified.
 	Zone string
@@ -103,7 +104,7 @@ func (s *streamState) record(rr dns.RR) (keep bool, err error) {
 	if !InZone(s.Zone, h.Name) {
 		return false, fmt.Errorf("record %s is outside zone %s", rr, s.Zone)
 	}
-	return true, nil
+	return true, CheckRecord(s.Zone, rr)
 }
 
 // InZone is dns.IsSubDomain(zone, name), without its allocations for the usual case: name

@@ -53,6 +53,8 @@ func TestStreamCheckRefuses(t *testing.T) {
 		{"SOA of a subdomain", backendtest.Stream(backendtest.Zone("sub."+zone, 7, 3)), false, "does not start with the SOA"},
 		{"owner outside", backendtest.Stream(good, []dns.RR{mustRR(t, "www.example.org. 300 IN A 192.0.2.1")}), false, "is outside zone example.com."},
 		{"lookalike owner", backendtest.Stream(good, []dns.RR{mustRR(t, "www.notexample.com. 300 IN A 192.0.2.1")}), true, "is outside zone example.com."},
+		{"class CH", backendtest.Stream(good, []dns.RR{mustRR(t, "www.example.com. 300 CH A 192.0.2.1")}), false, "class CH, not IN"},
+		{"CAA tag too long", backendtest.Stream(good, []dns.RR{mustRR(t, "example.com. 300 IN CAA 0 issuewildcardplus \"ca.example\"")}), false, "CAA tag"},
 		{"closing SOA", backendtest.Stream(good, []dns.RR{closing}), false, "second SOA in the stream"},
 		{"different SOA", backendtest.Stream(good, []dns.RR{newer}), true, "second, different SOA in the stream"},
 		{"transfer breaks", backendtest.FailingStream(broken, good), true, "transfer failed: connection reset"},

@@ -281,6 +281,9 @@ func (s *session) readMessage() (*dns.Msg, error) {
 		if !backend.InZone(s.zone, rr.Header().Name) {
 			return nil, fmt.Errorf("record %q is outside the zone", rr.Header().Name)
 		}
+		if err := backend.CheckRecord(s.zone, rr); err != nil {
+			return nil, err
+		}
 	}
 	return msg, nil
 }

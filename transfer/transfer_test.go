@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -79,6 +80,21 @@ func TestAXFRStreamRejectsBrokenTransfers(t *testing.T) {
 			p.extra = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "evil.org.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}}}
 		}, "outside the zone"},
 		"stall": {func(p *fakePrimary) { p.hold = make(chan struct{}) }, "timeout"},
+		// What no zone file or row may hold (backend.CheckRecord): each breaks the load.
+		"class CH": {func(p *fakePrimary) {
+			p.extra = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "c.example.com.", Rrtype: dns.TypeA, Class: dns.ClassCHAOS, Ttl: 1}, A: net.IPv4(192, 0, 2, 1)}}
+		}, "class CH, not IN"},
+		"SOA below the apex": {func(p *fakePrimary) {
+			soa := dns.Copy(p.records[0]).(*dns.SOA)
+			soa.Hdr.Name = "sub.example.com."
+			p.extra = []dns.RR{soa}
+		}, "SOA record below the apex"},
+		"TSIG among the records": {func(p *fakePrimary) {
+			p.extra = []dns.RR{&dns.TSIG{Hdr: dns.RR_Header{Name: "k.example.com.", Rrtype: dns.TypeTSIG, Class: dns.ClassINET}, Algorithm: dns.HmacSHA256}}
+		}, "meta-type TSIG"},
+		"CAA tag with a semicolon": {func(p *fakePrimary) {
+			p.extra = []dns.RR{&dns.CAA{Hdr: dns.RR_Header{Name: "example.com.", Rrtype: dns.TypeCAA, Class: dns.ClassINET, Ttl: 1}, Tag: "x;y", Value: "v"}}
+		}, `CAA tag "x;y"`},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -585,4 +601,28 @@ func TestNotifyDelayDebouncesNotifiesOnly(t *testing.T) {
 	if n := p.transfers(); n != 2 {
 		t.Errorf("%d transfers for the CREATE and 20 NOTIFYs within notify_delay, want 2", n)
 	}
+}
+
+// An IXFR step that adds an SOA below the apex fails the check, and the zone keeps its
+// version: written out, the second SOA would make the zone file fail to load.
+func TestIXFRWithSOABelowApexKeepsTheZone(t *testing.T) {
+	p, m, be := startCreated(t, 1, 10)
+	soa := dns.Copy(p.records[0]).(*dns.SOA)
+	soa.Hdr.Name, soa.Serial = "sub.example.com.", 9
+	p.set(func(p *fakePrimary) {
+		p.records = append(backendtest.Zone(p.zone, 2, 10), soa)
+		p.versions = append(p.versions, p.records)
+	})
+	if err := m.Notify(context.Background(), "example.com.", Notify{}); err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	waitCheck(t, m, func() string { return fmt.Sprintf("status %+v, want the check failed on the SOA", st) }, func() bool {
+		st, _ = m.Status("example.com.")
+		return strings.Contains(st.LastError, "SOA record below the apex")
+	})
+	if p.ixfrs.Load() == 0 {
+		t.Error("no IXFR was asked for: the test did not reach the IXFR path")
+	}
+	waitSerial(t, be, "example.com.", 1)
 }
