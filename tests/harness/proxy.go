@@ -217,8 +217,11 @@ func (p *Proxy) udpLoop() {
 		}
 		msg := append([]byte(nil), buf[:n]...)
 		mode := p.Mode()
-		if p.run(func() { p.relayUDP(msg, from, mode) }) { // overloaded: dropped, as a UDP server may
-			p.udpMsgs.Add(1)
+		// Counted before the relay starts: it may answer before this loop runs again, and a
+		// test reading the count after its answer must see the datagram.
+		p.udpMsgs.Add(1)
+		if !p.run(func() { p.relayUDP(msg, from, mode) }) { // overloaded: dropped, as a UDP server may
+			p.udpMsgs.Add(-1)
 		}
 	}
 }
