@@ -370,7 +370,10 @@ func TestDiff3KilledMidApply(t *testing.T) {
 		return serial, rows
 	}
 	wantRows := len(e.p.AXFR(t, zone)) - 1 // every version has as many records
-	for i, delay := range []time.Duration{0, 20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond} {
+	// Points from before the check to after the apply: the log line of each round says
+	// which version the kill left.
+	for i, delay := range []time.Duration{0, 20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond,
+		400 * time.Millisecond, 500 * time.Millisecond, 600 * time.Millisecond, 1200 * time.Millisecond} {
 		prev := e.z
 		e.z = e.z.Next(5, 5)
 		e.p.SetZone(t, zone, e.z.Text())
@@ -379,8 +382,11 @@ func TestDiff3KilledMidApply(t *testing.T) {
 		if err := e.a.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		harness.Eventually(5*time.Second, 5*time.Millisecond, e.a.Exited)
+		if !harness.Eventually(5*time.Second, 5*time.Millisecond, e.a.Exited) {
+			t.Fatalf("the agent is still running 5 s after SIGKILL")
+		}
 		serial, rows := complete()
+		t.Logf("killed %v after the NOTIFY: the database held serial %d (old %d, new %d)", delay, serial, prev.Serial, e.z.Serial)
 		if want := wantRows; serial != prev.Serial && serial != e.z.Serial || rows != want {
 			t.Fatalf("killed %v after the NOTIFY: serial %d with %d record rows; want %d or %d with %d",
 				delay, serial, rows, prev.Serial, e.z.Serial, want)

@@ -198,10 +198,10 @@ func TestOpsSIGTERMDuringTransferKeepsACompleteZone(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		hold time.Duration // how long the proxy holds the primary's answer
-		wait time.Duration // from the NOTIFY to SIGTERM, when nothing is held
+		wait time.Duration // from the transfer's request to SIGTERM, when nothing is held
 	}{
 		{"waiting for the primary", 3 * time.Second, 0},
-		{"mid-stream", 0, 60 * time.Millisecond},
+		{"mid-stream", 0, 20 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 100000
@@ -217,9 +217,15 @@ func TestOpsSIGTERMDuringTransferKeepsACompleteZone(t *testing.T) {
 			p.SetZone(t, zone, z.Next(n/2, n/2).Text()) // half the zone changes: a long transfer
 			held := harness.DNSFault{Delay: tc.hold}
 			proxy.SetMode(harness.DNSProxyMode{IXFR: held, AXFR: held})
+			base := proxy.Transfers()
 			notify(t, a, 2)
 			if tc.hold > 0 && !harness.Eventually(5*time.Second, 10*time.Millisecond, func() bool { return proxy.Held() > 0 }) {
 				t.Fatal("no transfer started")
+			}
+			// Mid-stream: the request has passed the proxy, so named is sending the
+			// 100,000-record answer when the signal comes.
+			if !harness.Eventually(5*time.Second, time.Millisecond, func() bool { return proxy.Transfers() > base }) {
+				t.Fatal("no transfer requested")
 			}
 			time.Sleep(tc.wait)
 			start := time.Now()
