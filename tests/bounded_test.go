@@ -293,7 +293,7 @@ func millionIXFR(t *testing.T, p *streamPrimary, cfg harness.AgentConfig, n int)
 	}
 	_, hwm, _ = harness.ProcMemory(a.PID())
 	t.Logf("IXFR of %d records applied in %v; agent peak RSS %.1f MiB", 2*n, took.Round(time.Millisecond), float64(hwm)/(1<<20))
-	if hwm > maxIXFRRSS {
+	if hwm > maxIXFRRSS && !harness.AgentRaced() {
 		t.Errorf("peak RSS %.1f MiB during the 1M-record IXFR, want ≤ %d MiB", float64(hwm)/(1<<20), maxIXFRRSS>>20)
 	}
 	return a
@@ -352,7 +352,7 @@ func TestBoundedHostilePrimary(t *testing.T) {
 			if st, _ := xfrZoneStatus(t, a, zone); !strings.Contains(st.String(), c.want) || st.AppliedSerial == nil || *st.AppliedSerial != 1 {
 				t.Errorf("/zones/%s = %s, want %q and the zone still at serial 1", zone, st, c.want)
 			}
-			if hwm > 64<<20 {
+			if hwm > 64<<20 && !harness.AgentRaced() {
 				t.Errorf("agent peak RSS %.1f MiB, want ≤ 64 MiB", float64(hwm)/(1<<20))
 			}
 			if now, err := os.ReadFile(a.ZoneFile(zone)); err != nil || !bytes.Equal(now, old) {

@@ -6,7 +6,6 @@ package tests
 import (
 	"context"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,7 +74,7 @@ func TestSecurityFloodBounded(t *testing.T) {
 		if rep.PeakGoroutines > floodMaxGoroutines {
 			t.Errorf("%s: %d goroutines at the peak; want at most %d", tc.name, rep.PeakGoroutines, floodMaxGoroutines)
 		}
-		if os.Getenv("DNSAGENT_TEST_RACE") == "" && rep.PeakRSS > floodMaxRSSBytes {
+		if !harness.AgentRaced() && rep.PeakRSS > floodMaxRSSBytes {
 			t.Errorf("%s: peak RSS %.1f MiB; want under 64 MiB", tc.name, float64(rep.PeakRSS)/(1<<20))
 		}
 		if tc.source != "127.0.0.3" {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -282,7 +281,7 @@ func TestSecurityAT3NotifyFlood(t *testing.T) {
 		t.Error(f)
 	}
 	switch {
-	case os.Getenv("DNSAGENT_TEST_RACE") != "":
+	case harness.AgentRaced():
 		t.Logf("memory bounds not checked: the race detector's shadow memory multiplies the agent's")
 	case hwm > floodMaxRSS:
 		t.Errorf("peak RSS (VmHWM) %.1f MiB, want < %d MiB", float64(hwm)/(1<<20), floodMaxRSS>>20)

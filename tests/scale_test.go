@@ -111,7 +111,7 @@ func TestScaleCreateRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("agent RSS with %d zones created: %.1f MiB", n, float64(rss)/(1<<20))
-	if rss > scaleMaxRSS {
+	if rss > scaleMaxRSS && !harness.AgentRaced() {
 		t.Errorf("agent RSS %.1f MiB with %d zones, want at most %d MiB", float64(rss)/(1<<20), n, scaleMaxRSS>>20)
 	}
 
@@ -170,7 +170,7 @@ func TestScaleCreateRestart(t *testing.T) {
 	if peak > perSecond {
 		t.Errorf("the primary saw %d SOA queries within one second, max_checks_per_second is %d", peak, perSecond)
 	}
-	if rss > scaleMaxRSS {
+	if rss > scaleMaxRSS && !harness.AgentRaced() {
 		t.Errorf("agent RSS %.1f MiB after the restart's checks, want at most %d MiB", float64(rss)/(1<<20), scaleMaxRSS>>20)
 	}
 }

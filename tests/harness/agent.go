@@ -26,6 +26,10 @@ var (
 	buildErr  error
 )
 
+// AgentRaced tells whether the agent runs under the race detector (DNSAGENT_TEST_RACE),
+// whose shadow memory multiplies its RSS: memory bounds are not checked then.
+func AgentRaced() bool { return os.Getenv("DNSAGENT_TEST_RACE") != "" }
+
 // AgentBinary builds the agent once per test binary and returns its path. A failed build
 // fails every test that needs the agent, with the compiler's output.
 // DNSAGENT_TEST_BINARY names a prebuilt binary to use instead; DNSAGENT_TEST_RACE=1
@@ -51,7 +55,7 @@ func AgentBinary(t testing.TB) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		args := []string{"build", "-o", buildBin}
-		if os.Getenv("DNSAGENT_TEST_RACE") != "" {
+		if AgentRaced() {
 			args = append(args, "-race") // the agent under the race detector
 		}
 		cmd := exec.CommandContext(ctx, "go", append(args, AgentPackage)...)
