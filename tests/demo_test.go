@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +25,9 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "../scripts/demo.sh", bin)
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	// Ports from the harness, so no parallel test's server takes one meanwhile.
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp,
+		fmt.Sprintf("DEMO_PORTS=%d %d %d", harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)))
 	start := time.Now()
 	raw, err := cmd.CombinedOutput()
 	took, out := time.Since(start), string(raw)
