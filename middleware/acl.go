@@ -122,24 +122,28 @@ func (l *AllowLists) Query(addr netip.Addr) bool { return l.p.Load()[1].Allows(a
 
 // Allow refuses NOTIFY and commands (opcode 14) from sources outside the notify list, and
 // queries from sources outside the query list, with REFUSED and the question echoed, as
-// Designate does. Other opcodes pass through: the handler refuses them. A refused TCP
-// connection is closed after the reply, so it does not hold a connection slot.
+// Designate does. Other opcodes pass through from a source in either list (the handler
+// refuses them); from any other source they are refused here. A refused TCP connection is
+// closed after the reply, so a source in neither list cannot hold a connection slot with
+// requests of any opcode.
 func Allow(lists *AllowLists, log *zap.Logger, interval time.Duration, now func() time.Time) Middleware {
 	sample := logsample.New[netip.Addr](interval, now)
 	return func(next request.Handler) request.Handler {
 		return request.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 			source := request.From(ctx).Source.Addr()
 			acls := lists.p.Load()
-			var acl ACL
+			var allowed bool
 			switch r.Opcode {
 			case dns.OpcodeNotify, request.OpcodeCC:
-				acl = acls[0]
+				allowed = acls[0].Allows(source)
 			case dns.OpcodeQuery:
-				acl = acls[1]
+				allowed = acls[1].Allows(source)
 			default:
-				return next.ServeDNS(ctx, w, r)
+				if acls[0].Allows(source) || acls[1].Allows(source) {
+					return next.ServeDNS(ctx, w, r)
+				}
 			}
-			if !acl.Allows(source) {
+			if !allowed {
 				rcode, err := request.WriteReply(w, r, dns.RcodeRefused, false)
 				if err == nil {
 					err = request.Refused("acl", "%s from %s refused: not in the allow list", request.OpcodeName(r.Opcode), source)

@@ -145,7 +145,12 @@ func TestAllow(t *testing.T) {
 		{"CREATE from elsewhere, TCP", "203.0.113.1", true, command("example.com."), false},
 		{"query from the query list", "198.51.100.7", false, new(dns.Msg).SetQuestion("example.com.", dns.TypeSOA), true},
 		{"query from the notify list", "192.0.2.9", false, new(dns.Msg).SetQuestion("example.com.", dns.TypeSOA), false},
-		{"UPDATE from elsewhere passes to the handler", "203.0.113.1", false, update, true},
+		{"UPDATE from the notify list passes to the handler", "192.0.2.9", false, update, true},
+		{"UPDATE from the query list passes to the handler", "198.51.100.7", true, update, true},
+		// A stranger's other opcodes are refused here, and its TCP connection closed: else
+		// it could hold a connection slot with them.
+		{"UPDATE from elsewhere, TCP", "203.0.113.1", true, update, false},
+		{"STATUS from elsewhere", "203.0.113.1", false, &dns.Msg{MsgHdr: dns.MsgHdr{Opcode: dns.OpcodeStatus}}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			next := &served{}

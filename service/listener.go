@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -60,7 +61,7 @@ func (l *sourceListener) Accept() (net.Conn, error) {
 			conn.Close()
 			continue
 		}
-		return &countedConn{Conn: conn, release: func() { l.release(source, stranger) }}, nil
+		return &countedConn{Conn: conn, release: func() { l.release(source, stranger) }, writeTimeout: tcpWriteTimeout}, nil
 	}
 }
 
@@ -75,11 +76,23 @@ func (l *sourceListener) release(source netip.Addr, stranger bool) {
 	}
 }
 
-// countedConn gives its slot back once, on the first Close.
+// tcpWriteTimeout bounds each write of a reply on TCP. miekg/dns sets no write deadline,
+// and a client that stops reading (a zero window, probed for ever) would otherwise hold
+// its connection slot, and the request's query or command slot, for good.
+const tcpWriteTimeout = 10 * time.Second
+
+// countedConn gives its slot back once, on the first Close, and bounds every write by
+// writeTimeout.
 type countedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	once         sync.Once
+	release      func()
+	writeTimeout time.Duration
+}
+
+func (c *countedConn) Write(b []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)) //nolint:errcheck // a closed conn fails the write
+	return c.Conn.Write(b)
 }
 
 func (c *countedConn) Close() error {
