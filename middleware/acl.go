@@ -55,7 +55,7 @@ func (a ACL) Allows(addr netip.Addr) bool {
 	if a.any {
 		return true
 	}
-	addr = addr.Unmap()
+	addr = addr.Unmap().WithZone("") // a link-local source's zone (fe80::1%eth0) is no part of its address
 	for _, p := range a.prefixes {
 		if p.Contains(addr) {
 			return true

@@ -128,6 +128,23 @@ func TestRecover(t *testing.T) {
 // NOTIFY and commands are checked against the notify list, queries against the query
 // list, other opcodes pass to the handler; a refusal is REFUSED, and closes a TCP
 // connection.
+// A link-local source comes with its interface as a zone (fe80::1%eth0 over TCP,
+// fe80::1%2 over UDP); the zone is no part of the address the lists name.
+func TestACLIgnoresZones(t *testing.T) {
+	acl, err := ParseACL([]string{"fe80::1", "192.0.2.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]bool{
+		"fe80::1%eth0": true, "fe80::1%2": true, "fe80::1": true, "fe80::2%eth0": false,
+		"::ffff:192.0.2.9": true,
+	} {
+		if got := acl.Allows(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("Allows(%s) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
 func TestAllow(t *testing.T) {
 	notifyACL, _ := ParseACL([]string{"192.0.2.0/24"})
 	queryACL, _ := ParseACL([]string{"198.51.100.7"})

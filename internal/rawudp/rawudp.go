@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -137,9 +138,28 @@ func addrPort(name *syscall.RawSockaddrInet6) netip.AddrPort {
 		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(name))
 		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
 	case syscall.AF_INET6:
-		return netip.AddrPortFrom(netip.AddrFrom16(name.Addr), port)
+		addr := netip.AddrFrom16(name.Addr)
+		if name.Scope_id != 0 { // a link-local source: the reply must name its interface
+			addr = addr.WithZone(strconv.FormatUint(uint64(name.Scope_id), 10))
+		}
+		return netip.AddrPortFrom(addr, port)
 	}
 	return netip.AddrPort{}
+}
+
+// scopeID is the interface index a zone names: addrPort writes it as a number, the net
+// package as an interface name.
+func scopeID(zone string) uint32 {
+	if zone == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(n)
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
 }
 
 // Batch reads the datagrams waiting on a socket, up to its size, with one recvmmsg(2)
@@ -429,7 +449,7 @@ func (c *Conn) sockaddr(name *syscall.RawSockaddrInet6, to netip.AddrPort) (uint
 	var n uint32
 	switch {
 	case c.v6:
-		*name = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Addr: to.Addr().As16()}
+		*name = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Addr: to.Addr().As16(), Scope_id: scopeID(to.Addr().Zone())}
 		n = syscall.SizeofSockaddrInet6
 	case to.Addr().Unmap().Is4():
 		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(name))

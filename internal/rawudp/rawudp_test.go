@@ -1,6 +1,7 @@
 package rawudp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -323,5 +324,30 @@ func TestDrainTakesOneTurn(t *testing.T) {
 		if int(b) != i {
 			t.Fatalf("datagram %d read as %d: order or bytes lost", i, b)
 		}
+	}
+}
+
+// A link-local source carries its interface (the sockaddr's scope id) into its address as
+// a zone, and a reply to it names that interface again: without it sendmsg fails
+// (EINVAL) and a worker on fe80::...%eth0 would never get an answer. No traffic: loopback
+// has no link-local address.
+func TestLinkLocalSourceKeepsItsScope(t *testing.T) {
+	raw := syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Scope_id: 7,
+		Addr: netip.MustParseAddr("fe80::1").As16()}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&raw.Port))[:], 5353)
+	from := addrPort(&raw)
+	if from.Addr().Zone() != "7" || from.Port() != 5353 {
+		t.Fatalf("source %v, want fe80::1%%7 port 5353", from)
+	}
+	c := &Conn{v6: true}
+	var name syscall.RawSockaddrInet6
+	if _, err := c.sockaddr(&name, from); err != nil {
+		t.Fatal(err)
+	}
+	if name.Scope_id != 7 || name.Addr != raw.Addr || name.Port != raw.Port {
+		t.Errorf("reply sockaddr %+v, want the source's, scope id 7", name)
+	}
+	if _, err := c.sockaddr(&name, netip.MustParseAddrPort("[2001:db8::1]:53")); err != nil || name.Scope_id != 0 {
+		t.Errorf("a global destination: scope id %d (%v), want none", name.Scope_id, err)
 	}
 }
