@@ -522,6 +522,7 @@ func (c *Consumer) finishLocked(st *catalogState, cat *Catalog, p *plan, errs []
 		case a.kind == actDelete:
 			delete(c.owners, a.zone)
 			ownersChanged = true
+			c.offerLocked(st.name, a.zone)
 		}
 	}
 	maps.Copy(failed, p.retry)
@@ -555,6 +556,22 @@ func (c *Consumer) finishLocked(st *catalogState, cat *Catalog, p *plan, errs []
 		c.armRetryLocked(st)
 	} else {
 		st.retries = 0
+	}
+}
+
+// offerLocked hands a zone this catalog deleted to the other catalogs that list it: they
+// left it alone while this one owned it (no coo, RFC 9432 §5.6), and now the first of
+// them to take its next pass creates it, rather than waiting for its own serial to change.
+func (c *Consumer) offerLocked(from, zone string) {
+	for _, name := range sortedKeys(c.catalogs) {
+		other := c.catalogs[name]
+		if name == from || other.applied == nil {
+			continue
+		}
+		if _, listed := other.applied.Members[zone]; listed {
+			other.ensure[zone] = true
+			c.kickLocked(other)
+		}
 	}
 }
 

@@ -333,6 +333,32 @@ func TestConsumerChangeOfOwnership(t *testing.T) {
 	e.waitZones(zones("a1", "b1")...)
 }
 
+// A zone moved between catalogs without coo: B lists it while A owns it (B leaves it
+// alone), then A drops it. A deletes it, and B, which still lists it, takes it up at
+// once, without a new version of its own: the zone is served again, owned by B.
+func TestConsumerMoveWithoutCOO(t *testing.T) {
+	p := primaryWith(t, "x", "a1", "b1")
+	p.setZone(catA, catalogRRs(t, catA, 1, "2", members("x", "a1")))
+	p.setZone(catB, catalogRRs(t, catB, 1, "2", members("b1")))
+	e := startEnv(t, p, memory.New(), Config{Zones: []string{catA, catB}})
+	e.waitApplied(catA, 1)
+	e.waitApplied(catB, 1)
+	e.publish(catB, 2, "2", members("b1", "x"))
+	if d := e.waitApplied(catB, 2); d.Ignored["x.test."] == "" {
+		t.Fatalf("B took x from A without a coo: %+v", d.Status)
+	}
+	e.publish(catA, 2, "2", members("a1"))
+	e.waitApplied(catA, 2)
+	waitFor(t, "x created again and owned by B", func() bool {
+		st, _ := loadState(e.cfg.StateFile)
+		held, _ := e.be.Zones(context.Background())
+		return st["x.test."].Catalog == catB && slices.Contains(held, "x.test.")
+	})
+	if d := e.status(catB); d.Owned != 2 || d.Ignored["x.test."] != "" {
+		t.Errorf("B after A dropped x: %+v, want x and b1 owned, nothing ignored", d.Status)
+	}
+}
+
 // Issue 12 item 6: two catalogs whose coos point at each other do not hand the member
 // back and forth: the owner keeps it, the state file is written no more, and the loop is
 // logged once.
