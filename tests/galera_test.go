@@ -283,6 +283,28 @@ func lowered(t *testing.T, ctx context.Context, cfg powerdns.Config, p *harness.
 	if r := p.Query(t, fmt.Sprintf("host-%d.%s", n-1, zone), dns.TypeTXT); len(r.Answer) != 1 {
 		t.Errorf("last record of the zone created after the limit was lowered: %s %v", dns.RcodeToString[r.Rcode], r.Answer)
 	}
+	// Its delete would exceed the limit in one transaction too: the zone is retired in a
+	// small one, then its rows deleted in chunks. pdns_server no longer serves it, and no
+	// row of it is left.
+	start = time.Now()
+	if err := b.Delete(ctx, zone); err != nil {
+		t.Fatalf("Delete of %d records with wsrep_max_ws_rows = 200: %v", n, err)
+	}
+	t.Logf("Delete under the lowered limit: %v", time.Since(start).Round(time.Millisecond))
+	if r := p.Query(t, zone, dns.TypeSOA); r.Rcode != dns.RcodeRefused {
+		t.Errorf("SOA of the deleted zone: %s %v, want REFUSED", dns.RcodeToString[r.Rcode], r.Answer)
+	}
+	var left int
+	harness.Eventually(30*time.Second, 100*time.Millisecond, func() bool {
+		ctx, cancel := context.WithTimeout(ctx, stmtTimeout)
+		defer cancel()
+		live[0].QueryRowContext(ctx, `SELECT COUNT(*) FROM records r JOIN domains d ON d.id = r.domain_id
+			WHERE d.name = 'lowered.example' OR d.name LIKE '%.dnsagent.invalid'`).Scan(&left)
+		return left == 0
+	})
+	if left != 0 {
+		t.Errorf("%d rows of the deleted zone left", left)
+	}
 }
 
 // rowsNamed describes the records rows of name, with their zone's name.

@@ -179,14 +179,14 @@ func (t *fakeTx) setKind(_ context.Context, id int64, kind string) error {
 	return t.s.check("setKind")
 }
 
-func (t *fakeTx) deleteDomain(_ context.Context, id int64) error {
+func (t *fakeTx) deleteDomain(_ context.Context, id int64, _ string) (bool, error) {
 	if err := t.s.check("deleteDomain"); err != nil {
-		return err
+		return false, err
 	}
 	d := t.byID(id)
 	t.gone[d.name] = true
 	delete(t.work, d.name)
-	return nil
+	return false, nil
 }
 
 func (t *fakeTx) clearRecords(_ context.Context, id int64) error {

@@ -70,6 +70,7 @@ func TestMariaDB(t *testing.T) {
 	t.Run("StorageFacts", func(t *testing.T) { testStorageFacts(t, m) })
 	t.Run("Ownership", func(t *testing.T) { testOwnership(t, m) })
 	t.Run("DeleteEveryTable", func(t *testing.T) { testDeleteEveryTable(t, m) })
+	t.Run("DeleteDropsLeftVersions", func(t *testing.T) { testDeleteDropsLeftVersions(t, m) })
 	t.Run("Apply", func(t *testing.T) { testApply(t, m) })
 	t.Run("ApplyInconsistent", func(t *testing.T) { testApplyInconsistent(t, m) })
 	t.Run("Duplicates", func(t *testing.T) {
@@ -326,6 +327,41 @@ func testDeleteEveryTable(t *testing.T, m mariadb) {
 	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM domains WHERE name = 'example.com'`).Scan(&n)
 	if n != 0 {
 		t.Error("the domains row is still there")
+	}
+}
+
+// A staged load whose clean-up failed leaves a retired version of the zone, its SOA row
+// named for the zone (dropRetired is best effort). Deleting the zone deletes that version
+// too: its SOA would let pdns_server without the zone cache find the deleted zone again,
+// served from the old version.
+func testDeleteDropsLeftVersions(t *testing.T, m mariadb) {
+	b, db := m.backend(t)
+	ctx := t.Context()
+	const zone = "left.test."
+	if err := b.Create(ctx, zone, backendtest.Stream(backendtest.Zone(zone, 2, 10))); err != nil {
+		t.Fatal(err)
+	}
+	retired := "retired-" + stagingTag("left.test") + "-1" + stagingSuffix
+	res, err := db.ExecContext(ctx, `INSERT INTO domains (name, type, account) VALUES (?, 'NATIVE', ?)`, retired, DefaultAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := res.LastInsertId()
+	if _, err := db.ExecContext(ctx, `INSERT INTO records (domain_id, name, type, content, ttl, disabled, auth)
+		VALUES (?, 'left.test', 'SOA', 'ns.left.test hostmaster.left.test 1 3600 600 86400 60', 60, 0, 1),
+		       (?, 'www.left.test', 'A', '192.0.2.1', 60, 0, 1)`, id, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, zone); err != nil {
+		t.Fatal(err)
+	}
+	var soas, domains, rows int
+	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE name = 'left.test' AND type = 'SOA'`).Scan(&soas)
+	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM domains WHERE name LIKE '%left%' OR name LIKE ?`, "%"+stagingTag("left.test")+"%").Scan(&domains)
+	db.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE domain_id = ?`, id).Scan(&rows)
+	if soas != 0 || domains != 0 || rows != 0 {
+		t.Errorf("after the delete: %d SOA rows named for the zone, %d domains rows of it, %d rows of the retired version; want none",
+			soas, domains, rows)
 	}
 }
 

@@ -241,8 +241,11 @@ func (b *Backend) Delete(ctx context.Context, zone string) error {
 	return nil
 }
 
+// deleteRows deletes the zone in one transaction; a zone too big for one on Galera is
+// retired in it, and its rows then deleted in chunks (sqlTx.deleteDomain).
 func (b *Backend) deleteRows(ctx context.Context, op, zone, name string) error {
-	return b.retry.do(ctx, func(int) error {
+	var left bool
+	err := b.retry.do(ctx, func(int) error {
 		return b.inTx(ctx, func(tx storeTx) error {
 			d, err := tx.domain(ctx, name)
 			if err != nil {
@@ -251,12 +254,16 @@ func (b *Backend) deleteRows(ctx context.Context, op, zone, name string) error {
 			if d.Account != b.account {
 				return b.notOwned(op, zone, d)
 			}
-			if err := tx.deleteDomain(ctx, d.ID); err != nil {
+			if left, err = tx.deleteDomain(ctx, d.ID, name); err != nil {
 				return fmt.Errorf("powerdns backend: %s %s: %w", op, zone, err)
 			}
 			return nil
 		})
 	})
+	if err == nil && left {
+		b.dropLeft(ctx, name, "%")
+	}
+	return err
 }
 
 // Zones lists the zones whose account is the agent's.

@@ -202,14 +202,57 @@ func (t *sqlTx) setKind(ctx context.Context, id int64, kind string) error {
 	return err
 }
 
-func (t *sqlTx) deleteDomain(ctx context.Context, id int64) error {
+func (t *sqlTx) deleteDomain(ctx context.Context, id int64, name string) (bool, error) {
+	// A version an interrupted staged load left keeps an SOA row named for the zone (a
+	// dropRetired that failed): a resolver without the zone cache would find the zone by
+	// it after the delete, served from that old version.
+	tag := stagingTag(name)
+	res, err := t.tx.ExecContext(ctx, `DELETE r FROM records r JOIN domains d ON d.id = r.domain_id
+		WHERE (d.name LIKE ? OR d.name = ?) AND r.type = 'SOA'`, "retired-"+tag+"-%"+stagingSuffix, "staging-"+tag+stagingSuffix)
+	if err != nil {
+		return false, fmt.Errorf("deleting the SOA rows of left versions: %w", err)
+	}
+	left, _ := res.RowsAffected()
+	big, err := t.exceedsLimits(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if big { // Galera would refuse the write set: retire now, delete the rows in chunks after
+		if _, err := t.tx.ExecContext(ctx, `UPDATE domains SET name = CONCAT('retired-', ?, '-', id, ?) WHERE id = ?`,
+			tag, stagingSuffix, id); err != nil {
+			return false, err
+		}
+		_, err := t.tx.ExecContext(ctx, `DELETE FROM records WHERE domain_id = ? AND type = 'SOA'`, id)
+		return true, err
+	}
 	for _, table := range []string{"records", "comments", "domainmetadata", "cryptokeys"} {
 		if _, err := t.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE domain_id = ?`, id); err != nil {
-			return fmt.Errorf("deleting from %s: %w", table, err)
+			return false, fmt.Errorf("deleting from %s: %w", table, err)
 		}
 	}
-	_, err := t.tx.ExecContext(ctx, `DELETE FROM domains WHERE id = ?`, id)
-	return err
+	_, err = t.tx.ExecContext(ctx, `DELETE FROM domains WHERE id = ?`, id)
+	return left > 0, err
+}
+
+// exceedsLimits tells whether deleting the domain's rows in this transaction would exceed
+// the node's write-set limits (wsrep_max_ws_rows, wsrep_max_ws_size), as read lately.
+func (t *sqlTx) exceedsLimits(ctx context.Context, id int64) (bool, error) {
+	lim, ok := t.store.limits.get(t.node)
+	if !ok {
+		var err error
+		if lim, err = limits(ctx, t.tx); err != nil {
+			return false, err
+		}
+		t.store.limits.set(t.node, lim)
+	}
+	if lim == (wsLimits{}) {
+		return false, nil
+	}
+	var rows int
+	if err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE domain_id = ?`, id).Scan(&rows); err != nil {
+		return false, err
+	}
+	return lim.plan(rows, 0, 0) != 0, nil
 }
 
 func (t *sqlTx) clearRecords(ctx context.Context, id int64) error {

@@ -35,7 +35,9 @@ const stagingSuffix = ".dnsagent.invalid"
 type wsLimits struct{ rows, bytes int64 }
 
 // limits reads the write-set limits; a server without Galera (no wsrep_on, or off) has none.
-func limits(ctx context.Context, conn *sql.Conn) (wsLimits, error) {
+func limits(ctx context.Context, conn interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}) (wsLimits, error) {
 	var on, rows, size sql.NullInt64
 	err := conn.QueryRowContext(ctx, `SELECT @@wsrep_on, @@wsrep_max_ws_rows, @@wsrep_max_ws_size`).Scan(&on, &rows, &size)
 	var me *mysql.MySQLError
@@ -296,7 +298,11 @@ func (b *Backend) stagedLoad(ctx context.Context, s *sqlStore, conn *sql.Conn, n
 // dropRetired deletes the zone's retired version after a staged load, retried like any
 // transaction (the cluster may still be regrouping after a node left); a failure still
 // standing leaves it to the next staged load of the zone.
-func (b *Backend) dropRetired(ctx context.Context, name string) {
+func (b *Backend) dropRetired(ctx context.Context, name string) { b.dropLeft(ctx, name, "retired") }
+
+// dropLeft deletes the zone's versions of kind ("retired", or "%" for any) as dropRetired
+// does.
+func (b *Backend) dropLeft(ctx context.Context, name, kind string) {
 	s, ok := b.store.(*sqlStore)
 	if !ok {
 		return
@@ -313,7 +319,7 @@ func (b *Backend) dropRetired(ctx context.Context, name string) {
 		if lim, err := limits(ctx, conn); err == nil && lim.rows > 0 {
 			chunk = int(max(1, min(int64(chunk), lim.rows/4)))
 		}
-		if err := b.dropVersions(ctx, conn, stagingTag(name), "retired", chunk); err != nil {
+		if err := b.dropVersions(ctx, conn, stagingTag(name), kind, chunk); err != nil {
 			s.nodes.failed(ctx, node, err)
 			return err
 		}

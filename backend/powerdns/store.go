@@ -44,9 +44,12 @@ type storeTx interface {
 	domain(ctx context.Context, zone string) (domain, error)
 	createDomain(ctx context.Context, zone, kind, account string) (int64, error)
 	setKind(ctx context.Context, id int64, kind string) error
-	// deleteDomain removes the domain and its rows in records, comments, domainmetadata
-	// and cryptokeys.
-	deleteDomain(ctx context.Context, id int64) error
+	// deleteDomain removes the domain of zone name and its rows in records, comments,
+	// domainmetadata and cryptokeys, and the SOA rows of versions a staged load of the
+	// zone left (stage.go). Where one transaction would exceed the server's write-set
+	// limits, it retires the domain instead: renamed away, its SOA row deleted, so no
+	// reader finds the zone. left says versions remain whose rows dropVersions must delete.
+	deleteDomain(ctx context.Context, id int64, name string) (left bool, err error)
 	clearRecords(ctx context.Context, id int64) error
 	insertRecords(ctx context.Context, id int64, rows []row) error
 	// deleteIDs removes the zone's rows with these ids.
