@@ -289,3 +289,22 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// A transaction over the write-set limit is the transaction's fault, not the node's:
+// moving to another node (which refuses it alike) would only defeat the one-node writes.
+// A commit the node lost its primary component for is the node's.
+func TestNodeErrorLeavesWriteSetLimits(t *testing.T) {
+	for _, tt := range []struct {
+		err  *mysql.MySQLError
+		node bool
+	}{
+		{&mysql.MySQLError{Number: 1180, Message: "wsrep_max_ws_rows exceeded"}, false},
+		{&mysql.MySQLError{Number: 1180, Message: "Got error 6 \"No such device or address\" during COMMIT"}, true},
+		{&mysql.MySQLError{Number: 1213, Message: "Deadlock found"}, false},
+		{&mysql.MySQLError{Number: 1047, Message: "WSREP has not yet prepared node for application use"}, true},
+	} {
+		if got := nodeError(tt.err); got != tt.node {
+			t.Errorf("nodeError(%v) = %v, want %v", tt.err, got, tt.node)
+		}
+	}
+}

@@ -107,9 +107,16 @@ func nodeError(err error) bool {
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
-		return me.Number != erLockDeadlock && me.Number != erLockWaitTimeout && retryable(err)
+		return me.Number != erLockDeadlock && me.Number != erLockWaitTimeout && !wsLimitExceeded(me) && retryable(err)
 	}
 	return retryable(err)
+}
+
+// wsLimitExceeded tells a transaction bigger than the node's write-set limit (1180,
+// "wsrep_max_ws_rows exceeded"): the transaction's fault, which every node refuses alike,
+// not the node's; its retry reads the limits again (stage.go).
+func wsLimitExceeded(me *mysql.MySQLError) bool {
+	return me.Number == erErrorDuringCommit && strings.Contains(me.Message, "wsrep_max_ws_")
 }
 
 func (n *nodes) close() error {
