@@ -57,7 +57,7 @@ func New(cfg Config, engine Engine, commands Commands, createTimeout time.Durati
 		return nil, err
 	}
 	return &Server{cfg: cfg, engine: engine, commands: commands, createTimeout: createTimeout, log: log,
-		tokens: &tokenFile{path: cfg.TokensFile, tokens: tokens}, now: time.Now,
+		tokens: &tokenFile{path: cfg.TokensFile, log: log, tokens: tokens}, now: time.Now,
 		limit: &limiter{rate: cfg.RateLimit, buckets: map[netip.Addr]*bucket{}}}, nil
 }
 
@@ -288,7 +288,7 @@ func (l *limiter) allow(source netip.Addr, now time.Time) bool {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	burst := 2 * l.rate
+	burst := max(2*l.rate, 1) // a rate below one call in 2 s still lets a call through
 	b := l.buckets[source]
 	if b == nil {
 		if len(l.buckets) > 10000 { // forget idle sources rather than grow without bound

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // token is one accepted bearer token: its name in the audit log and its SHA-256.
@@ -59,6 +61,7 @@ func readTokens(path string) ([]token, error) {
 // restart. A file that became unreadable keeps the tokens last read.
 type tokenFile struct {
 	path   string
+	log    *zap.Logger
 	mu     sync.Mutex
 	mtime  time.Time
 	size   int64
@@ -68,11 +71,22 @@ type tokenFile struct {
 func (f *tokenFile) current() []token {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// A file gone, unreadable or broken fails closed: an operator who removed it to shut
+	// the API off, or broke it while revoking a token, must not keep the old tokens valid.
 	info, err := os.Stat(f.path)
-	if err == nil && (!info.ModTime().Equal(f.mtime) || info.Size() != f.size) {
-		if tokens, err := readTokens(f.path); err == nil {
-			f.tokens, f.mtime, f.size = tokens, info.ModTime(), info.Size()
+	if err != nil {
+		if f.size != -1 {
+			f.log.Error("control API: tokens file unusable; every call is refused until it is fixed", zap.Error(err))
 		}
+		f.tokens, f.mtime, f.size = nil, time.Time{}, -1
+		return nil
+	}
+	if !info.ModTime().Equal(f.mtime) || info.Size() != f.size {
+		tokens, err := readTokens(f.path)
+		if err != nil {
+			f.log.Error("control API: tokens file unusable; every call is refused until it is fixed", zap.Error(err))
+		}
+		f.tokens, f.mtime, f.size = tokens, info.ModTime(), info.Size()
 	}
 	return f.tokens
 }

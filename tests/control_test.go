@@ -191,6 +191,15 @@ func TestControlAPI(t *testing.T) {
 	// Token rotation: a second token works as soon as the file lists it.
 	os.WriteFile(tokens, []byte("ops "+controlToken+"\nnext "+controlNewToken+"\n"), 0o600)
 	do(ok, "GET", "/"+zone, controlNewToken, 200)
+	// Revoking ops while breaking the file (a token too short): no token works until the
+	// file is fixed, the revoked one least of all; nor once the file is gone.
+	os.WriteFile(tokens, []byte("next "+controlNewToken+"\nshort abc\n"), 0o600)
+	do(ok, "GET", "/"+zone, controlToken, 401)
+	do(ok, "GET", "/"+zone, controlNewToken, 401)
+	os.Remove(tokens)
+	do(ok, "GET", "/"+zone, controlNewToken, 401)
+	os.WriteFile(tokens, []byte("ops "+controlToken+"\nnext "+controlNewToken+"\n"), 0o600)
+	do(ok, "GET", "/"+zone, controlToken, 200)
 
 	// dnsagent send --http, the same certificates.
 	calls++
