@@ -631,6 +631,7 @@ type outcome struct {
 	gone    bool      // the zone is not in the backend (deleted, or a create failed)
 	primary *soaTimes // the best master's SOA, when one answered
 	applied uint32    // the serial the backend holds after the check
+	unread  bool      // the backend could not tell its serial: applied means nothing
 	changed bool      // the check created the zone or applied a newer version
 	summary *Summary  // the transfer made, if any
 }
@@ -662,7 +663,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 		m.metrics.backendErrors.WithLabelValues("serial").Inc()
 		// A create's zone (another's, or one the backend cannot say) is not the agent's
 		// to check again: Designate's worker retries the CREATE.
-		return outcome{err: err, gone: create}
+		return outcome{err: err, gone: create, unread: true}
 	case exists && create:
 		return outcome{applied: current} // created meanwhile: CREATE is idempotent
 	case !exists && !create:

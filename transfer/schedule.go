@@ -82,7 +82,7 @@ func (m *Manager) recordLocked(z *zone, o outcome) {
 	if o.summary != nil {
 		s.lastTransfer = keep(o.summary, m.cfg.Masters)
 	}
-	if !o.gone {
+	if !o.gone && !o.unread {
 		s.applied, s.hasApplied = o.applied, true
 	}
 	if o.err != nil {

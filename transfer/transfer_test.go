@@ -626,3 +626,50 @@ func TestIXFRWithSOABelowApexKeepsTheZone(t *testing.T) {
 	}
 	waitSerial(t, be, "example.com.", 1)
 }
+
+// flakySerial is a memory backend whose Serial fails while fail is set, as a database
+// that hiccups or a named that times out an SOA query while it reloads.
+type flakySerial struct {
+	*memory.Backend
+	fail atomic.Bool
+}
+
+func (f *flakySerial) Serial(ctx context.Context, zone string) (uint32, error) {
+	if f.fail.Load() {
+		return 0, errors.New("backend hiccup")
+	}
+	return f.Backend.Serial(ctx, zone)
+}
+
+// A check the backend could not tell its serial for fails, and the zone's status keeps
+// the serial last seen: it is not "applied serial 0".
+func TestBackendHiccupKeepsAppliedSerial(t *testing.T) {
+	p := startPrimary(t, "example.com.", 5, 10)
+	be := &flakySerial{Backend: memory.New()}
+	cfg := Config{Masters: []netip.AddrPort{p.addr}, Workers: 2, DialTimeout: time.Second, StallTimeout: 2 * time.Second,
+		RetryMin: time.Minute, checked: make(chan struct{}, 1)}
+	m := NewManager(cfg, be, zap.NewNop())
+	t.Cleanup(m.Close)
+	if err := m.Create(context.Background(), "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	be.fail.Store(true)
+	if err := m.Notify(context.Background(), "example.com.", Notify{}); err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	waitCheck(t, m, func() string { return fmt.Sprintf("status %+v, want the failed check recorded", st) }, func() bool {
+		st, _ = m.Status("example.com.")
+		return strings.Contains(st.LastError, "backend hiccup")
+	})
+	if st.AppliedSerial == nil || *st.AppliedSerial != 5 {
+		t.Errorf("applied serial %s after a check the backend failed, want the 5 it held", fmtSerial(st.AppliedSerial))
+	}
+}
+
+func fmtSerial(p *uint32) string {
+	if p == nil {
+		return "none"
+	}
+	return fmt.Sprint(*p)
+}
