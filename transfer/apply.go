@@ -94,6 +94,10 @@ func (m *Manager) update(ctx context.Context, z *zone, gen uint32, master netip.
 		return sum, &axfrLater{master, err}
 	}
 	m.log.Info("IXFR failed, falling back to AXFR", zap.String("zone", z.name), zap.Stringer("master", master), zap.Error(err))
+	if err := m.turn(ctx, master); err != nil { // the AXFR is a second request
+		sum.setResult(err)
+		return sum, err
+	}
 	return m.full(ctx, z, gen, master, exists, current, err.Error())
 }
 

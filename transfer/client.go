@@ -32,6 +32,9 @@ type Client struct {
 	MaxRecords   int           // a transfer with more records is refused; 0: no limit
 	MaxBytes     int           // a transfer with more wire bytes is refused; 0: no limit
 	SpoolDir     string        // where large IXFR change sets spill (SpoolChangeSet); "": os.TempDir
+	// Pace, when set, waits for master's turn under max_checks_per_second before a
+	// request asked again after a SERVFAIL: each request counts against the cap.
+	Pace func(ctx context.Context, master netip.AddrPort) error
 
 	conns *connpool.Pool[netip.AddrPort] // idle connections by master (reuse, below); nil: none kept
 }
@@ -381,6 +384,11 @@ func (c *Client) startTransfer(ctx context.Context, master netip.AddrPort, req *
 		case <-ctx.Done():
 			return nil, nil, err
 		case <-time.After(transferPauses[attempt]):
+		}
+		if c.Pace != nil {
+			if err := c.Pace(ctx, master); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 }

@@ -216,6 +216,7 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		failedCreates: logsample.New[bool](failureLogInterval, time.Now),
 		metrics:       newMetrics(cfg.MetricsSubsystem),
 	}
+	m.client.Pace = m.turn
 	m.wg.Add(1)
 	go m.dispatch()
 	return m
@@ -678,6 +679,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 	skipBackedOff := !hint.received && !create && z.sched.failures == 0 && !z.sched.behindLocked()
 	m.mu.Unlock()
 	urgent := hint.received || create // goes ahead of the background checks' pace
+	ctx = withUrgency(ctx, urgent)
 	res := outcome{applied: current, gone: !exists}
 	var masters []candidate
 	if create && len(m.cfg.Masters) == 1 {

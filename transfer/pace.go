@@ -38,6 +38,20 @@ func (m *Manager) paceInterval() time.Duration {
 	return time.Duration(float64(time.Second) * paceMargin / float64(m.cfg.MaxChecksPerSecond))
 }
 
+// urgencyKey carries whether the check running in a context is urgent (waitTurn).
+type urgencyKey struct{}
+
+func withUrgency(ctx context.Context, urgent bool) context.Context {
+	return context.WithValue(ctx, urgencyKey{}, urgent)
+}
+
+// turn is waitTurn for a further request of the check running in ctx (an AXFR after a
+// failed IXFR, a request asked again after a SERVFAIL): each counts against the cap.
+func (m *Manager) turn(ctx context.Context, master netip.AddrPort) error {
+	urgent, _ := ctx.Value(urgencyKey{}).(bool)
+	return m.waitTurn(ctx, master, urgent)
+}
+
 // waitTurn waits, for background work, until a query to master may go; urgent work (a
 // NOTIFY, a CREATE) never waits, but its query counts against the cap all the same, so
 // the background queries after it wait longer. A turn is granted against the clock when

@@ -267,3 +267,28 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("state=idle gave %d zones (more %v), want 5", len(page), more)
 	}
 }
+
+// A background check whose IXFR fails sends an AXFR after it: a request of its own, which
+// waits for its turn under max_checks_per_second like the SOA query and the IXFR before
+// it. At 4 a second (a turn every 255 ms): the CREATE's AXFR takes the first turn, the
+// refresh's SOA query, IXFR and AXFR one each after it.
+func TestAXFRFallbackWaitsForItsTurn(t *testing.T) {
+	const perSecond = 4
+	turn := time.Duration(float64(time.Second) * paceMargin / perSecond)
+	p := startPrimary(t, "example.com.", 1, 10)
+	p.set(func(p *fakePrimary) { p.ixfr = "notimp" })
+	m, be := newManagerWith(t, Config{Masters: []netip.AddrPort{p.addr}, MaxChecksPerSecond: perSecond,
+		RefreshInterval: 50 * time.Millisecond}, memory.New())
+	if err := m.Create(context.Background(), "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	created := time.Now()
+	p.setZone(2, 10)
+	waitApplied(t, m, be, "example.com.", 2)
+	if p.ixfrs.Load() == 0 || p.axfrs.Load() != 2 {
+		t.Fatalf("%d IXFRs and %d AXFRs: want the refresh's IXFR refused and one AXFR after it", p.ixfrs.Load(), p.axfrs.Load())
+	}
+	if at := time.Unix(0, p.lastRequest.Load()).Sub(created); at < 3*turn-50*time.Millisecond {
+		t.Errorf("the fallback AXFR came %v after the CREATE, want its own turn: at least 3 turns (%v)", at, 3*turn)
+	}
+}

@@ -42,6 +42,8 @@ type fakePrimary struct {
 	axfrs atomic.Int32
 	ixfrs atomic.Int32
 	soas  atomic.Int32
+	// lastRequest is when the last SOA, IXFR or AXFR request came (unix nanoseconds).
+	lastRequest atomic.Int64
 }
 
 func startPrimary(t *testing.T, zone string, serial uint32, n int) *fakePrimary {
@@ -251,6 +253,7 @@ func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 		w.WriteMsg(reply)
 		return
 	}
+	p.lastRequest.Store(time.Now().UnixNano())
 	switch r.Question[0].Qtype {
 	case dns.TypeSOA:
 		p.soas.Add(1)
