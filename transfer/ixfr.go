@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
 	"github.com/miekg/dns"
@@ -65,7 +67,7 @@ func decodeIXFR(s *session, first []dns.RR, serial uint32, spoolDir string) (_ *
 		if len(rrs) >= 2 {
 			break
 		}
-		msg, err := s.read()
+		msg, err := s.readNext(len(rrs) == 1)
 		if err != nil {
 			return nil, err
 		}
@@ -114,6 +116,35 @@ func decodeIXFR(s *session, first []dns.RR, serial uint32, spoolDir string) (_ *
 		return nil, fmt.Errorf("%w: changes start at serial %d, we hold %d", errIXFRHistory, from, serial)
 	}
 	return &IXFRResult{Changes: d.cs, Records: s.Records, Bytes: s.Bytes}, nil
+}
+
+// loneSOAWait is how long an IXFR answer that so far holds only a newer SOA may take to
+// go on. RFC 1995 §4 has a server answer with its SOA alone when the changes do not fit
+// (ask by AXFR), and some send that over TCP and leave the connection open (PowerDNS with
+// SOA-EDIT, ixfrdist): waiting the whole transfer_stall_timeout for more delayed every
+// update from such a primary by it.
+const loneSOAWait = 2 * time.Second
+
+// errLoneSOA is an IXFR answered with a newer SOA alone: the changes are to be had by AXFR.
+var errLoneSOA = errors.New("the master answered the IXFR with its newer SOA alone (RFC 1995 §4: ask by AXFR)")
+
+// readNext reads the next message of an IXFR answer; lone says the answer so far is one
+// newer SOA, and then it waits loneSOAWait at most.
+func (s *session) readNext(lone bool) (*dns.Msg, error) {
+	if !lone {
+		return s.read()
+	}
+	overall := s.deadline
+	if limit := time.Now().Add(loneSOAWait); overall.IsZero() || limit.Before(overall) {
+		s.deadline = limit
+	}
+	msg, err := s.read()
+	s.deadline = overall
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() && (overall.IsZero() || time.Now().Before(overall)) {
+		return nil, errLoneSOA
+	}
+	return msg, err
 }
 
 // ixfrDecoder folds difference sequences into a change set, one record at a time.

@@ -16,6 +16,7 @@ import (
 	"github.com/dnsagent/dnsagent/internal/dnstest"
 	"github.com/dnsagent/dnsagent/tsigkey"
 	"github.com/miekg/dns"
+	"go.uber.org/zap"
 )
 
 // sameRecords compares the backend's copy of a zone with the primary's, as sets.
@@ -268,4 +269,30 @@ func TestNotifyFloodIsSpacedByMinCheckInterval(t *testing.T) {
 	if n := p.soas.Load() - before; n > 4 {
 		t.Errorf("%d SOA checks for 60 NOTIFYs in 600 ms with a 300 ms interval, want at most 4", n)
 	}
+}
+
+// A master that answers an IXFR with its newer SOA alone (RFC 1995 §4: the changes are to
+// be had by AXFR) and leaves the connection open: the AXFR follows within loneSOAWait,
+// not after the whole transfer_stall_timeout.
+func TestIXFRLoneSOAFallsBackSoon(t *testing.T) {
+	p := startPrimary(t, "example.com.", 1, 10)
+	open := make(chan struct{})
+	t.Cleanup(func() { close(open) })
+	p.set(func(p *fakePrimary) { p.ixfr, p.open = "lone-soa", open })
+	m := NewManager(Config{Masters: []netip.AddrPort{p.addr}, Workers: 2, DialTimeout: time.Second,
+		StallTimeout: time.Minute, RetryMin: time.Minute, checked: make(chan struct{}, 1)}, memory.New(), zap.NewNop())
+	t.Cleanup(m.Close)
+	if err := m.Create(context.Background(), "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	p.setZone(2, 10)
+	start := time.Now()
+	if err := m.Notify(context.Background(), "example.com.", Notify{}); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, m, m.backend.(*memory.Backend), "example.com.", 2)
+	if p.ixfrs.Load() != 1 || p.axfrs.Load() != 2 {
+		t.Errorf("%d IXFRs, %d AXFRs: want the IXFR answered with the SOA alone, then an AXFR", p.ixfrs.Load(), p.axfrs.Load())
+	}
+	t.Logf("serial 2 applied %v after the NOTIFY", time.Since(start))
 }

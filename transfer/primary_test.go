@@ -29,7 +29,8 @@ type fakePrimary struct {
 	zone     string
 	records  []dns.RR
 	versions [][]dns.RR    // every version served, oldest first, for IXFR
-	ixfr     string        // "" answers IXFR properly; "notimp", "full", "badchain", "cut" or "stall" misbehave
+	ixfr     string        // "" answers IXFR properly; "notimp", "full", "badchain", "cut", "stall" or "lone-soa" misbehave
+	open     chan struct{} // "lone-soa" keeps the connection until it is closed
 	down     bool          // close every connection at once, as a primary that is down
 	tsig     string        // when set, requests must be signed with this key name (secret tsigSecret)
 	signing  signing       // how the messages of a signed transfer are signed
@@ -236,7 +237,7 @@ func missing(a, b []dns.RR) []dns.RR {
 
 func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 	p.mu.Lock()
-	records, cut, hold, extra, mode, down, how, soaDelay, soaSerial := p.records, p.cut, p.hold, p.extra, p.ixfr, p.down, p.signing, p.soaDelay, p.soa
+	records, cut, hold, extra, mode, down, how, soaDelay, soaSerial, open := p.records, p.cut, p.hold, p.extra, p.ixfr, p.down, p.signing, p.soaDelay, p.soa, p.open
 	var ixfr []dns.RR
 	if r.Question[0].Qtype == dns.TypeIXFR && len(r.Ns) == 1 {
 		ixfr = p.ixfrAnswer(r.Ns[0].(*dns.SOA).Serial)
@@ -281,6 +282,10 @@ func (p *fakePrimary) serve(w dns.ResponseWriter, r *dns.Msg) {
 		case "stall": // a primary that hangs mid-transfer, connection open
 			send(w, r, ixfr[:len(ixfr)/2], how)
 			<-hold
+		case "lone-soa": // RFC 1995 §4's "ask by AXFR", connection left open
+			reply.Answer = records[:1]
+			w.WriteMsg(reply)
+			<-open
 		default:
 			send(w, r, ixfr, how)
 		}
