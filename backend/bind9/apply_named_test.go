@@ -263,3 +263,32 @@ func TestNamedIncrementsSerialWithoutSOA(t *testing.T) {
 		t.Errorf("named serves %d, want the change set's 5000", s)
 	}
 }
+
+// A dynamic zone left frozen (the agent killed between rndc freeze and thaw) does not stay
+// stuck: the next file load takes the freeze as done, and thaws the zone, which takes
+// UPDATEs again.
+func TestUpdateModeZoneLeftFrozen(t *testing.T) {
+	t.Parallel()
+	b, n := setup(t, bind9.ModeUpdate, harness.BackendOptions{})
+	if err := b.Create(t.Context(), zone, backendtest.Stream(testZone(t, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.Rndc("freeze", strings.TrimSuffix(zone, ".")); err != nil {
+		t.Fatalf("rndc freeze: %v: %s", err, out)
+	}
+	big := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{bigStep(t, 1, 2, 500)}} // over 64 KiB: the file path
+	if err := b.Apply(t.Context(), zone, big); err != nil {
+		t.Fatalf("Apply to a zone left frozen: %v", err)
+	}
+	if s, _ := n.Serial(zone); s != 2 {
+		t.Fatalf("serial %d after the load, want 2", s)
+	}
+	small := &backend.ChangeSet{Zone: zone, Steps: []backend.Step{step(t, 2, 3, nil, []string{"x." + zone + " 300 IN A 192.0.2.9"})}}
+	mark := len(n.Output())
+	if err := b.Apply(t.Context(), zone, small); err != nil {
+		t.Fatal(err)
+	}
+	if !n.WaitLog(mark, "hostmaster.example.com. 3 ", 2*time.Second) {
+		t.Errorf("after the load a small change should be an UPDATE (the zone thawed); named's log:\n%s", n.Output()[mark:])
+	}
+}

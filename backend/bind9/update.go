@@ -204,10 +204,13 @@ func tsigError(r *dns.Msg) string {
 // that is not dynamic says so.
 func (b *Backend) load(ctx context.Context, zone string, produce func(context.Context) (string, error), serial uint32) error {
 	_, err := b.rndc.Run(ctx, b.zoneArgs("freeze", zone)...)
-	if said(err, "not dynamic") {
+	switch {
+	case said(err, "not dynamic"):
 		return b.reload(ctx, zone, produce, serial)
-	}
-	if err != nil {
+	case said(err, "already frozen"):
+		// Left frozen (an agent killed between freeze and thaw, or a thaw whose load
+		// failed): frozen is what this load needs, and its thaw ends it.
+	case err != nil:
 		return err
 	}
 	// Never leave the zone frozen, not even when ctx ends (a DELETE, the shutdown): named
