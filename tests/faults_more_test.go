@@ -449,18 +449,21 @@ func TestFaultsAT4PrimaryAnswersGarbageOrWrongZone(t *testing.T) {
 
 // Acceptance 4 (file backend): a reload_command that fails makes CREATE answer SERVFAIL
 // and leaves no file; the log carries the command's own message. Once the server is back
-// (the command succeeds), the CREATE Designate's worker retries succeeds.
+// (the command succeeds), the CREATE Designate's worker retries succeeds. A reload that
+// fails after a change keeps the new file and is run again by the zone's retries until the
+// server has it, without another NOTIFY.
 func TestFaultsAT4ReloadCommandFails(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	up := filepath.Join(dir, "server-is-up")
+	up, ran := filepath.Join(dir, "server-is-up"), filepath.Join(dir, "reloads")
 	script := filepath.Join(dir, "reload.sh")
-	body := "#!/bin/sh\n[ -e " + up + " ] && exit 0\necho \"knotc: cannot reload $1: connection refused\" >&2\nexit 3\n"
+	body := "#!/bin/sh\n[ -e " + up + " ] && echo \"$1\" >> " + ran + " && exit 0\necho \"knotc: cannot reload $1: connection refused\" >&2\nexit 3\n"
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	e := setup(t, envOpts{records: 200, allowLocal: true, agent: harness.AgentConfig{
 		Backend: map[string]string{"reload_command": script + " {zone}"},
+		Service: map[string]string{"retry_min": "0.5"},
 	}})
 	a := e.a
 	mark := len(a.Output())
@@ -482,6 +485,28 @@ func TestFaultsAT4ReloadCommandFails(t *testing.T) {
 	create(t, a, 0x4303)
 	if d := diffFile(a, primarySet(t, e.p)); d != "" {
 		t.Errorf("after the retried CREATE: %s", d)
+	}
+
+	// The server goes away again; a change arrives, its file is written, its reload fails.
+	os.Remove(up)
+	mark = len(a.Output())
+	e.p.SetZone(t, zone, e.z.Next(2, 2).Text())
+	notify(t, a, 0x4304)
+	if !harness.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+		return agentLogged(a, mark, "new zone file kept; the reload is run again")
+	}) {
+		t.Fatalf("no failed reload after the change:\n%s", since(a.Output(), mark))
+	}
+	reloads := func() int { b, _ := os.ReadFile(ran); return strings.Count(string(b), "\n") }
+	before := reloads()
+	if err := os.WriteFile(up, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !harness.Eventually(15*time.Second, 50*time.Millisecond, func() bool { return reloads() > before }) {
+		t.Fatalf("the failed reload was not run again once the server was back (no NOTIFY sent):\n%s", since(a.Output(), mark))
+	}
+	if n := dirEntries(t, a.Dir()); len(n) != 1 {
+		t.Errorf("zone_file_path holds %v, want the zone file alone", n)
 	}
 	a.CheckAlive(t)
 }

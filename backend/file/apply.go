@@ -51,8 +51,8 @@ func (b *Backend) Apply(ctx context.Context, zone string, cs *backend.ChangeSet)
 	if err != nil {
 		return fmt.Errorf("file backend: apply %s: %w", zone, err)
 	}
-	if err := b.run(ctx, b.reloadCommand, zone, path); err != nil {
-		return fmt.Errorf("file backend: apply %s: reload: %w (new zone file kept)", zone, err)
+	if err := b.runOrMark(ctx, zone, reloadFailed, b.reloadCommand); err != nil {
+		return fmt.Errorf("file backend: apply %s: reload: %w (new zone file kept; the reload is run again at the next check)", zone, err)
 	}
 	return nil
 }

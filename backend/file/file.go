@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/dnsagent/dnsagent/backend"
@@ -46,8 +47,10 @@ func New(cfg Config) (*Backend, error) {
 	}, nil
 }
 
-// Serial reads the SOA at the top of the zone file, and nothing else of it.
-func (b *Backend) Serial(_ context.Context, zone string) (uint32, error) {
+// Serial reads the SOA at the top of the zone file, and nothing else of it. A zone whose
+// last reload command failed has it run again first: the file is newer than what the
+// server serves, and the check must not find the zone up to date until the server has it.
+func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
 	zone, err := canonical("serial", zone)
 	if err != nil {
 		return 0, err
@@ -59,7 +62,51 @@ func (b *Backend) Serial(_ context.Context, zone string) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("file backend: serial %s: %w", zone, err)
 	}
+	if err := b.rerun(ctx, zone, reloadFailed, b.reloadCommand); err != nil {
+		return 0, fmt.Errorf("file backend: serial %s: the reload that failed, run again: %w", zone, err)
+	}
 	return serial, nil
+}
+
+// Markers of a command that failed, beside the zone file (".<file>.reload-failed"):
+// the command is run again until it succeeds, across restarts too. Zones and SweepTemps
+// leave them alone.
+const (
+	reloadFailed = "reload-failed"
+	deleteFailed = "delete-failed"
+)
+
+func (b *Backend) marker(zone, kind string) string {
+	path := b.dir.Path(zone)
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"."+kind)
+}
+
+// runOrMark runs a command for the zone; when it fails, a marker of kind is left so that
+// rerun runs it again.
+func (b *Backend) runOrMark(ctx context.Context, zone, kind string, argv []string) error {
+	err := b.run(ctx, argv, zone, b.dir.Path(zone))
+	if err != nil {
+		if werr := os.WriteFile(b.marker(zone, kind), nil, 0o600); werr != nil {
+			return fmt.Errorf("%w (and recording it for a retry failed: %v)", err, werr)
+		}
+	}
+	return err
+}
+
+// rerun runs the command of a marker of kind left for the zone, and removes the marker
+// once it succeeds; without a marker it does nothing.
+func (b *Backend) rerun(ctx context.Context, zone, kind string, argv []string) error {
+	marker := b.marker(zone, kind)
+	if _, err := os.Lstat(marker); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := b.run(ctx, argv, zone, b.dir.Path(zone)); err != nil {
+		return err
+	}
+	if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // Create writes a new zone file. If making it durable or the reload command then fails,
@@ -76,6 +123,8 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("file backend: create %s: %w", zone, err)
 	}
+	// A delete command still failing for an earlier zone of this name is moot now.
+	os.Remove(b.marker(zone, deleteFailed)) //nolint:errcheck // usually there is none
 	var written func()
 	if len(b.reloadCommand) == 0 {
 		// Once the file is written what remains is waiting for the disk: the file's fsync,
@@ -106,7 +155,8 @@ func (b *Backend) Create(ctx context.Context, zone string, src backend.Source) e
 }
 
 // Replace swaps the zone file for the new stream. A failing reload command is reported
-// but the new, complete file stays: it is the truth, and the next reload will pick it up.
+// but the new, complete file stays: it is the truth, and the reload is run again at the
+// zone's next check (Serial) until it succeeds.
 func (b *Backend) Replace(ctx context.Context, zone string, src backend.Source) error {
 	zone, err := canonical("replace", zone)
 	if err != nil {
@@ -121,28 +171,36 @@ func (b *Backend) Replace(ctx context.Context, zone string, src backend.Source) 
 	if err := b.write(ctx, zone, src); err != nil {
 		return fmt.Errorf("file backend: replace %s: %w", zone, err)
 	}
-	if err := b.run(ctx, b.reloadCommand, zone, path); err != nil {
-		return fmt.Errorf("file backend: replace %s: reload: %w (new zone file kept)", zone, err)
+	if err := b.runOrMark(ctx, zone, reloadFailed, b.reloadCommand); err != nil {
+		return fmt.Errorf("file backend: replace %s: reload: %w (new zone file kept; the reload is run again at the next check)", zone, err)
 	}
 	return nil
 }
 
-// Delete removes the zone file, then runs the delete command. No temp file of the zone is
-// left to remove: a failed write removes its own, and what a crash left behind is swept
-// at start-up (Sweep); so a DELETE does not list the directory, whose size grows with the
-// zones held.
+// Delete removes the zone file, then runs the delete command. A delete command that fails
+// is run again by the next DELETE of the zone (Designate's retry), though the file is gone
+// by then. No temp file of the zone is left to remove: a failed write removes its own, and
+// what a crash left behind is swept at start-up (Sweep); so a DELETE does not list the
+// directory, whose size grows with the zones held.
 func (b *Backend) Delete(ctx context.Context, zone string) error {
 	zone, err := canonical("delete", zone)
 	if err != nil {
 		return err
 	}
+	os.Remove(b.marker(zone, reloadFailed)) //nolint:errcheck // the zone goes: no reload is due
 	if err := b.dir.Remove(zone); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("file backend: delete %s: %w", zone, backend.ErrNotFound)
+		if _, err := os.Lstat(b.marker(zone, deleteFailed)); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("file backend: delete %s: %w", zone, backend.ErrNotFound)
+		}
+		if err := b.rerun(ctx, zone, deleteFailed, b.deleteCommand); err != nil {
+			return fmt.Errorf("file backend: delete %s: the delete command that failed, run again: %w", zone, err)
+		}
+		return nil
 	} else if err != nil {
 		return fmt.Errorf("file backend: delete %s: %w", zone, err)
 	}
-	if err := b.run(ctx, b.deleteCommand, zone, b.dir.Path(zone)); err != nil {
-		return fmt.Errorf("file backend: delete %s: %w", zone, err)
+	if err := b.runOrMark(ctx, zone, deleteFailed, b.deleteCommand); err != nil {
+		return fmt.Errorf("file backend: delete %s: %w (the next DELETE runs it again)", zone, err)
 	}
 	return nil
 }

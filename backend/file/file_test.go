@@ -306,16 +306,33 @@ func TestReloadCommandFails(t *testing.T) {
 		}
 	})
 
-	t.Run("replace keeps the new file", func(t *testing.T) {
-		b, _ := newTestBackend(t, nil)
+	// The new file stays, and the reload is run again at each check (Serial) until it
+	// succeeds: until then the check fails, rather than find the zone up to date while
+	// the server still serves the old version.
+	t.Run("replace keeps the new file and retries the reload", func(t *testing.T) {
+		b, dir := newTestBackend(t, nil)
 		create(t, b, zone, 1)
 		b.reloadCommand = failing
 		err := b.Replace(t.Context(), zone, backendtest.Stream(backendtest.Zone(zone, 2, 2)))
 		if err == nil || !strings.Contains(err.Error(), "not loaded") {
 			t.Fatalf("Replace = %v, want the command's output in the error", err)
 		}
+		if got, _ := b.dir.Serial(zone); got != 2 {
+			t.Fatalf("zone file at serial %d, want the new serial 2 kept", got)
+		}
+		if _, err := b.Serial(t.Context(), zone); err == nil || !strings.Contains(err.Error(), "not loaded") {
+			t.Fatalf("Serial while the reload still fails = %v, want the reload's failure", err)
+		}
+		ran := filepath.Join(t.TempDir(), "reloaded")
+		b.reloadCommand = []string{"touch", ran}
 		if serial, err := b.Serial(t.Context(), zone); err != nil || serial != 2 {
-			t.Fatalf("Serial = %d, %v; want the new serial 2", serial, err)
+			t.Fatalf("Serial once the reload works = %d, %v; want 2", serial, err)
+		}
+		if _, err := os.Stat(ran); err != nil {
+			t.Fatalf("the reload was not run again: %v", err)
+		}
+		if names := backendtest.DirNames(t, dir); !slices.Equal(names, []string{"example.com.zone"}) {
+			t.Fatalf("directory holds %q, want the zone file alone (the retry's marker gone)", names)
 		}
 	})
 
@@ -369,6 +386,37 @@ func TestDeleteRunsCommand(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err != nil {
 		t.Fatalf("delete command did not run: %v", err)
+	}
+}
+
+// A delete command that fails (nsd-control timing out) is run again by the next DELETE,
+// which Designate sends, though the zone file is gone by then; once it succeeds the zone
+// is not found, as before.
+func TestDeleteCommandFailureRetried(t *testing.T) {
+	ran := filepath.Join(t.TempDir(), "deleted")
+	b, dir := newTestBackend(t, func(c *Config) { c.DeleteCommand = []string{"sh", "-c", "echo 'server timed out' >&2; exit 1"} })
+	create(t, b, zone, 1)
+	if err := b.Delete(t.Context(), zone); err == nil || !strings.Contains(err.Error(), "server timed out") {
+		t.Fatalf("Delete = %v, want the command's failure", err)
+	}
+	if _, err := b.Serial(t.Context(), zone); !errors.Is(err, backend.ErrNotFound) {
+		t.Fatalf("Serial after the failed delete = %v, want ErrNotFound (the file is gone)", err)
+	}
+	if err := b.Delete(t.Context(), zone); err == nil {
+		t.Fatal("the second DELETE succeeded though its delete command still fails")
+	}
+	b.deleteCommand = []string{"touch", ran}
+	if err := b.Delete(t.Context(), zone); err != nil {
+		t.Fatalf("DELETE once the command works: %v", err)
+	}
+	if _, err := os.Stat(ran); err != nil {
+		t.Fatalf("the delete command was not run again: %v", err)
+	}
+	if err := b.Delete(t.Context(), zone); !errors.Is(err, backend.ErrNotFound) {
+		t.Fatalf("DELETE after that = %v, want ErrNotFound", err)
+	}
+	if names := backendtest.DirNames(t, dir); len(names) != 0 {
+		t.Fatalf("directory holds %q, want nothing", names)
 	}
 }
 
