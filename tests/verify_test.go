@@ -129,6 +129,45 @@ func TestVerify1Bind9(t *testing.T) {
 	})
 }
 
+// TestVerify1FileEditedByHand: a zone file an operator edited in the usual master-file
+// form (spaces, not the agent's tabs) cannot be patched in place; resync replaces it with
+// the primary's zone, and verify then finds no difference.
+func TestVerify1FileEditedByHand(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named")
+	z := harness.NewZone(zone, 1, 200)
+	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+	a := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), AllowNotify: "127.0.0.1"})
+	create(t, a, 0x1603)
+	run := func(args ...string) (int, string) {
+		return harness.RunAgentCommand(t, 60*time.Second, append(args, zone, "--config", a.Path)...)
+	}
+	text, err := os.ReadFile(a.ZoneFile(zone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(text), "r0."+zone+"\t300\tIN\tA\t10.0.0.0", "r0."+zone+" 300 IN A 192.0.2.99", 1)
+	if edited == string(text) {
+		t.Fatalf("test setup: no line for r0's A record in the zone file:\n%.400s", text)
+	}
+	if err := os.WriteFile(a.ZoneFile(zone), []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("verify"); code != 1 || !strings.Contains(out, "~ r0."+zone+" A") {
+		t.Fatalf("verify after the edit: exit %d, want 1 and r0's A changed:\n%s", code, out)
+	}
+	code, out := run("resync")
+	if code != 0 || !strings.Contains(out, "replaced with the primary's") {
+		t.Fatalf("resync of the hand-edited file: exit %d, want 0 and a replace:\n%s", code, out)
+	}
+	if code, out := run("verify"); code != 0 {
+		t.Fatalf("verify after resync: exit %d, want 0:\n%s", code, out)
+	}
+	if d := diffFile(a, primarySet(t, p)); d != "" {
+		t.Errorf("after resync: %s", d)
+	}
+}
+
 // TestVerify4HelpListsTheCommands: --help names each command and control API route.
 func TestVerify4HelpListsTheCommands(t *testing.T) {
 	t.Parallel()

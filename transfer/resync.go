@@ -122,9 +122,17 @@ func (m *Manager) Resync(ctx context.Context, name string) (*zonecompare.Result,
 			if cs := res.ChangeSet(); cs != nil && float64(res.Records()) <= resyncMaxRatio*float64(max(res.HeldRecords, res.PrimaryRecords)) {
 				sum.Path = "diff"
 				sum.Deleted, sum.Added = cs.Size()
-				return inc.Apply(ctx, name, cs)
+				err := inc.Apply(ctx, name, cs)
+				if !errors.Is(err, backend.ErrInconsistent) {
+					return err
+				}
+				// What is held cannot be patched (a zone file edited by hand, in a form
+				// the file backend does not write): the full zone replaces it.
+				sum.Deleted, sum.Added = 0, 0
+				sum.PathReason = fmt.Sprintf("the difference does not apply: %v", err)
+			} else {
+				sum.PathReason = fmt.Sprintf("%d records differ", res.Records())
 			}
-			sum.PathReason = fmt.Sprintf("%d records differ", res.Records())
 		} else {
 			sum.PathReason = "the backend cannot read zones back or apply changes in place"
 		}
