@@ -21,6 +21,8 @@ import (
 type Zones interface {
 	Notify(ctx context.Context, zone string, n transfer.Notify) error
 	Create(ctx context.Context, zone string) error
+	// Ensure is Create at the background checks' pace (max_checks_per_second).
+	Ensure(ctx context.Context, zone string) error
 	Delete(ctx context.Context, zone string) error
 }
 
@@ -483,7 +485,9 @@ func (c *Consumer) apply(ctx context.Context, catalog string, a action) error {
 			c.log.Info("member zone created", fields...)
 		}
 	case actEnsure:
-		err = c.main.Create(ctx, a.zone)
+		// Retries, a restart's first pass, a NOTIFY: possibly every member at once, so
+		// at the masters' background pace, where a new member is created as a CREATE is.
+		err = c.main.Ensure(ctx, a.zone)
 	case actReset:
 		c.log.Info("member zone's unique label changed: deleting and creating it again", fields...)
 		if err = c.main.Delete(ctx, a.zone); err == nil {

@@ -137,6 +137,7 @@ type Manager struct {
 	closed     bool
 	zones      map[string]*zone
 	deleting   map[string]*deletion // zones a DELETE is removing from the backend now
+	ensures    map[string]*waiter   // paced creates (Ensure) waiting for a background slot
 	masters    map[netip.AddrPort]*masterHealth
 	pacers     map[netip.AddrPort]*pacer
 	due        dueQueue      // zones with a background check armed, soonest first
@@ -169,6 +170,21 @@ type job struct {
 	pending    bool    // run one more check when the current one ends (a NOTIFY came)
 	hint       Notify  // the latest NOTIFY's hint
 	create     *waiter // a CREATE waits for the zone to be created
+	paced      bool    // create is an Ensure's only: it keeps to the background pace
+	hurry      chan struct{} // closed when an urgent create joins a paced one (joinCreate)
+}
+
+// pace marks the job's create as an Ensure's: it keeps to the background pace until an
+// urgent create joins it.
+func (j *job) pace() { j.paced, j.hurry = true, make(chan struct{}) }
+
+// joinCreate records a create joining the job's; an urgent one ends a paced check's wait
+// for its turn.
+func (j *job) joinCreate(paced bool) {
+	if j.paced && !paced {
+		close(j.hurry)
+		j.paced, j.hurry = false, nil
+	}
 }
 
 // ErrCheckFailed is in the error of a Create whose check failed. The engine logs such a
@@ -209,6 +225,7 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		workers:  make(chan struct{}, cfg.Workers),
 		zones:    map[string]*zone{},
 		deleting: map[string]*deletion{},
+		ensures:  map[string]*waiter{},
 		masters:  map[netip.AddrPort]*masterHealth{},
 		pacers:   map[netip.AddrPort]*pacer{},
 		wake:     make(chan struct{}, 1),
@@ -259,6 +276,9 @@ func (m *Manager) Shutdown(grace time.Duration) {
 		for len(m.due) > 0 {
 			heap.Pop(&m.due)
 		}
+		for name := range m.ensures {
+			m.failEnsureLocked(name, errStopping)
+		}
 	}
 	m.mu.Unlock()
 	done := make(chan struct{})
@@ -301,6 +321,11 @@ func (m *Manager) enqueueLocked(z *zone, hint Notify) *job {
 	m.disarmLocked(z)
 	ctx, cancel := context.WithCancel(m.ctx)
 	j := &job{gen: z.gen, cancel: cancel, hint: hint}
+	if w := m.ensures[z.name]; w != nil { // a paced create waited for this check
+		delete(m.ensures, z.name)
+		j.create = w
+		j.pace()
+	}
 	z.job = j
 	m.wg.Add(1)
 	go m.run(ctx, z, j)
@@ -344,10 +369,18 @@ func (m *Manager) Notify(ctx context.Context, name string, n Notify) error {
 // Create transfers the zone and creates it in the backend, waiting until that is done or
 // ctx ends. A zone that exists already is a success. The transfer goes on after ctx
 // ends, and a repeated Create waits for the same work instead of starting more.
-func (m *Manager) Create(ctx context.Context, name string) error {
+func (m *Manager) Create(ctx context.Context, name string) error { return m.create(ctx, name, false) }
+
+// Ensure is Create at the background checks' pace: its queries wait for their turns
+// under max_checks_per_second, as a refresh's do. For work nobody waits on at the other
+// end: a catalog's members made sure of after a restart or a failure (catalog), which
+// may be thousands at once.
+func (m *Manager) Ensure(ctx context.Context, name string) error { return m.create(ctx, name, true) }
+
+func (m *Manager) create(ctx context.Context, name string, paced bool) error {
 	// A create under way first: its zone may be in the backend already, committed but
 	// not yet served (backend.Committed), and the repeated CREATE is answered with it.
-	w, known := m.createWaiter(name, false)
+	w, known := m.createWaiter(name, false, paced)
 	if w == nil {
 		// A zone the agent knows of may be held: a repeated CREATE is answered here, without
 		// waiting for a worker. One it does not know of is new (from Start on, every zone
@@ -362,7 +395,7 @@ func (m *Manager) Create(ctx context.Context, name string) error {
 				return fmt.Errorf("create %s: %w", name, err)
 			}
 		}
-		if w, _ = m.createWaiter(name, true); w == nil {
+		if w, _ = m.createWaiter(name, true, paced); w == nil {
 			return fmt.Errorf("create %s: the agent is stopping", name)
 		}
 	}
@@ -379,16 +412,31 @@ func (m *Manager) Create(ctx context.Context, name string) error {
 
 // createWaiter returns the waiter of the zone's create under way, and whether the zone
 // is known (held, or being worked on); with start, it queues the create when none is
-// (nil: the agent is stopping).
-func (m *Manager) createWaiter(name string, start bool) (*waiter, bool) {
+// (nil: the agent is stopping). A create that is not paced makes the job's create urgent.
+// A paced one with no job to join waits for the dispatcher to start its check in a
+// background slot, as a refresh's: it never holds a worker another check needs.
+func (m *Manager) createWaiter(name string, start, paced bool) (*waiter, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	z := m.zones[name]
 	if z != nil && z.job != nil && z.job.create != nil {
+		z.job.joinCreate(paced)
 		return z.job.create, true
+	}
+	if w := m.ensures[name]; w != nil && paced { // an urgent create does not wait for the pace
+		return w, true
 	}
 	if !start {
 		return nil, z != nil
+	}
+	if m.closed {
+		return nil, z != nil
+	}
+	if paced && (z == nil || z.job == nil) {
+		w := &waiter{done: make(chan struct{})}
+		m.ensures[name] = w
+		m.armLocked(m.zoneLocked(name), 0) // enqueueLocked attaches w to the job it starts
+		return w, z != nil
 	}
 	j := m.enqueueLocked(m.zoneLocked(name), Notify{})
 	if j == nil {
@@ -396,8 +444,19 @@ func (m *Manager) createWaiter(name string, start bool) (*waiter, bool) {
 	}
 	if j.create == nil {
 		j.create = &waiter{done: make(chan struct{})}
+	} else {
+		j.joinCreate(paced)
 	}
 	return j.create, z != nil
+}
+
+// failEnsureLocked ends the paced create waiting for the zone's check, if one does.
+func (m *Manager) failEnsureLocked(name string, err error) {
+	if w := m.ensures[name]; w != nil {
+		delete(m.ensures, name)
+		w.err = err
+		close(w.done)
+	}
 }
 
 // Delete removes the zone from the backend. Queued work for it is dropped and running
@@ -413,6 +472,7 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 		z.job = nil
 	}
 	m.disarmLocked(z)
+	m.failEnsureLocked(name, fmt.Errorf("create %s: deleted before its check", name))
 	d := m.deleting[name]
 	if d == nil {
 		d = &deletion{done: make(chan struct{})}
@@ -532,11 +592,11 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		m.spaceChecks(ctx, z, j)
 		m.mu.Lock()
 		j.pending, j.running = false, true
-		hint, create := j.hint, j.create
+		hint, create, paced, hurry := j.hint, j.create, j.paced, j.hurry
 		z.lastCheck = m.nowInstant()
 		m.mu.Unlock()
 
-		outcome := m.check(ctx, z, j.gen, hint, create != nil)
+		outcome := m.check(withHurry(ctx, hurry), z, j.gen, hint, create != nil, paced)
 		cutShort := ctx.Err() != nil // else the outcome is the check's own, whatever comes next
 		m.mu.Lock()
 		// Recorded before anyone hears of the check, so a hook or a released CREATE
@@ -637,8 +697,9 @@ type outcome struct {
 	summary *Summary  // the transfer made, if any
 }
 
-// check brings the zone up to date with the masters (creating it if create is set).
-func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, create bool) outcome {
+// check brings the zone up to date with the masters (creating it if create is set); a
+// paced create keeps to the background checks' pace.
+func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, create, paced bool) outcome {
 	select {
 	case <-m.draining:
 		return outcome{err: errStopping}
@@ -678,7 +739,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 	// missed when it matters (README, Transfers).
 	skipBackedOff := !hint.received && !create && z.sched.failures == 0 && !z.sched.behindLocked()
 	m.mu.Unlock()
-	urgent := hint.received || create // goes ahead of the background checks' pace
+	urgent := hint.received || create && !paced // goes ahead of the background checks' pace
 	ctx = withUrgency(ctx, urgent)
 	res := outcome{applied: current, gone: !exists}
 	var masters []candidate

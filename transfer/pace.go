@@ -45,6 +45,23 @@ func withUrgency(ctx context.Context, urgent bool) context.Context {
 	return context.WithValue(ctx, urgencyKey{}, urgent)
 }
 
+// hurryKey carries the channel closed when the check running in a context becomes urgent
+// (a CREATE joining an Ensure's): its wait for a turn ends then.
+type hurryKey struct{}
+
+func withHurry(ctx context.Context, hurry chan struct{}) context.Context {
+	if hurry == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, hurryKey{}, (<-chan struct{})(hurry))
+}
+
+// hurried is the context's hurry channel; nil (never ready) without one.
+func hurried(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(hurryKey{}).(<-chan struct{})
+	return ch
+}
+
 // turn is waitTurn for a further request of the check running in ctx (an AXFR after a
 // failed IXFR, a request asked again after a SERVFAIL): each counts against the cap.
 func (m *Manager) turn(ctx context.Context, master netip.AddrPort) error {
@@ -62,7 +79,13 @@ func (m *Manager) waitTurn(ctx context.Context, master netip.AddrPort, urgent bo
 	if interval == 0 {
 		return nil
 	}
+	hurry := hurried(ctx)
 	for {
+		select {
+		case <-hurry: // an urgent create joined this check
+			urgent = true
+		default:
+		}
 		m.mu.Lock()
 		p := m.pacers[master]
 		if p == nil {
@@ -86,6 +109,8 @@ func (m *Manager) waitTurn(ctx context.Context, master netip.AddrPort, urgent bo
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-hurry:
+			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()

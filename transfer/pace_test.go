@@ -292,3 +292,59 @@ func TestAXFRFallbackWaitsForItsTurn(t *testing.T) {
 		t.Errorf("the fallback AXFR came %v after the CREATE, want its own turn: at least 3 turns (%v)", at, 3*turn)
 	}
 }
+
+// Ensure (a catalog making sure of its members after a restart or a failure, possibly
+// thousands at once) keeps to the background pace and waits for a background slot, as a
+// refresh does: it never holds the worker a NOTIFY or a CREATE needs. A CREATE of a zone
+// an Ensure waits for goes ahead, and answers both. The pace is booked an hour ahead, as
+// behind a long queue of checks.
+func TestEnsureKeepsToThePace(t *testing.T) {
+	p := startManyPrimary(t)
+	m, be := newManagerWith(t, Config{Masters: []netip.AddrPort{p.addr}, MaxChecksPerSecond: 20}, memory.New())
+	m.mu.Lock()
+	m.pacers[p.addr] = &pacer{next: time.Now().Add(time.Hour)}
+	m.mu.Unlock()
+	ensured := make(chan error, 8)
+	for i := range 8 { // more than the workers (2): each would hold one while it waits
+		go func() { ensured <- m.Ensure(context.Background(), fmt.Sprintf("z%d.test.", i)) }()
+	}
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-ensured:
+		t.Fatalf("an Ensure was answered (%v) though the pace is booked an hour ahead", err)
+	default:
+	}
+	// The zone whose check holds the background slot, waiting for its turn, and a zone no
+	// Ensure waits for: both created at once.
+	var running string
+	m.mu.Lock()
+	for name, z := range m.zones {
+		if z.job != nil && z.job.background {
+			running = name
+		}
+	}
+	m.mu.Unlock()
+	if running == "" {
+		t.Fatal("no Ensure's check holds the background slot")
+	}
+	for _, zone := range []string{"new.test.", running} {
+		if err := m.Create(context.Background(), zone); err != nil {
+			t.Fatalf("CREATE of %s behind the booked pace and 8 Ensures: %v", zone, err)
+		}
+		waitSerial(t, be, zone, 1)
+	}
+	select {
+	case err := <-ensured:
+		if err != nil {
+			t.Errorf("the Ensure of %s, answered by the CREATE: %v", running, err)
+		}
+	case <-time.After(eventuallyWithin):
+		t.Errorf("the Ensure of %s is still waiting after the CREATE made the zone", running)
+	}
+	m.Close()
+	for range 7 {
+		if err := <-ensured; err == nil {
+			t.Error("an Ensure still waiting for the pace succeeded at shutdown")
+		}
+	}
+}
