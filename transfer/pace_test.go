@@ -328,7 +328,9 @@ func TestEnsureKeepsToThePace(t *testing.T) {
 		t.Fatal("no Ensure's check holds the background slot")
 	}
 	for _, zone := range []string{"new.test.", running} {
-		if err := m.Create(context.Background(), zone); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), eventuallyWithin)
+		defer cancel()
+		if err := m.Create(ctx, zone); err != nil {
 			t.Fatalf("CREATE of %s behind the booked pace and 8 Ensures: %v", zone, err)
 		}
 		waitSerial(t, be, zone, 1)
