@@ -769,6 +769,14 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 	)
 	// done tells whether the check ends with this transfer's outcome.
 	done := func(summary *Summary, master netip.AddrPort, err error) bool {
+		if err == nil && exists && !Newer(summary.To, current) {
+			// Its SOA said newer (masters are only asked when it does): a master behind a
+			// load balancer whose back ends disagree, or one that changed between the two
+			// answers. A failure, so the retries back off and another master is tried.
+			err = fmt.Errorf("%s answered its SOA with a newer serial, but its transfer brought serial %d, not newer than the %d held",
+				master, summary.To, current)
+			summary.setResult(err)
+		}
 		m.noteMaster(master, err)
 		if summary != nil {
 			res.summary = summary

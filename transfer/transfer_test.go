@@ -548,7 +548,8 @@ func TestShutdownLetsRunningTransfersFinishWithinGrace(t *testing.T) {
 
 // A master whose SOA says newer but whose transfer brings an older full zone (masters
 // behind one address that disagree, or one that changed between the two answers): the
-// zone is kept, and its status says the serial the backend holds, not the older one.
+// zone is kept, its status says the serial the backend holds, not the older one, and the
+// check counts as failed, so its retries back off rather than ask again every few seconds.
 func TestOlderFullZoneThanItsSOAKeepsTheZone(t *testing.T) {
 	p, m, be := startCreated(t, 3, 10)
 	p.setZone(2, 10)
@@ -565,6 +566,9 @@ func TestOlderFullZoneThanItsSOAKeepsTheZone(t *testing.T) {
 		t.Error("no applied serial after an older full zone, want the 3 held")
 	} else if *st.AppliedSerial != 3 {
 		t.Errorf("applied serial %d after an older full zone, want the 3 held", *st.AppliedSerial)
+	}
+	if st.Failures == 0 || !strings.Contains(st.LastError, "its transfer brought serial 2, not newer than the 3 held") {
+		t.Errorf("status %d failures, last error %q: want the check failed, naming the serials", st.Failures, st.LastError)
 	}
 	waitSerial(t, be, "example.com.", 3)
 }
