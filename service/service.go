@@ -223,6 +223,8 @@ func newRequestPath(cfg *Config, zones handler.Zones, allow *middleware.AllowLis
 		middleware.Recover(log),
 		middleware.RateLimit(limiter),
 		middleware.Validate(),
+		// TSIG before the allow lists: a verified request's REFUSED is signed (RFC 8945
+		// §5.3), as BIND's is; the BADKEY/BADSIG answers to strangers are the RFC's too.
 		middleware.TSIG(cfg.RequireTSIG, tsigAlgorithms(cfg.TSIGKeys), time.Now),
 		middleware.Allow(allow, log.Named("acl"), refusalLogInterval, time.Now),
 		middleware.Busy(map[string]middleware.Slots{middleware.KindCommand: middleware.NewSlots(maxCommandsServing),
