@@ -1,0 +1,84 @@
+package tests
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsagent/dnsagent/tests/harness"
+)
+
+// A record no zone file can hold, in the middle of a many-message transfer from named (a
+// proxy puts it into the second message, where named could not): the transfer fails, IXFR
+// and the AXFR after it alike, the zone keeps its old version, and /zones says why. The
+// records are what backend.CheckRecord refuses: each would reach a zone file the DNS
+// server then fails to load.
+func TestUnloadableRecordKeepsTheZone(t *testing.T) {
+	t.Parallel()
+	e := xfrSetup(t, xfrOpts{records: 3000, proxy: true})
+	create(t, e.a, 0x1901)
+	if t.Failed() {
+		t.FailNow()
+	}
+	old := primarySet(t, e.p)
+	e.next(t, 500, 500) // the IXFR answer takes several messages too
+	for i, tc := range []struct {
+		name, rr, want string
+	}{
+		{"class CH", "bad." + zone + " 300 CH A 192.0.2.1", "class CH, not IN"},
+		{"SOA below the apex", "sub." + zone + " 300 IN SOA ns1." + zone + " hostmaster." + zone + " 1 2 3 4 5", "SOA record below the apex"},
+		{"CAA tag a zone file cannot write", "", `CAA tag "is sue"`},
+	} {
+		var extra dns.RR
+		if tc.rr != "" {
+			rr, err := dns.NewRR(tc.rr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			extra = rr
+		} else {
+			extra = &dns.CAA{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeCAA, Class: dns.ClassINET, Ttl: 300}, Tag: "is sue", Value: "ca.example"}
+		}
+		inject := harness.DNSFault{Rewrite: func(n int, msg []byte) []byte {
+			if n != 1 {
+				return msg
+			}
+			m := new(dns.Msg)
+			if m.Unpack(msg) != nil {
+				return msg
+			}
+			m.Answer = append(m.Answer, extra)
+			out, err := m.Pack()
+			if err != nil {
+				return msg
+			}
+			return out
+		}}
+		e.px.SetMode(harness.DNSProxyMode{IXFR: inject, AXFR: inject})
+		before := e.px.Transfers()
+		notify(t, e.a, 0x1910+uint16(i))
+		var st xfrStatus
+		if !harness.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+			st, _ = xfrZoneStatus(t, e.a, zone)
+			return e.px.Transfers() >= before+2 && st.State == "retrying"
+		}) {
+			t.Fatalf("%s: no IXFR and AXFR refused: %v (transfers %d)", tc.name, st, e.px.Transfers()-before)
+		}
+		if !strings.Contains(st.LastError, tc.want) {
+			t.Errorf("%s: /zones last_error %q, want it to say %q", tc.name, st.LastError, tc.want)
+		}
+		if d := diffFile(e.a, old); d != "" {
+			t.Errorf("%s: the old zone was not kept: %s", tc.name, d)
+		}
+	}
+	e.px.Pass()
+	notify(t, e.a, 0x1920)
+	if _, ok := xfrWaitSerial(e.a, zone, e.z.Serial, 15*time.Second); !ok {
+		t.Fatalf("zone not updated to %d once the transfer is untouched", e.z.Serial)
+	}
+	if d := diffFile(e.a, primarySet(t, e.p)); d != "" {
+		t.Errorf("after the untouched transfer: %s", d)
+	}
+}
