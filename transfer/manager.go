@@ -167,10 +167,10 @@ type job struct {
 	// background: started by the dispatcher (start-up, refresh, retry), holding one of
 	// its slots until the job ends.
 	background bool
-	pending    bool    // run one more check when the current one ends (a NOTIFY came)
-	hint       Notify  // the latest NOTIFY's hint
-	create     *waiter // a CREATE waits for the zone to be created
-	paced      bool    // create is an Ensure's only: it keeps to the background pace
+	pending    bool          // run one more check when the current one ends (a NOTIFY came)
+	hint       Notify        // the latest NOTIFY's hint
+	create     *waiter       // a CREATE waits for the zone to be created
+	paced      bool          // create is an Ensure's only: it keeps to the background pace
 	hurry      chan struct{} // closed when an urgent create joins a paced one (joinCreate)
 }
 
