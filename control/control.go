@@ -9,9 +9,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +29,7 @@ import (
 
 // Engine is what the API asks of the transfer engine.
 type Engine interface {
-	Statuses() []transfer.Status
+	StatusPage(state, after string, limit int) ([]transfer.Status, bool)
 	Status(name string) (transfer.Status, bool)
 	Resync(ctx context.Context, name string) (*zonecompare.Result, *transfer.Summary, error)
 	Verify(ctx context.Context, name string) (*zonecompare.Result, error)
@@ -90,11 +94,58 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v) //nolint:errcheck // the client went away
 }
 
+// Zone status pages: a page of PageDefault zones is about 400 kB of JSON; 100,000 zones
+// at once would be 40 MB, built in memory for one call.
+const (
+	PageDefault = 1000
+	PageMax     = 10000
+)
+
+// Page reads ?state=&limit=&after= of a zone status listing at path and returns that
+// page of pages, sorted by name: at most limit statuses after the zone named after. When
+// more match, a Link header (RFC 8288, rel="next") gives the URL of the next page. A bad
+// parameter is answered 400 here, and ok is false.
+func Page(w http.ResponseWriter, r *http.Request, path string,
+	pages func(state, after string, limit int) ([]transfer.Status, bool)) (page []transfer.Status, ok bool) {
+	q := r.URL.Query()
+	state, after := q.Get("state"), q.Get("after")
+	if after != "" {
+		after = backend.CanonicalZone(after)
+	}
+	if state != "" && !slices.Contains(transfer.ZoneStates, state) {
+		WriteJSON(w, http.StatusBadRequest, map[string]string{
+			"error": fmt.Sprintf("state %q: want one of %s", state, strings.Join(transfer.ZoneStates, ", "))})
+		return nil, false
+	}
+	limit := PageDefault
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > PageMax {
+			WriteJSON(w, http.StatusBadRequest, map[string]string{
+				"error": fmt.Sprintf("limit %q: want a number from 1 to %d", v, PageMax)})
+			return nil, false
+		}
+		limit = n
+	}
+	page, more := pages(state, after, limit)
+	if more && len(page) > 0 {
+		next := url.Values{"after": {page[len(page)-1].Zone}, "limit": {strconv.Itoa(limit)}}
+		if state != "" {
+			next.Set("state", state)
+		}
+		w.Header().Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", path, next.Encode()))
+	}
+	return page, true
+}
+
 // Handler checks who calls, then routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/zones", func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, s.engine.Statuses())
+	mux.HandleFunc("GET /v1/zones", func(w http.ResponseWriter, r *http.Request) {
+		page, ok := Page(w, r, "/v1/zones", s.engine.StatusPage)
+		if ok {
+			WriteJSON(w, http.StatusOK, page)
+		}
 	})
 	mux.HandleFunc("GET /v1/zones/{name}", s.zone(s.status))
 	mux.HandleFunc("POST /v1/zones/{name}", s.zone(s.create))

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages the tests need: BIND (test primary and bind9 backend),
 # PowerDNS with its MySQL backend and MariaDB (powerdns backend), dig and kdig (clients),
-# Knot DNS and NSD (other primaries, and consumers of the file backend's zone files).
+# Knot DNS and NSD (other primaries, and consumers of the file backend's zone files), and
+# what the tests run besides (curl, ss, gcc for go test -race).
 # Idempotent: does nothing when every tool is there already.
 set -eu
 need() { # need PACKAGE COMMAND...: install PACKAGE unless every COMMAND is found
@@ -27,6 +28,11 @@ need mariadb-server mariadbd mariadb-install-db mariadb
 # Galera cluster test (TestGaleraFailoverStagedReplace): the wsrep provider, rsync for SST.
 [ -f /usr/lib/galera/libgalera_smm.so ] || missing="$missing galera-4"
 need rsync rsync
+# The demo test and the control API's (curl, ss), and the race detector's cgo.
+need curl curl
+need iproute2 ss
+need gcc gcc
+[ -f /usr/include/stdlib.h ] || missing="$missing libc6-dev"
 [ -z "$missing" ] && exit 0
 
 sudo=""

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -89,44 +86,11 @@ func (s *Service) zoneStatus(st transfer.Status) zoneStatus {
 	return out
 }
 
-// /zones pages: a page of zonesDefaultLimit zones is about 400 kB of JSON; 100,000
-// zones at once would be 40 MB.
-const (
-	zonesDefaultLimit = 1000
-	zonesMaxLimit     = 10000
-)
-
-// zones answers GET /zones?state=&limit=&after=: a JSON array of zone statuses sorted by
-// name, at most limit of them after the zone named after. When more match, a Link header
-// (RFC 8288, rel="next") gives the URL of the next page.
+// zones answers GET /zones?state=&limit=&after=: a page of zone statuses (control.Page).
 func (s *Service) zones(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	state, after := q.Get("state"), q.Get("after")
-	if after != "" {
-		after = backend.CanonicalZone(after)
-	}
-	if state != "" && !slices.Contains(transfer.ZoneStates, state) {
-		control.WriteJSON(w, http.StatusBadRequest, map[string]string{
-			"error": fmt.Sprintf("state %q: want one of %s", state, strings.Join(transfer.ZoneStates, ", "))})
+	page, ok := control.Page(w, r, "/zones", s.transfer.StatusPage)
+	if !ok {
 		return
-	}
-	limit := zonesDefaultLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > zonesMaxLimit {
-			control.WriteJSON(w, http.StatusBadRequest, map[string]string{
-				"error": fmt.Sprintf("limit %q: want a number from 1 to %d", v, zonesMaxLimit)})
-			return
-		}
-		limit = n
-	}
-	page, more := s.transfer.StatusPage(state, after, limit)
-	if more && len(page) > 0 {
-		next := url.Values{"after": {page[len(page)-1].Zone}, "limit": {strconv.Itoa(limit)}}
-		if state != "" {
-			next.Set("state", state)
-		}
-		w.Header().Set("Link", fmt.Sprintf("</zones?%s>; rel=\"next\"", next.Encode()))
 	}
 	out := make([]zoneStatus, len(page))
 	for i, st := range page {

@@ -164,6 +164,14 @@ func TestControlAPI(t *testing.T) {
 	if list := do(ok, "GET", "", controlToken, 200)["list"].([]any); len(list) != 1 {
 		t.Errorf("GET /v1/zones: %v", list)
 	}
+	// Paged as /zones is, never every zone at once: a bad page is refused by name.
+	if list := do(ok, "GET", "?limit=1&state=idle", controlToken, 200)["list"].([]any); len(list) != 1 {
+		t.Errorf("GET /v1/zones?limit=1&state=idle: %v", list)
+	}
+	if e := do(ok, "GET", "?limit=20000", controlToken, 400); !strings.Contains(fmt.Sprint(e["error"]), "limit") {
+		t.Errorf("GET /v1/zones?limit=20000: %v, want the limit refused", e)
+	}
+	do(ok, "GET", "?state=bogus", controlToken, 400)
 	if st := do(ok, "GET", "/"+zone, controlToken, 200); st["zone"] != zone {
 		t.Errorf("GET /v1/zones/%s: %v", zone, st)
 	}

@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"errors"
-	"math"
 	"sort"
 	"time"
 
@@ -244,12 +243,6 @@ func (m *Manager) StatusPage(state, after string, limit int) (page []Status, mor
 		}
 	}
 	return page, more
-}
-
-// Statuses reports on every zone the scheduler knows, sorted by name.
-func (m *Manager) Statuses() []Status {
-	page, _ := m.StatusPage("", "", math.MaxInt)
-	return page
 }
 
 // counts tells how many zones are in each state, how many are expired and how many were

@@ -29,7 +29,7 @@ const usage = `dnsagent - a DNS agent for OpenStack Designate and other primarie
 Usage:
   dnsagent [--config FILE] [--set S.O=V]...               run the agent
   dnsagent check-config [--config FILE] [--set S.O=V]...  validate the configuration and exit
-  dnsagent send notify|create|delete ZONE --server HOST:PORT [--tcp] [--tsig [ALG:]NAME:SECRET]
+  dnsagent send notify|create|delete ZONE --server HOST:PORT [--tcp] [--tsig [ALG:]NAME:SECRET] [--timeout D]
                                          send what Designate's worker sends, print the reply
   dnsagent send status|create|delete|resync|verify ZONE --http URL --token-file FILE
                 [--cacert F] [--cert F --key F]  call the control API of a running agent
