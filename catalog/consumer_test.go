@@ -299,13 +299,21 @@ func TestConsumerHeldRemovalReplacedByNewerVersion(t *testing.T) {
 	e.waitZones(zones("a", "b", "c")...)
 }
 
-func TestConsumerChangeOfOwnership(t *testing.T) {
-	p := primaryWith(t, "x", "b1", "a1")
+// startTwoCatalogs starts catalog A listing x and a1, and catalog B listing b1, both
+// applied.
+func startTwoCatalogs(t *testing.T) *env {
+	t.Helper()
+	p := primaryWith(t, "x", "a1", "b1")
 	p.setZone(catA, catalogRRs(t, catA, 1, "2", members("x", "a1")))
 	p.setZone(catB, catalogRRs(t, catB, 1, "2", members("b1")))
 	e := startEnv(t, p, memory.New(), Config{Zones: []string{catA, catB}})
 	e.waitApplied(catA, 1)
 	e.waitApplied(catB, 1)
+	return e
+}
+
+func TestConsumerChangeOfOwnership(t *testing.T) {
+	e := startTwoCatalogs(t)
 	e.waitZones(zones("a1", "b1", "x")...)
 
 	// B lists x too: A owns it, so B leaves it alone.
@@ -337,12 +345,7 @@ func TestConsumerChangeOfOwnership(t *testing.T) {
 // alone), then A drops it. A deletes it, and B, which still lists it, takes it up at
 // once, without a new version of its own: the zone is served again, owned by B.
 func TestConsumerMoveWithoutCOO(t *testing.T) {
-	p := primaryWith(t, "x", "a1", "b1")
-	p.setZone(catA, catalogRRs(t, catA, 1, "2", members("x", "a1")))
-	p.setZone(catB, catalogRRs(t, catB, 1, "2", members("b1")))
-	e := startEnv(t, p, memory.New(), Config{Zones: []string{catA, catB}})
-	e.waitApplied(catA, 1)
-	e.waitApplied(catB, 1)
+	e := startTwoCatalogs(t)
 	e.publish(catB, 2, "2", members("b1", "x"))
 	if d := e.waitApplied(catB, 2); d.Ignored["x.test."] == "" {
 		t.Fatalf("B took x from A without a coo: %+v", d.Status)

@@ -117,16 +117,33 @@ func TestOpsStatusAndMetricsAfterFailedTransfer(t *testing.T) {
 	}
 }
 
+// rowsAgent is an agent writing PowerDNS's rows in MariaDB's database db, with no
+// pdns_server to tell.
+func rowsAgent(p *harness.Primary, m *harness.MariaDB, db string) harness.AgentConfig {
+	return harness.AgentConfig{
+		BackendDriver: "powerdns", Masters: p.Addr(), AllowNotify: "127.0.0.1",
+		Backend: map[string]string{"zone_file_path": "-", "dsn": m.DSN(db), "pdns_control_enabled": "false"},
+	}
+}
+
+// aliveNotReady checks the agent's HTTP endpoints with MariaDB down: /healthz 200 (the
+// process is alive), /readyz 503 naming the backend.
+func aliveNotReady(t *testing.T, a *harness.Agent) {
+	t.Helper()
+	if code, body := httpGet(t, a, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "backend") {
+		t.Errorf("/readyz = %d %q with MariaDB down, want 503 naming the backend", code, body)
+	}
+	if code, _ := httpGet(t, a, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d with MariaDB down: the process is alive", code)
+	}
+}
+
 func TestOpsReadyzFollowsTheBackend(t *testing.T) {
 	t.Parallel()
 	harness.Require(t, "named", "rndc", "mariadbd", "mariadb-install-db")
 	p := harness.StartPrimary(t, map[string]string{zone: harness.GenerateZone(zone, 1, 10)})
 	m := harness.StartMariaDB(t)
-	db := m.NewPDNSDatabase(t)
-	a := harness.StartAgent(t, harness.AgentConfig{
-		BackendDriver: "powerdns", Masters: p.Addr(), AllowNotify: "127.0.0.1",
-		Backend: map[string]string{"zone_file_path": "-", "dsn": m.DSN(db), "pdns_control_enabled": "false"},
-	})
+	a := harness.StartAgent(t, rowsAgent(p, m, m.NewPDNSDatabase(t)))
 	if code, body := httpGet(t, a, "/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz = %d %q with MariaDB up", code, body)
 	}
@@ -134,13 +151,7 @@ func TestOpsReadyzFollowsTheBackend(t *testing.T) {
 		t.Fatalf("/healthz = %d", code)
 	}
 	m.Stop(t)
-	code, body := httpGet(t, a, "/readyz")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "backend") {
-		t.Errorf("/readyz = %d %q with MariaDB down, want 503 naming the backend", code, body)
-	}
-	if code, _ := httpGet(t, a, "/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz = %d with MariaDB down: the process is alive", code)
-	}
+	aliveNotReady(t, a)
 	m.Start(t)
 	if !harness.Eventually(15*time.Second, 100*time.Millisecond, func() bool {
 		code, _ := httpGet(t, a, "/readyz")
@@ -160,19 +171,11 @@ func TestOpsStartsBeforeTheDatabase(t *testing.T) {
 	m := harness.StartMariaDB(t)
 	db := m.NewPDNSDatabase(t)
 	m.Stop(t)
-	a := harness.StartAgent(t, harness.AgentConfig{
-		BackendDriver: "powerdns", Masters: p.Addr(), AllowNotify: "127.0.0.1",
-		Backend: map[string]string{"zone_file_path": "-", "dsn": m.DSN(db), "pdns_control_enabled": "false"},
-	})
+	a := harness.StartAgent(t, rowsAgent(p, m, db))
 	if !strings.Contains(a.Output(), "cannot list the backend's zones") {
 		t.Errorf("the agent does not say why it is not ready:\n%s", a.Output())
 	}
-	if code, body := httpGet(t, a, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "backend") {
-		t.Errorf("/readyz = %d %q with MariaDB down, want 503 naming the backend", code, body)
-	}
-	if code, _ := httpGet(t, a, "/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz = %d with MariaDB down: the process is alive", code)
-	}
+	aliveNotReady(t, a)
 
 	m.Start(t)
 	if !harness.Eventually(20*time.Second, 100*time.Millisecond, func() bool {

@@ -57,15 +57,7 @@ func TestUnloadableRecordKeepsTheZone(t *testing.T) {
 			return out
 		}}
 		e.px.SetMode(harness.DNSProxyMode{IXFR: inject, AXFR: inject})
-		before := e.px.Transfers()
-		notify(t, e.a, 0x1910+uint16(i))
-		var st xfrStatus
-		if !harness.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
-			st, _ = xfrZoneStatus(t, e.a, zone)
-			return e.px.Transfers() >= before+2 && st.State == "retrying"
-		}) {
-			t.Fatalf("%s: no IXFR and AXFR refused: %v (transfers %d)", tc.name, st, e.px.Transfers()-before)
-		}
+		st := refusedTransfers(t, tc.name, e.a, e.px, func() { notify(t, e.a, 0x1910+uint16(i)) })
 		if !strings.Contains(st.LastError, tc.want) {
 			t.Errorf("%s: /zones last_error %q, want it to say %q", tc.name, st.LastError, tc.want)
 		}
@@ -81,4 +73,20 @@ func TestUnloadableRecordKeepsTheZone(t *testing.T) {
 	if d := diffFile(e.a, primarySet(t, e.p)); d != "" {
 		t.Errorf("after the untouched transfer: %s", d)
 	}
+}
+
+// refusedTransfers runs notify and waits until the zone's check has had its IXFR and the
+// AXFR after it refused (both through px) and retries; it returns the zone's status then.
+func refusedTransfers(t *testing.T, what string, a *harness.Agent, px *harness.DNSProxy, notify func()) xfrStatus {
+	t.Helper()
+	before := px.Transfers()
+	notify()
+	var st xfrStatus
+	if !harness.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+		st, _ = xfrZoneStatus(t, a, zone)
+		return px.Transfers() >= before+2 && st.State == "retrying"
+	}) {
+		t.Fatalf("%s: no IXFR and AXFR refused: %v (transfers %d)", what, st, px.Transfers()-before)
+	}
+	return st
 }
