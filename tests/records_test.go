@@ -90,3 +90,47 @@ func refusedTransfers(t *testing.T, what string, a *harness.Agent, px *harness.D
 	}
 	return st
 }
+
+// named's IXFR answer cut down by a proxy to its first record, the newer SOA, with the
+// connection held open: RFC 1995 §4's "ask by AXFR", as PowerDNS with SOA-EDIT sends it.
+// The agent takes the AXFR of the 3,000-record zone within seconds, not after
+// transfer_stall_timeout (30 s).
+func TestIXFRAnsweredWithTheSOAAlone(t *testing.T) {
+	t.Parallel()
+	e := xfrSetup(t, xfrOpts{records: 3000, proxy: true})
+	create(t, e.a, 0x1931)
+	if t.Failed() {
+		t.FailNow()
+	}
+	loneSOA := harness.DNSFault{Rewrite: func(n int, msg []byte) []byte {
+		m := new(dns.Msg)
+		if n > 0 || m.Unpack(msg) != nil || len(m.Answer) == 0 {
+			return nil
+		}
+		m.Answer = m.Answer[:1]
+		out, err := m.Pack()
+		if err != nil {
+			return nil
+		}
+		return out
+	}}
+	e.px.SetMode(harness.DNSProxyMode{IXFR: loneSOA})
+	e.next(t, 500, 500)
+	start := time.Now()
+	notify(t, e.a, 0x1932)
+	took, ok := xfrWaitSerial(e.a, zone, e.z.Serial, 20*time.Second)
+	if !ok {
+		t.Fatalf("zone not at serial %d 20 s after the NOTIFY", e.z.Serial)
+	}
+	if took > 10*time.Second {
+		t.Errorf("the new version came %v after the NOTIFY, want well under transfer_stall_timeout (30 s)", took)
+	}
+	st, _ := xfrZoneStatus(t, e.a, zone)
+	if st.LastTransfer == nil || st.LastTransfer.Type != "AXFR" || !strings.Contains(st.LastTransfer.Fallback, "SOA alone") {
+		t.Errorf("last transfer %v, want an AXFR falling back from the IXFR answered with the SOA alone", st)
+	}
+	if d := diffFile(e.a, primarySet(t, e.p)); d != "" {
+		t.Errorf("after the AXFR: %s", d)
+	}
+	t.Logf("new version applied %v after the NOTIFY (%v in all)", took, time.Since(start))
+}

@@ -31,6 +31,8 @@ type DNSFault struct {
 	Hang bool
 	// Rewrite, when set, relays the reply stream message by message, each replaced by
 	// what Rewrite returns for it (i counts from 0; msg is without its length prefix).
+	// nil sends nothing more and holds the connection open, as a primary that answered
+	// and waits for the next query.
 	Rewrite func(i int, msg []byte) []byte
 }
 
@@ -303,6 +305,10 @@ func (p *DNSProxy) rewriteReplies(client, up net.Conn, rewrite func(int, []byte)
 			return
 		}
 		out := rewrite(i, msg)
+		if out == nil {
+			p.sleep(dnsProxyIdle) // until the proxy closes; the client gives up first
+			return
+		}
 		client.SetWriteDeadline(time.Now().Add(dnsProxyIdle))
 		if _, err := client.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(out))), out...)); err != nil {
 			return
