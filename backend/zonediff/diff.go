@@ -119,6 +119,10 @@ const SmallZone = 100
 var noIndexSmall = fmt.Sprintf("no index of the held version (at most %d records, which this backend replaces as cheaply "+
 	"as it applies a difference; or the first transfer, or the last change was an IXFR)", SmallZone)
 
+// errIndexWrite is a diff that failed because the new index file could not be written or
+// read back.
+var errIndexWrite = errors.New("diff index: the new version's index file failed")
+
 // Drop forgets the index of zone: it no longer describes what the backend holds (the zone
 // was deleted, or changed by an IXFR).
 func (x *Index) Drop(zone string) {
@@ -158,6 +162,13 @@ func (x *Index) Full(ctx context.Context, b backend.Backend, zone string, exists
 	in := readAhead(src)
 	defer in.close()
 	res, err := x.diff(ctx, b, w, old, in)
+	if errors.Is(err, errIndexWrite) {
+		// The diff needs the new index file, and this one cannot be written (a full disk,
+		// a read-only remount): without the index the retry is a replace, which does not
+		// need it. Kept, the index would fail every full zone of the zone for good.
+		x.Drop(zone)
+		return res, fmt.Errorf("%w; the index is dropped, so the next full zone is a replace without it", err)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -250,7 +261,7 @@ func (x *Index) diff(ctx context.Context, b backend.Backend, w *writer, old *hel
 				addedHashes, addedOffs = append(addedHashes, hashes[k]), append(addedOffs, uint32(w.off))
 			}
 			if err := w.add(wire, hashes[k]); err != nil {
-				return err
+				return fmt.Errorf("%w: %w", errIndexWrite, err)
 			}
 		}
 		return nil
@@ -317,7 +328,7 @@ func (x *Index) changeSet(w *writer, old *held, soa *dns.SOA, addedOffs []uint32
 func (x *Index) replayReplace(ctx context.Context, b backend.Backend, w *writer, old *held, reason string) (Result, error) {
 	r, err := w.replay(old)
 	if err != nil {
-		return Result{}, fmt.Errorf("diff index: %w", err)
+		return Result{}, fmt.Errorf("%w: %w", errIndexWrite, err)
 	}
 	defer r.Close()
 	if err := b.Replace(ctx, w.zone, r); err != nil {
