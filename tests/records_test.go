@@ -17,11 +17,7 @@ import (
 // server then fails to load.
 func TestUnloadableRecordKeepsTheZone(t *testing.T) {
 	t.Parallel()
-	e := xfrSetup(t, xfrOpts{records: 3000, proxy: true})
-	create(t, e.a, 0x1901)
-	if t.Failed() {
-		t.FailNow()
-	}
+	e := xfrCreated(t, xfrOpts{records: 3000, proxy: true}, 0x1901)
 	old := primarySet(t, e.p)
 	e.next(t, 500, 500) // the IXFR answer takes several messages too
 	for i, tc := range []struct {
@@ -97,11 +93,7 @@ func refusedTransfers(t *testing.T, what string, a *harness.Agent, px *harness.D
 // transfer_stall_timeout (30 s).
 func TestIXFRAnsweredWithTheSOAAlone(t *testing.T) {
 	t.Parallel()
-	e := xfrSetup(t, xfrOpts{records: 3000, proxy: true})
-	create(t, e.a, 0x1931)
-	if t.Failed() {
-		t.FailNow()
-	}
+	e := xfrCreated(t, xfrOpts{records: 3000, proxy: true}, 0x1931)
 	loneSOA := harness.DNSFault{Rewrite: func(n int, msg []byte) []byte {
 		m := new(dns.Msg)
 		if n > 0 || m.Unpack(msg) != nil || len(m.Answer) == 0 {

@@ -40,6 +40,18 @@ type xfrOpts struct {
 	service  map[string]string // extra [service:agent] options
 }
 
+// xfrCreated is xfrSetup with the zone created on the agent by a CREATE (id); the test
+// ends there if the CREATE failed.
+func xfrCreated(t *testing.T, o xfrOpts, id uint16) *xfrEnv {
+	t.Helper()
+	e := xfrSetup(t, o)
+	create(t, e.a, id)
+	if t.Failed() {
+		t.FailNow()
+	}
+	return e
+}
+
 func xfrSetup(t *testing.T, o xfrOpts) *xfrEnv {
 	t.Helper()
 	harness.Require(t, "named", "rndc")
@@ -290,11 +302,7 @@ func TestXfr1IXFRIn100kZone(t *testing.T) {
 // IXFR works again once named has a new journal.
 func TestXfr2aLostJournalFullAnswerReplaces(t *testing.T) {
 	t.Parallel()
-	e := xfrSetup(t, xfrOpts{records: 2000, proxy: true})
-	create(t, e.a, 0x3201)
-	if t.Failed() {
-		t.FailNow()
-	}
+	e := xfrCreated(t, xfrOpts{records: 2000, proxy: true}, 0x3201)
 	from := e.z.Serial
 	e.next(t, 30, 30)
 	jnl := filepath.Join(e.p.Dir(), "db."+strings.TrimSuffix(zone, ".")+".jnl")
@@ -334,11 +342,7 @@ func TestXfr2aLostJournalFullAnswerReplaces(t *testing.T) {
 // the log line and /zones, and the file matches the primary.
 func TestXfr2bIXFRFailureFallsBackToAXFR(t *testing.T) {
 	t.Parallel()
-	e := xfrSetup(t, xfrOpts{records: 2000, proxy: true})
-	create(t, e.a, 0x3211)
-	if t.Failed() {
-		t.FailNow()
-	}
+	e := xfrCreated(t, xfrOpts{records: 2000, proxy: true}, 0x3211)
 	faults := []struct {
 		name   string
 		fault  harness.DNSFault
@@ -457,11 +461,7 @@ func TestXfr3PrimaryDownRetriedWithoutNotify(t *testing.T) {
 // newer serial is not lost: the zone ends at the newest serial without another NOTIFY.
 func TestXfr4NotifyStormAndNotifyDuringTransfer(t *testing.T) {
 	t.Parallel()
-	e := xfrSetup(t, xfrOpts{records: 2000, proxy: true})
-	create(t, e.a, 0x3401)
-	if t.Failed() {
-		t.FailNow()
-	}
+	e := xfrCreated(t, xfrOpts{records: 2000, proxy: true}, 0x3401)
 
 	base := e.px.Transfers()
 	e.next(t, 20, 20)
