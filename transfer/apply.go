@@ -94,7 +94,7 @@ func (m *Manager) update(ctx context.Context, z *zone, gen uint32, master netip.
 		return sum, &axfrLater{master, err}
 	}
 	m.log.Info("IXFR failed, falling back to AXFR", zap.String("zone", z.name), zap.Stringer("master", master), zap.Error(err))
-	if err := m.turn(ctx, master); err != nil { // the AXFR is a second request
+	if err := m.waitTurn(ctx, master); err != nil { // the AXFR is a second request
 		sum.setResult(err)
 		return sum, err
 	}

@@ -167,23 +167,24 @@ type job struct {
 	// background: started by the dispatcher (start-up, refresh, retry), holding one of
 	// its slots until the job ends.
 	background bool
-	pending    bool          // run one more check when the current one ends (a NOTIFY came)
-	hint       Notify        // the latest NOTIFY's hint
-	create     *waiter       // a CREATE waits for the zone to be created
-	paced      bool          // create is an Ensure's only: it keeps to the background pace
-	hurry      chan struct{} // closed when an urgent create joins a paced one (joinCreate)
+	pending    bool    // run one more check when the current one ends (a NOTIFY came)
+	hint       Notify  // the latest NOTIFY's hint
+	create     *waiter // a CREATE waits for the zone to be created
+	// hurry is set while create is an Ensure's only, which keeps to the background pace;
+	// closed when an urgent create joins it (joinCreate).
+	hurry chan struct{}
 }
 
 // pace marks the job's create as an Ensure's: it keeps to the background pace until an
 // urgent create joins it.
-func (j *job) pace() { j.paced, j.hurry = true, make(chan struct{}) }
+func (j *job) pace() { j.hurry = make(chan struct{}) }
 
 // joinCreate records a create joining the job's; an urgent one ends a paced check's wait
 // for its turn.
 func (j *job) joinCreate(paced bool) {
-	if j.paced && !paced {
+	if j.hurry != nil && !paced {
 		close(j.hurry)
-		j.paced, j.hurry = false, nil
+		j.hurry = nil
 	}
 }
 
@@ -233,7 +234,7 @@ func NewManager(cfg Config, be backend.Backend, log *zap.Logger) *Manager {
 		failedCreates: logsample.New[bool](failureLogInterval, time.Now),
 		metrics:       newMetrics(cfg.MetricsSubsystem),
 	}
-	m.client.Pace = m.turn
+	m.client.Pace = m.waitTurn
 	m.wg.Add(1)
 	go m.dispatch()
 	return m
@@ -592,11 +593,11 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		m.spaceChecks(ctx, z, j)
 		m.mu.Lock()
 		j.pending, j.running = false, true
-		hint, create, paced, hurry := j.hint, j.create, j.paced, j.hurry
+		hint, create, hurry := j.hint, j.create, j.hurry
 		z.lastCheck = m.nowInstant()
 		m.mu.Unlock()
 
-		outcome := m.check(withHurry(ctx, hurry), z, j.gen, hint, create != nil, paced)
+		outcome := m.check(ctx, z, j.gen, hint, create != nil, hurry)
 		cutShort := ctx.Err() != nil // else the outcome is the check's own, whatever comes next
 		m.mu.Lock()
 		// Recorded before anyone hears of the check, so a hook or a released CREATE
@@ -698,8 +699,8 @@ type outcome struct {
 }
 
 // check brings the zone up to date with the masters (creating it if create is set); a
-// paced create keeps to the background checks' pace.
-func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, create, paced bool) outcome {
+// create that brings hurry (an Ensure's) keeps to the background checks' pace.
+func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, create bool, hurry chan struct{}) outcome {
 	select {
 	case <-m.draining:
 		return outcome{err: errStopping}
@@ -739,8 +740,8 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 	// missed when it matters (README, Transfers).
 	skipBackedOff := !hint.received && !create && z.sched.failures == 0 && !z.sched.behindLocked()
 	m.mu.Unlock()
-	urgent := hint.received || create && !paced // goes ahead of the background checks' pace
-	ctx = withUrgency(ctx, urgent)
+	urgent := hint.received || create && hurry == nil // goes ahead of the background checks' pace
+	ctx = withPacing(ctx, urgent, hurry)
 	res := outcome{applied: current, gone: !exists}
 	var masters []candidate
 	if create && len(m.cfg.Masters) == 1 {
@@ -749,7 +750,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 		// AXFR brings the SOA anyway (README, Scale).
 		masters = []candidate{{addr: m.cfg.Masters[0]}}
 	} else {
-		if masters, err = m.candidates(ctx, z.name, hint.Source, skipBackedOff, urgent); err != nil {
+		if masters, err = m.candidates(ctx, z.name, hint.Source, skipBackedOff); err != nil {
 			res.err = err
 			return res
 		}
@@ -812,7 +813,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 		if err := slot.take(ctx); err != nil {
 			return outcome{err: err, gone: !exists, applied: current}
 		}
-		if err := m.waitTurn(ctx, master.addr, urgent); err != nil {
+		if err := m.waitTurn(ctx, master.addr); err != nil {
 			return outcome{err: err, gone: !exists, applied: current}
 		}
 		summary, err := m.update(ctx, z, gen, master.addr, exists, current, elsewhere)
@@ -824,7 +825,7 @@ func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, c
 		if err := slot.take(ctx); err != nil {
 			return outcome{err: err, gone: !exists, applied: current}
 		}
-		if err := m.waitTurn(ctx, l.master, urgent); err != nil {
+		if err := m.waitTurn(ctx, l.master); err != nil {
 			return outcome{err: err, gone: !exists, applied: current}
 		}
 		summary, err := m.full(ctx, z, gen, l.master, exists, current, l.err.Error())

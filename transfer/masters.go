@@ -85,12 +85,12 @@ func (m *Manager) mastersToAsk(skipBackedOff bool) []candidate {
 // get a short grace, so a master that hangs costs one grace period, not a timeout, and is
 // then backed off like one that failed; masters on the NOTIFY sender's address get a
 // longer grace, as their NOTIFY announced a version the others may not have yet.
-func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr, skipBackedOff, urgent bool) ([]candidate, error) {
+func (m *Manager) candidates(ctx context.Context, zoneName string, notifier netip.Addr, skipBackedOff bool) ([]candidate, error) {
 	masters := m.mastersToAsk(skipBackedOff)
 	// Every master's turn comes before any query goes out, so no master's answer grace
 	// starts while another still waits for its turn.
 	for _, master := range masters {
-		if err := m.waitTurn(ctx, master.addr, urgent); err != nil {
+		if err := m.waitTurn(ctx, master.addr); err != nil {
 			return nil, err
 		}
 	}

@@ -38,48 +38,33 @@ func (m *Manager) paceInterval() time.Duration {
 	return time.Duration(float64(time.Second) * paceMargin / float64(m.cfg.MaxChecksPerSecond))
 }
 
-// urgencyKey carries whether the check running in a context is urgent (waitTurn).
-type urgencyKey struct{}
+// pacingKey carries how the check running in a context keeps to the masters' pace
+// (waitTurn): every request it sends waits its turn alike, its SOA queries, its IXFR, the
+// AXFR after a failed IXFR, a transfer asked again after a SERVFAIL.
+type pacingKey struct{}
 
-func withUrgency(ctx context.Context, urgent bool) context.Context {
-	return context.WithValue(ctx, urgencyKey{}, urgent)
+type pacing struct {
+	background bool            // waits for its turns; else only counts against the cap
+	hurry      <-chan struct{} // closed when an urgent create joins the check (an Ensure's)
 }
 
-// hurryKey carries the channel closed when the check running in a context becomes urgent
-// (a CREATE joining an Ensure's): its wait for a turn ends then.
-type hurryKey struct{}
-
-func withHurry(ctx context.Context, hurry chan struct{}) context.Context {
-	if hurry == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, hurryKey{}, (<-chan struct{})(hurry))
+func withPacing(ctx context.Context, urgent bool, hurry chan struct{}) context.Context {
+	return context.WithValue(ctx, pacingKey{}, pacing{background: !urgent, hurry: hurry})
 }
 
-// hurried is the context's hurry channel; nil (never ready) without one.
-func hurried(ctx context.Context) <-chan struct{} {
-	ch, _ := ctx.Value(hurryKey{}).(<-chan struct{})
-	return ch
-}
-
-// turn is waitTurn for a further request of the check running in ctx (an AXFR after a
-// failed IXFR, a request asked again after a SERVFAIL): each counts against the cap.
-func (m *Manager) turn(ctx context.Context, master netip.AddrPort) error {
-	urgent, _ := ctx.Value(urgencyKey{}).(bool)
-	return m.waitTurn(ctx, master, urgent)
-}
-
-// waitTurn waits, for background work, until a query to master may go; urgent work (a
-// NOTIFY, a CREATE) never waits, but its query counts against the cap all the same, so
-// the background queries after it wait longer. A turn is granted against the clock when
+// waitTurn waits, for background work (a context withPacing says so), until a query to
+// master may go; urgent work (a NOTIFY, a CREATE, an operator's resync) never waits, but
+// its query counts against the cap all the same, so the background queries after it wait
+// longer. A turn is granted against the clock when
 // it is taken, not when it was promised: a waiter that wakes late does not send together
 // with the next one.
-func (m *Manager) waitTurn(ctx context.Context, master netip.AddrPort, urgent bool) error {
+func (m *Manager) waitTurn(ctx context.Context, master netip.AddrPort) error {
 	interval := m.paceInterval()
 	if interval == 0 {
 		return nil
 	}
-	hurry := hurried(ctx)
+	pc, _ := ctx.Value(pacingKey{}).(pacing)
+	urgent, hurry := !pc.background, pc.hurry
 	for {
 		select {
 		case <-hurry: // an urgent create joined this check
