@@ -90,9 +90,16 @@ type countedConn struct {
 	writeTimeout time.Duration
 }
 
+// Write fails a reply the client does not take within writeTimeout, and closes the
+// connection then: a client that keeps sending queries but never reads would otherwise
+// hold its slot one timeout per query.
 func (c *countedConn) Write(b []byte) (int, error) {
 	c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)) //nolint:errcheck // a closed conn fails the write
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		c.Close() //nolint:errcheck // the write's error is the one to report
+	}
+	return n, err
 }
 
 func (c *countedConn) Close() error {
