@@ -10,6 +10,8 @@ import (
 
 	"github.com/dnsagent/dnsagent/backend/fanout"
 	"github.com/dnsagent/dnsagent/config"
+	"github.com/dnsagent/dnsagent/middleware"
+	"go.uber.org/zap"
 )
 
 func TestReadConfigDefaultsAndIPv6Masters(t *testing.T) {
@@ -175,5 +177,22 @@ func TestRelayDestinationDefaultPort(t *testing.T) {
 		if cfg.QueryDestination != want {
 			t.Errorf("query_destination = %s: the relay gets %q, want %q", dest, cfg.QueryDestination, want)
 		}
+	}
+}
+
+// SIGHUP re-reads the allow lists with the --set overrides of the start: an override of
+// allow_notify outlives the reload, and the overrides of other sections (not read again)
+// are no error.
+func TestReloadAllowListsKeepsSet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.conf")
+	if err := os.WriteFile(path, []byte("[service:agent]\nmasters = 192.0.2.1\nallow_notify = 192.0.2.10\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	allow := middleware.NewAllowLists(middleware.LoopbackACL(), middleware.LoopbackACL())
+	s := listenerService(&Config{}, allow, zap.NewNop())
+	s.ReloadAllowLists(path, "service:agent.allow_notify=198.51.100.7", "agent:file.zone_file_path=/srv/zones")
+	// allow_query, not set, follows allow_notify: both lists hold the --set value alone.
+	if !allow.Query(netip.MustParseAddr("198.51.100.7")) || allow.Known(netip.MustParseAddr("192.0.2.10")) {
+		t.Errorf("after the reload the allow lists are %v, want the --set value 198.51.100.7 alone", allow.Entries())
 	}
 }
