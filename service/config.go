@@ -70,6 +70,7 @@ type Config struct {
 	RateLimits       map[string]float64
 	MaxTCPPerSource  int
 	ShutdownGrace    time.Duration // how long running transfers may finish at SIGTERM
+	CPUs             int           // GOMAXPROCS to run with (SetProcs); 0: automatic
 	Transfer         transfer.Config
 	Catalog          catalog.Config // catalog zones to consume (RFC 9432); none by default
 	DiffIndexDir     string         // per-zone indexes for applying full zones as differences; empty: off
@@ -91,6 +92,7 @@ func ReadConfig(f *config.File) *Config {
 		CreateTimeout:  s.Seconds("create_timeout", defaultCreateTimeout),
 		LogFormat:      s.String("log_format", "console"),
 		MetricsListen:  s.String("metrics_listen", defaultMetricsListen),
+		CPUs:           s.Int("cpus", 0, 0),
 		Transfer: transfer.Config{
 			Masters:      readMasters(s),
 			Workers:      s.Int("workers", defaultWorkers, 1),

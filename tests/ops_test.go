@@ -8,6 +8,8 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -279,5 +281,55 @@ func TestOpsSendBehavesLikeDesignatesWorker(t *testing.T) {
 	code, _ = harness.RunAgentCommand(t, 30*time.Second, "send", "bogus", zone)
 	if code != 2 {
 		t.Errorf("send bogus: exit %d, want 2 (usage)", code)
+	}
+}
+
+// Unless cpus or GOMAXPROCS says otherwise, the agent runs its Go code on one thread while
+// no zone is worked on, and on Go's own number of them (the CPUs here) while one is: a
+// transfer the proxy holds runs on them all, and a second after it ends the agent is back
+// on one (go_sched_gomaxprocs_threads). cpus = 3 holds it at 3.
+func TestOpsCPUsFollowTheWork(t *testing.T) {
+	t.Parallel()
+	harness.Require(t, "named")
+	found := runtime.GOMAXPROCS(0) // Go's own, as the agent finds it: nothing set it here
+	idle := 1
+	if os.Getenv("GOMAXPROCS") != "" || found == 1 {
+		idle = found // fixed
+	}
+	z := harness.NewZone(zone, 1, 10)
+	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
+	proxy := harness.StartDNSProxy(t, p.Addr())
+	a := harness.StartAgent(t, harness.AgentConfig{Masters: proxy.Addr(), AllowNotify: "127.0.0.1"})
+	procs := func() int { return int(metric(t, a, "go_sched_gomaxprocs_threads")) }
+	create(t, a, 1)
+	if !harness.Eventually(3*time.Second, 20*time.Millisecond, func() bool { return procs() == idle }) {
+		t.Fatalf("idle: GOMAXPROCS %d, want %d", procs(), idle)
+	}
+
+	p.SetZone(t, zone, z.Next(2, 2).Text())
+	held := harness.DNSFault{Delay: 2 * time.Second}
+	proxy.SetMode(harness.DNSProxyMode{IXFR: held, AXFR: held})
+	notify(t, a, 2)
+	if !harness.Eventually(5*time.Second, 10*time.Millisecond, func() bool { return proxy.Held() > 0 }) {
+		t.Fatal("no transfer started")
+	}
+	if got := procs(); got != found {
+		t.Errorf("during a transfer: GOMAXPROCS %d, want %d", got, found)
+	}
+	if !harness.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+		serial, err := harness.ZoneFileSerial(a.ZoneFile(zone), zone)
+		return err == nil && serial == z.Serial+1
+	}) {
+		t.Fatal("the held transfer was not applied")
+	}
+	applied := time.Now()
+	if !harness.Eventually(5*time.Second, 20*time.Millisecond, func() bool { return procs() == idle }) {
+		t.Fatalf("5 s after the transfer: GOMAXPROCS %d, want %d", procs(), idle)
+	}
+	t.Logf("back to %d thread(s) %v after the transfer was applied", idle, time.Since(applied).Round(10*time.Millisecond))
+
+	fixed := harness.StartAgent(t, harness.AgentConfig{Masters: p.Addr(), Service: map[string]string{"cpus": "3"}})
+	if got := metric(t, fixed, "go_sched_gomaxprocs_threads"); got != 3 {
+		t.Errorf("cpus = 3: GOMAXPROCS %v, want 3", got)
 	}
 }

@@ -66,6 +66,11 @@ type Config struct {
 	// return quickly. It is not called for a check cut short by a DELETE or the shutdown.
 	// The catalog consumer uses it to learn about new versions of catalog zones.
 	OnChecked func(zone string, changed bool)
+	// Working, when set, is called as work on a zone begins (a check: its SOA query,
+	// transfer and apply; a delete; an operator's verify or resync), and the function it
+	// returns as that ends. The agent runs its Go code on more threads while any runs
+	// (service.procs).
+	Working func() (done func())
 	// checked, when set, is signalled where OnChecked is called, after every check
 	// recorded, failed ones too: the tests wait on it for a check's outcome instead of
 	// polling. One slot: a signal nobody took yet stands for any number of checks.
@@ -486,7 +491,9 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		err = fmt.Errorf("waiting for a running apply: %w", err)
 	} else {
+		done := m.working()
 		err = m.backend.Delete(ctx, name)
+		done()
 		if m.cfg.Index != nil {
 			m.cfg.Index.Drop(name)
 		}
@@ -513,6 +520,14 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
+}
+
+// working tells Config.Working that work on a zone begins, and returns what ends it.
+func (m *Manager) working() (done func()) {
+	if m.cfg.Working == nil {
+		return func() {}
+	}
+	return m.cfg.Working()
 }
 
 // deletion is a DELETE under way; done is closed when the last of n concurrent ones ends.
@@ -597,7 +612,9 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		z.lastCheck = m.nowInstant()
 		m.mu.Unlock()
 
+		done := m.working()
 		outcome := m.check(ctx, z, j.gen, hint, create != nil, hurry)
+		done()
 		cutShort := ctx.Err() != nil // else the outcome is the check's own, whatever comes next
 		m.mu.Lock()
 		// Recorded before anyone hears of the check, so a hook or a released CREATE

@@ -38,6 +38,7 @@ func (m *Manager) Verify(ctx context.Context, name string) (*zonecompare.Result,
 // fromMaster runs use on a full transfer of the zone from the master serving the newest
 // serial, trying the next master when a transfer fails.
 func (m *Manager) fromMaster(ctx context.Context, name string, use func(*Stream, *timedSource) error) error {
+	defer m.working()()
 	masters, err := m.candidates(ctx, name, netip.Addr{}, false) // an operator asked: urgent (no pacing)
 	if err != nil {
 		return err

@@ -144,6 +144,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do if stderr is gone
+	log.Info("starting", zap.String("version", version), zap.String("cpus", service.SetProcs(cfg)))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	agent := service.New(cfg, be, log)
