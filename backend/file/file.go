@@ -62,7 +62,7 @@ func (b *Backend) Serial(ctx context.Context, zone string) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("file backend: serial %s: %w", zone, err)
 	}
-	if err := b.rerun(ctx, zone, reloadFailed, b.reloadCommand); err != nil {
+	if _, err := b.rerun(ctx, zone, reloadFailed, b.reloadCommand); err != nil {
 		return 0, fmt.Errorf("file backend: serial %s: the reload that failed, run again: %w", zone, err)
 	}
 	return serial, nil
@@ -94,19 +94,19 @@ func (b *Backend) runOrMark(ctx context.Context, zone, kind string, argv []strin
 }
 
 // rerun runs the command of a marker of kind left for the zone, and removes the marker
-// once it succeeds; without a marker it does nothing.
-func (b *Backend) rerun(ctx context.Context, zone, kind string, argv []string) error {
+// once it succeeds; it reports whether there was one (without, it does nothing).
+func (b *Backend) rerun(ctx context.Context, zone, kind string, argv []string) (marked bool, err error) {
 	marker := b.marker(zone, kind)
 	if _, err := os.Lstat(marker); errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err := b.run(ctx, argv, zone, b.dir.Path(zone)); err != nil {
-		return err
+		return true, err
 	}
 	if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return true, err
 	}
-	return nil
+	return true, nil
 }
 
 // Create writes a new zone file. If making it durable or the reload command then fails,
@@ -189,10 +189,11 @@ func (b *Backend) Delete(ctx context.Context, zone string) error {
 	}
 	os.Remove(b.marker(zone, reloadFailed)) //nolint:errcheck // the zone goes: no reload is due
 	if err := b.dir.Remove(zone); errors.Is(err, fs.ErrNotExist) {
-		if _, err := os.Lstat(b.marker(zone, deleteFailed)); errors.Is(err, fs.ErrNotExist) {
+		marked, err := b.rerun(ctx, zone, deleteFailed, b.deleteCommand)
+		switch {
+		case !marked:
 			return fmt.Errorf("file backend: delete %s: %w", zone, backend.ErrNotFound)
-		}
-		if err := b.rerun(ctx, zone, deleteFailed, b.deleteCommand); err != nil {
+		case err != nil:
 			return fmt.Errorf("file backend: delete %s: the delete command that failed, run again: %w", zone, err)
 		}
 		return nil
