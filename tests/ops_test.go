@@ -296,7 +296,7 @@ func TestOpsCPUsFollowTheWork(t *testing.T) {
 	if os.Getenv("GOMAXPROCS") != "" || found == 1 {
 		idle = found // fixed
 	}
-	z := harness.NewZone(zone, 1, 10)
+	z := harness.NewZone(zone, 1, 3000) // a transfer of many messages
 	p := harness.StartPrimary(t, map[string]string{zone: z.Text()})
 	proxy := harness.StartDNSProxy(t, p.Addr())
 	a := harness.StartAgent(t, harness.AgentConfig{Masters: proxy.Addr(), AllowNotify: "127.0.0.1"})
@@ -306,7 +306,7 @@ func TestOpsCPUsFollowTheWork(t *testing.T) {
 		t.Fatalf("idle: GOMAXPROCS %d, want %d", procs(), idle)
 	}
 
-	p.SetZone(t, zone, z.Next(2, 2).Text())
+	p.SetZone(t, zone, z.Next(1500, 1500).Text())
 	held := harness.DNSFault{Delay: 2 * time.Second}
 	proxy.SetMode(harness.DNSProxyMode{IXFR: held, AXFR: held})
 	notify(t, a, 2)

@@ -128,6 +128,12 @@ func newManager(t *testing.T, masters ...netip.AddrPort) (*Manager, *memory.Back
 
 func newManagerWith(t *testing.T, cfg Config, be *memory.Backend) (*Manager, *memory.Backend) {
 	t.Helper()
+	return newManagerOn(t, cfg, be), be
+}
+
+// newManagerOn is newManagerWith on any backend.
+func newManagerOn(t *testing.T, cfg Config, be backend.Backend) *Manager {
+	t.Helper()
 	cfg.Workers, cfg.DialTimeout, cfg.StallTimeout = 2, time.Second, 2*time.Second
 	cfg.checked = make(chan struct{}, 1)
 	if cfg.RetryMin == 0 {
@@ -135,7 +141,7 @@ func newManagerWith(t *testing.T, cfg Config, be *memory.Backend) (*Manager, *me
 	}
 	m := NewManager(cfg, be, zap.NewNop())
 	t.Cleanup(m.Close)
-	return m, be
+	return m
 }
 
 // startCreated starts a primary serving example.com. (serial, n records) and a manager
@@ -650,10 +656,7 @@ func (f *flakySerial) Serial(ctx context.Context, zone string) (uint32, error) {
 func TestBackendHiccupKeepsAppliedSerial(t *testing.T) {
 	p := startPrimary(t, "example.com.", 5, 10)
 	be := &flakySerial{Backend: memory.New()}
-	cfg := Config{Masters: []netip.AddrPort{p.addr}, Workers: 2, DialTimeout: time.Second, StallTimeout: 2 * time.Second,
-		RetryMin: time.Minute, checked: make(chan struct{}, 1)}
-	m := NewManager(cfg, be, zap.NewNop())
-	t.Cleanup(m.Close)
+	m := newManagerOn(t, Config{Masters: []netip.AddrPort{p.addr}}, be)
 	if err := m.Create(context.Background(), "example.com."); err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,8 @@ import (
 )
 
 // Config.Working hears of every piece of work on a zone (a CREATE's check, a verify, a
-// resync, a delete) as it begins, and each one ends: none is left running.
+// resync, a delete) as it begins, and each one ends, failed ones too (a zone the primary
+// does not serve): none is left running.
 func TestWorkingBracketsZoneWork(t *testing.T) {
 	p := startPrimary(t, "example.com.", 1, 100)
 	var mu sync.Mutex
@@ -29,19 +30,21 @@ func TestWorkingBracketsZoneWork(t *testing.T) {
 	m, _ := newManagerWith(t, Config{Masters: []netip.AddrPort{p.addr}, Working: working}, memory.New())
 	ctx := context.Background()
 	for _, step := range []struct {
-		what string
-		do   func() error
+		what  string
+		do    func() error
+		fails bool
 	}{
-		{"CREATE", func() error { return m.Create(ctx, "example.com.") }},
-		{"verify", func() error { _, err := m.Verify(ctx, "example.com."); return err }},
-		{"resync", func() error { _, _, err := m.Resync(ctx, "example.com."); return err }},
-		{"DELETE", func() error { return m.Delete(ctx, "example.com.") }},
+		{"CREATE of a zone the primary does not serve", func() error { return m.Create(ctx, "other.org.") }, true},
+		{"CREATE", func() error { return m.Create(ctx, "example.com.") }, false},
+		{"verify", func() error { _, err := m.Verify(ctx, "example.com."); return err }, false},
+		{"resync", func() error { _, _, err := m.Resync(ctx, "example.com."); return err }, false},
+		{"DELETE", func() error { return m.Delete(ctx, "example.com.") }, false},
 	} {
 		mu.Lock()
 		before := began
 		mu.Unlock()
-		if err := step.do(); err != nil {
-			t.Fatalf("%s: %v", step.what, err)
+		if err := step.do(); (err != nil) != step.fails {
+			t.Fatalf("%s: error %v, want one: %v", step.what, err, step.fails)
 		}
 		mu.Lock()
 		if began == before || running != 0 {
