@@ -97,8 +97,7 @@ func (c *Client) Exchange(ctx context.Context, query []byte, tcp bool) (*Answer,
 		network = "tcp"
 		a, err = c.tcp.exchange(ctx, query, q)
 	} else {
-		s := &c.udp[c.next.Add(1)%udpSockets]
-		a, err = s.exchange(ctx, query, q)
+		a, err = c.pick().exchange(ctx, query, q)
 	}
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
@@ -129,10 +128,30 @@ func (c *Client) Send(query []byte, r Replier) error {
 		return err
 	}
 	call := &call{q: q, reply: r, clientID: binary.BigEndian.Uint16(query), deadline: time.Now().Add(c.timeout)}
-	if err := c.udp[c.next.Add(1)%udpSockets].send(query, call); err != nil {
+	if err := c.pick().send(query, call); err != nil {
 		return c.failed("udp", err)
 	}
 	return nil
+}
+
+// pick returns the UDP socket with the fewest queries waiting, the next in turn among
+// equals, as dnsdist's default policy picks a server (leastOutstanding,
+// dnsdist.org/guides/serverselection.html). A socket whose answers come back slower, because
+// the server's thread behind it is busy or stuck (udpSockets), gets no more queries until
+// the others have as many waiting; in turn, one socket in four would carry a quarter of
+// the queries into its wait. At 16 clients in issue 15's bench the two relay alike
+// (bench/README.md, Passthrough).
+func (c *Client) pick() *udpSocket {
+	first := c.next.Add(1)
+	best := &c.udp[first%udpSockets]
+	least := best.inflight.Load()
+	for i := uint32(1); i < udpSockets && least > 0; i++ {
+		s := &c.udp[(first+i)%udpSockets]
+		if n := s.inflight.Load(); n < least {
+			best, least = s, n
+		}
+	}
+	return best
 }
 
 // failed says which relaying failed, and why.

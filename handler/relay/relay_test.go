@@ -685,3 +685,46 @@ func TestUDPIdleSocketsCloseAndReopen(t *testing.T) {
 		t.Fatalf("an unanswered query on a reopened socket: %v, want its timeout", res.err)
 	}
 }
+
+// A socket whose answers do not come back (the server's thread behind it is stuck) is
+// given no more queries while the others have fewer waiting: the queries after it are
+// all answered, none waits for the stuck one's timeout.
+func TestUDPStuckSocketGetsNoMoreQueries(t *testing.T) {
+	up, ch := fakeUDP(t)
+	stuck := make(chan *net.UDPAddr, 1)
+	go func() {
+		var held *net.UDPAddr
+		for p := range ch {
+			m := new(dns.Msg)
+			m.Unpack(p.msg)
+			switch {
+			case held == nil:
+				held = p.from // the first socket's queries are never answered
+				stuck <- held
+			case p.from.Port == held.Port:
+				t.Errorf("query %s was sent on the stuck socket", m.Question[0].Name)
+			default:
+				up.WriteToUDP(reply(t, p.msg, m.Question[0].Name), p.from)
+			}
+		}
+	}()
+	c := New(up.LocalAddr().String(), 5*time.Second, nil)
+	r := make(replies, 1)
+	if err := c.Send(query(t, 1, "stuck.example."), r); err != nil {
+		t.Fatal(err)
+	}
+	<-stuck
+	for i := range 4 * udpSockets {
+		name := fmt.Sprintf("q%d.example.", i)
+		if err := c.Send(query(t, uint16(100+i), name), r); err != nil {
+			t.Fatal(err)
+		}
+		res := r.wait(t, time.Second)
+		if res.err != nil {
+			t.Fatalf("%s: %v", name, res.err)
+		}
+		if _, txt := marker(t, res.a.Bytes); txt != name {
+			t.Fatalf("%s: answered %q", name, txt)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dnsagent/dnsagent/internal/rawudp"
@@ -25,7 +26,7 @@ type udpSocket struct {
 	raw      *rawudp.Conn     // conn's raw calls
 	unpoll   func()           // takes it out of the Poller
 	pending  map[uint16]*call // ids in use: waiting, or quarantined after a timeout
-	inflight int              // calls waiting for an answer
+	inflight atomic.Int32     // calls waiting for an answer; changed with mu held, read without (Client.pick)
 	lastUse  time.Time        // when the last query was sent
 	sweeps   *time.Timer      // runs tick while the socket is open; made at the first open
 
@@ -93,7 +94,7 @@ func (s *udpSocket) send(query []byte, c *call) error {
 	waiting := s.pending[id] == c && c.expires.IsZero()
 	if waiting { // else the reader failed it already (an ICMP error) and told c.reply
 		c.expires = time.Now().Add(s.client.timeout)
-		s.inflight--
+		s.inflight.Add(-1)
 	}
 	s.mu.Unlock()
 	if !waiting {
@@ -128,7 +129,7 @@ func (s *udpSocket) register(c *call) (*rawudp.Conn, uint16, error) {
 		id := newID()
 		if p, used := s.pending[id]; !used || (!p.expires.IsZero() && now.After(p.expires)) {
 			s.pending[id] = c
-			s.inflight++
+			s.inflight.Add(1)
 			return s.raw, id, nil
 		}
 	}
@@ -145,7 +146,7 @@ func (s *udpSocket) abandon(id uint16, c *call) {
 	waiting := s.pending[id] == c && c.expires.IsZero()
 	if waiting {
 		c.expires = time.Now().Add(s.client.timeout)
-		s.inflight--
+		s.inflight.Add(-1)
 	}
 	s.mu.Unlock()
 	if !waiting {
@@ -237,11 +238,11 @@ func (s *udpSocket) sweep(now time.Time, out *rawudp.Outbox) bool {
 			}
 		case c.reply != nil && now.After(c.deadline):
 			c.expires = now.Add(s.client.timeout)
-			s.inflight--
+			s.inflight.Add(-1)
 			expired = append(expired, c)
 		}
 	}
-	idle := s.inflight == 0 && now.Sub(s.lastUse) >= idleTimeout
+	idle := s.inflight.Load() == 0 && now.Sub(s.lastUse) >= idleTimeout
 	if idle {
 		s.unpoll()
 		s.conn.Close()
@@ -266,7 +267,7 @@ func (s *udpSocket) deliver(msg []byte, out *rawudp.Outbox) {
 		return // late, stray or spoofed
 	}
 	delete(s.pending, id)
-	s.inflight--
+	s.inflight.Add(-1)
 	s.mu.Unlock()
 	if c.reply != nil {
 		binary.BigEndian.PutUint16(msg, c.clientID)
@@ -299,7 +300,7 @@ func (s *udpSocket) readFailed(raw *rawudp.Conn, err error, out *rawudp.Outbox) 
 			}
 		}
 	}
-	s.inflight = 0
+	s.inflight.Store(0)
 	s.mu.Unlock()
 	for _, c := range replies {
 		c.reply.Reply(nil, s.client.failed("udp", err), out)
