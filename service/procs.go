@@ -49,7 +49,7 @@ type procs struct {
 
 	mu    sync.Mutex
 	work  int         // zone work running
-	one   bool        // GOMAXPROCS is 1
+	one   bool        // GOMAXPROCS is 1: kept, not asked, since Go's default (SetDefaultGOMAXPROCS) reads the cgroup's CPU limit each time
 	timer *time.Timer // lowers to one P idleAfter after the work ended
 }
 

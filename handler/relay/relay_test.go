@@ -687,8 +687,9 @@ func TestUDPIdleSocketsCloseAndReopen(t *testing.T) {
 }
 
 // A socket whose answers do not come back (the server's thread behind it is stuck) is
-// given no more queries while the others have fewer waiting: the queries after it are
-// all answered, none waits for the stuck one's timeout.
+// given no more queries while the others have fewer waiting: with as many queries in flight
+// at once as there are other sockets, every query after it is answered and none waits for
+// the stuck one's timeout.
 func TestUDPStuckSocketGetsNoMoreQueries(t *testing.T) {
 	up, ch := fakeUDP(t)
 	stuck := make(chan *net.UDPAddr, 1)
@@ -709,22 +710,31 @@ func TestUDPStuckSocketGetsNoMoreQueries(t *testing.T) {
 		}
 	}()
 	c := New(up.LocalAddr().String(), 5*time.Second, nil)
-	r := make(replies, 1)
+	const atOnce = udpSockets - 1 // one a socket: the others never have more waiting than the stuck one
+	r := make(replies, atOnce+1)
 	if err := c.Send(query(t, 1, "stuck.example."), r); err != nil {
 		t.Fatal(err)
 	}
 	<-stuck
-	for i := range 4 * udpSockets {
-		name := fmt.Sprintf("q%d.example.", i)
-		if err := c.Send(query(t, uint16(100+i), name), r); err != nil {
-			t.Fatal(err)
+	for round := range 8 {
+		want := map[string]bool{}
+		for i := range atOnce {
+			name := fmt.Sprintf("q%d-%d.example.", round, i)
+			want[name] = true
+			if err := c.Send(query(t, uint16(100+round*atOnce+i), name), r); err != nil {
+				t.Fatal(err)
+			}
 		}
-		res := r.wait(t, time.Second)
-		if res.err != nil {
-			t.Fatalf("%s: %v", name, res.err)
-		}
-		if _, txt := marker(t, res.a.Bytes); txt != name {
-			t.Fatalf("%s: answered %q", name, txt)
+		for range atOnce {
+			res := r.wait(t, time.Second)
+			if res.err != nil {
+				t.Fatalf("round %d: %v", round, res.err)
+			}
+			_, txt := marker(t, res.a.Bytes)
+			if !want[txt] {
+				t.Fatalf("round %d: answered %q, want one of %v", round, txt, want)
+			}
+			delete(want, txt)
 		}
 	}
 }
