@@ -612,9 +612,7 @@ func (m *Manager) run(ctx context.Context, z *zone, j *job) {
 		z.lastCheck = m.nowInstant()
 		m.mu.Unlock()
 
-		done := m.working()
 		outcome := m.check(ctx, z, j.gen, hint, create != nil, hurry)
-		done()
 		cutShort := ctx.Err() != nil // else the outcome is the check's own, whatever comes next
 		m.mu.Lock()
 		// Recorded before anyone hears of the check, so a hook or a released CREATE
@@ -718,6 +716,7 @@ type outcome struct {
 // check brings the zone up to date with the masters (creating it if create is set); a
 // create that brings hurry (an Ensure's) keeps to the background checks' pace.
 func (m *Manager) check(ctx context.Context, z *zone, gen uint32, hint Notify, create bool, hurry chan struct{}) outcome {
+	defer m.working()()
 	select {
 	case <-m.draining:
 		return outcome{err: errStopping}
