@@ -93,3 +93,51 @@ func TestFailedDeleteKeepsTheZoneChecked(t *testing.T) {
 		t.Errorf("NOTIFY after the failed DELETE: %v", err)
 	}
 }
+
+// panicDelete is a backend whose first Delete panics (a bug in a backend plugin).
+type panicDelete struct {
+	*memory.Backend
+	panicked bool
+}
+
+func (p *panicDelete) Delete(ctx context.Context, zone string) error {
+	if !p.panicked {
+		p.panicked = true
+		panic("backend bug")
+	}
+	return p.Backend.Delete(ctx, zone)
+}
+
+// A DELETE whose backend panics (the request chain's Recover answers SERVFAIL) leaves
+// nothing locked: the zone is still held and refreshed, and the next DELETE and CREATE of
+// it go through instead of waiting for a delete that never ends.
+func TestDeleteThatPanicsReleasesTheZone(t *testing.T) {
+	p := startPrimary(t, "example.com.", 3, 10)
+	be := &panicDelete{Backend: memory.New()}
+	m := newManagerOn(t, Config{Masters: []netip.AddrPort{p.addr}, RefreshInterval: 100 * time.Millisecond}, be)
+	ctx, cancel := context.WithTimeout(context.Background(), eventuallyWithin)
+	defer cancel()
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the backend's panic did not reach the caller")
+			}
+		}()
+		m.Delete(ctx, "example.com.")
+	}()
+	before := p.soas.Load()
+	eventually(t, func() string { return "no refresh of the zone after the DELETE that panicked" },
+		func() bool { return p.soas.Load() > before })
+	if err := m.Delete(ctx, "example.com."); err != nil {
+		t.Fatalf("DELETE after the one that panicked: %v", err)
+	}
+	if err := m.Create(ctx, "example.com."); err != nil {
+		t.Fatalf("CREATE after the DELETEs: %v", err)
+	}
+	if serial, err := be.Serial(ctx, "example.com."); err != nil || serial != 3 {
+		t.Fatalf("after the CREATE: serial %d, %v; want the zone held at 3", serial, err)
+	}
+}

@@ -487,39 +487,45 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 	d.n++
 	m.mu.Unlock()
 
-	err := m.lockApply(ctx, z)
-	if err != nil {
-		err = fmt.Errorf("waiting for a running apply: %w", err)
-	} else {
-		done := m.working()
-		err = m.backend.Delete(ctx, name)
-		done()
-		if m.cfg.Index != nil {
-			m.cfg.Index.Drop(name)
+	failed := true // until the backend says otherwise: a panic in it keeps the zone held
+	defer func() {
+		m.mu.Lock()
+		if d.n--; d.n == 0 {
+			delete(m.deleting, name)
+			close(d.done)
 		}
-		m.unlockApply(z)
-		if err != nil && !errors.Is(err, backend.ErrNotFound) {
-			m.metrics.backendErrors.WithLabelValues("delete").Inc()
+		switch {
+		case failed && z.job == nil && !m.closed && m.zones[name] == z:
+			m.armAfterLocked(z, outcome{}) // still held: its refresh goes on
+		case !failed && z.job == nil && m.zones[name] == z:
+			delete(m.zones, name) // a job still holding z sees the bumped gen and never applies
 		}
-	}
-	failed := err != nil && !errors.Is(err, backend.ErrNotFound)
-
-	m.mu.Lock()
-	if d.n--; d.n == 0 {
-		delete(m.deleting, name)
-		close(d.done)
-	}
-	switch {
-	case failed && z.job == nil && !m.closed && m.zones[name] == z:
-		m.armAfterLocked(z, outcome{}) // still held: its refresh goes on
-	case !failed && z.job == nil && m.zones[name] == z:
-		delete(m.zones, name) // a job still holding z sees the bumped gen and never applies
-	}
-	m.mu.Unlock()
-	if failed {
+		m.mu.Unlock()
+	}()
+	err := m.deleteHeld(ctx, z, name)
+	if failed = err != nil && !errors.Is(err, backend.ErrNotFound); failed {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
+}
+
+// deleteHeld removes the zone from the backend and the index once no apply of it runs.
+// Its locks are released however the backend returns, a panic too (the request chain's
+// Recover answers for that one).
+func (m *Manager) deleteHeld(ctx context.Context, z *zone, name string) error {
+	if err := m.lockApply(ctx, z); err != nil {
+		return fmt.Errorf("waiting for a running apply: %w", err)
+	}
+	defer m.unlockApply(z)
+	defer m.working()()
+	err := m.backend.Delete(ctx, name)
+	if m.cfg.Index != nil {
+		m.cfg.Index.Drop(name)
+	}
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
+		m.metrics.backendErrors.WithLabelValues("delete").Inc()
+	}
+	return err
 }
 
 // working tells Config.Working that work on a zone begins, and returns what ends it.
