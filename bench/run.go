@@ -43,6 +43,7 @@ func (o Options) has(c string) bool { return len(o.Cases) == 0 || o.Cases[c] }
 const (
 	limAXFR      = "limit.axfr"
 	limAXFRBy    = "limit.axfr.beside" // the raw AXFR read again just before each agent's fullzone run
+	limAXFRNew   = "limit.axfr.new"    // the raw AXFR read again just before each agent's new-zone run
 	cpuKey       = "cpu."              // before a key: CPU time (user+system) instead of wall time
 	limCheckzone = "limit.checkzone"
 	limBulk      = "limit.bulkload"
@@ -480,6 +481,15 @@ func (s *sizeRun) fullTransfers() {
 				if err := tg.remove(); err != nil {
 					s.t.Fatalf("%s: removing %s: %v", tg.key, s.zone, err)
 				}
+			}
+			if tg.agent != nil {
+				// The reference read again just before, as for the change as a full zone:
+				// the run before (1M rows into MariaDB) can leave the machine busy for a while.
+				d, _, err := rawAXFR(s.p.Addr(), s.zone)
+				if err != nil {
+					s.t.Fatalf("raw AXFR: %v", err)
+				}
+				s.res.add(limAXFRNew, s.n, d)
 			}
 			d := s.measure(tg, tg.key+".full", tg.add, s.z.Serial)
 			if r == 0 && d > s.opt.LongRun && s.opt.Runs > 1 {
