@@ -117,6 +117,16 @@ func (r *Results) cell(key string, n int, refs ...[2]string) string {
 }
 
 // ref is the median of a key, or the sum of the medians of "a+b".
+// axfrRef is the raw AXFR read a ratio takes, and what its label says of it: the one
+// taken again just before each agent's run (key beside), under the load the agents' runs
+// met, when there is one; else the limits read at the start.
+func (r *Results) axfrRef(beside string, n int) (key, label string) {
+	if r.median(beside, n) > 0 {
+		return beside, " (read just before each run)"
+	}
+	return limAXFR, ""
+}
+
 func (r *Results) ref(key string, n int) time.Duration {
 	var sum time.Duration
 	for _, k := range strings.Split(key, "+") {
@@ -360,11 +370,7 @@ func (r *Results) Targets() []Check {
 			Measured: fmt.Sprintf("%s / %s = %.2f×", fmtDur(d), fmtDur(rd), x), Met: x <= limit})
 	}
 	for _, n := range big {
-		// The raw read taken just before each agent's run, when there is one: the same load.
-		axfr, beside := limAXFR, ""
-		if r.median(limAXFRNew, n) > 0 {
-			axfr, beside = limAXFRNew, " (read just before each run)"
-		}
+		axfr, beside := r.axfrRef(limAXFRNew, n)
 		ratio("Full transfer, file ≤ 1.2 × raw AXFR read"+beside, agFile+".full", axfr, 1.2, n)
 		ratio("Full transfer, bind9 (reload mode) ≤ 1.2 × (raw AXFR + named-checkzone)"+beside, agReload+".full", axfr+"+"+limCheckzone, 1.2, n)
 		ratio("Full transfer, bind9 (update mode) ≤ 1.2 × (raw AXFR + named-checkzone)"+beside, agUpdate+".full", axfr+"+"+limCheckzone, 1.2, n)
