@@ -14,7 +14,7 @@ func TestReadBaseline(t *testing.T) {
 		"## Full transfer of a new zone\n\ntext\n\n" +
 		"|  | 10k (11253 RRs) | 1M (1125003 RRs) |\n|---|---|---|\n" +
 		"| limit: raw AXFR read (miekg/dns, discarded) | 27 ms | 2.00 s |\n" +
-		"| limit: raw AXFR read, again just before each agent's run | 29 ms | 2.10 s |\n" +
+		"| limit: raw AXFR read, again just before each file and bind9 agent's run | 29 ms | 2.10 s |\n" +
 		"| **agent + file** | 31 ms<br>1.16× raw AXFR | 2.44 s<br>1.22× raw AXFR |\n" +
 		"| **agent + powerdns** | 876 µs | 189 s (1 run) |\n\n" +
 		"## 10-record change (IXFR)\n\n|  | 10k | 1M |\n|---|---|---|\n| **agent + file** | 9.79 ms | 415 ms |\n"

@@ -192,7 +192,7 @@ func (r *Results) Markdown() string {
 		"target answers the zone's SOA with the serial (file backend: the new file is in place).\n\n")
 	header("")
 	row("limit: raw AXFR read (miekg/dns, discarded)", limAXFR)
-	row("limit: raw AXFR read, again just before each agent's run", limAXFRNew)
+	row("limit: raw AXFR read, again just before each file and bind9 agent's run", limAXFRNew)
 	row("limit: named-checkzone of the zone file", limCheckzone)
 	row("limit: bulk load, 1000-row INSERTs, one transaction", limBulk)
 	row("peer: named, type secondary", peerNamed+".full")

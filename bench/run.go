@@ -43,7 +43,7 @@ func (o Options) has(c string) bool { return len(o.Cases) == 0 || o.Cases[c] }
 const (
 	limAXFR      = "limit.axfr"
 	limAXFRBy    = "limit.axfr.beside" // the raw AXFR read again just before each agent's fullzone run
-	limAXFRNew   = "limit.axfr.new"    // the raw AXFR read again just before each agent's new-zone run
+	limAXFRNew   = "limit.axfr.new"    // the raw AXFR read again just before each new-zone run of newZoneAgainstAXFR
 	cpuKey       = "cpu."              // before a key: CPU time (user+system) instead of wall time
 	limCheckzone = "limit.checkzone"
 	limBulk      = "limit.bulkload"
@@ -468,6 +468,11 @@ func (s *sizeRun) measure(tg target, key string, trigger func() error, serial ui
 	return d
 }
 
+// newZoneAgainstAXFR are the agents whose new-zone targets divide by the raw AXFR read
+// (Results.Targets; powerdns's divides by the bulk load): the read is taken again just
+// before their runs.
+var newZoneAgainstAXFR = map[string]bool{agFile: true, agReload: true, agUpdate: true}
+
 // fullTransfers hands every target the new zone, Runs times (round robin over the
 // targets, so a slow moment of the machine does not hit one target's every run).
 func (s *sizeRun) fullTransfers() {
@@ -482,7 +487,7 @@ func (s *sizeRun) fullTransfers() {
 					s.t.Fatalf("%s: removing %s: %v", tg.key, s.zone, err)
 				}
 			}
-			if tg.agent != nil {
+			if newZoneAgainstAXFR[tg.key] {
 				// The reference read again just before, as for the change as a full zone:
 				// the run before (1M rows into MariaDB) can leave the machine busy for a while.
 				d, _, err := rawAXFR(s.p.Addr(), s.zone)
