@@ -3,7 +3,9 @@ package transfer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,12 +111,18 @@ func (p *panicDelete) Delete(ctx context.Context, zone string) error {
 }
 
 // A DELETE whose backend panics (the request chain's Recover answers SERVFAIL) leaves
-// nothing locked: the zone is still held and refreshed, and the next DELETE and CREATE of
-// it go through instead of waiting for a delete that never ends.
+// nothing locked: the zone is still held and refreshed, the delete's work is over (the
+// agent goes back to one thread while idle), and the next DELETE and CREATE of it go
+// through instead of waiting for a delete that never ends.
 func TestDeleteThatPanicsReleasesTheZone(t *testing.T) {
 	p := startPrimary(t, "example.com.", 3, 10)
 	be := &panicDelete{Backend: memory.New()}
-	m := newManagerOn(t, Config{Masters: []netip.AddrPort{p.addr}, RefreshInterval: 100 * time.Millisecond}, be)
+	var running atomic.Int32
+	working := func() func() {
+		running.Add(1)
+		return func() { running.Add(-1) }
+	}
+	m := newManagerOn(t, Config{Masters: []netip.AddrPort{p.addr}, RefreshInterval: 100 * time.Millisecond, Working: working}, be)
 	ctx, cancel := context.WithTimeout(context.Background(), eventuallyWithin)
 	defer cancel()
 	if err := m.Create(ctx, "example.com."); err != nil {
@@ -128,6 +136,10 @@ func TestDeleteThatPanicsReleasesTheZone(t *testing.T) {
 		}()
 		m.Delete(ctx, "example.com.")
 	}()
+	// Refreshes come and go every 100 ms; the DELETE's own work must not stay counted.
+	eventually(t, func() string {
+		return fmt.Sprintf("%d pieces of zone work still running after the DELETE that panicked", running.Load())
+	}, func() bool { return running.Load() == 0 })
 	before := p.soas.Load()
 	eventually(t, func() string { return "no refresh of the zone after the DELETE that panicked" },
 		func() bool { return p.soas.Load() > before })

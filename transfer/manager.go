@@ -503,7 +503,8 @@ func (m *Manager) Delete(ctx context.Context, name string) error {
 		m.mu.Unlock()
 	}()
 	err := m.deleteHeld(ctx, z, name)
-	if failed = err != nil && !errors.Is(err, backend.ErrNotFound); failed {
+	failed = err != nil && !errors.Is(err, backend.ErrNotFound)
+	if failed {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
